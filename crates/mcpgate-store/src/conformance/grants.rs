@@ -1,0 +1,449 @@
+//! Conformance cases for authorization codes (single use) and refresh-token
+//! families (rotation, reuse detection, revocation), including the races.
+
+use std::sync::Arc;
+
+use tokio::sync::Barrier;
+
+use super::*;
+use crate::traits::{DynStore, Redeem, Rotate};
+
+/// How many callers race for one code or one refresh token.
+const RACERS: usize = 20;
+
+pub(crate) async fn code_redeem_fresh_then_replayed(store: DynStore) {
+    seed(&store).await;
+    let issued = code("k1", "c1", "u1");
+    store.insert_code(&issued).await.unwrap();
+    assert_conflict(store.insert_code(&code("k1", "c2", "u2")).await);
+
+    let mut used = issued.clone();
+    used.used_at = Some(NOW + 1);
+    assert_eq!(
+        store.redeem_code("k1", NOW + 1).await.unwrap(),
+        Redeem::Fresh(used.clone())
+    );
+    // The replay sees the record as stored: first use time kept.
+    assert_eq!(
+        store.redeem_code("k1", NOW + 2).await.unwrap(),
+        Redeem::Replayed(used.clone())
+    );
+    assert_eq!(
+        store.redeem_code("k1", NOW + 3).await.unwrap(),
+        Redeem::Replayed(used)
+    );
+    assert_not_found(store.redeem_code("k404", NOW).await);
+    // Hashes are exact strings.
+    assert_not_found(store.redeem_code("K1", NOW).await);
+}
+
+pub(crate) async fn code_redeem_concurrent_exactly_one(store: DynStore) {
+    seed(&store).await;
+    store.insert_code(&code("k1", "c1", "u1")).await.unwrap();
+    let start = Arc::new(Barrier::new(RACERS));
+    let racers: Vec<_> = (0..RACERS as i64)
+        .map(|i| {
+            let (store, start) = (store.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                store.redeem_code("k1", NOW + 1 + i).await
+            })
+        })
+        .collect();
+    let mut fresh = Vec::new();
+    let mut replayed = Vec::new();
+    for racer in racers {
+        match racer
+            .await
+            .expect("task")
+            .expect("redeem must not fail under contention")
+        {
+            Redeem::Fresh(c) => fresh.push(c),
+            Redeem::Replayed(c) => replayed.push(c),
+        }
+    }
+    assert_eq!(fresh.len(), 1, "exactly one redemption wins");
+    assert_eq!(replayed.len(), RACERS - 1);
+    let won_at = fresh[0].used_at.expect("used_at set");
+    for r in &replayed {
+        assert_eq!(r.used_at, Some(won_at), "replays see the winner's use");
+    }
+    assert_eq!(
+        store.redeem_code("k1", NOW + 100).await.unwrap(),
+        Redeem::Replayed(fresh[0].clone())
+    );
+}
+
+pub(crate) async fn code_purge(store: DynStore) {
+    seed(&store).await;
+    for (hash, expires_at) in [("old", NOW - 10), ("edge", NOW), ("live", NOW + 60)] {
+        let mut c = code(hash, "c1", "u1");
+        c.expires_at = expires_at;
+        store.insert_code(&c).await.unwrap();
+    }
+    assert_eq!(store.purge_codes(NOW).await.unwrap(), 1);
+    assert_not_found(store.redeem_code("old", NOW).await);
+    assert_eq!(store.purge_codes(NOW).await.unwrap(), 0);
+    assert_eq!(store.purge_codes(NOW + 61).await.unwrap(), 2);
+    assert_not_found(store.redeem_code("live", NOW).await);
+}
+
+pub(crate) async fn refresh_family_create_and_get(store: DynStore) {
+    seed(&store).await;
+    let mut fam = family("f1", "c1", "u1");
+    fam.code_hash = None;
+    let first = token("t1", "f1");
+    store.create_family(&fam, &first).await.unwrap();
+    assert_eq!(
+        store.get_refresh_token("t1").await.unwrap(),
+        (first.clone(), fam.clone())
+    );
+    assert_not_found(store.get_refresh_token("t404").await);
+
+    // Duplicate family; duplicate token in a new family (which must then
+    // not exist: one transaction); token naming another family.
+    assert_conflict(store.create_family(&fam, &token("t2", "f1")).await);
+    assert_conflict(
+        store
+            .create_family(&family("f2", "c1", "u1"), &token("t1", "f2"))
+            .await,
+    );
+    assert_conflict(
+        store
+            .create_family(&family("f3", "c1", "u1"), &token("t3", "f1"))
+            .await,
+    );
+    let ids: Vec<_> = store
+        .list_families(None, NOW)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.family_id)
+        .collect();
+    assert_eq!(ids, ["f1"]);
+    assert_not_found(store.get_refresh_token("t2").await);
+    assert_not_found(store.get_refresh_token("t3").await);
+}
+
+pub(crate) async fn refresh_rotate_chain(store: DynStore) {
+    seed(&store).await;
+    let fam = family("f1", "c1", "u1");
+    store.create_family(&fam, &token("t1", "f1")).await.unwrap();
+
+    let mut next = token("t2", "f1");
+    next.created_at = NOW + 1;
+    let mut old = token("t1", "f1");
+    old.rotated_at = Some(NOW + 1);
+    assert_eq!(
+        store
+            .rotate_refresh_token("t1", &next, NOW + 1)
+            .await
+            .unwrap(),
+        Rotate::Rotated {
+            family: fam.clone(),
+            old: old.clone()
+        }
+    );
+    assert_eq!(store.get_refresh_token("t1").await.unwrap().0, old);
+    assert_eq!(store.get_refresh_token("t2").await.unwrap().0, next);
+
+    // A successor in another family, or with a hash that exists, is refused
+    // and the rotation rolled back: t2 is still current.
+    assert_conflict(
+        store
+            .rotate_refresh_token("t2", &token("t3", "f9"), NOW + 2)
+            .await,
+    );
+    assert_conflict(
+        store
+            .rotate_refresh_token("t2", &token("t1", "f1"), NOW + 2)
+            .await,
+    );
+    assert_eq!(
+        store.get_refresh_token("t2").await.unwrap().0.rotated_at,
+        None
+    );
+    assert_not_found(store.get_refresh_token("t3").await);
+
+    match store
+        .rotate_refresh_token("t2", &token("t3", "f1"), NOW + 3)
+        .await
+        .unwrap()
+    {
+        Rotate::Rotated { family, old } => {
+            assert_eq!(family, fam);
+            assert_eq!(old.token_hash, "t2");
+            assert_eq!(old.rotated_at, Some(NOW + 3));
+        }
+        other => panic!("expected Rotated, got {other:?}"),
+    }
+    assert_not_found(
+        store
+            .rotate_refresh_token("t404", &token("t5", "f1"), NOW)
+            .await,
+    );
+    assert_not_found(store.get_refresh_token("t5").await);
+}
+
+pub(crate) async fn refresh_reuse_revokes_family(store: DynStore) {
+    seed(&store).await;
+    store
+        .create_family(&family("f1", "c1", "u1"), &token("t1", "f1"))
+        .await
+        .unwrap();
+    store
+        .create_family(&family("f2", "c1", "u1"), &token("u1t", "f2"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .rotate_refresh_token("t1", &token("t2", "f1"), NOW + 1)
+            .await
+            .unwrap(),
+        Rotate::Rotated { .. }
+    ));
+
+    // t1 again: reuse. The family is revoked at `now`, in the store.
+    match store
+        .rotate_refresh_token("t1", &token("t3", "f1"), NOW + 5)
+        .await
+        .unwrap()
+    {
+        Rotate::Reused { family } => assert_eq!(family.revoked_at, Some(NOW + 5)),
+        other => panic!("expected Reused, got {other:?}"),
+    }
+    assert_not_found(store.get_refresh_token("t3").await);
+    let (current, fam) = store.get_refresh_token("t2").await.unwrap();
+    assert_eq!(fam.revoked_at, Some(NOW + 5));
+    assert_eq!(current.rotated_at, None);
+    // Every later use, of the current token or the reused one, is Revoked.
+    for hash in ["t2", "t1"] {
+        match store
+            .rotate_refresh_token(hash, &token("t4", "f1"), NOW + 9)
+            .await
+            .unwrap()
+        {
+            Rotate::Revoked { family } => assert_eq!(family.revoked_at, Some(NOW + 5)),
+            other => panic!("expected Revoked for {hash}, got {other:?}"),
+        }
+    }
+    assert_not_found(store.get_refresh_token("t4").await);
+    // Another family of the same user and client is untouched.
+    assert_eq!(
+        store.get_refresh_token("u1t").await.unwrap().1.revoked_at,
+        None
+    );
+}
+
+pub(crate) async fn refresh_rotate_concurrent_exactly_one(store: DynStore) {
+    seed(&store).await;
+    store
+        .create_family(&family("f1", "c1", "u1"), &token("t1", "f1"))
+        .await
+        .unwrap();
+    let start = Arc::new(Barrier::new(RACERS));
+    let racers: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (store, start) = (store.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let next = token(&format!("n{i}"), "f1");
+                (i, store.rotate_refresh_token("t1", &next, NOW + 1).await)
+            })
+        })
+        .collect();
+    let (mut winners, mut reused, mut revoked) = (Vec::new(), 0, 0);
+    for racer in racers {
+        let (i, outcome) = racer.await.expect("task");
+        match outcome.expect("rotate must not fail under contention") {
+            Rotate::Rotated { .. } => winners.push(i),
+            Rotate::Reused { family } => {
+                reused += 1;
+                assert!(family.revoked_at.is_some());
+            }
+            Rotate::Revoked { family } => {
+                revoked += 1;
+                assert!(family.revoked_at.is_some());
+            }
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one rotation wins");
+    assert!(reused >= 1, "the racers after the winner are reuse");
+    assert_eq!(reused + revoked, RACERS - 1);
+
+    // Only the winner's successor was stored, and the family is revoked.
+    for i in 0..RACERS {
+        let found = store.get_refresh_token(&format!("n{i}")).await;
+        if i == winners[0] {
+            assert!(found.unwrap().1.revoked_at.is_some());
+        } else {
+            assert_not_found(found);
+        }
+    }
+    for hash in ["t1".to_owned(), format!("n{}", winners[0])] {
+        match store
+            .rotate_refresh_token(&hash, &token("late", "f1"), NOW + 2)
+            .await
+            .unwrap()
+        {
+            Rotate::Reused { family } | Rotate::Revoked { family } => {
+                assert!(family.revoked_at.is_some())
+            }
+            other => panic!("expected reuse or revoked for {hash}, got {other:?}"),
+        }
+    }
+    assert_not_found(store.get_refresh_token("late").await);
+}
+
+pub(crate) async fn refresh_revoked_family(store: DynStore) {
+    seed(&store).await;
+    store
+        .create_family(&family("f1", "c1", "u1"), &token("t1", "f1"))
+        .await
+        .unwrap();
+    store.revoke_family("f1", NOW + 3).await.unwrap();
+    // Idempotent, and the first revocation time stays.
+    store.revoke_family("f1", NOW + 4).await.unwrap();
+    assert_not_found(store.revoke_family("f404", NOW).await);
+
+    match store
+        .rotate_refresh_token("t1", &token("t2", "f1"), NOW + 5)
+        .await
+        .unwrap()
+    {
+        Rotate::Revoked { family } => assert_eq!(family.revoked_at, Some(NOW + 3)),
+        other => panic!("expected Revoked, got {other:?}"),
+    }
+    assert_not_found(store.get_refresh_token("t2").await);
+    let (t1, fam) = store.get_refresh_token("t1").await.unwrap();
+    assert_eq!(t1.rotated_at, None);
+    assert_eq!(fam.revoked_at, Some(NOW + 3));
+}
+
+pub(crate) async fn refresh_revoke_by_code_and_for(store: DynStore) {
+    seed(&store).await;
+    let with_code = |id: &str, client: &str, user: &str, code: Option<&str>| {
+        let mut f = family(id, client, user);
+        f.code_hash = code.map(str::to_owned);
+        f
+    };
+    let families = [
+        with_code("f1", "c1", "u1", Some("kA")),
+        with_code("f2", "c1", "u1", Some("kA")),
+        with_code("f3", "c2", "u1", Some("kB")),
+        with_code("f4", "c1", "u2", None),
+        with_code("f5", "c1", "u1", None),
+    ];
+    for f in &families {
+        let first = token(&format!("t-{}", f.family_id), &f.family_id);
+        store.create_family(f, &first).await.unwrap();
+    }
+    let revoked_at = |id: &str| {
+        let (store, hash) = (store.clone(), format!("t-{id}"));
+        async move { store.get_refresh_token(&hash).await.unwrap().1.revoked_at }
+    };
+
+    assert_eq!(
+        store.revoke_families_by_code("kA", NOW + 1).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        store.revoke_families_by_code("kA", NOW + 2).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .revoke_families_by_code("k404", NOW + 2)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(revoked_at("f1").await, Some(NOW + 1));
+    assert_eq!(revoked_at("f2").await, Some(NOW + 1));
+    assert_eq!(revoked_at("f3").await, None);
+
+    // (u1, c1): f1 and f2 already revoked, f5 left.
+    assert_eq!(
+        store
+            .revoke_families_for("u1", "c1", NOW + 3)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(revoked_at("f5").await, Some(NOW + 3));
+    assert_eq!(revoked_at("f1").await, Some(NOW + 1));
+    assert_eq!(revoked_at("f3").await, None);
+    assert_eq!(revoked_at("f4").await, None);
+    assert_eq!(
+        store
+            .revoke_families_for("u1", "c1", NOW + 4)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .revoke_families_for("u2", "c2", NOW + 4)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+pub(crate) async fn refresh_list_families(store: DynStore) {
+    seed(&store).await;
+    let with_expiry = |id: &str, client: &str, user: &str, expires_at: i64| {
+        let mut f = family(id, client, user);
+        f.expires_at = expires_at;
+        f
+    };
+    let families = [
+        with_expiry("f1", "c1", "u1", NOW + 100),
+        with_expiry("f2", "c2", "u1", NOW + 100),
+        with_expiry("f3", "c1", "u2", NOW + 100),
+        with_expiry("f4", "c1", "u1", NOW),
+        with_expiry("f5", "c1", "u1", NOW + 100),
+    ];
+    for f in &families {
+        store
+            .create_family(f, &token(&format!("t-{}", f.family_id), &f.family_id))
+            .await
+            .unwrap();
+    }
+    store.revoke_family("f5", NOW - 1).await.unwrap();
+
+    let ids = |v: Vec<RefreshFamilyRecord>| v.into_iter().map(|f| f.family_id).collect::<Vec<_>>();
+    // Unexpired means expires_at > now; revoked ones never show.
+    assert_eq!(
+        ids(store.list_families(None, NOW).await.unwrap()),
+        ["f1", "f2", "f3"]
+    );
+    assert_eq!(
+        ids(store.list_families(None, NOW - 1).await.unwrap()),
+        ["f1", "f4", "f2", "f3"]
+    );
+    assert_eq!(
+        ids(store.list_families(Some("u1"), NOW).await.unwrap()),
+        ["f1", "f2"]
+    );
+    assert_eq!(
+        ids(store.list_families(Some("u2"), NOW).await.unwrap()),
+        ["f3"]
+    );
+    assert!(
+        store
+            .list_families(Some("u404"), NOW)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_families(None, NOW + 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let listed = store.list_families(Some("u2"), NOW).await.unwrap();
+    assert_eq!(listed, vec![families[2].clone()]);
+}

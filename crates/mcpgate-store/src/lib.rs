@@ -1,0 +1,30 @@
+//! Storage for the authorization server and the gateway.
+//!
+//! One trait per aggregate, records as plain structs, and [`StoreError`]
+//! that tells not-found, conflict and backend failure apart. Two backends
+//! implement every trait: SQLite ([`SqliteStore`], the embedded default) and
+//! PostgreSQL ([`PostgresStore`]), from one body of SQL. Single-use and
+//! rotation are single conditional statements or transactions in the
+//! database, never read-then-write in Rust.
+//!
+//! Secrets never reach this crate in the clear: codes, refresh tokens,
+//! client secrets and login-session ids arrive as SHA-256 hashes, passwords
+//! as argon2id PHC strings, signing keys sealed under the master key.
+//!
+//! With the `conformance` feature, the `conformance` module holds the test suite
+//! every backend must pass.
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod postgres;
+pub mod records;
+mod sql;
+mod sqlite;
+mod traits;
+
+pub use postgres::PostgresStore;
+pub use records::*;
+pub use sqlite::SqliteStore;
+/// Connection options for [`PostgresStore::connect_with`].
+pub use sqlx::postgres::PgConnectOptions;
+pub use traits::*;

@@ -1,0 +1,61 @@
+//! The PostgreSQL backend: a pooled store for deployments with more than
+//! one replica sharing state.
+//!
+//! Connects a pool and applies the migrations in `migrations/postgres`
+//! (sqlx serialises concurrent migrators with an advisory lock). Write
+//! transactions run at READ COMMITTED: single use and rotation rely on
+//! conditional `UPDATE`s, which PostgreSQL re-checks against the committed
+//! row after waiting on a concurrent writer's lock, so exactly one caller
+//! wins. Every trait body is the shared SQL of [`crate::sql`].
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+
+use crate::sql::{db_err, impl_store, migrate_err};
+use crate::traits::StoreResult;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// A store in a PostgreSQL database. Cloning shares the connection pool.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user[:password]@host[:port]/dbname[?…]`,
+    /// libpq-style parameters such as `sslmode` and `options[search_path]`
+    /// accepted) and applies pending migrations.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(db_err)?;
+        Self::connect_with(options).await
+    }
+
+    /// Like [`connect`](Self::connect), from options built in code (for
+    /// example with a password read from a secret file).
+    pub async fn connect_with(options: PgConnectOptions) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(db_err)?;
+        MIGRATOR.run(&pool).await.map_err(migrate_err)?;
+        Ok(Self { pool })
+    }
+
+    /// Closes every connection, waiting for those in use to come back; the
+    /// store is unusable after.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn write_tx(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        self.pool.begin().await.map_err(db_err)
+    }
+}
+
+impl_store!(PostgresStore, Postgres, "postgres");

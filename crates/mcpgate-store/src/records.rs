@@ -1,0 +1,192 @@
+//! Records stored per aggregate. Times are Unix seconds.
+
+use serde::{Deserialize, Serialize};
+
+/// A local user account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Stable opaque id; the `sub` of tokens issued for this user.
+    pub id: String,
+    /// Login name, unique, case-sensitive as typed at creation.
+    pub username: String,
+    pub display_name: Option<String>,
+    /// argon2id PHC string. `None` for accounts that cannot log in with a password.
+    pub password_hash: Option<String>,
+    /// Groups carried in access tokens (`groups` claim) for gateway policy.
+    pub groups: Vec<String>,
+    /// The password must be changed at next login (one-time passwords).
+    pub must_change_password: bool,
+    pub disabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Where a client registration came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    /// Added by an operator (CLI or config).
+    PreRegistered,
+    /// RFC 7591 dynamic registration.
+    Dynamic,
+    /// A Client ID Metadata Document fetched from the `client_id` URL (cached).
+    Cimd,
+}
+
+impl ClientKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PreRegistered => "pre_registered",
+            Self::Dynamic => "dynamic",
+            Self::Cimd => "cimd",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pre_registered" => Some(Self::PreRegistered),
+            "dynamic" => Some(Self::Dynamic),
+            "cimd" => Some(Self::Cimd),
+            _ => None,
+        }
+    }
+}
+
+/// A registered OAuth client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    /// Exactly as issued or registered (a URL for CIMD clients).
+    pub client_id: String,
+    pub kind: ClientKind,
+    pub client_name: Option<String>,
+    /// SHA-256 hex of the client secret; `None` for public clients.
+    pub client_secret_hash: Option<String>,
+    /// `none`, `client_secret_basic` or `client_secret_post`.
+    pub token_endpoint_auth_method: String,
+    /// Exact strings, matched exactly.
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    /// Scopes this client may ever request; empty = any configured scope.
+    pub allowed_scopes: Vec<String>,
+    pub application_type: Option<String>,
+    pub client_uri: Option<String>,
+    pub logo_uri: Option<String>,
+    pub created_at: i64,
+    /// For CIMD clients: when the cached document must be fetched again.
+    pub expires_at: Option<i64>,
+}
+
+/// A user's standing approval of a client (the per-client consent registry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentRecord {
+    pub user_id: String,
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub resources: Vec<String>,
+    pub granted_at: i64,
+    pub updated_at: i64,
+}
+
+/// An authorization code. Stored by hash; redeemed once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthCodeRecord {
+    pub code_hash: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    pub resource: String,
+    pub code_challenge: String,
+    pub auth_time: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// Set by the one successful redemption.
+    pub used_at: Option<i64>,
+}
+
+/// A refresh-token family: every token rotated from one authorization code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshFamilyRecord {
+    pub family_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub resource: String,
+    /// The scopes granted at authorization; a refresh may narrow, never widen.
+    pub scopes: Vec<String>,
+    pub auth_time: i64,
+    /// Hash of the authorization code that started the family (to revoke on code replay).
+    pub code_hash: Option<String>,
+    pub created_at: i64,
+    /// The family dies at this time whatever rotations happen.
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// One refresh token of a family. Stored by hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshTokenRecord {
+    pub token_hash: String,
+    pub family_id: String,
+    /// Scopes of the access tokens this refresh token yields (≤ family scopes).
+    pub scopes: Vec<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// Set when this token was exchanged for its successor.
+    pub rotated_at: Option<i64>,
+}
+
+/// Lifecycle state of a signing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    /// Signs new tokens. Exactly one key is active.
+    Active,
+    /// Published in JWKS so tokens it signed still validate; signs nothing.
+    Previous,
+    /// Gone from JWKS; its tokens no longer validate.
+    Retired,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Previous => "previous",
+            Self::Retired => "retired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "previous" => Some(Self::Previous),
+            "retired" => Some(Self::Retired),
+            _ => None,
+        }
+    }
+}
+
+/// A signing key, private part sealed under the master key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    /// `ES256` or `EdDSA`.
+    pub alg: String,
+    /// AES-256-GCM sealed PKCS#8 (see `mcpgate_jose::seal`), bound to `kid`.
+    pub sealed_pkcs8: Vec<u8>,
+    pub state: KeyState,
+    pub created_at: i64,
+    /// When it stopped signing (became `Previous`).
+    pub rotated_at: Option<i64>,
+    pub retired_at: Option<i64>,
+}
+
+/// A browser login session at the AS. Stored by hash of the cookie value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginSessionRecord {
+    pub session_hash: String,
+    pub user_id: String,
+    pub auth_time: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+}

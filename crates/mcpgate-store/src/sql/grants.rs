@@ -1,0 +1,325 @@
+//! Shared SQL for what grants produce: authorization codes (single use) and
+//! refresh-token families (rotation with reuse detection). Expanded per
+//! backend by [`impl_grant_stores!`].
+//!
+//! OAuth 2.1 §4.1.3 / RFC 9700 §4.14: a code is redeemed by one conditional
+//! `UPDATE … WHERE used_at IS NULL RETURNING …`, so of any number of
+//! concurrent callers exactly one sees the row; the rest read it afterwards
+//! as a replay. A refresh token is rotated in one write transaction: a
+//! conditional `UPDATE` of the old token (not yet rotated, family live) and
+//! the `INSERT` of its successor; when the old token had already been
+//! rotated, the same transaction revokes the whole family.
+
+/// Expands `AuthCodeStore` and `RefreshTokenStore` for `$store` over sqlx
+/// database `$db`.
+macro_rules! impl_grant_stores {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            async fn insert_token_in<'c, E: ::sqlx::Executor<'c, Database = $db>>(
+                ex: E,
+                token: &$crate::RefreshTokenRecord,
+            ) -> $crate::StoreResult<()> {
+                ::sqlx::query::<$db>(concat!(
+                    "INSERT INTO refresh_tokens (",
+                    $crate::sql::rows::token_cols!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6)"
+                ))
+                .bind(token.token_hash.as_str())
+                .bind(token.family_id.as_str())
+                .bind($crate::sql::to_json(&token.scopes)?)
+                .bind(token.created_at)
+                .bind(token.expires_at)
+                .bind(token.rotated_at)
+                .execute(ex)
+                .await
+                .map_err($crate::sql::db_err)?;
+                Ok(())
+            }
+
+            async fn family_in<'c, E: ::sqlx::Executor<'c, Database = $db>>(
+                ex: E,
+                family_id: &str,
+            ) -> $crate::StoreResult<$crate::RefreshFamilyRecord> {
+                ::sqlx::query_as::<$db, $crate::sql::rows::FamilyRow>(concat!(
+                    "SELECT ",
+                    $crate::sql::rows::family_cols!(),
+                    " FROM refresh_families WHERE family_id = $1"
+                ))
+                .bind(family_id)
+                .fetch_one(ex)
+                .await
+                .map_err($crate::sql::db_err)?
+                .try_into()
+            }
+        }
+
+        #[::async_trait::async_trait]
+        impl $crate::AuthCodeStore for $store {
+            async fn insert_code(&self, code: &$crate::AuthCodeRecord) -> $crate::StoreResult<()> {
+                ::sqlx::query::<$db>(concat!(
+                    "INSERT INTO auth_codes (",
+                    $crate::sql::rows::code_cols!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                ))
+                .bind(code.code_hash.as_str())
+                .bind(code.client_id.as_str())
+                .bind(code.user_id.as_str())
+                .bind(code.redirect_uri.as_str())
+                .bind($crate::sql::to_json(&code.scopes)?)
+                .bind(code.resource.as_str())
+                .bind(code.code_challenge.as_str())
+                .bind(code.auth_time)
+                .bind(code.created_at)
+                .bind(code.expires_at)
+                .bind(code.used_at)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::sql::db_err)?;
+                Ok(())
+            }
+
+            async fn redeem_code(
+                &self,
+                code_hash: &str,
+                now: i64,
+            ) -> $crate::StoreResult<$crate::Redeem> {
+                // The one statement that decides: only the caller whose UPDATE
+                // matched an unused row gets it back.
+                let fresh = ::sqlx::query_as::<$db, $crate::sql::rows::CodeRow>(concat!(
+                    "UPDATE auth_codes SET used_at = $1 \
+                     WHERE code_hash = $2 AND used_at IS NULL RETURNING ",
+                    $crate::sql::rows::code_cols!()
+                ))
+                .bind(now)
+                .bind(code_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::sql::db_err)?;
+                if let Some(row) = fresh {
+                    return Ok($crate::Redeem::Fresh(row.try_into()?));
+                }
+                // Lost (or no such code): read it only to tell replay from unknown.
+                let stored = ::sqlx::query_as::<$db, $crate::sql::rows::CodeRow>(concat!(
+                    "SELECT ",
+                    $crate::sql::rows::code_cols!(),
+                    " FROM auth_codes WHERE code_hash = $1"
+                ))
+                .bind(code_hash)
+                .fetch_one(&self.pool)
+                .await
+                .map_err($crate::sql::db_err)?;
+                Ok($crate::Redeem::Replayed(stored.try_into()?))
+            }
+
+            async fn purge_codes(&self, before: i64) -> $crate::StoreResult<u64> {
+                let done = ::sqlx::query::<$db>("DELETE FROM auth_codes WHERE expires_at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::sql::db_err)?;
+                Ok(done.rows_affected())
+            }
+        }
+
+        #[::async_trait::async_trait]
+        impl $crate::RefreshTokenStore for $store {
+            async fn create_family(
+                &self,
+                family: &$crate::RefreshFamilyRecord,
+                first: &$crate::RefreshTokenRecord,
+            ) -> $crate::StoreResult<()> {
+                $crate::sql::same_family(&family.family_id, &first.family_id)?;
+                let mut tx = self.write_tx().await?;
+                ::sqlx::query::<$db>(concat!(
+                    "INSERT INTO refresh_families (",
+                    $crate::sql::rows::family_cols!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                ))
+                .bind(family.family_id.as_str())
+                .bind(family.client_id.as_str())
+                .bind(family.user_id.as_str())
+                .bind(family.resource.as_str())
+                .bind($crate::sql::to_json(&family.scopes)?)
+                .bind(family.auth_time)
+                .bind(family.code_hash.as_deref())
+                .bind(family.created_at)
+                .bind(family.expires_at)
+                .bind(family.revoked_at)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::sql::db_err)?;
+                Self::insert_token_in(&mut *tx, first).await?;
+                tx.commit().await.map_err($crate::sql::db_err)
+            }
+
+            async fn get_refresh_token(
+                &self,
+                token_hash: &str,
+            ) -> $crate::StoreResult<($crate::RefreshTokenRecord, $crate::RefreshFamilyRecord)>
+            {
+                let token: $crate::RefreshTokenRecord =
+                    ::sqlx::query_as::<$db, $crate::sql::rows::TokenRow>(concat!(
+                        "SELECT ",
+                        $crate::sql::rows::token_cols!(),
+                        " FROM refresh_tokens WHERE token_hash = $1"
+                    ))
+                    .bind(token_hash)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::sql::db_err)?
+                    .try_into()?;
+                // A token never outlives its family (ON DELETE CASCADE).
+                let family = Self::family_in(&self.pool, &token.family_id).await?;
+                Ok((token, family))
+            }
+
+            async fn rotate_refresh_token(
+                &self,
+                old_hash: &str,
+                new: &$crate::RefreshTokenRecord,
+                now: i64,
+            ) -> $crate::StoreResult<$crate::Rotate> {
+                let mut tx = self.write_tx().await?;
+                // The conditional UPDATE decides: the old token must be
+                // current and its family live.
+                let rotated = ::sqlx::query_as::<$db, $crate::sql::rows::TokenRow>(concat!(
+                    "UPDATE refresh_tokens SET rotated_at = $1 \
+                     WHERE token_hash = $2 AND rotated_at IS NULL AND EXISTS (\
+                     SELECT 1 FROM refresh_families f \
+                     WHERE f.family_id = refresh_tokens.family_id AND f.revoked_at IS NULL) \
+                     RETURNING ",
+                    $crate::sql::rows::token_cols!()
+                ))
+                .bind(now)
+                .bind(old_hash)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err($crate::sql::db_err)?;
+
+                if let Some(row) = rotated {
+                    let old: $crate::RefreshTokenRecord = row.try_into()?;
+                    $crate::sql::same_family(&old.family_id, &new.family_id)?;
+                    Self::insert_token_in(&mut *tx, new).await?;
+                    let family = Self::family_in(&mut *tx, &old.family_id).await?;
+                    tx.commit().await.map_err($crate::sql::db_err)?;
+                    return Ok($crate::Rotate::Rotated { family, old });
+                }
+
+                // Not rotated by us: unknown, revoked family, or reuse.
+                let token: $crate::RefreshTokenRecord =
+                    ::sqlx::query_as::<$db, $crate::sql::rows::TokenRow>(concat!(
+                        "SELECT ",
+                        $crate::sql::rows::token_cols!(),
+                        " FROM refresh_tokens WHERE token_hash = $1"
+                    ))
+                    .bind(old_hash)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err($crate::sql::db_err)?
+                    .try_into()?;
+                let family = Self::family_in(&mut *tx, &token.family_id).await?;
+                if family.revoked_at.is_some() {
+                    tx.commit().await.map_err($crate::sql::db_err)?;
+                    return Ok($crate::Rotate::Revoked { family });
+                }
+                if token.rotated_at.is_none() {
+                    // Only reachable if the rows changed between our two
+                    // statements in a way no store operation does.
+                    return Err($crate::StoreError::Conflict(
+                        "refresh token rotation lost a race".to_owned(),
+                    ));
+                }
+                // Reuse of a rotated token: revoke the whole family, here.
+                let family: $crate::RefreshFamilyRecord =
+                    ::sqlx::query_as::<$db, $crate::sql::rows::FamilyRow>(concat!(
+                        "UPDATE refresh_families SET revoked_at = COALESCE(revoked_at, $1) \
+                         WHERE family_id = $2 RETURNING ",
+                        $crate::sql::rows::family_cols!()
+                    ))
+                    .bind(now)
+                    .bind(family.family_id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err($crate::sql::db_err)?
+                    .try_into()?;
+                tx.commit().await.map_err($crate::sql::db_err)?;
+                Ok($crate::Rotate::Reused { family })
+            }
+
+            async fn revoke_family(&self, family_id: &str, now: i64) -> $crate::StoreResult<()> {
+                // Idempotent: a revoked family keeps its first revocation time.
+                let done = ::sqlx::query::<$db>(
+                    "UPDATE refresh_families SET revoked_at = COALESCE(revoked_at, $1) \
+                     WHERE family_id = $2",
+                )
+                .bind(now)
+                .bind(family_id)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::sql::db_err)?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn revoke_families_by_code(
+                &self,
+                code_hash: &str,
+                now: i64,
+            ) -> $crate::StoreResult<u64> {
+                let done = ::sqlx::query::<$db>(
+                    "UPDATE refresh_families SET revoked_at = $1 \
+                     WHERE code_hash = $2 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(code_hash)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::sql::db_err)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn revoke_families_for(
+                &self,
+                user_id: &str,
+                client_id: &str,
+                now: i64,
+            ) -> $crate::StoreResult<u64> {
+                let done = ::sqlx::query::<$db>(
+                    "UPDATE refresh_families SET revoked_at = $1 \
+                     WHERE user_id = $2 AND client_id = $3 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(user_id)
+                .bind(client_id)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::sql::db_err)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn list_families(
+                &self,
+                user_id: Option<&str>,
+                now: i64,
+            ) -> $crate::StoreResult<Vec<$crate::RefreshFamilyRecord>> {
+                let rows = ::sqlx::query_as::<$db, $crate::sql::rows::FamilyRow>(concat!(
+                    "SELECT ",
+                    $crate::sql::rows::family_cols!(),
+                    " FROM refresh_families \
+                     WHERE revoked_at IS NULL AND expires_at > $1 \
+                     AND ($2 IS NULL OR user_id = $2) \
+                     ORDER BY user_id, client_id, created_at, family_id"
+                ))
+                .bind(now)
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::sql::db_err)?;
+                $crate::sql::rows::all(rows)
+            }
+        }
+    };
+}
+pub(crate) use impl_grant_stores;

@@ -1,0 +1,79 @@
+//! The SQL both backends share: one body of statements and logic for every
+//! store trait, expanded by [`impl_store!`] once per sqlx database type.
+//!
+//! Statements use `$1`-style placeholders, which PostgreSQL and sqlx's SQLite
+//! driver both accept, so each query is written once. Rows are decoded into
+//! the plain `*Row` structs of [`rows`] (derived `FromRow`, generic over the
+//! backend) and converted to records in ordinary Rust. The expanded impls
+//! call two things on the store type: a `pool` field and a `write_tx()`
+//! method that opens a write transaction (`BEGIN IMMEDIATE` on SQLite, so
+//! concurrent writers queue on the busy timeout instead of failing
+//! mid-transaction; a plain `BEGIN` on PostgreSQL).
+//!
+//! Single use and rotation are decided by the database: `redeem_code` is one
+//! conditional `UPDATE … RETURNING`; `rotate_refresh_token` is a conditional
+//! `UPDATE` plus `INSERT` in one transaction, revoking the family on reuse.
+
+pub(crate) mod accounts;
+pub(crate) mod grants;
+pub(crate) mod keys;
+pub(crate) mod rows;
+
+use crate::traits::StoreError;
+
+/// Maps a sqlx error to the store's: unique violations are `Conflict`, a
+/// missing row or a missing referenced row (foreign key) is `NotFound`,
+/// anything else is `Backend`.
+pub(crate) fn db_err(err: sqlx::Error) -> StoreError {
+    match &err {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::Database(db) => match db.kind() {
+            sqlx::error::ErrorKind::UniqueViolation => {
+                StoreError::Conflict(db.message().to_owned())
+            }
+            sqlx::error::ErrorKind::ForeignKeyViolation => StoreError::NotFound,
+            // Not-null and check violations, and kinds sqlx may add later.
+            _ => StoreError::Backend(err.to_string()),
+        },
+        _ => StoreError::Backend(err.to_string()),
+    }
+}
+
+/// Maps a failed migration to `Backend`.
+pub(crate) fn migrate_err(err: sqlx::migrate::MigrateError) -> StoreError {
+    StoreError::Backend(format!("migration failed: {err}"))
+}
+
+/// A list column as stored: JSON text.
+pub(crate) fn to_json(list: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(list).map_err(|e| StoreError::Backend(format!("encode list: {e}")))
+}
+
+/// Fails when a record handed to a multi-row write names a different parent
+/// than the one the operation is about (a caller bug, never stored).
+pub(crate) fn same_family(expected: &str, got: &str) -> Result<(), StoreError> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(
+            "refresh token belongs to another family".to_owned(),
+        ))
+    }
+}
+
+/// Expands every store trait, and `Store`, for `$store` over sqlx database
+/// `$db`, with `backend_name` `$name`.
+macro_rules! impl_store {
+    ($store:ty, $db:ty, $name:literal) => {
+        $crate::sql::accounts::impl_account_stores!($store, $db);
+        $crate::sql::grants::impl_grant_stores!($store, $db);
+        $crate::sql::keys::impl_key_stores!($store, $db);
+
+        impl $crate::Store for $store {
+            fn backend_name(&self) -> &'static str {
+                $name
+            }
+        }
+    };
+}
+pub(crate) use impl_store;

@@ -1,0 +1,378 @@
+//! Rows as the database returns them, and their conversion to records.
+//!
+//! Each `*Row` derives `sqlx::FromRow` (generic over the backend) with the
+//! column types both backends decode alike: `String`, `i64`, `bool`,
+//! `Vec<u8>` and their `Option`s. Lists arrive as JSON text and enums as
+//! their `as_str` names; a value that does not parse is a corrupt row and
+//! becomes `StoreError::Backend`. The `*_cols!` macros give each table's
+//! column list as a literal, for `concat!` into `SELECT`/`RETURNING`.
+
+use crate::records::*;
+use crate::traits::StoreError;
+
+fn list(text: &str, column: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Backend(format!("corrupt list in column {column}: {e}")))
+}
+
+macro_rules! user_cols {
+    () => {
+        "id, username, display_name, password_hash, group_names, must_change_password, \
+         disabled, created_at, updated_at"
+    };
+}
+pub(crate) use user_cols;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    id: String,
+    username: String,
+    display_name: Option<String>,
+    password_hash: Option<String>,
+    group_names: String,
+    must_change_password: bool,
+    disabled: bool,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<UserRow> for UserRecord {
+    type Error = StoreError;
+    fn try_from(r: UserRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            groups: list(&r.group_names, "users.group_names")?,
+            id: r.id,
+            username: r.username,
+            display_name: r.display_name,
+            password_hash: r.password_hash,
+            must_change_password: r.must_change_password,
+            disabled: r.disabled,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+macro_rules! client_cols {
+    () => {
+        "client_id, kind, client_name, client_secret_hash, token_endpoint_auth_method, \
+         redirect_uris, grant_types, allowed_scopes, application_type, client_uri, logo_uri, \
+         created_at, expires_at"
+    };
+}
+pub(crate) use client_cols;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ClientRow {
+    client_id: String,
+    kind: String,
+    client_name: Option<String>,
+    client_secret_hash: Option<String>,
+    token_endpoint_auth_method: String,
+    redirect_uris: String,
+    grant_types: String,
+    allowed_scopes: String,
+    application_type: Option<String>,
+    client_uri: Option<String>,
+    logo_uri: Option<String>,
+    created_at: i64,
+    expires_at: Option<i64>,
+}
+
+impl TryFrom<ClientRow> for ClientRecord {
+    type Error = StoreError;
+    fn try_from(r: ClientRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            kind: ClientKind::parse(&r.kind)
+                .ok_or_else(|| StoreError::Backend(format!("corrupt client kind {:?}", r.kind)))?,
+            redirect_uris: list(&r.redirect_uris, "clients.redirect_uris")?,
+            grant_types: list(&r.grant_types, "clients.grant_types")?,
+            allowed_scopes: list(&r.allowed_scopes, "clients.allowed_scopes")?,
+            client_id: r.client_id,
+            client_name: r.client_name,
+            client_secret_hash: r.client_secret_hash,
+            token_endpoint_auth_method: r.token_endpoint_auth_method,
+            application_type: r.application_type,
+            client_uri: r.client_uri,
+            logo_uri: r.logo_uri,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+        })
+    }
+}
+
+macro_rules! consent_cols {
+    () => {
+        "user_id, client_id, scopes, resources, granted_at, updated_at"
+    };
+}
+pub(crate) use consent_cols;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ConsentRow {
+    user_id: String,
+    client_id: String,
+    scopes: String,
+    resources: String,
+    granted_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<ConsentRow> for ConsentRecord {
+    type Error = StoreError;
+    fn try_from(r: ConsentRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            scopes: list(&r.scopes, "consents.scopes")?,
+            resources: list(&r.resources, "consents.resources")?,
+            user_id: r.user_id,
+            client_id: r.client_id,
+            granted_at: r.granted_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+macro_rules! code_cols {
+    () => {
+        "code_hash, client_id, user_id, redirect_uri, scopes, resource, code_challenge, \
+         auth_time, created_at, expires_at, used_at"
+    };
+}
+pub(crate) use code_cols;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct CodeRow {
+    code_hash: String,
+    client_id: String,
+    user_id: String,
+    redirect_uri: String,
+    scopes: String,
+    resource: String,
+    code_challenge: String,
+    auth_time: i64,
+    created_at: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+}
+
+impl TryFrom<CodeRow> for AuthCodeRecord {
+    type Error = StoreError;
+    fn try_from(r: CodeRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            scopes: list(&r.scopes, "auth_codes.scopes")?,
+            code_hash: r.code_hash,
+            client_id: r.client_id,
+            user_id: r.user_id,
+            redirect_uri: r.redirect_uri,
+            resource: r.resource,
+            code_challenge: r.code_challenge,
+            auth_time: r.auth_time,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            used_at: r.used_at,
+        })
+    }
+}
+
+macro_rules! family_cols {
+    () => {
+        "family_id, client_id, user_id, resource, scopes, auth_time, code_hash, created_at, \
+         expires_at, revoked_at"
+    };
+}
+pub(crate) use family_cols;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct FamilyRow {
+    family_id: String,
+    client_id: String,
+    user_id: String,
+    resource: String,
+    scopes: String,
+    auth_time: i64,
+    code_hash: Option<String>,
+    created_at: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<FamilyRow> for RefreshFamilyRecord {
+    type Error = StoreError;
+    fn try_from(r: FamilyRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            scopes: list(&r.scopes, "refresh_families.scopes")?,
+            family_id: r.family_id,
+            client_id: r.client_id,
+            user_id: r.user_id,
+            resource: r.resource,
+            auth_time: r.auth_time,
+            code_hash: r.code_hash,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+        })
+    }
+}
+
+macro_rules! token_cols {
+    () => {
+        "token_hash, family_id, scopes, created_at, expires_at, rotated_at"
+    };
+}
+pub(crate) use token_cols;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct TokenRow {
+    token_hash: String,
+    family_id: String,
+    scopes: String,
+    created_at: i64,
+    expires_at: i64,
+    rotated_at: Option<i64>,
+}
+
+impl TryFrom<TokenRow> for RefreshTokenRecord {
+    type Error = StoreError;
+    fn try_from(r: TokenRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            scopes: list(&r.scopes, "refresh_tokens.scopes")?,
+            token_hash: r.token_hash,
+            family_id: r.family_id,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            rotated_at: r.rotated_at,
+        })
+    }
+}
+
+macro_rules! key_cols {
+    () => {
+        "kid, alg, sealed_pkcs8, state, created_at, rotated_at, retired_at"
+    };
+}
+pub(crate) use key_cols;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct KeyRow {
+    kid: String,
+    alg: String,
+    sealed_pkcs8: Vec<u8>,
+    state: String,
+    created_at: i64,
+    rotated_at: Option<i64>,
+    retired_at: Option<i64>,
+}
+
+impl TryFrom<KeyRow> for SigningKeyRecord {
+    type Error = StoreError;
+    fn try_from(r: KeyRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            state: KeyState::parse(&r.state).ok_or_else(|| {
+                StoreError::Backend(format!("corrupt signing key state {:?}", r.state))
+            })?,
+            kid: r.kid,
+            alg: r.alg,
+            sealed_pkcs8: r.sealed_pkcs8,
+            created_at: r.created_at,
+            rotated_at: r.rotated_at,
+            retired_at: r.retired_at,
+        })
+    }
+}
+
+macro_rules! session_cols {
+    () => {
+        "session_hash, user_id, auth_time, created_at, expires_at"
+    };
+}
+pub(crate) use session_cols;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SessionRow {
+    session_hash: String,
+    user_id: String,
+    auth_time: i64,
+    created_at: i64,
+    expires_at: i64,
+}
+
+impl From<SessionRow> for LoginSessionRecord {
+    fn from(r: SessionRow) -> Self {
+        Self {
+            session_hash: r.session_hash,
+            user_id: r.user_id,
+            auth_time: r.auth_time,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+        }
+    }
+}
+
+/// Converts every row of a result set.
+pub(crate) fn all<R, T>(rows: Vec<R>) -> Result<Vec<T>, StoreError>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    rows.into_iter().map(T::try_from).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user_row(group_names: &str) -> UserRow {
+        UserRow {
+            id: "u1".into(),
+            username: "alice".into(),
+            display_name: None,
+            password_hash: None,
+            group_names: group_names.into(),
+            must_change_password: false,
+            disabled: false,
+            created_at: 1,
+            updated_at: 2,
+        }
+    }
+
+    #[test]
+    fn lists_decode_from_json() {
+        let user = UserRecord::try_from(user_row(r#"["a","b c"]"#)).unwrap();
+        assert_eq!(user.groups, ["a", "b c"]);
+        assert_eq!(crate::sql::to_json(&user.groups).unwrap(), r#"["a","b c"]"#);
+    }
+
+    #[test]
+    fn corrupt_rows_are_backend_errors() {
+        for text in ["", "not json", r#"{"a":1}"#, "[1]"] {
+            assert!(matches!(
+                UserRecord::try_from(user_row(text)),
+                Err(StoreError::Backend(_))
+            ));
+        }
+        let key = KeyRow {
+            kid: "k".into(),
+            alg: "ES256".into(),
+            sealed_pkcs8: vec![1],
+            state: "ACTIVE".into(),
+            created_at: 0,
+            rotated_at: None,
+            retired_at: None,
+        };
+        assert!(matches!(
+            SigningKeyRecord::try_from(key),
+            Err(StoreError::Backend(_))
+        ));
+    }
+
+    #[test]
+    fn missing_row_is_not_found() {
+        assert!(matches!(
+            crate::sql::db_err(sqlx::Error::RowNotFound),
+            StoreError::NotFound
+        ));
+        assert!(matches!(
+            crate::sql::db_err(sqlx::Error::PoolTimedOut),
+            StoreError::Backend(_)
+        ));
+    }
+}

@@ -1,0 +1,192 @@
+//! Store traits, one per aggregate, and the error they share.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::records::*;
+
+/// What can go wrong in a store call. Callers map these at the HTTP edge;
+/// `Backend` detail is logged, never sent to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A unique key already exists, or a conditional update lost its race.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database failed (connection, IO, corrupt row, migration).
+    #[error("store backend failure: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// `Conflict` if the id or username exists.
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<()>;
+    async fn get_user(&self, id: &str) -> StoreResult<UserRecord>;
+    async fn get_user_by_username(&self, username: &str) -> StoreResult<UserRecord>;
+    /// Sorted by username.
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
+    /// Replaces every mutable field (display name, hash, groups, flags, updated_at).
+    async fn update_user(&self, user: &UserRecord) -> StoreResult<()>;
+    /// Deletes the user and everything of theirs: consents, codes, refresh
+    /// families (and tokens), login sessions. `NotFound` if absent.
+    async fn delete_user(&self, id: &str) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    /// `Conflict` if the client_id exists.
+    async fn create_client(&self, client: &ClientRecord) -> StoreResult<()>;
+    /// Insert or replace (CIMD cache refresh).
+    async fn upsert_client(&self, client: &ClientRecord) -> StoreResult<()>;
+    async fn get_client(&self, client_id: &str) -> StoreResult<ClientRecord>;
+    /// Sorted by client_id.
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>>;
+    /// Deletes the client with its consents, codes and refresh families.
+    async fn delete_client(&self, client_id: &str) -> StoreResult<()>;
+    /// Number of dynamically registered clients created at or after `since`
+    /// (for registration rate limits and caps).
+    async fn count_dynamic_clients_since(&self, since: i64) -> StoreResult<u64>;
+}
+
+#[async_trait]
+pub trait ConsentStore: Send + Sync {
+    /// Insert, or replace the scopes/resources of an existing (user, client) consent.
+    async fn upsert_consent(&self, consent: &ConsentRecord) -> StoreResult<()>;
+    async fn get_consent(&self, user_id: &str, client_id: &str) -> StoreResult<ConsentRecord>;
+    /// All consents, or one user's. Sorted by (user_id, client_id).
+    async fn list_consents(&self, user_id: Option<&str>) -> StoreResult<Vec<ConsentRecord>>;
+    /// Deletes the consent and, in the same transaction, revokes (at `now`)
+    /// every refresh family of that (user, client). `NotFound` if no consent.
+    async fn revoke_consent(&self, user_id: &str, client_id: &str, now: i64) -> StoreResult<()>;
+}
+
+/// Result of trying to redeem an authorization code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redeem {
+    /// This call consumed the code (it is now marked used).
+    Fresh(AuthCodeRecord),
+    /// The code had already been used: a replay. The record is as stored.
+    Replayed(AuthCodeRecord),
+}
+
+#[async_trait]
+pub trait AuthCodeStore: Send + Sync {
+    async fn insert_code(&self, code: &AuthCodeRecord) -> StoreResult<()>;
+    /// Atomically marks the code used at `now` if unused. Exactly one of any
+    /// number of concurrent callers gets `Fresh`; the others `Replayed`.
+    /// Unknown hash → `NotFound`. Expiry is the caller's check.
+    async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<Redeem>;
+    /// Deletes codes that expired before `before`; returns how many.
+    async fn purge_codes(&self, before: i64) -> StoreResult<u64>;
+}
+
+/// Result of trying to rotate a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotate {
+    /// The old token was current; it is now rotated and `new` is stored.
+    Rotated {
+        family: RefreshFamilyRecord,
+        old: RefreshTokenRecord,
+    },
+    /// The old token had already been rotated: reuse. The store has revoked
+    /// the whole family (at `now`) in the same transaction.
+    Reused { family: RefreshFamilyRecord },
+    /// The family is revoked (or the token belongs to a revoked family).
+    Revoked { family: RefreshFamilyRecord },
+}
+
+#[async_trait]
+pub trait RefreshTokenStore: Send + Sync {
+    /// Stores a new family and its first token in one transaction.
+    async fn create_family(
+        &self,
+        family: &RefreshFamilyRecord,
+        first: &RefreshTokenRecord,
+    ) -> StoreResult<()>;
+    /// Looks up a token and its family (for introspection and revocation).
+    async fn get_refresh_token(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<(RefreshTokenRecord, RefreshFamilyRecord)>;
+    /// In one transaction: if `old_hash` is current (not rotated) and its
+    /// family is live, mark it rotated at `now` and insert `new` (same
+    /// family); if it was already rotated, revoke the family. Exactly one of
+    /// any number of concurrent callers gets `Rotated`. Unknown → `NotFound`.
+    /// Expiry of the token or family is the caller's check.
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new: &RefreshTokenRecord,
+        now: i64,
+    ) -> StoreResult<Rotate>;
+    /// Revokes a family at `now` (idempotent).
+    async fn revoke_family(&self, family_id: &str, now: i64) -> StoreResult<()>;
+    /// Revokes every family started by this authorization code (code replay).
+    async fn revoke_families_by_code(&self, code_hash: &str, now: i64) -> StoreResult<u64>;
+    /// Revokes every family of (user, client).
+    async fn revoke_families_for(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<u64>;
+    /// Live (unrevoked, unexpired at `now`) families, optionally for one user.
+    async fn list_families(
+        &self,
+        user_id: Option<&str>,
+        now: i64,
+    ) -> StoreResult<Vec<RefreshFamilyRecord>>;
+}
+
+#[async_trait]
+pub trait SigningKeyStore: Send + Sync {
+    /// `Conflict` if the kid exists.
+    async fn insert_key(&self, key: &SigningKeyRecord) -> StoreResult<()>;
+    /// All keys, oldest first.
+    async fn list_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
+    /// In one transaction: the current active key becomes `Previous` (with
+    /// `rotated_at = now`), `new` is inserted as `Active`, and any
+    /// `Previous` key rotated before `retire_before` becomes `Retired`.
+    async fn rotate_keys(
+        &self,
+        new: &SigningKeyRecord,
+        now: i64,
+        retire_before: i64,
+    ) -> StoreResult<()>;
+    /// Marks `Previous` keys rotated before `retire_before` as `Retired`;
+    /// returns how many.
+    async fn retire_keys(&self, retire_before: i64, now: i64) -> StoreResult<u64>;
+}
+
+#[async_trait]
+pub trait LoginSessionStore: Send + Sync {
+    async fn insert_session(&self, session: &LoginSessionRecord) -> StoreResult<()>;
+    async fn get_session(&self, session_hash: &str) -> StoreResult<LoginSessionRecord>;
+    async fn delete_session(&self, session_hash: &str) -> StoreResult<()>;
+    /// Deletes sessions that expired before `before`; returns how many.
+    async fn purge_sessions(&self, before: i64) -> StoreResult<u64>;
+}
+
+/// Every aggregate in one object: what the server holds.
+pub trait Store:
+    UserStore
+    + ClientStore
+    + ConsentStore
+    + AuthCodeStore
+    + RefreshTokenStore
+    + SigningKeyStore
+    + LoginSessionStore
+    + Send
+    + Sync
+    + 'static
+{
+    /// `sqlite` or `postgres`, for logs and `check-config`.
+    fn backend_name(&self) -> &'static str;
+}
+
+pub type DynStore = Arc<dyn Store>;

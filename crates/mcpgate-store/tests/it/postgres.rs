@@ -1,0 +1,217 @@
+//! PostgreSQL trials. With `MCPGATE_TEST_POSTGRES_URL` unset they are
+//! ignored (reported as skipped). With it set, the first trial creates one
+//! database for this run, `mcpgate_it_<unix seconds>_<random hex>`, each
+//! trial connects with its own fresh schema as `search_path`, and
+//! [`Postgres::teardown`] drops the database at the end. Databases that
+//! earlier runs left behind (killed before teardown) are dropped once they
+//! are six hours old, so they cannot pile up while concurrent runs stay
+//! safe.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use libtest_mimic::{Failed, Trial};
+use mcpgate_store::conformance::{self, Case};
+use mcpgate_store::{PostgresStore, Store, StoreError};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use url::Url;
+
+use crate::block_on;
+
+const ENV: &str = "MCPGATE_TEST_POSTGRES_URL";
+const PREFIX: &str = "mcpgate_it_";
+const STALE_AFTER: Duration = Duration::from_secs(6 * 3600);
+
+/// The PostgreSQL side of the run; clones share one run database.
+#[derive(Clone)]
+pub(crate) struct Postgres(Arc<Inner>);
+
+struct Inner {
+    /// The URL from the environment (its database is only used to create
+    /// and drop the run database).
+    base: Option<Url>,
+    run: OnceLock<Result<Url, String>>,
+}
+
+impl Postgres {
+    pub(crate) fn from_env() -> Self {
+        let base = std::env::var(ENV)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|v| Url::parse(&v).unwrap_or_else(|e| panic!("{ENV} is not a URL: {e}")));
+        Self(Arc::new(Inner {
+            base,
+            run: OnceLock::new(),
+        }))
+    }
+
+    fn trial<F>(&self, name: &str, test: F) -> Trial
+    where
+        F: FnOnce(String) -> Result<(), Failed> + Send + 'static,
+    {
+        let this = self.clone();
+        Trial::test(format!("postgres::{name}"), move || {
+            let url = this.run_database()?;
+            test(url.to_string())
+        })
+        .with_ignored_flag(self.0.base.is_none())
+    }
+
+    pub(crate) fn case_trial(&self, case: Case) -> Trial {
+        self.trial(case.name, move |run_db| {
+            block_on(async move {
+                let store = connect_fresh(&run_db, case.name).await?;
+                (case.run)(Arc::new(store.clone())).await;
+                store.close().await;
+                Ok(())
+            })
+        })
+    }
+
+    pub(crate) fn extra_trials(&self) -> Vec<Trial> {
+        vec![
+            self.trial("durability_across_reopen", |run_db| {
+                block_on(async move {
+                    let first = connect_fresh(&run_db, "durability_across_reopen").await?;
+                    conformance::durability_write(Arc::new(first.clone())).await;
+                    first.close().await;
+                    drop(first);
+                    let url = schema_url(&run_db, "durability_across_reopen")?;
+                    let second = PostgresStore::connect(&url)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    conformance::durability_verify(Arc::new(second.clone())).await;
+                    second.close().await;
+                    Ok(())
+                })
+            }),
+            self.trial("connect_settings", |run_db| {
+                block_on(async move {
+                    let store = connect_fresh(&run_db, "connect_settings").await?;
+                    assert_eq!(store.backend_name(), "postgres");
+                    // Migrations already applied: connecting again is fine.
+                    let url = schema_url(&run_db, "connect_settings")?;
+                    let again = PostgresStore::connect(&url)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    again.close().await;
+                    store.close().await;
+                    match PostgresStore::connect("not a url").await {
+                        Err(StoreError::Backend(_)) => Ok(()),
+                        other => {
+                            Err(format!("expected Backend, got {:?}", other.map(|_| ())).into())
+                        }
+                    }
+                })
+            }),
+        ]
+    }
+
+    /// The URL of this run's database, created on first use.
+    fn run_database(&self) -> Result<Url, Failed> {
+        let Some(base) = &self.0.base else {
+            return Err(format!("{ENV} is not set").into());
+        };
+        let run = self.0.run.get_or_init(|| {
+            current_thread(create_run_database(base.clone())).map_err(|e| e.to_string())
+        });
+        run.clone()
+            .map_err(|e| format!("create the run database: {e}").into())
+    }
+
+    /// Drops this run's database, if one was created.
+    pub(crate) fn teardown(&self) {
+        let (Some(base), Some(Ok(run))) = (&self.0.base, self.0.run.get()) else {
+            return;
+        };
+        let name = run.path().trim_start_matches('/').to_owned();
+        if let Err(e) = current_thread(async {
+            let mut admin = PgConnection::connect(base.as_str()).await?;
+            drop_database(&mut admin, &name).await
+        }) {
+            eprintln!("warning: could not drop test database {name}: {e}");
+        }
+    }
+}
+
+fn current_thread<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
+async fn create_run_database(base: Url) -> Result<Url, sqlx::Error> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let random = RandomState::new().hash_one((std::process::id(), now.as_nanos()));
+    let name = format!("{PREFIX}{}_{random:016x}", now.as_secs());
+    let mut admin = PgConnection::connect(base.as_str()).await?;
+    drop_stale(&mut admin, now.as_secs()).await?;
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut admin)
+        .await?;
+    admin.close().await?;
+    let mut url = base;
+    url.set_path(&format!("/{name}"));
+    Ok(url)
+}
+
+/// Drops run databases older than [`STALE_AFTER`] (from killed runs).
+async fn drop_stale(admin: &mut PgConnection, now: u64) -> Result<(), sqlx::Error> {
+    let names: Vec<(String,)> =
+        sqlx::query_as("SELECT datname FROM pg_database WHERE starts_with(datname, $1)")
+            .bind(PREFIX)
+            .fetch_all(&mut *admin)
+            .await?;
+    for (name,) in names {
+        let created = name[PREFIX.len()..]
+            .split('_')
+            .next()
+            .and_then(|s| s.parse::<u64>().ok());
+        if created.is_some_and(|t| t + STALE_AFTER.as_secs() < now) {
+            drop_database(admin, &name).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn drop_database(admin: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+    assert!(
+        name.starts_with(PREFIX) && !name.contains('"'),
+        "refusing to drop {name:?}"
+    );
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(admin)
+    .await?;
+    Ok(())
+}
+
+/// `run_db` with `schema` as the connection's search_path.
+fn schema_url(run_db: &str, schema: &str) -> Result<String, Failed> {
+    let mut url = Url::parse(run_db).map_err(|e| e.to_string())?;
+    url.query_pairs_mut()
+        .append_pair("options[search_path]", schema);
+    Ok(url.into())
+}
+
+/// Creates the trial's schema and connects a store to it (which migrates it).
+async fn connect_fresh(run_db: &str, schema: &str) -> Result<PostgresStore, Failed> {
+    let mut admin = PgConnection::connect(run_db)
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
+        .execute(&mut admin)
+        .await
+        .map_err(|e| e.to_string())?;
+    admin.close().await.map_err(|e| e.to_string())?;
+    PostgresStore::connect(&schema_url(run_db, schema)?)
+        .await
+        .map_err(|e| format!("connect: {e}").into())
+}
