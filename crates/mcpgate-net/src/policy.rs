@@ -1,0 +1,72 @@
+//! The fetcher's policy: what outbound requests may do (MCP Security Best Practices "SSRF":
+//! HTTPS only with an explicit loopback-only development override, size and time limits,
+//! bounded redirects; SEP-991 for CIMD fetching).
+
+use std::time::Duration;
+
+use rustls_pki_types::CertificateDer;
+
+/// Limits and switches applied to every request and every redirect hop.
+#[derive(Debug, Clone)]
+pub struct FetchPolicy {
+    /// Development override, off by default. When on, plain `http://` is allowed only when every
+    /// destination address is loopback (a loopback literal such as `127.0.0.1` / `[::1]`,
+    /// `localhost`, or a name that resolves only to loopback addresses), and loopback addresses
+    /// (`127.0.0.0/8`, `::1`) become reachable over https too. Every other special-purpose range
+    /// stays refused.
+    pub allow_http_loopback: bool,
+    /// Hard cap on the response body; larger bodies fail with
+    /// [`crate::FetchError::TooLarge`]. Default 256 KiB.
+    pub max_body_bytes: usize,
+    /// Overall deadline for one call, all redirect hops included: resolution, connection,
+    /// request and body. Default 10 s.
+    pub timeout: Duration,
+    /// Time to establish a TCP (and TLS) connection. Default 5 s.
+    pub connect_timeout: Duration,
+    /// Redirects followed by `GET` requests, each re-vetted. Default 3.
+    pub max_redirects: usize,
+    /// `User-Agent` header.
+    pub user_agent: String,
+    /// Extra trust anchors added to the platform's root store (private PKI, tests).
+    pub extra_root_certs: Vec<CertificateDer<'static>>,
+}
+
+impl Default for FetchPolicy {
+    fn default() -> Self {
+        Self {
+            allow_http_loopback: false,
+            max_body_bytes: 256 * 1024,
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            max_redirects: 3,
+            user_agent: concat!("mcpgate/", env!("CARGO_PKG_VERSION")).to_owned(),
+            extra_root_certs: Vec::new(),
+        }
+    }
+}
+
+impl FetchPolicy {
+    /// The default policy with the loopback development override switched on.
+    pub fn loopback_dev() -> Self {
+        Self {
+            allow_http_loopback: true,
+            ..Self::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_safe() {
+        let p = FetchPolicy::default();
+        assert!(!p.allow_http_loopback);
+        assert_eq!(p.max_body_bytes, 262_144);
+        assert_eq!(p.timeout, Duration::from_secs(10));
+        assert_eq!(p.max_redirects, 3);
+        assert!(p.user_agent.starts_with("mcpgate/"));
+        assert!(FetchPolicy::loopback_dev().allow_http_loopback);
+    }
+}
