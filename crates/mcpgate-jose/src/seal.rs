@@ -23,6 +23,8 @@ pub enum SealError {
 /// The 256-bit master key. `Debug` never shows it.
 pub struct MasterKey {
     key: LessSafeKey,
+    /// HMAC key derived from the master key, for subkeys (CSRF, cookies).
+    derive: aws_lc_rs::hmac::Key,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -39,6 +41,7 @@ impl MasterKey {
         let unbound = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| SealError::BadKey)?;
         Ok(Self {
             key: LessSafeKey::new(unbound),
+            derive: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, bytes),
         })
     }
 
@@ -57,6 +60,15 @@ impl MasterKey {
             Self::from_bytes(&bytes).expect("32 bytes is a valid AES-256 key"),
             encoded,
         )
+    }
+
+    /// A 256-bit subkey for `label` (HMAC-SHA256 of the label under the
+    /// master key), so each purpose gets its own independent key.
+    pub fn derive_subkey(&self, label: &str) -> [u8; 32] {
+        let tag = aws_lc_rs::hmac::sign(&self.derive, label.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
     }
 
     pub fn seal(&self, rng: &dyn Rng, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
@@ -108,5 +120,7 @@ mod tests {
         assert_eq!(again.open(&sealed, b"kid-1").unwrap(), b"secret key");
         assert_eq!(k.open(b"short", b"kid-1"), Err(SealError::Open));
         assert!(MasterKey::from_base64("AAAA").is_err());
+        assert_eq!(k.derive_subkey("a"), again.derive_subkey("a"));
+        assert_ne!(k.derive_subkey("a"), k.derive_subkey("b"));
     }
 }
