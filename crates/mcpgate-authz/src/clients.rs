@@ -1,0 +1,256 @@
+//! Client lookup (pre-registered, dynamic, and Client ID Metadata Documents
+//! fetched through the SSRF guard) and client authentication at the token,
+//! revocation and introspection endpoints (RFC 6749 §2.3, OAuth 2.1 §2.4).
+
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use mcpgate_store::{ClientKind, ClientRecord, StoreError};
+use mcpgate_types::client_metadata::{ClientMetadata, TokenEndpointAuthMethod, is_cimd_client_id};
+use mcpgate_types::redirect_uri::validate_for_registration;
+use mcpgate_types::secret::{ct_eq, hash_secret};
+use mcpgate_types::{OAuthError, OAuthErrorCode};
+
+use crate::error::ApiError;
+use crate::params::Params;
+use crate::state::AppState;
+
+/// Why a client could not be resolved.
+#[derive(Debug)]
+pub enum ClientLookupError {
+    Unknown,
+    /// The CIMD document could not be fetched or is invalid; the message is
+    /// safe to show (it names the rule, not our internals).
+    BadMetadata(String),
+    Internal(String),
+}
+
+/// Finds a client by id. For CIMD ids (https URL with a path) a cached
+/// record is used until it expires, then the document is fetched again.
+pub async fn lookup(state: &AppState, client_id: &str) -> Result<ClientRecord, ClientLookupError> {
+    if client_id.len() > 2048 {
+        return Err(ClientLookupError::Unknown);
+    }
+    let now = state.now();
+    match state.store.get_client(client_id).await {
+        Ok(c) if c.kind != ClientKind::Cimd => return Ok(c),
+        Ok(c) if c.expires_at.is_some_and(|e| e > now) && state.settings.cimd.enabled => {
+            return Ok(c);
+        }
+        Ok(_) | Err(StoreError::NotFound) => {}
+        Err(e) => return Err(ClientLookupError::Internal(e.to_string())),
+    }
+    if !(state.settings.cimd.enabled && is_cimd_id(state, client_id)) {
+        return Err(ClientLookupError::Unknown);
+    }
+    let rec = fetch_cimd(state, client_id, now).await?;
+    state
+        .store
+        .upsert_client(&rec)
+        .await
+        .map_err(|e| ClientLookupError::Internal(e.to_string()))?;
+    Ok(rec)
+}
+
+fn is_cimd_id(state: &AppState, client_id: &str) -> bool {
+    if is_cimd_client_id(client_id) {
+        return true;
+    }
+    // Development override: http on a loopback host, still with a path.
+    state.settings.cimd.allow_http_loopback
+        && client_id.strip_prefix("http://").is_some_and(|rest| {
+            let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            path.len() > 1
+                && url::Url::parse(client_id)
+                    .map(|u| mcpgate_types::redirect_uri::is_loopback_host(&u))
+                    .unwrap_or(false)
+                && !host.is_empty()
+        })
+}
+
+/// Fetches and validates a Client ID Metadata Document (CIMD §4, §6).
+async fn fetch_cimd(
+    state: &AppState,
+    url: &str,
+    now: i64,
+) -> Result<ClientRecord, ClientLookupError> {
+    let resp = state.fetcher.get(url).await.map_err(|e| {
+        tracing::info!(client_id = %url, error = %e, "client metadata document fetch refused or failed");
+        ClientLookupError::BadMetadata(format!("the client's metadata document could not be fetched ({e})"))
+    })?;
+    if resp.status != 200 {
+        return Err(ClientLookupError::BadMetadata(format!(
+            "the client's metadata document answered HTTP {}",
+            resp.status
+        )));
+    }
+    let doc: ClientMetadata = serde_json::from_slice(&resp.body).map_err(|_| {
+        ClientLookupError::BadMetadata("the client's metadata document is not valid JSON client metadata".into())
+    })?;
+    if doc.client_id.as_deref() != Some(url) {
+        return Err(ClientLookupError::BadMetadata(
+            "the metadata document's client_id does not equal its URL".into(),
+        ));
+    }
+    let name = doc
+        .client_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ClientLookupError::BadMetadata("the metadata document has no client_name".into()))?;
+    if doc.redirect_uris.is_empty() {
+        return Err(ClientLookupError::BadMetadata("the metadata document has no redirect_uris".into()));
+    }
+    for r in &doc.redirect_uris {
+        validate_for_registration(r).map_err(|e| {
+            ClientLookupError::BadMetadata(format!("the metadata document lists an unacceptable redirect URI: {e}"))
+        })?;
+    }
+    let method = doc.token_endpoint_auth_method.as_deref().unwrap_or("none");
+    if method != "none" {
+        // A document anyone can read cannot carry a shared secret.
+        return Err(ClientLookupError::BadMetadata(format!(
+            "token_endpoint_auth_method {method:?} is not supported for metadata-document clients; use \"none\""
+        )));
+    }
+    let grant_types = doc
+        .grant_types
+        .clone()
+        .unwrap_or_else(|| vec!["authorization_code".to_string()]);
+    if grant_types
+        .iter()
+        .any(|g| g != "authorization_code" && g != "refresh_token")
+    {
+        return Err(ClientLookupError::BadMetadata(
+            "metadata-document clients may use only authorization_code and refresh_token".into(),
+        ));
+    }
+    let c = &state.settings.cimd;
+    let ttl = resp
+        .cache_max_age()
+        .map(|s| s as i64)
+        .unwrap_or(c.min_cache_secs)
+        .clamp(c.min_cache_secs, c.max_cache_secs);
+    Ok(ClientRecord {
+        client_id: url.to_string(),
+        kind: ClientKind::Cimd,
+        client_name: Some(truncate(name, 200)),
+        client_secret_hash: None,
+        token_endpoint_auth_method: "none".into(),
+        redirect_uris: doc.redirect_uris,
+        grant_types,
+        allowed_scopes: Vec::new(),
+        application_type: doc.application_type,
+        client_uri: doc.client_uri,
+        logo_uri: None,
+        created_at: now,
+        expires_at: Some(now + ttl),
+    })
+}
+
+pub fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}
+
+/// Client credentials presented on a request.
+struct Presented {
+    client_id: String,
+    secret: Option<String>,
+    method: TokenEndpointAuthMethod,
+}
+
+fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, ApiError> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("basic").then(|| rest.trim().to_string())
+        });
+    let form_secret = params.get("client_secret");
+    if let Some(b64) = basic {
+        if form_secret.is_some() {
+            return Err(OAuthError::invalid_request("use one client authentication method, not two").into());
+        }
+        let decoded = STANDARD
+            .decode(b64)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| ApiError::ClientAuthBasic("malformed Basic credentials".into()))?;
+        let (id, secret) = decoded
+            .split_once(':')
+            .ok_or_else(|| ApiError::ClientAuthBasic("malformed Basic credentials".into()))?;
+        // RFC 6749 §2.3.1: both parts are form-urlencoded.
+        let dec = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        let id = dec(id);
+        if let Some(form_id) = params.get("client_id")
+            && form_id != id
+        {
+            return Err(OAuthError::invalid_request("client_id differs from the authenticated client").into());
+        }
+        return Ok(Presented {
+            client_id: id,
+            secret: Some(dec(secret)),
+            method: TokenEndpointAuthMethod::ClientSecretBasic,
+        });
+    }
+    let id = params
+        .get("client_id")
+        .ok_or_else(|| ApiError::code(OAuthErrorCode::InvalidClient, "client authentication is required"))?;
+    Ok(match form_secret {
+        Some(s) => Presented {
+            client_id: id.to_string(),
+            secret: Some(s.to_string()),
+            method: TokenEndpointAuthMethod::ClientSecretPost,
+        },
+        None => Presented {
+            client_id: id.to_string(),
+            secret: None,
+            method: TokenEndpointAuthMethod::None,
+        },
+    })
+}
+
+/// Authenticates the client of a back-channel request by its registered
+/// method only. Public clients identify themselves with `client_id`.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<ClientRecord, ApiError> {
+    if let Some(name) = params.first_repeated(&["client_id", "client_secret"]) {
+        return Err(OAuthError::invalid_request(format!("parameter {name} is repeated")).into());
+    }
+    let p = presented(headers, params)?;
+    let fail = |m: TokenEndpointAuthMethod, d: &str| -> ApiError {
+        if m == TokenEndpointAuthMethod::ClientSecretBasic {
+            ApiError::ClientAuthBasic(d.to_string())
+        } else {
+            ApiError::code(OAuthErrorCode::InvalidClient, d)
+        }
+    };
+    let client = match lookup(state, &p.client_id).await {
+        Ok(c) => c,
+        Err(ClientLookupError::Internal(e)) => return Err(ApiError::Internal(e)),
+        Err(_) => return Err(fail(p.method, "client authentication failed")),
+    };
+    let registered = TokenEndpointAuthMethod::parse(&client.token_endpoint_auth_method)
+        .ok_or_else(|| ApiError::Internal(format!("client {} has an unknown auth method", client.client_id)))?;
+    if registered != p.method {
+        return Err(fail(p.method, "client authentication failed"));
+    }
+    if registered.is_confidential() {
+        let (Some(secret), Some(stored)) = (p.secret.as_deref(), client.client_secret_hash.as_deref()) else {
+            return Err(fail(p.method, "client authentication failed"));
+        };
+        if !ct_eq(hash_secret(secret).as_bytes(), stored.as_bytes()) {
+            return Err(fail(p.method, "client authentication failed"));
+        }
+    }
+    Ok(client)
+}

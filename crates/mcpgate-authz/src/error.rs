@@ -1,0 +1,103 @@
+//! Errors of the JSON endpoints, converted once into RFC 6749 §5.2 bodies
+//! with `Cache-Control: no-store`. Internal detail is logged, never sent.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mcpgate_store::StoreError;
+use mcpgate_types::{OAuthError, OAuthErrorCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A protocol error the client caused; sent as is.
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
+    /// `invalid_client` after an attempted HTTP Basic authentication: 401
+    /// with a `WWW-Authenticate: Basic` challenge (RFC 6749 §5.2).
+    #[error("client authentication failed")]
+    ClientAuthBasic(String),
+    /// Too many requests from this source.
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
+    /// Our fault. The string is logged, the client sees `server_error`.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Internal(format!("store: {e}"))
+    }
+}
+
+impl ApiError {
+    pub fn code(code: OAuthErrorCode, description: impl Into<String>) -> Self {
+        ApiError::OAuth(OAuthError::new(code, description))
+    }
+}
+
+/// The HTTP status for each OAuth error code. Exhaustive on purpose: a new
+/// code must be given its status here.
+pub fn status_for(code: OAuthErrorCode) -> StatusCode {
+    match code {
+        OAuthErrorCode::InvalidRequest
+        | OAuthErrorCode::InvalidGrant
+        | OAuthErrorCode::UnauthorizedClient
+        | OAuthErrorCode::UnsupportedGrantType
+        | OAuthErrorCode::InvalidScope
+        | OAuthErrorCode::InvalidTarget
+        | OAuthErrorCode::UnsupportedResponseType
+        | OAuthErrorCode::InvalidRedirectUri
+        | OAuthErrorCode::InvalidClientMetadata
+        | OAuthErrorCode::UnsupportedTokenType => StatusCode::BAD_REQUEST,
+        OAuthErrorCode::InvalidClient | OAuthErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+        OAuthErrorCode::AccessDenied | OAuthErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+        OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        OAuthErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+pub fn no_store_json(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    let mut resp = (status, axum::Json(body)).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::OAuth(e) => no_store_json(status_for(e.error), &e),
+            ApiError::ClientAuthBasic(d) => {
+                let mut r = no_store_json(
+                    StatusCode::UNAUTHORIZED,
+                    &OAuthError::new(OAuthErrorCode::InvalidClient, d),
+                );
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"mcpgate\""),
+                );
+                r
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                let mut r = no_store_json(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &OAuthError::new(
+                        OAuthErrorCode::TemporarilyUnavailable,
+                        "too many requests; retry later",
+                    ),
+                );
+                if let Ok(v) = HeaderValue::from_str(&retry_after_secs.max(1).to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                r
+            }
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                no_store_json(StatusCode::INTERNAL_SERVER_ERROR, &OAuthError::server_error())
+            }
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,149 @@
+//! HTML pages (login, password change, consent, messages) rendered with
+//! askama (auto-escaped), and the security headers every page carries:
+//! CSP with `frame-ancestors 'none'`, `X-Frame-Options: DENY`,
+//! `Referrer-Policy: no-referrer`, `Cache-Control: no-store`.
+
+use askama::Template;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::state::AppState;
+
+pub const CSS: &str = include_str!("../assets/mcpgate.css");
+
+/// Headers for every page and every JSON answer of the AS.
+pub fn security_headers(h: &mut HeaderMap) {
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+pub struct Common {
+    pub asset_base: String,
+    pub issuer_host: String,
+}
+
+impl Common {
+    pub fn new(state: &AppState) -> Self {
+        let issuer = &state.settings.issuer;
+        let after = issuer.split_once("://").map(|(_, r)| r).unwrap_or(issuer);
+        let (host, path) = match after.find('/') {
+            Some(i) => (&after[..i], after[i..].trim_end_matches('/')),
+            None => (after, ""),
+        };
+        Self {
+            asset_base: path.to_string(),
+            issuer_host: host.to_string(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage<'a> {
+    pub asset_base: &'a str,
+    pub issuer_host: &'a str,
+    pub csrf: &'a str,
+    pub return_to: &'a str,
+    pub username: &'a str,
+    pub error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "password.html")]
+pub struct PasswordPage<'a> {
+    pub asset_base: &'a str,
+    pub issuer_host: &'a str,
+    pub ticket: &'a str,
+    pub return_to: &'a str,
+    pub min_len: usize,
+    pub error: Option<&'a str>,
+}
+
+pub struct ScopeLine {
+    pub name: String,
+    pub description: String,
+    pub is_new: bool,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+pub struct ConsentPage<'a> {
+    pub asset_base: &'a str,
+    pub issuer_host: &'a str,
+    pub client_name: &'a str,
+    pub client_id: &'a str,
+    /// For CIMD clients: the host of the `client_id` URL, shown prominently.
+    pub client_verified_host: Option<String>,
+    pub redirect_host: String,
+    pub redirect_localhost: bool,
+    pub resource: &'a str,
+    pub resource_name: &'a str,
+    pub username: &'a str,
+    pub scopes: Vec<ScopeLine>,
+    pub params: Vec<(String, String)>,
+    pub csrf: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage<'a> {
+    pub asset_base: &'a str,
+    pub issuer_host: &'a str,
+    pub title: &'a str,
+    pub message: &'a str,
+    pub is_error: bool,
+    pub logout_csrf: Option<&'a str>,
+}
+
+/// Renders a template into a response with the page security headers.
+pub fn html(status: StatusCode, t: &impl Template) -> Response {
+    match t.render() {
+        Ok(body) => {
+            let mut r = (status, axum::response::Html(body)).into_response();
+            security_headers(r.headers_mut());
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "template rendering failed");
+            let mut r = (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
+            security_headers(r.headers_mut());
+            r
+        }
+    }
+}
+
+/// A page that explains a problem and never redirects anywhere (used when
+/// the client or redirect URI cannot be trusted).
+pub fn error_page(state: &AppState, status: StatusCode, title: &str, message: &str) -> Response {
+    let c = Common::new(state);
+    html(
+        status,
+        &MessagePage {
+            asset_base: &c.asset_base,
+            issuer_host: &c.issuer_host,
+            title,
+            message,
+            is_error: true,
+            logout_csrf: None,
+        },
+    )
+}
+
+pub async fn stylesheet() -> Response {
+    let mut r = ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    r.headers_mut()
+        .insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    r
+}

@@ -1,0 +1,312 @@
+//! The AS browser session: login (with per-account and per-IP rate limits
+//! and login CSRF protection), one-time password change, logout.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use mcpgate_store::{LoginSessionRecord, StoreError, UserRecord};
+use mcpgate_types::secret::hash_secret;
+
+use crate::cookies;
+use crate::csrf;
+use crate::pages::{Common, LoginPage, MessagePage, PasswordPage, error_page, html};
+use crate::params::Params;
+use crate::password;
+use crate::state::AppState;
+
+/// The signed-in user of a request.
+#[derive(Debug, Clone)]
+pub struct SessionUser {
+    pub user: UserRecord,
+    pub session_hash: String,
+    pub auth_time: i64,
+}
+
+/// Reads and checks the session cookie. `Ok(None)` when absent, unknown,
+/// expired, or the user is gone or disabled.
+pub async fn current(app: &AppState, headers: &HeaderMap) -> Result<Option<SessionUser>, String> {
+    let Some(raw) = cookies::get(headers, cookies::SESSION) else {
+        return Ok(None);
+    };
+    if raw.len() > 128 {
+        return Ok(None);
+    }
+    let h = hash_secret(&raw);
+    let s = match app.store.get_session(&h).await {
+        Ok(s) => s,
+        Err(StoreError::NotFound) => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    if s.expires_at <= app.now() {
+        return Ok(None);
+    }
+    match app.store.get_user(&s.user_id).await {
+        Ok(u) if !u.disabled && !u.must_change_password => Ok(Some(SessionUser {
+            user: u,
+            session_hash: h,
+            auth_time: s.auth_time,
+        })),
+        Ok(_) | Err(StoreError::NotFound) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Only our own authorization endpoint (or the root) is a valid place to
+/// return to after login: a relative path, never `//host` or a full URL.
+fn safe_return_to(app: &AppState, r: &str) -> Option<String> {
+    let base = Common::new(app).asset_base;
+    let authorize = format!("{base}/oauth/authorize?");
+    if r.starts_with(&authorize) && !r.contains(['\\', '\r', '\n', '#']) {
+        Some(r.to_string())
+    } else {
+        None
+    }
+}
+
+pub fn redirect_to_login(app: &AppState, return_to: &str) -> Response {
+    let base = Common::new(app).asset_base;
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("return_to", return_to)
+        .finish();
+    let mut r = Redirect::to(&format!("{base}/login?{q}")).into_response();
+    *r.status_mut() = StatusCode::SEE_OTHER;
+    r
+}
+
+fn login_form(app: &AppState, nonce: Option<&str>, return_to: &str, username: &str, error: Option<&str>, status: StatusCode) -> Response {
+    let c = Common::new(app);
+    // The nonce cookie (double submit) ties the form to this browser.
+    let (nonce, set) = match nonce {
+        Some(n) => (n.to_string(), false),
+        None => (app.random(24), true),
+    };
+    let token = csrf::issue(&app.csrf_key, "login", nonce.as_bytes(), app.now() + 3600);
+    let mut r = html(
+        status,
+        &LoginPage {
+            asset_base: &c.asset_base,
+            issuer_host: &c.issuer_host,
+            csrf: &token,
+            return_to,
+            username,
+            error,
+        },
+    );
+    if set {
+        r.headers_mut().append(header::SET_COOKIE, cookies::set_cookie(cookies::LOGIN_NONCE, &nonce, 3600));
+    }
+    r
+}
+
+/// `GET /login`
+pub async fn login_get(State(app): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+    let p = Params::parse(q.unwrap_or_default().as_bytes());
+    let return_to = p.get("return_to").and_then(|r| safe_return_to(&app, r)).unwrap_or_default();
+    let nonce = cookies::get(&headers, cookies::LOGIN_NONCE).filter(|n| n.len() <= 64);
+    login_form(&app, nonce.as_deref(), &return_to, "", None, StatusCode::OK)
+}
+
+/// `POST /login`
+pub async fn login_post(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !crate::params::is_form(&headers) {
+        return error_page(&app, StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported request", "Send the login form as a form.");
+    }
+    let p = Params::parse(&body);
+    let return_to = p.get("return_to").and_then(|r| safe_return_to(&app, r)).unwrap_or_default();
+    let username = p.get("username").unwrap_or("").trim().to_string();
+    let nonce = cookies::get(&headers, cookies::LOGIN_NONCE).filter(|n| n.len() <= 64);
+    let csrf_ok = nonce
+        .as_deref()
+        .is_some_and(|n| csrf::verify(&app.csrf_key, "login", n.as_bytes(), p.get("csrf").unwrap_or(""), app.now()));
+    if !csrf_ok {
+        return login_form(&app, None, &return_to, "", Some("The form expired. Please sign in again."), StatusCode::FORBIDDEN);
+    }
+    let nonce = nonce.unwrap_or_default();
+    if !app.settings.local_login {
+        return login_form(&app, Some(&nonce), &return_to, "", Some("Password sign-in is disabled on this server."), StatusCode::FORBIDDEN);
+    }
+    let ip = app.client_ip(Some(peer), &headers);
+    let limited = app.limiters.login_ip.check_key(&ip).is_err()
+        || (!username.is_empty() && app.limiters.login_account.check_key(&username).is_err());
+    if limited {
+        tracing::warn!(%ip, "login rate limit hit");
+        let mut r = login_form(&app, Some(&nonce), &return_to, &username, Some("Too many sign-in attempts. Wait a minute and try again."), StatusCode::TOO_MANY_REQUESTS);
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        return r;
+    }
+    let password = p.get("password").unwrap_or("").to_string();
+    let user = match app.store.get_user_by_username(&username).await {
+        Ok(u) => Some(u),
+        Err(StoreError::NotFound) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "user lookup failed");
+            return error_page(&app, StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Try again later.");
+        }
+    };
+    let phc = user
+        .as_ref()
+        .and_then(|u| u.password_hash.clone())
+        .unwrap_or_else(|| password::dummy_hash().to_string());
+    let ok = tokio::task::spawn_blocking(move || password::verify(&password, &phc))
+        .await
+        .unwrap_or(false);
+    let user = match user {
+        Some(u) if ok && !u.disabled && u.password_hash.is_some() => u,
+        _ => {
+            tracing::info!(%ip, "login failed");
+            return login_form(&app, Some(&nonce), &return_to, &username, Some("The username or password is not correct."), StatusCode::UNAUTHORIZED);
+        }
+    };
+    if user.must_change_password {
+        return password_form(&app, &user, &return_to, None, StatusCode::OK);
+    }
+    start_session(&app, &user, &return_to).await
+}
+
+/// Binding for a password-change ticket: the user and their current hash,
+/// so a ticket dies as soon as the password changes.
+fn ticket_binding(user: &UserRecord) -> Vec<u8> {
+    format!("{}\n{}", user.id, user.password_hash.as_deref().unwrap_or("")).into_bytes()
+}
+
+fn password_form(app: &AppState, user: &UserRecord, return_to: &str, error: Option<&str>, status: StatusCode) -> Response {
+    let c = Common::new(app);
+    let exp = app.now() + 600;
+    let ticket = format!("{}.{}", user.id, csrf::issue(&app.csrf_key, "password-change", &ticket_binding(user), exp));
+    html(
+        status,
+        &PasswordPage {
+            asset_base: &c.asset_base,
+            issuer_host: &c.issuer_host,
+            ticket: &ticket,
+            return_to,
+            min_len: password::MIN_PASSWORD_LEN,
+            error,
+        },
+    )
+}
+
+/// `POST /login/password`: replaces a one-time password.
+pub async fn password_post(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if !crate::params::is_form(&headers) {
+        return error_page(&app, StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported request", "Send the form as a form.");
+    }
+    let p = Params::parse(&body);
+    let return_to = p.get("return_to").and_then(|r| safe_return_to(&app, r)).unwrap_or_default();
+    let ticket = p.get("ticket").unwrap_or("");
+    let Some((user_id, token)) = ticket.split_once('.') else {
+        return error_page(&app, StatusCode::FORBIDDEN, "This form cannot be accepted", "Sign in again.");
+    };
+    let user = match app.store.get_user(user_id).await {
+        Ok(u) => u,
+        Err(_) => return error_page(&app, StatusCode::FORBIDDEN, "This form cannot be accepted", "Sign in again."),
+    };
+    if !user.must_change_password || !csrf::verify(&app.csrf_key, "password-change", &ticket_binding(&user), token, app.now()) {
+        return error_page(&app, StatusCode::FORBIDDEN, "This form cannot be accepted", "It expired or was already used. Sign in again.");
+    }
+    let new = p.get("new_password").unwrap_or("");
+    if new != p.get("confirm").unwrap_or("") {
+        return password_form(&app, &user, &return_to, Some("The two passwords differ."), StatusCode::BAD_REQUEST);
+    }
+    if let Err(m) = password::check_policy(new) {
+        return password_form(&app, &user, &return_to, Some(m), StatusCode::BAD_REQUEST);
+    }
+    let mut salt = [0u8; 16];
+    app.rng.fill(&mut salt);
+    let new = new.to_string();
+    let Ok(Ok(phc)) = tokio::task::spawn_blocking(move || password::hash(&new, &salt)).await else {
+        return error_page(&app, StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Try again later.");
+    };
+    let mut updated = user.clone();
+    updated.password_hash = Some(phc);
+    updated.must_change_password = false;
+    updated.updated_at = app.now();
+    if let Err(e) = app.store.update_user(&updated).await {
+        tracing::error!(error = %e, "password update failed");
+        return error_page(&app, StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Try again later.");
+    }
+    start_session(&app, &updated, &return_to).await
+}
+
+async fn start_session(app: &AppState, user: &UserRecord, return_to: &str) -> Response {
+    let raw = app.random(32);
+    let now = app.now();
+    let ttl = app.settings.login_session_ttl;
+    let rec = LoginSessionRecord {
+        session_hash: hash_secret(&raw),
+        user_id: user.id.clone(),
+        auth_time: now,
+        created_at: now,
+        expires_at: now + ttl,
+    };
+    if let Err(e) = app.store.insert_session(&rec).await {
+        tracing::error!(error = %e, "session insert failed");
+        return error_page(app, StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Try again later.");
+    }
+    tracing::info!(user = %user.id, "user signed in");
+    let mut r = if return_to.is_empty() {
+        signed_in_page(app, user)
+    } else {
+        let mut r = Redirect::to(return_to).into_response();
+        *r.status_mut() = StatusCode::SEE_OTHER;
+        r
+    };
+    let h = r.headers_mut();
+    h.append(header::SET_COOKIE, cookies::set_cookie(cookies::SESSION, &raw, ttl));
+    h.append(header::SET_COOKIE, cookies::set_cookie(cookies::LOGIN_NONCE, "", 0));
+    crate::pages::security_headers(h);
+    r
+}
+
+fn signed_in_page(app: &AppState, user: &UserRecord) -> Response {
+    let c = Common::new(app);
+    let msg = format!("You are signed in as {}. You can close this page and return to your application.", user.username);
+    html(
+        StatusCode::OK,
+        &MessagePage {
+            asset_base: &c.asset_base,
+            issuer_host: &c.issuer_host,
+            title: "Signed in",
+            message: &msg,
+            is_error: false,
+            logout_csrf: None,
+        },
+    )
+}
+
+/// `GET /logout`: a confirmation form (a GET never changes state).
+pub async fn logout_get(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let c = Common::new(&app);
+    match current(&app, &headers).await {
+        Ok(Some(u)) => {
+            let token = csrf::issue(&app.csrf_key, "logout", u.session_hash.as_bytes(), app.now() + 3600);
+            let msg = format!("You are signed in as {}.", u.user.username);
+            html(StatusCode::OK, &MessagePage { asset_base: &c.asset_base, issuer_host: &c.issuer_host, title: "Sign out", message: &msg, is_error: false, logout_csrf: Some(&token) })
+        }
+        _ => html(StatusCode::OK, &MessagePage { asset_base: &c.asset_base, issuer_host: &c.issuer_host, title: "Signed out", message: "You are not signed in.", is_error: false, logout_csrf: None }),
+    }
+}
+
+/// `POST /logout`
+pub async fn logout_post(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let p = Params::parse(&body);
+    let c = Common::new(&app);
+    if let Ok(Some(u)) = current(&app, &headers).await {
+        if !csrf::verify(&app.csrf_key, "logout", u.session_hash.as_bytes(), p.get("csrf").unwrap_or(""), app.now()) {
+            return error_page(&app, StatusCode::FORBIDDEN, "This form cannot be accepted", "Open the sign-out page again.");
+        }
+        if let Err(e) = app.store.delete_session(&u.session_hash).await {
+            tracing::error!(error = %e, "session delete failed");
+        }
+    }
+    let mut r = html(StatusCode::OK, &MessagePage { asset_base: &c.asset_base, issuer_host: &c.issuer_host, title: "Signed out", message: "You have been signed out.", is_error: false, logout_csrf: None });
+    r.headers_mut().append(header::SET_COOKIE, cookies::set_cookie(cookies::SESSION, "", 0));
+    r
+}

@@ -1,0 +1,133 @@
+//! Runtime settings of the authorization server, already validated by the
+//! config loader (the binary) or built directly by tests.
+
+use mcpgate_jose::KeyAlg;
+use mcpgate_types::Secret;
+
+/// A scope this server knows, with the description shown on the consent page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeDef {
+    pub name: String,
+    pub description: String,
+}
+
+/// A protected resource this server issues tokens for (RFC 8707).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceDef {
+    /// Canonical URI, exactly as published; it becomes the token's `aud`.
+    pub uri: String,
+    /// Human name for the consent page.
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DcrSettings {
+    pub enabled: bool,
+    /// When set, registration requires `Authorization: Bearer <this>` (RFC 7591 §3).
+    pub initial_access_token: Option<Secret>,
+    /// Registrations allowed per client IP per hour.
+    pub per_ip_per_hour: u32,
+    /// Registrations allowed server-wide per hour (stored count).
+    pub max_per_hour: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct CimdSettings {
+    pub enabled: bool,
+    /// Development override: allow `http://` CIMD URLs on loopback hosts and
+    /// loopback addresses. Off by default; never for production.
+    pub allow_http_loopback: bool,
+    /// Upper bound on how long a fetched document is trusted (seconds).
+    pub max_cache_secs: i64,
+    /// Lower bound, so a `no-cache` document is not fetched on every request.
+    pub min_cache_secs: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginLimits {
+    /// Failed attempts per account per window.
+    pub per_account: u32,
+    /// Attempts per client IP per window.
+    pub per_ip: u32,
+    /// The window, in seconds.
+    pub window_secs: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthzSettings {
+    /// The issuer identifier: exactly `public_url`, byte for byte.
+    pub issuer: String,
+    pub scopes: Vec<ScopeDef>,
+    pub resources: Vec<ResourceDef>,
+    /// Access token lifetime (RFC 9068 JWT), seconds.
+    pub access_token_ttl: i64,
+    /// Lifetime of a refresh-token family from its authorization, seconds.
+    pub refresh_token_ttl: i64,
+    /// Authorization code lifetime, seconds (at most 60).
+    pub code_ttl: i64,
+    /// AS browser login session lifetime, seconds.
+    pub login_session_ttl: i64,
+    pub signing_alg: KeyAlg,
+    /// How long a rotated-out key stays published in the JWKS, seconds.
+    pub key_grace_secs: i64,
+    pub dcr: DcrSettings,
+    pub cimd: CimdSettings,
+    pub login: LoginLimits,
+    /// Confidential clients allowed to call the introspection endpoint.
+    pub introspection_clients: Vec<String>,
+    /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+    /// Whether local password accounts may log in.
+    pub local_login: bool,
+}
+
+impl AuthzSettings {
+    /// Sensible defaults for an issuer; used by tests and as the base the
+    /// config loader fills in.
+    pub fn with_issuer(issuer: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            scopes: Vec::new(),
+            resources: Vec::new(),
+            access_token_ttl: 600,
+            refresh_token_ttl: 30 * 24 * 3600,
+            code_ttl: 60,
+            login_session_ttl: 12 * 3600,
+            signing_alg: KeyAlg::Es256,
+            key_grace_secs: 24 * 3600,
+            dcr: DcrSettings {
+                enabled: true,
+                initial_access_token: None,
+                per_ip_per_hour: 20,
+                max_per_hour: 1000,
+            },
+            cimd: CimdSettings {
+                enabled: true,
+                allow_http_loopback: false,
+                max_cache_secs: 24 * 3600,
+                min_cache_secs: 60,
+            },
+            login: LoginLimits {
+                per_account: 5,
+                per_ip: 20,
+                window_secs: 60,
+            },
+            introspection_clients: Vec::new(),
+            trust_forwarded_for: false,
+            local_login: true,
+        }
+    }
+
+    pub fn scope(&self, name: &str) -> Option<&ScopeDef> {
+        self.scopes.iter().find(|s| s.name == name)
+    }
+
+    pub fn resource_uris(&self) -> Vec<String> {
+        self.resources.iter().map(|r| r.uri.clone()).collect()
+    }
+
+    /// `{issuer}{path}` without a doubled slash.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{}", self.issuer.trim_end_matches('/'), path)
+    }
+}

@@ -1,0 +1,157 @@
+//! The authorization server's shared state and its construction.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use mcpgate_jose::{Clock, MasterKey, Rng};
+use mcpgate_net::SafeFetcher;
+use mcpgate_store::DynStore;
+
+use crate::error::ApiError;
+use crate::keyring::{KeyDeps, KeyRing};
+use crate::settings::AuthzSettings;
+
+/// What the server is built from.
+pub struct Deps {
+    pub store: DynStore,
+    pub master_key: Arc<MasterKey>,
+    pub clock: Arc<dyn Clock>,
+    pub rng: Arc<dyn Rng>,
+    /// Fetcher for Client ID Metadata Documents (SSRF guarded).
+    pub fetcher: SafeFetcher,
+}
+
+pub(crate) struct Limiters {
+    pub login_account: DefaultKeyedRateLimiter<String>,
+    pub login_ip: DefaultKeyedRateLimiter<IpAddr>,
+    pub register_ip: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+/// The shared state behind [`AppState`].
+pub struct Inner {
+    pub(crate) settings: AuthzSettings,
+    pub(crate) store: DynStore,
+    pub(crate) master_key: Arc<MasterKey>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) rng: Arc<dyn Rng>,
+    pub(crate) fetcher: SafeFetcher,
+    pub(crate) keys: KeyRing,
+    pub(crate) limiters: Limiters,
+    /// HMAC key for CSRF tokens, derived from the master key.
+    pub(crate) csrf_key: aws_lc_rs::hmac::Key,
+}
+
+/// Cheap to clone; what every handler receives.
+#[derive(Clone)]
+pub struct AppState(pub(crate) Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+fn per_window(n: u32, window_secs: u64) -> Quota {
+    let n = NonZeroU32::new(n.max(1)).expect("max(1) is non-zero");
+    let period = Duration::from_secs(window_secs.max(1)) / n.get();
+    Quota::with_period(period.max(Duration::from_millis(1)))
+        .expect("period is non-zero")
+        .allow_burst(n)
+}
+
+impl AppState {
+    pub async fn new(settings: AuthzSettings, deps: Deps) -> Result<Self, ApiError> {
+        let keys = KeyRing::load(
+            &KeyDeps {
+                store: &deps.store,
+                master: &deps.master_key,
+                rng: deps.rng.as_ref(),
+                clock: deps.clock.as_ref(),
+            },
+            settings.signing_alg,
+            settings.key_grace_secs,
+        )
+        .await?;
+        let csrf_key = aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            &deps.master_key.derive_subkey("mcpgate/csrf/v1"),
+        );
+        let limiters = Limiters {
+            login_account: RateLimiter::keyed(per_window(
+                settings.login.per_account,
+                settings.login.window_secs,
+            )),
+            login_ip: RateLimiter::keyed(per_window(settings.login.per_ip, settings.login.window_secs)),
+            register_ip: RateLimiter::keyed(per_window(settings.dcr.per_ip_per_hour, 3600)),
+        };
+        Ok(Self(Arc::new(Inner {
+            settings,
+            store: deps.store,
+            master_key: deps.master_key,
+            clock: deps.clock,
+            rng: deps.rng,
+            fetcher: deps.fetcher,
+            keys,
+            limiters,
+            csrf_key,
+        })))
+    }
+
+    pub fn settings(&self) -> &AuthzSettings {
+        &self.settings
+    }
+
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    pub(crate) fn key_deps(&self) -> KeyDeps<'_> {
+        KeyDeps {
+            store: &self.store,
+            master: &self.master_key,
+            rng: self.rng.as_ref(),
+            clock: self.clock.as_ref(),
+        }
+    }
+
+    /// Re-reads signing keys from the store.
+    pub async fn reload_keys(&self) -> Result<(), ApiError> {
+        self.keys
+            .reload(&self.key_deps(), self.settings.signing_alg, self.settings.key_grace_secs)
+            .await
+    }
+
+    /// The current public JWKS.
+    pub fn jwks(&self) -> mcpgate_jose::PublicJwks {
+        self.keys.current().jwks.clone()
+    }
+
+    /// The client's IP: the peer address, or the first `X-Forwarded-For` hop
+    /// when the operator said a trusted proxy sets it.
+    pub(crate) fn client_ip(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> IpAddr {
+        if self.settings.trust_forwarded_for
+            && let Some(ip) = headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.trim().parse::<IpAddr>().ok())
+        {
+            return ip;
+        }
+        peer.map(|p| p.ip())
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    }
+
+    pub(crate) fn random(&self, bytes: usize) -> String {
+        mcpgate_jose::random_token(self.rng.as_ref(), bytes)
+    }
+}

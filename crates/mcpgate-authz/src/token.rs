@@ -1,0 +1,255 @@
+//! The token endpoint (OAuth 2.1 §3.2, §4.1.3, §4.3, §4.2): authorization
+//! code with PKCE, rotating refresh tokens with reuse detection, and client
+//! credentials. Access tokens are RFC 9068 JWTs bound to one resource.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use mcpgate_store::{
+    ClientRecord, Redeem, RefreshFamilyRecord, RefreshTokenRecord, Rotate, StoreError,
+};
+use mcpgate_types::secret::hash_secret;
+use mcpgate_types::token::{AccessTokenClaims, TokenResponse};
+use mcpgate_types::{OAuthError, OAuthErrorCode, ScopeSet, pkce, resource};
+
+use crate::clients::authenticate;
+use crate::error::{ApiError, ApiResult, no_store_json};
+use crate::params::{Params, is_form};
+use crate::state::AppState;
+
+/// `POST /oauth/token`
+pub async fn token(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    match handle(&app, &headers, &body).await {
+        Ok(r) => no_store_json(axum::http::StatusCode::OK, &r),
+        Err(e) => axum::response::IntoResponse::into_response(e),
+    }
+}
+
+async fn handle(app: &AppState, headers: &HeaderMap, body: &[u8]) -> ApiResult<TokenResponse> {
+    if !is_form(headers) {
+        return Err(OAuthError::invalid_request("the token request must be application/x-www-form-urlencoded").into());
+    }
+    let p = Params::parse(body);
+    if let Some(name) = p.repeated().first() {
+        return Err(OAuthError::invalid_request(format!("parameter {name} is repeated")).into());
+    }
+    let grant = p
+        .get("grant_type")
+        .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    let client = authenticate(app, headers, &p).await?;
+    let allowed = |g: &str| client.grant_types.iter().any(|x| x == g);
+    match grant {
+        "authorization_code" if allowed(grant) => authorization_code(app, &client, &p).await,
+        "refresh_token" if allowed(grant) => refresh(app, &client, &p).await,
+        "client_credentials" if allowed(grant) && client.client_secret_hash.is_some() => {
+            client_credentials(app, &client, &p).await
+        }
+        "authorization_code" | "refresh_token" | "client_credentials" => Err(ApiError::code(
+            OAuthErrorCode::UnauthorizedClient,
+            format!("this client may not use the {grant} grant"),
+        )),
+        _ => Err(ApiError::code(OAuthErrorCode::UnsupportedGrantType, "unsupported grant_type")),
+    }
+}
+
+fn invalid_grant(d: &str) -> ApiError {
+    OAuthError::invalid_grant(d).into()
+}
+
+async fn authorization_code(app: &AppState, client: &ClientRecord, p: &Params) -> ApiResult<TokenResponse> {
+    let code = p.get("code").ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+    let verifier = p
+        .get("code_verifier")
+        .ok_or_else(|| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
+    let now = app.now();
+    let code_hash = hash_secret(code);
+    let rec = match app.store.redeem_code(&code_hash, now).await {
+        Ok(Redeem::Fresh(rec)) => rec,
+        Ok(Redeem::Replayed(rec)) => {
+            // OAuth 2.1 §4.1.3: a code used twice revokes what it issued.
+            let n = app.store.revoke_families_by_code(&code_hash, now).await?;
+            tracing::warn!(client_id = %rec.client_id, revoked_families = n, "authorization code replayed; tokens revoked");
+            return Err(invalid_grant("the authorization code was already used"));
+        }
+        Err(StoreError::NotFound) => return Err(invalid_grant("the authorization code is invalid")),
+        Err(e) => return Err(e.into()),
+    };
+    // The code is consumed from here on, whatever fails below.
+    if rec.client_id != client.client_id {
+        tracing::warn!(client_id = %client.client_id, "authorization code presented by another client");
+        return Err(invalid_grant("the authorization code was issued to another client"));
+    }
+    if now >= rec.expires_at {
+        return Err(invalid_grant("the authorization code has expired"));
+    }
+    if let Some(r) = p.get("redirect_uri")
+        && r != rec.redirect_uri
+    {
+        return Err(invalid_grant("redirect_uri does not match the authorization request"));
+    }
+    if !pkce::verify_s256(verifier, &rec.code_challenge) {
+        return Err(invalid_grant("the code_verifier does not match the code_challenge"));
+    }
+    if let Some(r) = p.get("resource")
+        && resource::find_canonical(r, std::slice::from_ref(&rec.resource)).is_none()
+    {
+        return Err(OAuthError::invalid_target("resource differs from the one authorized").into());
+    }
+    let user = match app.store.get_user(&rec.user_id).await {
+        Ok(u) if !u.disabled => u,
+        Ok(_) | Err(StoreError::NotFound) => return Err(invalid_grant("the user is no longer allowed to sign in")),
+        Err(e) => return Err(e.into()),
+    };
+    let scopes = ScopeSet::from_iter(rec.scopes.iter().cloned());
+    let access = mint(app, &user.id, client, &rec.resource, &scopes, Some(rec.auth_time), &user.groups)?;
+    let wants_refresh = scopes.contains("offline_access") || client.grant_types.iter().any(|g| g == "refresh_token");
+    let refresh_token = if wants_refresh {
+        let raw = app.random(32);
+        let family = RefreshFamilyRecord {
+            family_id: app.random(16),
+            client_id: client.client_id.clone(),
+            user_id: user.id.clone(),
+            resource: rec.resource.clone(),
+            scopes: rec.scopes.clone(),
+            auth_time: rec.auth_time,
+            code_hash: Some(code_hash),
+            created_at: now,
+            expires_at: now + app.settings.refresh_token_ttl,
+            revoked_at: None,
+        };
+        let first = RefreshTokenRecord {
+            token_hash: hash_secret(&raw),
+            family_id: family.family_id.clone(),
+            scopes: rec.scopes.clone(),
+            created_at: now,
+            expires_at: family.expires_at,
+            rotated_at: None,
+        };
+        app.store.create_family(&family, &first).await?;
+        Some(raw)
+    } else {
+        None
+    };
+    Ok(response(app, access, refresh_token, &scopes))
+}
+
+async fn refresh(app: &AppState, client: &ClientRecord, p: &Params) -> ApiResult<TokenResponse> {
+    let raw = p
+        .get("refresh_token")
+        .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+    let now = app.now();
+    let hash = hash_secret(raw);
+    let (tok, family) = match app.store.get_refresh_token(&hash).await {
+        Ok(x) => x,
+        Err(StoreError::NotFound) => return Err(invalid_grant("the refresh token is invalid")),
+        Err(e) => return Err(e.into()),
+    };
+    if family.client_id != client.client_id {
+        return Err(invalid_grant("the refresh token was issued to another client"));
+    }
+    if family.revoked_at.is_some() {
+        return Err(invalid_grant("the refresh token has been revoked"));
+    }
+    if now >= family.expires_at || now >= tok.expires_at {
+        return Err(invalid_grant("the refresh token has expired"));
+    }
+    if let Some(r) = p.get("resource")
+        && resource::find_canonical(r, std::slice::from_ref(&family.resource)).is_none()
+    {
+        return Err(OAuthError::invalid_target("resource differs from the one authorized").into());
+    }
+    let granted = ScopeSet::from_iter(family.scopes.iter().cloned());
+    let scopes = match p.get("scope") {
+        None => ScopeSet::from_iter(tok.scopes.iter().cloned()),
+        Some(s) => {
+            let asked = ScopeSet::parse(s).map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
+            if !asked.is_subset(&granted) {
+                return Err(OAuthError::invalid_scope("a refresh can narrow the granted scopes, never widen them").into());
+            }
+            asked
+        }
+    };
+    let user = match app.store.get_user(&family.user_id).await {
+        Ok(u) if !u.disabled => u,
+        Ok(_) | Err(StoreError::NotFound) => return Err(invalid_grant("the user is no longer allowed to sign in")),
+        Err(e) => return Err(e.into()),
+    };
+    let new_raw = app.random(32);
+    let new = RefreshTokenRecord {
+        token_hash: hash_secret(&new_raw),
+        family_id: family.family_id.clone(),
+        scopes: scopes.to_vec(),
+        created_at: now,
+        expires_at: family.expires_at,
+        rotated_at: None,
+    };
+    match app.store.rotate_refresh_token(&hash, &new, now).await {
+        Ok(Rotate::Rotated { .. }) => {}
+        Ok(Rotate::Reused { family }) => {
+            tracing::warn!(client_id = %family.client_id, user = %family.user_id, "refresh token reused; family revoked");
+            return Err(invalid_grant("the refresh token was already used; all tokens of this grant are revoked"));
+        }
+        Ok(Rotate::Revoked { .. }) => return Err(invalid_grant("the refresh token has been revoked")),
+        Err(StoreError::NotFound) => return Err(invalid_grant("the refresh token is invalid")),
+        Err(e) => return Err(e.into()),
+    }
+    let access = mint(app, &user.id, client, &family.resource, &scopes, Some(family.auth_time), &user.groups)?;
+    Ok(response(app, access, Some(new_raw), &scopes))
+}
+
+async fn client_credentials(app: &AppState, client: &ClientRecord, p: &Params) -> ApiResult<TokenResponse> {
+    let requested = p
+        .get("resource")
+        .ok_or_else(|| OAuthError::invalid_target("resource is required (RFC 8707)"))?;
+    let canonical = resource::find_canonical(requested, &app.settings.resource_uris())
+        .ok_or_else(|| OAuthError::invalid_target("this server does not issue tokens for that resource"))?
+        .to_string();
+    let scopes = crate::authorize::parse_scopes(app, client, p.get("scope").unwrap_or(""))
+        .map_err(OAuthError::invalid_scope)?;
+    if scopes.contains("offline_access") {
+        return Err(OAuthError::invalid_scope("offline_access makes no sense for client credentials").into());
+    }
+    let access = mint(app, &client.client_id, client, &canonical, &scopes, None, &[])?;
+    Ok(response(app, access, None, &scopes))
+}
+
+/// Signs an RFC 9068 access token.
+pub fn mint(
+    app: &AppState,
+    sub: &str,
+    client: &ClientRecord,
+    aud: &str,
+    scopes: &ScopeSet,
+    auth_time: Option<i64>,
+    groups: &[String],
+) -> ApiResult<String> {
+    let now = app.now();
+    let claims = AccessTokenClaims {
+        iss: app.settings.issuer.clone(),
+        sub: sub.to_string(),
+        aud: aud.to_string(),
+        exp: now + app.settings.access_token_ttl,
+        iat: now,
+        nbf: None,
+        jti: app.random(16),
+        client_id: client.client_id.clone(),
+        scope: scopes.to_string(),
+        auth_time,
+        groups: groups.to_vec(),
+    };
+    app.keys
+        .current()
+        .active
+        .sign("at+jwt", &claims)
+        .map_err(|e| ApiError::Internal(format!("signing: {e}")))
+}
+
+fn response(app: &AppState, access: String, refresh: Option<String>, scopes: &ScopeSet) -> TokenResponse {
+    TokenResponse {
+        access_token: access,
+        token_type: "Bearer".into(),
+        expires_in: app.settings.access_token_ttl,
+        refresh_token: refresh,
+        scope: Some(scopes.to_string()),
+    }
+}

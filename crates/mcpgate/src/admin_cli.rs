@@ -1,0 +1,329 @@
+//! The operator subcommands: `users`, `clients`, `consents`, `keys`,
+//! `check-config`, and the demo bootstrap. Secrets are printed once, on
+//! creation, and never again.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use mcpgate_authz::admin::{self, AdminError, ClientSpec};
+use mcpgate_store::{KeyState, StoreError};
+use mcpgate_types::client_metadata::TokenEndpointAuthMethod;
+
+use crate::config::{Config, MasterKeySource, StoreConfig, TlsConfig};
+use crate::serve::Runtime;
+
+#[derive(Subcommand, Debug)]
+pub enum UsersCmd {
+    /// Add a user. Without --password-file a one-time password is printed.
+    Add {
+        username: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Group carried in the token's `groups` claim (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Read the password from this file (first line).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    List,
+    Remove { username: String },
+    /// Set a new password (or print a new one-time password).
+    Passwd {
+        username: String,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientsCmd {
+    /// Pre-register a client. Prints its id (and secret, once, if confidential).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// Exact redirect URI (repeatable).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// none (public), client_secret_basic or client_secret_post.
+        #[arg(long, default_value = "none")]
+        auth_method: String,
+        /// Grant type (repeatable; default authorization_code + refresh_token).
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        /// Scope the client may request (repeatable; default: any configured scope).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Use this client id instead of a generated one.
+        #[arg(long)]
+        client_id: Option<String>,
+    },
+    List,
+    Remove { client_id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConsentsCmd {
+    /// List consents (all, or one user's).
+    List {
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke a user's consent to a client, and the client's refresh tokens for that user.
+    Revoke { username: String, client_id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCmd {
+    List,
+    /// Add a new signing key; the old one stays published for the grace period.
+    Rotate,
+}
+
+fn read_password_file(p: &PathBuf) -> anyhow::Result<String> {
+    let s = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    Ok(s.lines().next().unwrap_or("").to_string())
+}
+
+fn fmt_time(t: i64) -> String {
+    // RFC 3339 in UTC without pulling a date crate: civil-from-days.
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+pub async fn users(rt: &Runtime, cmd: UsersCmd) -> anyhow::Result<()> {
+    let ctx = rt.admin();
+    match cmd {
+        UsersCmd::Add { username, display_name, groups, password_file } => {
+            let pw = password_file.as_ref().map(read_password_file).transpose()?;
+            let (u, otp) = admin::create_user(&ctx, &username, display_name.as_deref(), pw.as_deref(), &groups).await?;
+            println!("added user {} (id {})", u.username, u.id);
+            if let Some(otp) = otp {
+                println!("one-time password: {otp}");
+                println!("(it must be changed at the first sign-in)");
+            }
+        }
+        UsersCmd::List => {
+            let users = rt.store.list_users().await?;
+            if users.is_empty() {
+                println!("no users");
+            }
+            for u in users {
+                let flags = [(u.disabled, "disabled"), (u.must_change_password, "one-time password")]
+                    .iter()
+                    .filter(|(on, _)| *on)
+                    .map(|(_, n)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                println!(
+                    "{}\t{}\tgroups=[{}]\tcreated {}{}",
+                    u.username,
+                    u.id,
+                    u.groups.join(","),
+                    fmt_time(u.created_at),
+                    if flags.is_empty() { String::new() } else { format!("\t({flags})") }
+                );
+            }
+        }
+        UsersCmd::Remove { username } => {
+            admin::remove_user(&ctx, &username).await?;
+            println!("removed user {username} with their consents, sessions and tokens");
+        }
+        UsersCmd::Passwd { username, password_file } => {
+            let pw = password_file.as_ref().map(read_password_file).transpose()?;
+            match admin::set_password(&ctx, &username, pw.as_deref()).await? {
+                Some(otp) => println!("one-time password for {username}: {otp}"),
+                None => println!("password of {username} changed"),
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn clients(rt: &Runtime, cmd: ClientsCmd) -> anyhow::Result<()> {
+    match cmd {
+        ClientsCmd::Add { name, redirect_uris, auth_method, grants, scopes, client_id } => {
+            let method = TokenEndpointAuthMethod::parse(&auth_method)
+                .with_context(|| format!("--auth-method {auth_method:?} is not none, client_secret_basic or client_secret_post"))?;
+            let grant_types = if grants.is_empty() { vec!["authorization_code".into(), "refresh_token".into()] } else { grants };
+            let spec = ClientSpec { client_id, name, redirect_uris, auth_method: method, grant_types, scopes, secret: None };
+            let (c, secret) = admin::create_client(&rt.admin(), &spec, false).await?;
+            println!("client_id: {}", c.client_id);
+            if let Some(s) = secret {
+                println!("client_secret: {s}");
+                println!("(shown once; only its hash is stored)");
+            }
+        }
+        ClientsCmd::List => {
+            let list = rt.store.list_clients().await?;
+            if list.is_empty() {
+                println!("no clients");
+            }
+            for c in list {
+                println!(
+                    "{}\t{}\t{}\t{}\tredirects=[{}]",
+                    c.client_id,
+                    c.kind.as_str(),
+                    c.token_endpoint_auth_method,
+                    c.client_name.unwrap_or_default(),
+                    c.redirect_uris.join(" ")
+                );
+            }
+        }
+        ClientsCmd::Remove { client_id } => match rt.store.delete_client(&client_id).await {
+            Ok(()) => println!("removed client {client_id} with its consents and tokens"),
+            Err(StoreError::NotFound) => bail!("client {client_id:?} not found"),
+            Err(e) => return Err(e.into()),
+        },
+    }
+    Ok(())
+}
+
+pub async fn consents(rt: &Runtime, cmd: ConsentsCmd) -> anyhow::Result<()> {
+    let user_id = |name: String| async move {
+        match rt.store.get_user_by_username(&name).await {
+            Ok(u) => Ok(u.id),
+            Err(StoreError::NotFound) => Err(anyhow::anyhow!("user {name:?} not found")),
+            Err(e) => Err(e.into()),
+        }
+    };
+    match cmd {
+        ConsentsCmd::List { user } => {
+            let id = match user {
+                Some(u) => Some(user_id(u).await?),
+                None => None,
+            };
+            let list = rt.store.list_consents(id.as_deref()).await?;
+            if list.is_empty() {
+                println!("no consents");
+            }
+            for c in list {
+                let who = rt.store.get_user(&c.user_id).await.map(|u| u.username).unwrap_or(c.user_id);
+                println!("{who}\t{}\tscopes=[{}]\tresources=[{}]\tsince {}", c.client_id, c.scopes.join(" "), c.resources.join(" "), fmt_time(c.granted_at));
+            }
+        }
+        ConsentsCmd::Revoke { username, client_id } => {
+            let id = user_id(username.clone()).await?;
+            match rt.store.revoke_consent(&id, &client_id, rt.clock.now()).await {
+                Ok(()) => println!("revoked {username}'s consent to {client_id} and that client's refresh tokens for them"),
+                Err(StoreError::NotFound) => bail!("{username} has no consent for {client_id:?}"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn keys(rt: &Runtime, cmd: KeysCmd) -> anyhow::Result<()> {
+    let a = &rt.config.authz;
+    match cmd {
+        KeysCmd::List => {
+            let list = rt.store.list_keys().await?;
+            if list.is_empty() {
+                println!("no keys yet (the first one is created when the server starts)");
+            }
+            for k in list {
+                let state = match k.state {
+                    KeyState::Active => "active (signs new tokens)".to_string(),
+                    KeyState::Previous => format!(
+                        "previous (published until {})",
+                        fmt_time(k.rotated_at.unwrap_or(k.created_at) + a.key_grace_secs)
+                    ),
+                    KeyState::Retired => "retired".to_string(),
+                };
+                println!("{}\t{}\tcreated {}\t{state}", k.kid, k.alg, fmt_time(k.created_at));
+            }
+        }
+        KeysCmd::Rotate => {
+            let kid = admin::rotate_keys(&rt.admin(), &rt.master_key, a.signing_alg, a.key_grace_secs).await?;
+            println!("new active key {kid}; the previous key stays published for {} s", a.key_grace_secs);
+            println!("running servers pick it up within a minute, or at restart");
+        }
+    }
+    Ok(())
+}
+
+pub fn print_config(c: &Config) {
+    println!("config: {}", c.source);
+    println!("issuer (public_url): {}", c.authz.issuer);
+    println!("listen: {}", c.listen);
+    println!(
+        "tls: {}",
+        match &c.tls {
+            TlsConfig::None if c.trust_forwarded_proto => "terminated by a proxy (trust_forwarded_proto)".to_string(),
+            TlsConfig::None => "off (loopback http)".to_string(),
+            TlsConfig::Files { cert, .. } => format!("certificate {}", cert.display()),
+            TlsConfig::SelfSigned => "self-signed (testing only)".to_string(),
+        }
+    );
+    println!("data dir: {}", c.data_dir.display());
+    match &c.store {
+        StoreConfig::Sqlite(p) => println!("store: sqlite {}", p.display()),
+        StoreConfig::Postgres(_) => println!("store: postgres (url redacted)"),
+    }
+    match &c.master_key {
+        MasterKeySource::Configured(_) => println!("master key: from config reference (redacted)"),
+        MasterKeySource::DataDirFile(p) => println!("master key: {} (generated if absent)", p.display()),
+    }
+    let a = &c.authz;
+    println!("signing: {} (grace {} s)", a.signing_alg.as_str(), a.key_grace_secs);
+    println!("access tokens: {} s; refresh families: {} s; codes: {} s", a.access_token_ttl, a.refresh_token_ttl, a.code_ttl);
+    println!("scopes:");
+    for s in &a.scopes {
+        println!("  {} — {}", s.name, s.description);
+    }
+    println!("resources:");
+    for r in &a.resources {
+        println!("  {} ({})", r.uri, r.name);
+    }
+    println!(
+        "dynamic registration: {}{}",
+        if a.dcr.enabled { "on" } else { "off" },
+        if a.dcr.initial_access_token.is_some() { " (initial access token required)" } else { "" }
+    );
+    println!(
+        "client metadata documents: {}{}",
+        if a.cimd.enabled { "on" } else { "off" },
+        if a.cimd.allow_http_loopback { " (DEVELOPMENT loopback override on)" } else { "" }
+    );
+    println!("clients from config: {}", c.clients.len());
+}
+
+/// `serve --demo`: an `admin` user with a one-time password, and directions.
+pub async fn demo_bootstrap(rt: &Runtime) -> anyhow::Result<()> {
+    let issuer = &rt.config.authz.issuer;
+    let otp = match admin::create_user(&rt.admin(), "admin", Some("Administrator"), None, &["admins".to_string()]).await {
+        Ok((_, otp)) => otp,
+        Err(AdminError::Exists(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    eprintln!();
+    eprintln!("  mcpgate demo — authorization server at {issuer}");
+    eprintln!("  data directory: {}", rt.config.data_dir.display());
+    match otp {
+        Some(p) => {
+            eprintln!("  admin user:     admin");
+            eprintln!("  one-time password: {p}   (you choose a new one at first sign-in)");
+        }
+        None => eprintln!("  admin user exists already; `mcpgate users passwd admin` prints a new one-time password"),
+    }
+    eprintln!();
+    eprintln!("  next:");
+    eprintln!("    curl {issuer}/.well-known/oauth-authorization-server");
+    eprintln!("    open {issuer}/login in a browser and sign in as admin");
+    eprintln!("    mcpgate clients add --name 'My app' --redirect-uri http://127.0.0.1:3000/callback");
+    eprintln!("    resource for tokens: {}", rt.config.authz.resources.first().map(|r| r.uri.as_str()).unwrap_or("(none)"));
+    eprintln!();
+    Ok(())
+}

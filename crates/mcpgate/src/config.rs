@@ -1,0 +1,533 @@
+//! Configuration: one TOML file (`deny_unknown_fields`), validated into the
+//! runtime [`Config`]. Secrets are `${env:NAME}` or `${file:PATH}`
+//! references and never printed. Without a file, embedded defaults apply:
+//! SQLite in the data directory, `http://127.0.0.1:8080`, the demo scopes.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use mcpgate_authz::{AuthzSettings, ResourceDef, ScopeDef};
+use mcpgate_jose::KeyAlg;
+use mcpgate_types::Secret;
+use mcpgate_types::client_metadata::TokenEndpointAuthMethod;
+use serde::Deserialize;
+
+/// A configuration error, naming the file, the field and (where known) the line.
+#[derive(Debug, thiserror::Error)]
+#[error("{location}: {field}: {message}")]
+pub struct ConfigError {
+    pub location: String,
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub public_url: Option<toml::Spanned<String>>,
+    pub listen: Option<toml::Spanned<String>>,
+    pub data_dir: Option<PathBuf>,
+    pub trust_forwarded_proto: Option<bool>,
+    pub master_key: Option<String>,
+    pub log_format: Option<String>,
+    #[serde(default)]
+    pub tls: TlsFile,
+    #[serde(default)]
+    pub store: StoreFile,
+    #[serde(default)]
+    pub authorization_server: AsFile,
+    #[serde(default, rename = "client")]
+    pub clients: Vec<ClientFile>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub self_signed: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFile {
+    pub backend: Option<String>,
+    pub sqlite_path: Option<PathBuf>,
+    pub postgres_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AsFile {
+    pub scopes: Option<BTreeMap<String, String>>,
+    pub resources: Option<Vec<ResourceFile>>,
+    pub access_token_ttl_secs: Option<i64>,
+    pub refresh_token_ttl_secs: Option<i64>,
+    pub login_session_ttl_secs: Option<i64>,
+    pub signing_alg: Option<String>,
+    pub key_grace_secs: Option<i64>,
+    pub introspection_clients: Option<Vec<String>>,
+    pub trust_forwarded_for: Option<bool>,
+    pub local_login: Option<bool>,
+    #[serde(default)]
+    pub dcr: DcrFile,
+    #[serde(default)]
+    pub cimd: CimdFile,
+    #[serde(default)]
+    pub login: LoginFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceFile {
+    pub uri: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DcrFile {
+    pub enabled: Option<bool>,
+    pub initial_access_token: Option<String>,
+    pub per_ip_per_hour: Option<u32>,
+    pub max_per_hour: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CimdFile {
+    pub enabled: Option<bool>,
+    pub allow_http_loopback: Option<bool>,
+    pub max_cache_secs: Option<i64>,
+    pub min_cache_secs: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LoginFile {
+    pub per_account: Option<u32>,
+    pub per_ip: Option<u32>,
+    pub window_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientFile {
+    pub client_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    pub auth_method: Option<String>,
+    pub client_secret: Option<String>,
+    pub grant_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// Which database.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    Sqlite(PathBuf),
+    Postgres(Secret),
+}
+
+#[derive(Debug, Clone)]
+pub enum TlsConfig {
+    None,
+    Files { cert: PathBuf, key: PathBuf },
+    SelfSigned,
+}
+
+/// Where the master key comes from.
+#[derive(Debug, Clone)]
+pub enum MasterKeySource {
+    /// Resolved from `${env:}`/`${file:}`.
+    Configured(Secret),
+    /// `{data_dir}/master.key`, generated with mode 0600 when absent.
+    DataDirFile(PathBuf),
+}
+
+/// A client declared in the config file (upserted at start).
+#[derive(Debug, Clone)]
+pub struct ConfigClient {
+    pub spec: mcpgate_authz::admin::ClientSpec,
+}
+
+/// The validated runtime configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: String,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub tls: TlsConfig,
+    pub trust_forwarded_proto: bool,
+    pub store: StoreConfig,
+    pub master_key: MasterKeySource,
+    pub log_json: bool,
+    pub authz: AuthzSettings,
+    pub clients: Vec<ConfigClient>,
+}
+
+/// Command-line overrides that take part in validation.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub tls_self_signed: bool,
+}
+
+/// Finds the config file: `--config`, else `./mcpgate.toml`, else
+/// `$XDG_CONFIG_HOME/mcpgate/mcpgate.toml`; `None` means embedded defaults.
+pub fn find(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.to_path_buf());
+    }
+    let local = PathBuf::from("mcpgate.toml");
+    if local.is_file() {
+        return Some(local);
+    }
+    let xdg = dirs::config_dir()?.join("mcpgate").join("mcpgate.toml");
+    xdg.is_file().then_some(xdg)
+}
+
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir().map(|d| d.join("mcpgate")).unwrap_or_else(|| PathBuf::from(".mcpgate"))
+}
+
+/// Loads and validates. `path = None` gives the embedded defaults.
+pub fn load(path: Option<&Path>, ov: &Overrides) -> Result<Config, ConfigError> {
+    let (text, source) = match path {
+        Some(p) => {
+            let t = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                location: p.display().to_string(),
+                field: "(file)".into(),
+                message: format!("cannot read: {e}"),
+            })?;
+            (t, p.display().to_string())
+        }
+        None => (String::new(), "embedded defaults".to_string()),
+    };
+    let file: FileConfig = toml::from_str(&text).map_err(|e| {
+        let line = e.span().map(|s| line_of(&text, s.start));
+        ConfigError {
+            location: match line {
+                Some(l) => format!("{source}:{l}"),
+                None => source.clone(),
+            },
+            field: "(syntax)".into(),
+            message: e.message().to_string(),
+        }
+    })?;
+    Validator { text: &text, source: &source }.validate(file, ov)
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    source: &'a str,
+}
+
+impl Validator<'_> {
+    /// An error for `field`, with the line of `key =` in the file if found.
+    fn err(&self, field: &str, message: impl Into<String>) -> ConfigError {
+        let key = field.rsplit('.').next().unwrap_or(field);
+        let line = self.text.lines().position(|l| {
+            let t = l.trim_start();
+            t.starts_with(key) && t[key.len()..].trim_start().starts_with('=')
+        });
+        ConfigError {
+            location: match line {
+                Some(l) => format!("{}:{}", self.source, l + 1),
+                None => self.source.to_string(),
+            },
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn err_at(&self, field: &str, span: std::ops::Range<usize>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            location: format!("{}:{}", self.source, line_of(self.text, span.start)),
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// Resolves `${env:NAME}` / `${file:PATH}`. Plain values are refused for
+    /// fields that must never sit in the file (`plain_ok = false`).
+    fn secret(&self, field: &str, raw: &str, plain_ok: bool) -> Result<Secret, ConfigError> {
+        if let Some(name) = raw.strip_prefix("${env:").and_then(|r| r.strip_suffix('}')) {
+            return std::env::var(name)
+                .map(Secret::new)
+                .map_err(|_| self.err(field, format!("environment variable {name} is not set")));
+        }
+        if let Some(path) = raw.strip_prefix("${file:").and_then(|r| r.strip_suffix('}')) {
+            return std::fs::read_to_string(path)
+                .map(|s| Secret::new(s.trim_end_matches(['\n', '\r']).to_string()))
+                .map_err(|e| self.err(field, format!("cannot read secret file {path}: {e}")));
+        }
+        if raw.starts_with("${") {
+            return Err(self.err(field, "secret references are ${env:NAME} or ${file:PATH}"));
+        }
+        if plain_ok {
+            Ok(Secret::new(raw))
+        } else {
+            Err(self.err(field, "secrets must not be written in the config file: use \"${env:NAME}\" or \"${file:PATH}\""))
+        }
+    }
+
+    fn validate(&self, f: FileConfig, ov: &Overrides) -> Result<Config, ConfigError> {
+        // Listener and issuer.
+        let (listen_raw, listen_span) = match (&ov.listen, &f.listen) {
+            (Some(l), _) => (l.clone(), None),
+            (None, Some(s)) => (s.get_ref().clone(), Some(s.span())),
+            (None, None) => ("127.0.0.1:8080".to_string(), None),
+        };
+        let listen: SocketAddr = listen_raw.parse().map_err(|_| {
+            let m = format!("{listen_raw:?} is not an IP:port address (e.g. 127.0.0.1:8080)");
+            match listen_span.clone() {
+                Some(s) => self.err_at("listen", s, m),
+                None => self.err("listen", m),
+            }
+        })?;
+        let (public_url, pu_span) = match &f.public_url {
+            Some(s) => (s.get_ref().clone(), Some(s.span())),
+            None if f.listen.is_none() && ov.listen.is_none() => ("http://127.0.0.1:8080".to_string(), None),
+            None => (format!("http://{listen}"), None),
+        };
+        let pu_err = |m: String| match pu_span.clone() {
+            Some(s) => self.err_at("public_url", s, m),
+            None => self.err("public_url", m),
+        };
+        let parsed = url::Url::parse(&public_url).map_err(|_| pu_err(format!("{public_url:?} is not an absolute URL")))?;
+        if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() {
+            return Err(pu_err("the issuer URL must not have a query, fragment or user info (RFC 8414 §2)".into()));
+        }
+        if public_url.ends_with('/') {
+            return Err(pu_err("leave off the trailing slash: the issuer is compared byte for byte".into()));
+        }
+        let tls = match (&f.tls.cert, &f.tls.key, ov.tls_self_signed || f.tls.self_signed.unwrap_or(false)) {
+            (Some(c), Some(k), false) => TlsConfig::Files { cert: c.clone(), key: k.clone() },
+            (None, None, true) => TlsConfig::SelfSigned,
+            (None, None, false) => TlsConfig::None,
+            (Some(_), Some(_), true) => return Err(self.err("tls.self_signed", "choose certificate files or a self-signed certificate, not both")),
+            _ => return Err(self.err("tls.cert", "tls.cert and tls.key go together")),
+        };
+        let trust_forwarded_proto = f.trust_forwarded_proto.unwrap_or(false);
+        match parsed.scheme() {
+            "http" => {
+                let host_loopback = mcpgate_types::redirect_uri::is_loopback_host(&parsed);
+                if !(host_loopback && listen.ip().is_loopback()) {
+                    return Err(pu_err(format!(
+                        "plain http is allowed only when public_url and listen are both loopback (listen is {listen}). \
+                         Use an https public_url with tls.cert/tls.key (or --tls-self-signed for local testing), \
+                         or set trust_forwarded_proto = true behind a TLS-terminating proxy"
+                    )));
+                }
+                if !matches!(tls, TlsConfig::None) {
+                    return Err(pu_err("TLS is configured, so public_url must start with https://".into()));
+                }
+            }
+            "https" => {
+                if matches!(tls, TlsConfig::None) && !trust_forwarded_proto {
+                    return Err(pu_err(
+                        "an https public_url needs TLS here: set tls.cert and tls.key, use --tls-self-signed for local testing, \
+                         or set trust_forwarded_proto = true if a TLS-terminating proxy sits in front"
+                            .into(),
+                    ));
+                }
+            }
+            other => return Err(pu_err(format!("scheme {other:?} is not http or https"))),
+        }
+
+        let data_dir = ov.data_dir.clone().or(f.data_dir.clone()).unwrap_or_else(default_data_dir);
+        let store = match f.store.backend.as_deref().unwrap_or("sqlite") {
+            "sqlite" => StoreConfig::Sqlite(f.store.sqlite_path.clone().unwrap_or_else(|| data_dir.join("mcpgate.db"))),
+            "postgres" => {
+                let raw = f.store.postgres_url.as_deref().ok_or_else(|| self.err("store.postgres_url", "required when store.backend = \"postgres\""))?;
+                StoreConfig::Postgres(self.secret("store.postgres_url", raw, true)?)
+            }
+            other => return Err(self.err("store.backend", format!("{other:?} is not \"sqlite\" or \"postgres\""))),
+        };
+        let master_key = match &f.master_key {
+            Some(raw) => MasterKeySource::Configured(self.secret("master_key", raw, false)?),
+            None => MasterKeySource::DataDirFile(data_dir.join("master.key")),
+        };
+        let log_json = match f.log_format.as_deref().unwrap_or("text") {
+            "text" => false,
+            "json" => true,
+            other => return Err(self.err("log_format", format!("{other:?} is not \"text\" or \"json\""))),
+        };
+
+        let authz = self.authz(&f.authorization_server, &public_url)?;
+        let mut clients = Vec::new();
+        for (i, c) in f.clients.iter().enumerate() {
+            let field = |n: &str| format!("client[{i}].{n}");
+            let auth_method = match c.auth_method.as_deref() {
+                None => if c.client_secret.is_some() { TokenEndpointAuthMethod::ClientSecretBasic } else { TokenEndpointAuthMethod::None },
+                Some(m) => TokenEndpointAuthMethod::parse(m).ok_or_else(|| self.err(&field("auth_method"), format!("{m:?} is not none, client_secret_basic or client_secret_post")))?,
+            };
+            let secret = c.client_secret.as_deref().map(|s| self.secret(&field("client_secret"), s, false)).transpose()?;
+            if auth_method.is_confidential() && secret.is_none() {
+                return Err(self.err(&field("client_secret"), "a confidential client in the config file needs client_secret = \"${env:...}\" or \"${file:...}\""));
+            }
+            clients.push(ConfigClient {
+                spec: mcpgate_authz::admin::ClientSpec {
+                    client_id: Some(c.client_id.clone()),
+                    name: c.name.clone(),
+                    redirect_uris: c.redirect_uris.clone(),
+                    auth_method,
+                    grant_types: c.grant_types.clone().unwrap_or_else(|| vec!["authorization_code".into(), "refresh_token".into()]),
+                    scopes: c.scopes.clone(),
+                    secret: secret.map(|s| s.expose().to_string()),
+                },
+            });
+        }
+        Ok(Config {
+            source: self.source.to_string(),
+            listen,
+            data_dir,
+            tls,
+            trust_forwarded_proto,
+            store,
+            master_key,
+            log_json,
+            authz,
+            clients,
+        })
+    }
+
+    fn authz(&self, a: &AsFile, issuer: &str) -> Result<AuthzSettings, ConfigError> {
+        let mut s = AuthzSettings::with_issuer(issuer);
+        let scopes = a.scopes.clone().unwrap_or_else(|| {
+            BTreeMap::from([
+                ("notes:read".to_string(), "Read your notes".to_string()),
+                ("notes:write".to_string(), "Add notes".to_string()),
+                ("notes:admin".to_string(), "Delete notes".to_string()),
+                ("offline_access".to_string(), "Stay connected when you are away (refresh tokens)".to_string()),
+            ])
+        });
+        for (name, description) in scopes {
+            if !mcpgate_types::scope::is_scope_token(&name) {
+                return Err(self.err("authorization_server.scopes", format!("{name:?} is not a valid scope token (RFC 6749 §3.3)")));
+            }
+            s.scopes.push(ScopeDef { name, description });
+        }
+        let resources = match &a.resources {
+            Some(r) => r.iter().map(|r| (r.uri.clone(), r.name.clone())).collect(),
+            None => vec![(format!("{issuer}/mcp/notes"), Some("Notes (demo)".to_string()))],
+        };
+        for (uri, name) in resources {
+            mcpgate_types::resource::validate(&uri).map_err(|e| self.err("authorization_server.resources", format!("{uri:?}: {e}")))?;
+            if uri.ends_with('/') {
+                return Err(self.err("authorization_server.resources", format!("{uri:?}: leave off the trailing slash (canonical resource URI)")));
+            }
+            let name = name.unwrap_or_else(|| uri.clone());
+            s.resources.push(ResourceDef { uri, name });
+        }
+        let pos = |field: &str, v: Option<i64>, default: i64, max: i64| -> Result<i64, ConfigError> {
+            let v = v.unwrap_or(default);
+            if v <= 0 || v > max {
+                return Err(self.err(field, format!("must be between 1 and {max} seconds")));
+            }
+            Ok(v)
+        };
+        s.access_token_ttl = pos("authorization_server.access_token_ttl_secs", a.access_token_ttl_secs, 600, 24 * 3600)?;
+        s.refresh_token_ttl = pos("authorization_server.refresh_token_ttl_secs", a.refresh_token_ttl_secs, 30 * 24 * 3600, 365 * 24 * 3600)?;
+        s.login_session_ttl = pos("authorization_server.login_session_ttl_secs", a.login_session_ttl_secs, 12 * 3600, 30 * 24 * 3600)?;
+        s.key_grace_secs = pos("authorization_server.key_grace_secs", a.key_grace_secs, 24 * 3600, 365 * 24 * 3600)?;
+        if s.key_grace_secs < s.access_token_ttl {
+            return Err(self.err("authorization_server.key_grace_secs", "must be at least access_token_ttl_secs, or rotated keys would invalidate live tokens"));
+        }
+        s.signing_alg = match a.signing_alg.as_deref() {
+            None => KeyAlg::Es256,
+            Some(x) => KeyAlg::parse(x).ok_or_else(|| self.err("authorization_server.signing_alg", format!("{x:?} is not ES256 or EdDSA")))?,
+        };
+        s.introspection_clients = a.introspection_clients.clone().unwrap_or_default();
+        s.trust_forwarded_for = a.trust_forwarded_for.unwrap_or(false);
+        s.local_login = a.local_login.unwrap_or(true);
+        s.dcr.enabled = a.dcr.enabled.unwrap_or(true);
+        s.dcr.initial_access_token = a.dcr.initial_access_token.as_deref().map(|t| self.secret("authorization_server.dcr.initial_access_token", t, false)).transpose()?;
+        s.dcr.per_ip_per_hour = a.dcr.per_ip_per_hour.unwrap_or(20);
+        s.dcr.max_per_hour = a.dcr.max_per_hour.unwrap_or(1000);
+        s.cimd.enabled = a.cimd.enabled.unwrap_or(true);
+        s.cimd.allow_http_loopback = a.cimd.allow_http_loopback.unwrap_or(false);
+        s.cimd.max_cache_secs = pos("authorization_server.cimd.max_cache_secs", a.cimd.max_cache_secs, 24 * 3600, 24 * 3600)?;
+        s.cimd.min_cache_secs = pos("authorization_server.cimd.min_cache_secs", a.cimd.min_cache_secs, 60, 24 * 3600)?.min(s.cimd.max_cache_secs);
+        s.login.per_account = a.login.per_account.unwrap_or(5).max(1);
+        s.login.per_ip = a.login.per_ip.unwrap_or(20).max(1);
+        s.login.window_secs = a.login.window_secs.unwrap_or(60).max(1);
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(s: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("mcpgate.toml");
+        std::fs::write(&p, s).unwrap();
+        load(Some(&p), &Overrides::default())
+    }
+
+    #[test]
+    fn embedded_defaults_are_loopback_sqlite() {
+        let c = load(None, &Overrides::default()).unwrap();
+        assert_eq!(c.authz.issuer, "http://127.0.0.1:8080");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert!(matches!(c.store, StoreConfig::Sqlite(_)));
+        assert_eq!(c.authz.resources[0].uri, "http://127.0.0.1:8080/mcp/notes");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_a_line() {
+        let e = load_str("public_url = \"http://127.0.0.1:8080\"\nlisten = \"127.0.0.1:8080\"\nbogus = 1\n").unwrap_err();
+        assert!(e.to_string().contains(":3"), "{e}");
+        assert!(e.to_string().contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn plain_http_off_loopback_is_refused() {
+        let e = load_str("public_url = \"http://gw.example.com\"\nlisten = \"0.0.0.0:8080\"\n").unwrap_err();
+        assert_eq!(e.field, "public_url");
+        assert!(e.location.ends_with(":1"), "{e}");
+        assert!(e.message.contains("trust_forwarded_proto"), "{e}");
+        let e = load_str("public_url = \"http://127.0.0.1:8080\"\nlisten = \"0.0.0.0:8080\"\n").unwrap_err();
+        assert_eq!(e.field, "public_url");
+    }
+
+    #[test]
+    fn https_needs_tls_or_proxy() {
+        assert!(load_str("public_url = \"https://gw.example.com\"\nlisten = \"0.0.0.0:8443\"\n").is_err());
+        assert!(load_str("public_url = \"https://gw.example.com\"\nlisten = \"0.0.0.0:8443\"\ntrust_forwarded_proto = true\n").is_ok());
+        assert!(load_str("public_url = \"https://gw.example.com\"\nlisten = \"0.0.0.0:8443\"\n[tls]\nself_signed = true\n").is_ok());
+    }
+
+    #[test]
+    fn secrets_must_be_references() {
+        let e = load_str("master_key = \"c2VjcmV0\"\n").unwrap_err();
+        assert_eq!(e.field, "master_key");
+        assert!(!e.to_string().contains("c2VjcmV0"));
+        let e = load_str("master_key = \"${env:MCPGATE_TEST_UNSET_VAR_XYZ}\"\n").unwrap_err();
+        assert!(e.message.contains("MCPGATE_TEST_UNSET_VAR_XYZ"));
+    }
+
+    #[test]
+    fn trailing_slash_issuer_is_refused() {
+        let e = load_str("public_url = \"http://127.0.0.1:8080/\"\n").unwrap_err();
+        assert_eq!(e.field, "public_url");
+    }
+
+    #[test]
+    fn bad_scope_and_resource() {
+        assert!(load_str("[authorization_server]\nscopes = { \"a b\" = \"x\" }\n").is_err());
+        assert!(load_str("[authorization_server]\nresources = [{ uri = \"https://x/mcp#f\" }]\n").is_err());
+        assert!(load_str("[authorization_server]\naccess_token_ttl_secs = 0\n").is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! The `mcpgate` binary: the CLI, config loading and wiring of the roles.
+
+mod admin_cli;
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "mcpgate", version, about = "OAuth 2.1 authorization server, gateway and client for MCP")]
+struct Cli {
+    /// Config file (default: ./mcpgate.toml, then $XDG_CONFIG_HOME/mcpgate/mcpgate.toml, else embedded defaults).
+    #[arg(long, global = true, env = "MCPGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory for the SQLite database and the generated master key.
+    #[arg(long, global = true, env = "MCPGATE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the server.
+    Serve {
+        /// Demo mode: create an `admin` user with a one-time password and print what to do next.
+        #[arg(long)]
+        demo: bool,
+        /// Override the listen address (IP:port).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Serve TLS with a freshly generated self-signed certificate (local testing only).
+        #[arg(long)]
+        tls_self_signed: bool,
+    },
+    /// Validate the configuration and print what would run (secrets redacted).
+    CheckConfig,
+    /// Manage local user accounts.
+    Users {
+        #[command(subcommand)]
+        cmd: admin_cli::UsersCmd,
+    },
+    /// Manage pre-registered OAuth clients.
+    Clients {
+        #[command(subcommand)]
+        cmd: admin_cli::ClientsCmd,
+    },
+    /// Inspect and revoke users' consents to clients.
+    Consents {
+        #[command(subcommand)]
+        cmd: admin_cli::ConsentsCmd,
+    },
+    /// Inspect and rotate token signing keys.
+    Keys {
+        #[command(subcommand)]
+        cmd: admin_cli::KeysCmd,
+    },
+}
+
+fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("MCPGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let (listen, tls_self_signed, demo) = match &cli.cmd {
+        Cmd::Serve { listen, tls_self_signed, demo } => (listen.clone(), *tls_self_signed, *demo),
+        _ => (None, false, false),
+    };
+    let path = config::find(cli.config.as_deref());
+    let overrides = config::Overrides { listen, data_dir: cli.data_dir.clone(), tls_self_signed };
+    let cfg = config::load(path.as_deref(), &overrides)?;
+    init_logging(cfg.log_json);
+    match cli.cmd {
+        Cmd::CheckConfig => {
+            admin_cli::print_config(&cfg);
+            Ok(())
+        }
+        Cmd::Serve { .. } => {
+            let runtime = serve::Runtime::open(cfg).await?;
+            if demo {
+                admin_cli::demo_bootstrap(&runtime).await?;
+            }
+            serve::serve(&runtime, None).await
+        }
+        Cmd::Users { cmd } => admin_cli::users(&serve::Runtime::open(cfg).await?, cmd).await,
+        Cmd::Clients { cmd } => admin_cli::clients(&serve::Runtime::open(cfg).await?, cmd).await,
+        Cmd::Consents { cmd } => admin_cli::consents(&serve::Runtime::open(cfg).await?, cmd).await,
+        Cmd::Keys { cmd } => admin_cli::keys(&serve::Runtime::open(cfg).await?, cmd).await,
+    }
+}
