@@ -13,6 +13,7 @@ pub mod resource;
 pub mod scope;
 pub mod secret;
 pub mod token;
+pub mod www_authenticate;
 
 pub use error::{OAuthError, OAuthErrorCode};
 pub use scope::ScopeSet;
