@@ -16,7 +16,7 @@ use crate::error::ApiError;
 pub struct KeySet {
     pub active: SigningKey,
     pub jwks: PublicJwks,
-    pub verifier: Verifier,
+    pub verifier: Arc<Verifier>,
 }
 
 pub struct KeyRing {
@@ -124,8 +124,9 @@ async fn build(d: &KeyDeps<'_>, alg: KeyAlg, grace_secs: i64) -> Result<KeySet, 
     // Newest first, so clients that try keys in order find the active one first.
     published.reverse();
     let jwks = PublicJwks { keys: published };
-    let verifier = Verifier::from_public_jwks(&jwks)
-        .map_err(|e| ApiError::Internal(format!("jwks: {e}")))?;
+    let verifier = Arc::new(
+        Verifier::from_public_jwks(&jwks).map_err(|e| ApiError::Internal(format!("jwks: {e}")))?,
+    );
     Ok(KeySet {
         active,
         jwks,

@@ -130,6 +130,12 @@ impl AppState {
             .await
     }
 
+    /// The verifier for tokens this server signed (active and previous keys),
+    /// for in-process resource servers such as the gateway.
+    pub fn current_verifier(&self) -> Arc<mcpgate_jose::Verifier> {
+        self.keys.current().verifier.clone()
+    }
+
     /// The current public JWKS.
     pub fn jwks(&self) -> mcpgate_jose::PublicJwks {
         self.keys.current().jwks.clone()
