@@ -157,6 +157,37 @@ impl AppState {
             .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
     }
 
+    /// Periodic housekeeping: forget idle rate-limit keys (so a flood of
+    /// distinct usernames or IPs cannot grow memory without bound), delete
+    /// expired authorization codes and login sessions, and pick up signing
+    /// keys rotated by the CLI or another replica. Runs until aborted.
+    pub fn spawn_maintenance(&self) -> tokio::task::JoinHandle<()> {
+        let app = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                app.limiters.login_account.retain_recent();
+                app.limiters.login_account.shrink_to_fit();
+                for l in [&app.limiters.login_ip, &app.limiters.register_ip] {
+                    l.retain_recent();
+                    l.shrink_to_fit();
+                }
+                let now = app.now();
+                if let Err(e) = app.store.purge_codes(now).await {
+                    tracing::warn!(error = %e, "purging expired codes failed");
+                }
+                if let Err(e) = app.store.purge_sessions(now).await {
+                    tracing::warn!(error = %e, "purging expired sessions failed");
+                }
+                if let Err(e) = app.reload_keys().await {
+                    tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones");
+                }
+            }
+        })
+    }
+
     pub(crate) fn random(&self, bytes: usize) -> String {
         mcpgate_jose::random_token(self.rng.as_ref(), bytes)
     }

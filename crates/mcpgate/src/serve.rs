@@ -138,21 +138,8 @@ fn redact_store_error(e: &StoreError) -> String {
 /// Serves until SIGINT/SIGTERM, then drains in-flight requests.
 pub async fn serve(rt: &Runtime, ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>) -> anyhow::Result<()> {
     let state = rt.app_state().await?;
-    // Pick up keys rotated by `mcpgate keys rotate` or another replica, and
-    // retire keys whose grace period ended.
-    let reloader = {
-        let state = state.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if let Err(e) = state.reload_keys().await {
-                    tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones");
-                }
-            }
-        })
-    };
+    // Rate-limit memory, expired codes and sessions, rotated keys.
+    let maintenance = state.spawn_maintenance();
     let app = mcpgate_authz::router(state)
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .layer(axum::middleware::from_fn(log_request));
@@ -185,7 +172,7 @@ pub async fn serve(rt: &Runtime, ready: Option<tokio::sync::oneshot::Sender<Sock
             axum::serve(TlsListener::new(listener, acceptor), make).with_graceful_shutdown(shutdown_signal()).await?;
         }
     }
-    reloader.abort();
+    maintenance.abort();
     tracing::info!("mcpgate stopped");
     Ok(())
 }
