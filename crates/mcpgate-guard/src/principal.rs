@@ -42,12 +42,19 @@ pub enum Challenge {
     InvalidRequest(String),
     /// The token lacks scopes: 403 `error="insufficient_scope"` with every
     /// scope the request needs in `scope`.
-    InsufficientScope { required: ScopeSet, description: String },
+    InsufficientScope {
+        required: ScopeSet,
+        description: String,
+    },
 }
 
 /// Validates the credentials of one request for one protected resource.
 #[async_trait]
 pub trait Authenticate: Send + Sync + 'static {
     /// `query` is the raw query string (a token there is refused).
-    async fn authenticate(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Principal, Challenge>;
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Principal, Challenge>;
 }

@@ -33,10 +33,6 @@ impl ScopeSet {
         Ok(Self(set))
     }
 
-    pub fn from_iter<I: IntoIterator<Item = S>, S: Into<String>>(iter: I) -> Self {
-        Self(iter.into_iter().map(Into::into).collect())
-    }
-
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -71,6 +67,12 @@ impl ScopeSet {
 
     pub fn to_vec(&self) -> Vec<String> {
         self.0.iter().cloned().collect()
+    }
+}
+
+impl<S: Into<String>> FromIterator<S> for ScopeSet {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        Self(iter.into_iter().map(Into::into).collect())
     }
 }
 

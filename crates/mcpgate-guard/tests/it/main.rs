@@ -1,0 +1,9 @@
+//! The guard's one integration-test binary: attacks on validation, remote keys, introspection,
+//! the validated-token cache, challenges and the tower layer.
+
+mod attacks;
+mod cache;
+mod challenges;
+mod introspection;
+mod remote;
+mod support;
