@@ -35,11 +35,15 @@ pub struct Ctx<'a> {
 fn valid_username(u: &str) -> bool {
     !u.is_empty()
         && u.len() <= 64
-        && u.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+        && u.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
 }
 
 fn valid_group(g: &str) -> bool {
-    !g.is_empty() && g.len() <= 64 && g.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/'))
+    !g.is_empty()
+        && g.len() <= 64
+        && g.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/'))
 }
 
 fn hash_password(ctx: &Ctx<'_>, pw: &str) -> Result<String, AdminError> {
@@ -63,10 +67,14 @@ pub async fn create_user(
     groups: &[String],
 ) -> Result<(UserRecord, Option<String>), AdminError> {
     if !valid_username(username) {
-        return Err(AdminError::Invalid("usernames are 1-64 characters of letters, digits, '.', '_', '-', '@'".into()));
+        return Err(AdminError::Invalid(
+            "usernames are 1-64 characters of letters, digits, '.', '_', '-', '@'".into(),
+        ));
     }
     if let Some(g) = groups.iter().find(|g| !valid_group(g)) {
-        return Err(AdminError::Invalid(format!("group {g:?}: groups are 1-64 characters of letters, digits, '.', '_', '-', ':', '/'")));
+        return Err(AdminError::Invalid(format!(
+            "group {g:?}: groups are 1-64 characters of letters, digits, '.', '_', '-', ':', '/'"
+        )));
     }
     let (pw, otp) = match password {
         Some(p) => {
@@ -101,10 +109,16 @@ pub async fn create_user(
 }
 
 /// Sets a new password (or a new one-time password when `None`).
-pub async fn set_password(ctx: &Ctx<'_>, username: &str, password: Option<&str>) -> Result<Option<String>, AdminError> {
+pub async fn set_password(
+    ctx: &Ctx<'_>,
+    username: &str,
+    password: Option<&str>,
+) -> Result<Option<String>, AdminError> {
     let mut user = match ctx.store.get_user_by_username(username).await {
         Ok(u) => u,
-        Err(StoreError::NotFound) => return Err(AdminError::NotFound(format!("user {username:?}"))),
+        Err(StoreError::NotFound) => {
+            return Err(AdminError::NotFound(format!("user {username:?}")));
+        }
         Err(e) => return Err(e.into()),
     };
     let (pw, otp) = match password {
@@ -127,7 +141,9 @@ pub async fn set_password(ctx: &Ctx<'_>, username: &str, password: Option<&str>)
 pub async fn remove_user(ctx: &Ctx<'_>, username: &str) -> Result<(), AdminError> {
     let user = match ctx.store.get_user_by_username(username).await {
         Ok(u) => u,
-        Err(StoreError::NotFound) => return Err(AdminError::NotFound(format!("user {username:?}"))),
+        Err(StoreError::NotFound) => {
+            return Err(AdminError::NotFound(format!("user {username:?}")));
+        }
         Err(e) => return Err(e.into()),
     };
     ctx.store.delete_user(&user.id).await?;
@@ -151,39 +167,69 @@ pub struct ClientSpec {
 
 /// Registers a client. Returns the record and, for confidential clients
 /// with a generated secret, the secret (shown once, stored only as a hash).
-pub async fn create_client(ctx: &Ctx<'_>, spec: &ClientSpec, replace: bool) -> Result<(ClientRecord, Option<String>), AdminError> {
+pub async fn create_client(
+    ctx: &Ctx<'_>,
+    spec: &ClientSpec,
+    replace: bool,
+) -> Result<(ClientRecord, Option<String>), AdminError> {
     let client_id = match &spec.client_id {
         Some(id) => {
-            if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_graphic()) || id.contains(':') {
-                return Err(AdminError::Invalid("client ids are 1-128 visible ASCII characters without ':'".into()));
+            if id.is_empty()
+                || id.len() > 128
+                || !id.chars().all(|c| c.is_ascii_graphic())
+                || id.contains(':')
+            {
+                return Err(AdminError::Invalid(
+                    "client ids are 1-128 visible ASCII characters without ':'".into(),
+                ));
             }
             id.clone()
         }
         None => format!("mcp_{}", random_token(ctx.rng, 18)),
     };
     for g in &spec.grant_types {
-        if !matches!(g.as_str(), "authorization_code" | "refresh_token" | "client_credentials") {
+        if !matches!(
+            g.as_str(),
+            "authorization_code" | "refresh_token" | "client_credentials"
+        ) {
             return Err(AdminError::Invalid(format!("unknown grant type {g:?}")));
         }
     }
     let uses_code = spec.grant_types.iter().any(|g| g == "authorization_code");
     if uses_code && spec.redirect_uris.is_empty() {
-        return Err(AdminError::Invalid("a client using authorization_code needs at least one redirect URI".into()));
+        return Err(AdminError::Invalid(
+            "a client using authorization_code needs at least one redirect URI".into(),
+        ));
     }
     for r in &spec.redirect_uris {
-        validate_for_registration(r).map_err(|e| AdminError::Invalid(format!("redirect URI {r:?}: {e}")))?;
+        validate_for_registration(r)
+            .map_err(|e| AdminError::Invalid(format!("redirect URI {r:?}: {e}")))?;
     }
-    if spec.grant_types.iter().any(|g| g == "client_credentials") && !spec.auth_method.is_confidential() {
-        return Err(AdminError::Invalid("client_credentials requires a confidential client".into()));
+    if spec.grant_types.iter().any(|g| g == "client_credentials")
+        && !spec.auth_method.is_confidential()
+    {
+        return Err(AdminError::Invalid(
+            "client_credentials requires a confidential client".into(),
+        ));
     }
     if let Some(s) = spec.scopes.iter().find(|s| !is_scope_token(s)) {
-        return Err(AdminError::Invalid(format!("scope {s:?} is not a valid scope token")));
+        return Err(AdminError::Invalid(format!(
+            "scope {s:?} is not a valid scope token"
+        )));
     }
     let secret = match (spec.auth_method.is_confidential(), &spec.secret) {
         (true, Some(s)) if s.len() >= 16 => Some(s.clone()),
-        (true, Some(_)) => return Err(AdminError::Invalid("client secrets must be at least 16 characters".into())),
+        (true, Some(_)) => {
+            return Err(AdminError::Invalid(
+                "client secrets must be at least 16 characters".into(),
+            ));
+        }
         (true, None) => Some(random_token(ctx.rng, 32)),
-        (false, Some(_)) => return Err(AdminError::Invalid("a public client (auth method none) has no secret".into())),
+        (false, Some(_)) => {
+            return Err(AdminError::Invalid(
+                "a public client (auth method none) has no secret".into(),
+            ));
+        }
         (false, None) => None,
     };
     let rec = ClientRecord {
@@ -201,7 +247,11 @@ pub async fn create_client(ctx: &Ctx<'_>, spec: &ClientSpec, replace: bool) -> R
         created_at: ctx.clock.now(),
         expires_at: None,
     };
-    let r = if replace { ctx.store.upsert_client(&rec).await } else { ctx.store.create_client(&rec).await };
+    let r = if replace {
+        ctx.store.upsert_client(&rec).await
+    } else {
+        ctx.store.create_client(&rec).await
+    };
     match r {
         Ok(()) => Ok((rec, if spec.secret.is_some() { None } else { secret })),
         Err(StoreError::Conflict(_)) => Err(AdminError::Exists(format!("client {client_id:?}"))),
@@ -210,8 +260,22 @@ pub async fn create_client(ctx: &Ctx<'_>, spec: &ClientSpec, replace: bool) -> R
 }
 
 /// Rotates the signing key; returns the new key id.
-pub async fn rotate_keys(ctx: &Ctx<'_>, master: &MasterKey, alg: KeyAlg, grace_secs: i64) -> Result<String, AdminError> {
-    keyring::rotate(&KeyDeps { store: ctx.store, master, rng: ctx.rng, clock: ctx.clock }, alg, grace_secs)
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))
+pub async fn rotate_keys(
+    ctx: &Ctx<'_>,
+    master: &MasterKey,
+    alg: KeyAlg,
+    grace_secs: i64,
+) -> Result<String, AdminError> {
+    keyring::rotate(
+        &KeyDeps {
+            store: ctx.store,
+            master,
+            rng: ctx.rng,
+            clock: ctx.clock,
+        },
+        alg,
+        grace_secs,
+    )
+    .await
+    .map_err(|e| AdminError::Internal(e.to_string()))
 }

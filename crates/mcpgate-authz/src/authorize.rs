@@ -13,11 +13,11 @@ use mcpgate_types::secret::hash_secret;
 use mcpgate_types::{OAuthErrorCode, ScopeSet, pkce, resource};
 
 use crate::clients::{ClientLookupError, lookup};
+use crate::csrf;
 use crate::pages::{Common, ConsentPage, ScopeLine, error_page, html};
 use crate::params::Params;
 use crate::session::{self, SessionUser};
 use crate::state::AppState;
-use crate::csrf;
 
 /// The request parameters that define an authorization request, in the
 /// order they are carried through the login and consent forms.
@@ -65,16 +65,34 @@ pub enum Failure {
 impl Failure {
     pub fn into_response(self, app: &AppState) -> Response {
         match self {
-            Failure::Page(status, msg) => error_page(app, status, "This sign-in request cannot be completed", &msg),
+            Failure::Page(status, msg) => error_page(
+                app,
+                status,
+                "This sign-in request cannot be completed",
+                &msg,
+            ),
             Failure::Redirect {
                 redirect_uri,
                 state,
                 code,
                 description,
-            } => redirect_with(app, &redirect_uri, &[("error", code.as_str()), ("error_description", &description)], state.as_deref()),
+            } => redirect_with(
+                app,
+                &redirect_uri,
+                &[
+                    ("error", code.as_str()),
+                    ("error_description", &description),
+                ],
+                state.as_deref(),
+            ),
             Failure::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error in authorization endpoint");
-                error_page(app, StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The server could not complete this request. Try again later.")
+                error_page(
+                    app,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "The server could not complete this request. Try again later.",
+                )
             }
         }
     }
@@ -82,7 +100,12 @@ impl Failure {
 
 /// Builds the redirect back to the client: the registered URI with our
 /// parameters appended (its own query kept), `state` echoed, `iss` always.
-pub fn redirect_with(app: &AppState, redirect_uri: &str, pairs: &[(&str, &str)], state: Option<&str>) -> Response {
+pub fn redirect_with(
+    app: &AppState,
+    redirect_uri: &str,
+    pairs: &[(&str, &str)],
+    state: Option<&str>,
+) -> Response {
     let mut ser = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {
         ser.append_pair(k, v);
@@ -104,21 +127,38 @@ pub fn redirect_with(app: &AppState, redirect_uri: &str, pairs: &[(&str, &str)],
 pub async fn validate(app: &AppState, p: &Params) -> Result<Validated, Failure> {
     // 1. client_id and redirect_uri, before anything else.
     if let Some(name) = p.first_repeated(&["client_id", "redirect_uri"]) {
-        return Err(Failure::Page(StatusCode::BAD_REQUEST, format!("The parameter {name} appears more than once.")));
+        return Err(Failure::Page(
+            StatusCode::BAD_REQUEST,
+            format!("The parameter {name} appears more than once."),
+        ));
     }
-    let client_id = p
-        .get("client_id")
-        .ok_or_else(|| Failure::Page(StatusCode::BAD_REQUEST, "The request names no client (client_id is missing).".into()))?;
+    let client_id = p.get("client_id").ok_or_else(|| {
+        Failure::Page(
+            StatusCode::BAD_REQUEST,
+            "The request names no client (client_id is missing).".into(),
+        )
+    })?;
     let client = match lookup(app, client_id).await {
         Ok(c) => c,
         Err(ClientLookupError::Unknown) => {
-            return Err(Failure::Page(StatusCode::BAD_REQUEST, "The application that sent you here is not registered with this server.".into()));
+            return Err(Failure::Page(
+                StatusCode::BAD_REQUEST,
+                "The application that sent you here is not registered with this server.".into(),
+            ));
         }
-        Err(ClientLookupError::BadMetadata(m)) => return Err(Failure::Page(StatusCode::BAD_REQUEST, format!("The application's registration is not valid: {m}."))),
+        Err(ClientLookupError::BadMetadata(m)) => {
+            return Err(Failure::Page(
+                StatusCode::BAD_REQUEST,
+                format!("The application's registration is not valid: {m}."),
+            ));
+        }
         Err(ClientLookupError::Internal(e)) => return Err(Failure::Internal(e)),
     };
     if !client.grant_types.iter().any(|g| g == "authorization_code") {
-        return Err(Failure::Page(StatusCode::BAD_REQUEST, "This application is not allowed to sign users in.".into()));
+        return Err(Failure::Page(
+            StatusCode::BAD_REQUEST,
+            "This application is not allowed to sign users in.".into(),
+        ));
     }
     let redirect_uri = match p.get("redirect_uri") {
         Some(r) if matches_registered(r, &client.redirect_uris) => r.to_string(),
@@ -126,7 +166,12 @@ pub async fn validate(app: &AppState, p: &Params) -> Result<Validated, Failure> 
             return Err(Failure::Page(StatusCode::BAD_REQUEST, "The redirect URI in this request is not one the application registered. You were not sent anywhere.".into()));
         }
         None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
-        None => return Err(Failure::Page(StatusCode::BAD_REQUEST, "The request has no redirect_uri.".into())),
+        None => {
+            return Err(Failure::Page(
+                StatusCode::BAD_REQUEST,
+                "The request has no redirect_uri.".into(),
+            ));
+        }
     };
 
     // 2. From here on, errors go back to the client.
@@ -138,45 +183,93 @@ pub async fn validate(app: &AppState, p: &Params) -> Result<Validated, Failure> 
         description: d.to_string(),
     };
     if let Some(name) = p.first_repeated(REQUEST_PARAMS) {
-        return Err(fail(OAuthErrorCode::InvalidRequest, &format!("parameter {name} is repeated")));
+        return Err(fail(
+            OAuthErrorCode::InvalidRequest,
+            &format!("parameter {name} is repeated"),
+        ));
     }
     match p.get("response_type") {
         Some("code") => {}
-        Some(_) => return Err(fail(OAuthErrorCode::UnsupportedResponseType, "only response_type=code is supported")),
-        None => return Err(fail(OAuthErrorCode::InvalidRequest, "response_type is required")),
+        Some(_) => {
+            return Err(fail(
+                OAuthErrorCode::UnsupportedResponseType,
+                "only response_type=code is supported",
+            ));
+        }
+        None => {
+            return Err(fail(
+                OAuthErrorCode::InvalidRequest,
+                "response_type is required",
+            ));
+        }
     }
     if let Some(mode) = p.get("response_mode")
         && mode != "query"
     {
-        return Err(fail(OAuthErrorCode::InvalidRequest, "only response_mode=query is supported"));
+        return Err(fail(
+            OAuthErrorCode::InvalidRequest,
+            "only response_mode=query is supported",
+        ));
     }
-    let code_challenge = p
-        .get("code_challenge")
-        .ok_or_else(|| fail(OAuthErrorCode::InvalidRequest, "PKCE is required: code_challenge is missing"))?;
+    let code_challenge = p.get("code_challenge").ok_or_else(|| {
+        fail(
+            OAuthErrorCode::InvalidRequest,
+            "PKCE is required: code_challenge is missing",
+        )
+    })?;
     match p.get("code_challenge_method") {
         Some("S256") => {}
-        Some(_) => return Err(fail(OAuthErrorCode::InvalidRequest, "code_challenge_method must be S256")),
-        None => return Err(fail(OAuthErrorCode::InvalidRequest, "code_challenge_method is required and must be S256")),
+        Some(_) => {
+            return Err(fail(
+                OAuthErrorCode::InvalidRequest,
+                "code_challenge_method must be S256",
+            ));
+        }
+        None => {
+            return Err(fail(
+                OAuthErrorCode::InvalidRequest,
+                "code_challenge_method is required and must be S256",
+            ));
+        }
     }
     if !pkce::is_valid_s256_challenge(code_challenge) {
-        return Err(fail(OAuthErrorCode::InvalidRequest, "code_challenge is not a valid S256 challenge"));
+        return Err(fail(
+            OAuthErrorCode::InvalidRequest,
+            "code_challenge is not a valid S256 challenge",
+        ));
     }
-    let requested = p
-        .get("resource")
-        .ok_or_else(|| fail(OAuthErrorCode::InvalidTarget, "resource is required (RFC 8707)"))?;
+    let requested = p.get("resource").ok_or_else(|| {
+        fail(
+            OAuthErrorCode::InvalidTarget,
+            "resource is required (RFC 8707)",
+        )
+    })?;
     if resource::validate(requested).is_err() {
-        return Err(fail(OAuthErrorCode::InvalidTarget, "resource must be an absolute URI without a fragment"));
+        return Err(fail(
+            OAuthErrorCode::InvalidTarget,
+            "resource must be an absolute URI without a fragment",
+        ));
     }
     let canonical = resource::find_canonical(requested, &app.settings.resource_uris())
-        .ok_or_else(|| fail(OAuthErrorCode::InvalidTarget, "this server does not issue tokens for that resource"))?
+        .ok_or_else(|| {
+            fail(
+                OAuthErrorCode::InvalidTarget,
+                "this server does not issue tokens for that resource",
+            )
+        })?
         .to_string();
     let scopes = parse_scopes(app, &client, p.get("scope").unwrap_or(""))
         .map_err(|d| fail(OAuthErrorCode::InvalidScope, &d))?;
     let prompt = p.get("prompt").map(str::to_string);
     if let Some(pr) = &prompt
-        && !pr.split(' ').all(|v| matches!(v, "none" | "login" | "consent"))
+        && !pr
+            .split(' ')
+            .all(|v| matches!(v, "none" | "login" | "consent"))
     {
-        return Err(fail(OAuthErrorCode::InvalidRequest, "prompt must be none, login or consent"));
+        return Err(fail(
+            OAuthErrorCode::InvalidRequest,
+            "prompt must be none, login or consent",
+        ));
     }
     let params = REQUEST_PARAMS
         .iter()
@@ -220,9 +313,18 @@ pub async fn get(
 }
 
 /// `POST /oauth/authorize` (OAuth 2.1 allows form POST to the endpoint).
-pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn post(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     if !crate::params::is_form(&headers) {
-        return error_page(&app, StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported request", "Send the authorization request as a form.");
+        return error_page(
+            &app,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported request",
+            "Send the authorization request as a form.",
+        );
     }
     handle(&app, &Params::parse(&body), &headers).await
 }
@@ -232,11 +334,23 @@ async fn handle(app: &AppState, p: &Params, headers: &HeaderMap) -> Response {
         Ok(v) => v,
         Err(f) => return f.into_response(app),
     };
-    let prompt_has = |x: &str| v.prompt.as_deref().is_some_and(|p| p.split(' ').any(|y| y == x));
+    let prompt_has = |x: &str| {
+        v.prompt
+            .as_deref()
+            .is_some_and(|p| p.split(' ').any(|y| y == x))
+    };
     let user = match session::current(app, headers).await {
         Ok(Some(u)) if !prompt_has("login") => u,
         Ok(_) if prompt_has("none") => {
-            return redirect_with(app, &v.redirect_uri, &[("error", "login_required"), ("error_description", "the user is not signed in")], v.state.as_deref());
+            return redirect_with(
+                app,
+                &v.redirect_uri,
+                &[
+                    ("error", "login_required"),
+                    ("error_description", "the user is not signed in"),
+                ],
+                v.state.as_deref(),
+            );
         }
         Ok(_) => {
             // Send the user to log in, then back to this exact request
@@ -252,25 +366,42 @@ async fn handle(app: &AppState, p: &Params, headers: &HeaderMap) -> Response {
                 }
                 ser.append_pair(k, val);
             }
-            let return_to = format!("{}/oauth/authorize?{}", Common::new(app).asset_base, ser.finish());
+            let return_to = format!(
+                "{}/oauth/authorize?{}",
+                Common::new(app).asset_base,
+                ser.finish()
+            );
             return session::redirect_to_login(app, &return_to);
         }
         Err(e) => return Failure::Internal(e).into_response(app),
     };
     // Consent registry: approved before for at least these scopes and this resource?
-    let existing = match app.store.get_consent(&user.user.id, &v.client.client_id).await {
+    let existing = match app
+        .store
+        .get_consent(&user.user.id, &v.client.client_id)
+        .await
+    {
         Ok(c) => Some(c),
         Err(StoreError::NotFound) => None,
         Err(e) => return Failure::Internal(e.to_string()).into_response(app),
     };
     let covered = existing.as_ref().is_some_and(|c| {
-        v.scopes.iter().all(|s| c.scopes.iter().any(|g| g == s)) && c.resources.iter().any(|r| r == &v.resource)
+        v.scopes.iter().all(|s| c.scopes.iter().any(|g| g == s))
+            && c.resources.iter().any(|r| r == &v.resource)
     });
     if covered && !prompt_has("consent") {
         return issue_code(app, &v, &user).await;
     }
     if prompt_has("none") {
-        return redirect_with(app, &v.redirect_uri, &[("error", "consent_required"), ("error_description", "the user has not approved this client")], v.state.as_deref());
+        return redirect_with(
+            app,
+            &v.redirect_uri,
+            &[
+                ("error", "consent_required"),
+                ("error_description", "the user has not approved this client"),
+            ],
+            v.state.as_deref(),
+        );
     }
     consent_page(app, &v, &user, existing.as_ref())
 }
@@ -288,15 +419,29 @@ pub fn consent_binding(session_hash: &str, params: &[(String, String)]) -> Vec<u
 /// How long a consent page may be left open before its form expires.
 const CONSENT_FORM_TTL: i64 = 600;
 
-fn consent_page(app: &AppState, v: &Validated, user: &SessionUser, existing: Option<&ConsentRecord>) -> Response {
+fn consent_page(
+    app: &AppState,
+    v: &Validated,
+    user: &SessionUser,
+    existing: Option<&ConsentRecord>,
+) -> Response {
     let c = Common::new(app);
-    let token = csrf::issue(&app.csrf_key, "consent", &consent_binding(&user.session_hash, &v.params), app.now() + CONSENT_FORM_TTL);
+    let token = csrf::issue(
+        &app.csrf_key,
+        "consent",
+        &consent_binding(&user.session_hash, &v.params),
+        app.now() + CONSENT_FORM_TTL,
+    );
     let scopes = v
         .scopes
         .iter()
         .map(|s| ScopeLine {
             name: s.to_string(),
-            description: app.settings.scope(s).map(|d| d.description.clone()).unwrap_or_default(),
+            description: app
+                .settings
+                .scope(s)
+                .map(|d| d.description.clone())
+                .unwrap_or_default(),
             is_new: existing.is_some_and(|e| !e.scopes.iter().any(|g| g == s)),
         })
         .collect();
@@ -307,8 +452,13 @@ fn consent_page(app: &AppState, v: &Validated, user: &SessionUser, existing: Opt
         .find(|r| r.uri == v.resource)
         .map(|r| r.name.as_str())
         .unwrap_or(v.resource.as_str());
-    let verified_host = (v.client.kind == mcpgate_store::ClientKind::Cimd).then(|| display_host(&v.client.client_id));
-    let name = v.client.client_name.clone().unwrap_or_else(|| "An unnamed application".into());
+    let verified_host = (v.client.kind == mcpgate_store::ClientKind::Cimd)
+        .then(|| display_host(&v.client.client_id));
+    let name = v
+        .client
+        .client_name
+        .clone()
+        .unwrap_or_else(|| "An unnamed application".into());
     html(
         StatusCode::OK,
         &ConsentPage {
@@ -321,7 +471,11 @@ fn consent_page(app: &AppState, v: &Validated, user: &SessionUser, existing: Opt
             redirect_localhost: is_localhost_only(&v.redirect_uri),
             resource: &v.resource,
             resource_name,
-            username: user.user.display_name.as_deref().unwrap_or(&user.user.username),
+            username: user
+                .user
+                .display_name
+                .as_deref()
+                .unwrap_or(&user.user.username),
             scopes,
             params: v.params.clone(),
             csrf: &token,
@@ -330,18 +484,39 @@ fn consent_page(app: &AppState, v: &Validated, user: &SessionUser, existing: Opt
 }
 
 /// `POST /consent`: the user's decision.
-pub async fn consent_post(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn consent_post(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     if !crate::params::is_form(&headers) {
-        return error_page(&app, StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported request", "Send the consent form as a form.");
+        return error_page(
+            &app,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported request",
+            "Send the consent form as a form.",
+        );
     }
     let p = Params::parse(&body);
     let user = match session::current(&app, &headers).await {
         Ok(Some(u)) => u,
-        Ok(None) => return error_page(&app, StatusCode::FORBIDDEN, "You are not signed in", "Your sign-in session ended. Start again from the application."),
+        Ok(None) => {
+            return error_page(
+                &app,
+                StatusCode::FORBIDDEN,
+                "You are not signed in",
+                "Your sign-in session ended. Start again from the application.",
+            );
+        }
         Err(e) => return Failure::Internal(e).into_response(&app),
     };
     if p.repeated().iter().any(|r| r == "csrf" || r == "decision") {
-        return error_page(&app, StatusCode::BAD_REQUEST, "Invalid form", "The form was malformed.");
+        return error_page(
+            &app,
+            StatusCode::BAD_REQUEST,
+            "Invalid form",
+            "The form was malformed.",
+        );
     }
     // The CSRF token must match this session and exactly these parameters.
     let params: Vec<(String, String)> = REQUEST_PARAMS
@@ -349,8 +524,19 @@ pub async fn consent_post(State(app): State<AppState>, headers: HeaderMap, body:
         .filter_map(|k| p.get(k).map(|v| (k.to_string(), v.to_string())))
         .collect();
     let token = p.get("csrf").unwrap_or("");
-    if !csrf::verify(&app.csrf_key, "consent", &consent_binding(&user.session_hash, &params), token, app.now()) {
-        return error_page(&app, StatusCode::FORBIDDEN, "This form cannot be accepted", "The consent form was not the one shown to you, or it expired. Start again from the application.");
+    if !csrf::verify(
+        &app.csrf_key,
+        "consent",
+        &consent_binding(&user.session_hash, &params),
+        token,
+        app.now(),
+    ) {
+        return error_page(
+            &app,
+            StatusCode::FORBIDDEN,
+            "This form cannot be accepted",
+            "The consent form was not the one shown to you, or it expired. Start again from the application.",
+        );
     }
     let v = match validate(&app, &p).await {
         Ok(v) => v,
@@ -359,9 +545,24 @@ pub async fn consent_post(State(app): State<AppState>, headers: HeaderMap, body:
     match p.get("decision") {
         Some("approve") => {}
         Some("deny") => {
-            return redirect_with(&app, &v.redirect_uri, &[("error", "access_denied"), ("error_description", "the user denied the request")], v.state.as_deref());
+            return redirect_with(
+                &app,
+                &v.redirect_uri,
+                &[
+                    ("error", "access_denied"),
+                    ("error_description", "the user denied the request"),
+                ],
+                v.state.as_deref(),
+            );
         }
-        _ => return error_page(&app, StatusCode::BAD_REQUEST, "Invalid form", "Choose Allow or Deny."),
+        _ => {
+            return error_page(
+                &app,
+                StatusCode::BAD_REQUEST,
+                "Invalid form",
+                "Choose Allow or Deny.",
+            );
+        }
     }
     if let Err(e) = record_consent(&app, &user.user, &v).await {
         return Failure::Internal(e.to_string()).into_response(&app);
@@ -370,13 +571,18 @@ pub async fn consent_post(State(app): State<AppState>, headers: HeaderMap, body:
 }
 
 /// Adds the approved scopes and resource to the user's consent for the client.
-async fn record_consent(app: &AppState, user: &UserRecord, v: &Validated) -> Result<(), StoreError> {
+async fn record_consent(
+    app: &AppState,
+    user: &UserRecord,
+    v: &Validated,
+) -> Result<(), StoreError> {
     let now = app.now();
-    let (mut scopes, mut resources, granted_at) = match app.store.get_consent(&user.id, &v.client.client_id).await {
-        Ok(c) => (c.scopes, c.resources, c.granted_at),
-        Err(StoreError::NotFound) => (Vec::new(), Vec::new(), now),
-        Err(e) => return Err(e),
-    };
+    let (mut scopes, mut resources, granted_at) =
+        match app.store.get_consent(&user.id, &v.client.client_id).await {
+            Ok(c) => (c.scopes, c.resources, c.granted_at),
+            Err(StoreError::NotFound) => (Vec::new(), Vec::new(), now),
+            Err(e) => return Err(e),
+        };
     for s in v.scopes.iter() {
         if !scopes.iter().any(|g| g == s) {
             scopes.push(s.to_string());
@@ -420,6 +626,9 @@ async fn issue_code(app: &AppState, v: &Validated, user: &SessionUser) -> Respon
     }
     tracing::info!(client_id = %v.client.client_id, user = %user.user.id, resource = %v.resource, "authorization code issued");
     let mut r = redirect_with(app, &v.redirect_uri, &[("code", &code)], v.state.as_deref());
-    r.headers_mut().insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
     r
 }

@@ -85,7 +85,9 @@ async fn fetch_cimd(
         )));
     }
     let doc: ClientMetadata = serde_json::from_slice(&resp.body).map_err(|_| {
-        ClientLookupError::BadMetadata("the client's metadata document is not valid JSON client metadata".into())
+        ClientLookupError::BadMetadata(
+            "the client's metadata document is not valid JSON client metadata".into(),
+        )
     })?;
     if doc.client_id.as_deref() != Some(url) {
         return Err(ClientLookupError::BadMetadata(
@@ -97,13 +99,19 @@ async fn fetch_cimd(
         .as_deref()
         .map(str::trim)
         .filter(|n| !n.is_empty())
-        .ok_or_else(|| ClientLookupError::BadMetadata("the metadata document has no client_name".into()))?;
+        .ok_or_else(|| {
+            ClientLookupError::BadMetadata("the metadata document has no client_name".into())
+        })?;
     if doc.redirect_uris.is_empty() {
-        return Err(ClientLookupError::BadMetadata("the metadata document has no redirect_uris".into()));
+        return Err(ClientLookupError::BadMetadata(
+            "the metadata document has no redirect_uris".into(),
+        ));
     }
     for r in &doc.redirect_uris {
         validate_for_registration(r).map_err(|e| {
-            ClientLookupError::BadMetadata(format!("the metadata document lists an unacceptable redirect URI: {e}"))
+            ClientLookupError::BadMetadata(format!(
+                "the metadata document lists an unacceptable redirect URI: {e}"
+            ))
         })?;
     }
     let method = doc.token_endpoint_auth_method.as_deref().unwrap_or("none");
@@ -165,12 +173,17 @@ fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, ApiError
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             let (scheme, rest) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("basic").then(|| rest.trim().to_string())
+            scheme
+                .eq_ignore_ascii_case("basic")
+                .then(|| rest.trim().to_string())
         });
     let form_secret = params.get("client_secret");
     if let Some(b64) = basic {
         if form_secret.is_some() {
-            return Err(OAuthError::invalid_request("use one client authentication method, not two").into());
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method, not two",
+            )
+            .into());
         }
         let decoded = STANDARD
             .decode(b64)
@@ -191,7 +204,10 @@ fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, ApiError
         if let Some(form_id) = params.get("client_id")
             && form_id != id
         {
-            return Err(OAuthError::invalid_request("client_id differs from the authenticated client").into());
+            return Err(OAuthError::invalid_request(
+                "client_id differs from the authenticated client",
+            )
+            .into());
         }
         return Ok(Presented {
             client_id: id,
@@ -199,9 +215,12 @@ fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, ApiError
             method: TokenEndpointAuthMethod::ClientSecretBasic,
         });
     }
-    let id = params
-        .get("client_id")
-        .ok_or_else(|| ApiError::code(OAuthErrorCode::InvalidClient, "client authentication is required"))?;
+    let id = params.get("client_id").ok_or_else(|| {
+        ApiError::code(
+            OAuthErrorCode::InvalidClient,
+            "client authentication is required",
+        )
+    })?;
     Ok(match form_secret {
         Some(s) => Presented {
             client_id: id.to_string(),
@@ -240,12 +259,19 @@ pub async fn authenticate(
         Err(_) => return Err(fail(p.method, "client authentication failed")),
     };
     let registered = TokenEndpointAuthMethod::parse(&client.token_endpoint_auth_method)
-        .ok_or_else(|| ApiError::Internal(format!("client {} has an unknown auth method", client.client_id)))?;
+        .ok_or_else(|| {
+            ApiError::Internal(format!(
+                "client {} has an unknown auth method",
+                client.client_id
+            ))
+        })?;
     if registered != p.method {
         return Err(fail(p.method, "client authentication failed"));
     }
     if registered.is_confidential() {
-        let (Some(secret), Some(stored)) = (p.secret.as_deref(), client.client_secret_hash.as_deref()) else {
+        let (Some(secret), Some(stored)) =
+            (p.secret.as_deref(), client.client_secret_hash.as_deref())
+        else {
             return Err(fail(p.method, "client authentication failed"));
         };
         if !ct_eq(hash_secret(secret).as_bytes(), stored.as_bytes()) {

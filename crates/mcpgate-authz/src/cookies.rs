@@ -10,7 +10,10 @@ pub const LOGIN_NONCE: &str = "__Host-mcpgate-login";
 
 /// A `Set-Cookie` value. `max_age` 0 deletes the cookie.
 pub fn set_cookie(name: &str, value: &str, max_age: i64) -> HeaderValue {
-    let v = format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}", max_age.max(0));
+    let v = format!(
+        "{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
+        max_age.max(0)
+    );
     HeaderValue::from_str(&v).expect("cookie names and values are base64url")
 }
 
@@ -48,7 +51,10 @@ mod tests {
     #[test]
     fn read() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; __Host-mcpgate-session=xyz; b=2"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; __Host-mcpgate-session=xyz; b=2"),
+        );
         assert_eq!(get(&h, SESSION).as_deref(), Some("xyz"));
         assert_eq!(get(&h, "nope"), None);
     }

@@ -94,7 +94,10 @@ impl IntoResponse for ApiError {
             }
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
-                no_store_json(StatusCode::INTERNAL_SERVER_ERROR, &OAuthError::server_error())
+                no_store_json(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &OAuthError::server_error(),
+                )
             }
         }
     }

@@ -4,9 +4,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use mcpgate_jose::{
-    Clock, KeyAlg, MasterKey, PublicJwks, Rng, SigningKey, Verifier, random_token,
-};
+use mcpgate_jose::{Clock, KeyAlg, MasterKey, PublicJwks, Rng, SigningKey, Verifier, random_token};
 use mcpgate_store::{DynStore, KeyState, SigningKeyRecord};
 
 use crate::error::ApiError;
@@ -52,7 +50,12 @@ impl KeyRing {
     }
 
     /// Re-reads the store (after a rotation by the CLI or another replica).
-    pub async fn reload(&self, d: &KeyDeps<'_>, alg: KeyAlg, grace_secs: i64) -> Result<(), ApiError> {
+    pub async fn reload(
+        &self,
+        d: &KeyDeps<'_>,
+        alg: KeyAlg,
+        grace_secs: i64,
+    ) -> Result<(), ApiError> {
         let set = build(d, alg, grace_secs).await?;
         *self.current.write().expect("keyring lock poisoned") = Arc::new(set);
         Ok(())
@@ -104,14 +107,18 @@ async fn build(d: &KeyDeps<'_>, alg: KeyAlg, grace_secs: i64) -> Result<KeySet, 
     let mut active = None;
     let mut published = Vec::new();
     for r in records.iter().filter(|r| r.state != KeyState::Retired) {
-        let key_alg = KeyAlg::parse(&r.alg)
-            .ok_or_else(|| ApiError::Internal(format!("key {} has unknown alg {}", r.kid, r.alg)))?;
-        let pkcs8 = d.master.open(&r.sealed_pkcs8, r.kid.as_bytes()).map_err(|_| {
-            ApiError::Internal(format!(
-                "signing key {} does not open with this master key (wrong master key file?)",
-                r.kid
-            ))
+        let key_alg = KeyAlg::parse(&r.alg).ok_or_else(|| {
+            ApiError::Internal(format!("key {} has unknown alg {}", r.kid, r.alg))
         })?;
+        let pkcs8 = d
+            .master
+            .open(&r.sealed_pkcs8, r.kid.as_bytes())
+            .map_err(|_| {
+                ApiError::Internal(format!(
+                    "signing key {} does not open with this master key (wrong master key file?)",
+                    r.kid
+                ))
+            })?;
         let key = SigningKey::from_pkcs8(r.kid.clone(), key_alg, pkcs8)
             .map_err(|e| ApiError::Internal(format!("key {}: {e}", r.kid)))?;
         published.push(key.public_jwk().clone());

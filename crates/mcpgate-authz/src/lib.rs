@@ -47,7 +47,10 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router(app: AppState) -> Router {
     let base = pages::Common::new(&app).asset_base;
     let endpoints: Router<AppState> = Router::new()
-        .route("/oauth/authorize", get(authorize::get).post(authorize::post))
+        .route(
+            "/oauth/authorize",
+            get(authorize::get).post(authorize::post),
+        )
         .route("/oauth/token", post(token::token))
         .route("/oauth/register", post(register::register))
         .route("/oauth/revoke", post(revoke::revoke))
@@ -56,16 +59,26 @@ pub fn router(app: AppState) -> Router {
         .route("/login", get(session::login_get).post(session::login_post))
         .route("/login/password", post(session::password_post))
         .route("/consent", post(authorize::consent_post))
-        .route("/logout", get(session::logout_get).post(session::logout_post))
+        .route(
+            "/logout",
+            get(session::logout_get).post(session::logout_post),
+        )
         .route("/assets/mcpgate.css", get(pages::stylesheet))
         .route("/.well-known/openid-configuration", get(metadata::metadata));
     let well_known: Router<AppState> = Router::new()
-        .route(&format!("/.well-known/oauth-authorization-server{base}"), get(metadata::metadata))
-        .route(&format!("/.well-known/openid-configuration{base}"), get(metadata::metadata));
-    let mut r = if base.is_empty() {
-        endpoints.merge(
-            Router::new().route("/.well-known/oauth-authorization-server", get(metadata::metadata)),
+        .route(
+            &format!("/.well-known/oauth-authorization-server{base}"),
+            get(metadata::metadata),
         )
+        .route(
+            &format!("/.well-known/openid-configuration{base}"),
+            get(metadata::metadata),
+        );
+    let mut r = if base.is_empty() {
+        endpoints.merge(Router::new().route(
+            "/.well-known/oauth-authorization-server",
+            get(metadata::metadata),
+        ))
     } else {
         Router::new().nest(&base, endpoints).merge(well_known)
     };
@@ -99,9 +112,18 @@ async fn our_error_format(resp: Response) -> Response {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported media type",
         _ => "malformed request",
     };
-    let code = if status.is_server_error() { "server_error" } else { "invalid_request" };
-    let mut r = (status, axum::Json(serde_json::json!({"error": code, "error_description": description}))).into_response();
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let code = if status.is_server_error() {
+        "server_error"
+    } else {
+        "invalid_request"
+    };
+    let mut r = (
+        status,
+        axum::Json(serde_json::json!({"error": code, "error_description": description})),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(allow) = resp.headers().get(header::ALLOW) {
         r.headers_mut().insert(header::ALLOW, allow.clone());
     }

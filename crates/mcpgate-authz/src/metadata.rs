@@ -12,7 +12,11 @@ pub fn document(app: &AppState) -> AuthorizationServerMetadata {
     let s = &app.settings;
     let mut scopes: Vec<String> = s.scopes.iter().map(|d| d.name.clone()).collect();
     scopes.sort();
-    let mut grants = vec!["authorization_code".to_string(), "refresh_token".to_string(), "client_credentials".to_string()];
+    let mut grants = vec![
+        "authorization_code".to_string(),
+        "refresh_token".to_string(),
+        "client_credentials".to_string(),
+    ];
     grants.sort();
     AuthorizationServerMetadata {
         issuer: s.issuer.clone(),
@@ -26,9 +30,20 @@ pub fn document(app: &AppState) -> AuthorizationServerMetadata {
         response_types_supported: vec!["code".into()],
         response_modes_supported: vec!["query".into()],
         grant_types_supported: grants,
-        token_endpoint_auth_methods_supported: vec!["client_secret_basic".into(), "client_secret_post".into(), "none".into()],
-        revocation_endpoint_auth_methods_supported: vec!["client_secret_basic".into(), "client_secret_post".into(), "none".into()],
-        introspection_endpoint_auth_methods_supported: vec!["client_secret_basic".into(), "client_secret_post".into()],
+        token_endpoint_auth_methods_supported: vec![
+            "client_secret_basic".into(),
+            "client_secret_post".into(),
+            "none".into(),
+        ],
+        revocation_endpoint_auth_methods_supported: vec![
+            "client_secret_basic".into(),
+            "client_secret_post".into(),
+            "none".into(),
+        ],
+        introspection_endpoint_auth_methods_supported: vec![
+            "client_secret_basic".into(),
+            "client_secret_post".into(),
+        ],
         code_challenge_methods_supported: vec!["S256".into()],
         authorization_response_iss_parameter_supported: Some(true),
         client_id_metadata_document_supported: Some(s.cimd.enabled),
@@ -42,7 +57,10 @@ fn json_public(body: &impl serde::Serialize, max_age: u32) -> Response {
     if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
         h.insert(header::CACHE_CONTROL, v);
     }
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     r
 }
 

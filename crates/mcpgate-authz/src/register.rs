@@ -9,7 +9,9 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mcpgate_store::{ClientKind, ClientRecord};
-use mcpgate_types::client_metadata::{ClientMetadata, ClientRegistrationResponse, TokenEndpointAuthMethod};
+use mcpgate_types::client_metadata::{
+    ClientMetadata, ClientRegistrationResponse, TokenEndpointAuthMethod,
+};
 use mcpgate_types::redirect_uri::validate_for_registration;
 use mcpgate_types::secret::{ct_eq, hash_secret};
 use mcpgate_types::{OAuthErrorCode, ScopeSet};
@@ -37,10 +39,18 @@ pub async fn register(
     }
 }
 
-async fn handle(app: &AppState, peer: SocketAddr, headers: &HeaderMap, body: &[u8]) -> ApiResult<ClientRegistrationResponse> {
+async fn handle(
+    app: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult<ClientRegistrationResponse> {
     let s = &app.settings.dcr;
     if !s.enabled {
-        return Err(ApiError::code(OAuthErrorCode::AccessDenied, "dynamic client registration is disabled on this server"));
+        return Err(ApiError::code(
+            OAuthErrorCode::AccessDenied,
+            "dynamic client registration is disabled on this server",
+        ));
     }
     if let Some(expected) = &s.initial_access_token {
         let presented = headers
@@ -50,55 +60,94 @@ async fn handle(app: &AppState, peer: SocketAddr, headers: &HeaderMap, body: &[u
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| t.trim());
         if !presented.is_some_and(|t| ct_eq(t.as_bytes(), expected.expose().as_bytes())) {
-            return Err(ApiError::code(OAuthErrorCode::InvalidToken, "a valid initial access token is required to register"));
+            return Err(ApiError::code(
+                OAuthErrorCode::InvalidToken,
+                "a valid initial access token is required to register",
+            ));
         }
     }
     let ip = app.client_ip(Some(peer), headers);
     if app.limiters.register_ip.check_key(&ip).is_err() {
-        return Err(ApiError::RateLimited { retry_after_secs: 60 });
+        return Err(ApiError::RateLimited {
+            retry_after_secs: 60,
+        });
     }
     let now = app.now();
     if app.store.count_dynamic_clients_since(now - 3600).await? >= s.max_per_hour {
-        return Err(ApiError::RateLimited { retry_after_secs: 300 });
+        return Err(ApiError::RateLimited {
+            retry_after_secs: 300,
+        });
     }
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"));
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        });
     if !is_json {
-        return Err(meta_err("the registration request must be application/json"));
+        return Err(meta_err(
+            "the registration request must be application/json",
+        ));
     }
-    let meta: ClientMetadata = serde_json::from_slice(body).map_err(|e| meta_err(format!("the registration request is not valid client metadata (line {}, column {})", e.line(), e.column())))?;
+    let meta: ClientMetadata = serde_json::from_slice(body).map_err(|e| {
+        meta_err(format!(
+            "the registration request is not valid client metadata (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
     if meta.client_id.is_some() {
         return Err(meta_err("client_id is assigned by the server"));
     }
     if meta.redirect_uris.is_empty() {
-        return Err(ApiError::code(OAuthErrorCode::InvalidRedirectUri, "at least one redirect URI is required"));
+        return Err(ApiError::code(
+            OAuthErrorCode::InvalidRedirectUri,
+            "at least one redirect URI is required",
+        ));
     }
     if meta.redirect_uris.len() > MAX_REDIRECT_URIS {
-        return Err(ApiError::code(OAuthErrorCode::InvalidRedirectUri, format!("at most {MAX_REDIRECT_URIS} redirect URIs")));
+        return Err(ApiError::code(
+            OAuthErrorCode::InvalidRedirectUri,
+            format!("at most {MAX_REDIRECT_URIS} redirect URIs"),
+        ));
     }
     for r in &meta.redirect_uris {
-        validate_for_registration(r).map_err(|e| ApiError::code(OAuthErrorCode::InvalidRedirectUri, format!("{r:?}: {e}")))?;
+        validate_for_registration(r).map_err(|e| {
+            ApiError::code(OAuthErrorCode::InvalidRedirectUri, format!("{r:?}: {e}"))
+        })?;
     }
     let method = match meta.token_endpoint_auth_method.as_deref() {
         // RFC 7591 §2 default.
         None => TokenEndpointAuthMethod::ClientSecretBasic,
-        Some(m) => TokenEndpointAuthMethod::parse(m).ok_or_else(|| meta_err(format!("token_endpoint_auth_method {m:?} is not supported")))?,
+        Some(m) => TokenEndpointAuthMethod::parse(m).ok_or_else(|| {
+            meta_err(format!("token_endpoint_auth_method {m:?} is not supported"))
+        })?,
     };
-    let grant_types = meta.grant_types.clone().unwrap_or_else(|| vec!["authorization_code".into()]);
+    let grant_types = meta
+        .grant_types
+        .clone()
+        .unwrap_or_else(|| vec!["authorization_code".into()]);
     if grant_types.is_empty() {
         return Err(meta_err("grant_types must not be empty"));
     }
     for g in &grant_types {
         if g != "authorization_code" && g != "refresh_token" {
-            return Err(meta_err(format!("grant type {g:?} cannot be registered dynamically")));
+            return Err(meta_err(format!(
+                "grant type {g:?} cannot be registered dynamically"
+            )));
         }
     }
     if !grant_types.iter().any(|g| g == "authorization_code") {
         return Err(meta_err("grant_types must include authorization_code"));
     }
-    let response_types = meta.response_types.clone().unwrap_or_else(|| vec!["code".into()]);
+    let response_types = meta
+        .response_types
+        .clone()
+        .unwrap_or_else(|| vec!["code".into()]);
     if response_types != ["code"] {
         return Err(meta_err("response_types must be [\"code\"]"));
     }
@@ -120,8 +169,16 @@ async fn handle(app: &AppState, peer: SocketAddr, headers: &HeaderMap, body: &[u
     {
         return Err(meta_err("application_type must be native or web"));
     }
-    let name = meta.client_name.as_deref().map(str::trim).filter(|n| !n.is_empty()).map(|n| truncate(n, 200));
-    for (field, v) in [("client_uri", &meta.client_uri), ("logo_uri", &meta.logo_uri)] {
+    let name = meta
+        .client_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| truncate(n, 200));
+    for (field, v) in [
+        ("client_uri", &meta.client_uri),
+        ("logo_uri", &meta.logo_uri),
+    ] {
         if let Some(u) = v
             && (u.len() > 2000 || !u.starts_with("https://"))
         {

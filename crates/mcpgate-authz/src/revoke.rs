@@ -16,7 +16,10 @@ use crate::state::AppState;
 
 fn parse(headers: &HeaderMap, body: &[u8]) -> ApiResult<Params> {
     if !is_form(headers) {
-        return Err(OAuthError::invalid_request("the request must be application/x-www-form-urlencoded").into());
+        return Err(OAuthError::invalid_request(
+            "the request must be application/x-www-form-urlencoded",
+        )
+        .into());
     }
     let p = Params::parse(body);
     if let Some(name) = p.repeated().first() {
@@ -28,7 +31,11 @@ fn parse(headers: &HeaderMap, body: &[u8]) -> ApiResult<Params> {
 /// `POST /oauth/revoke`. Revoking a refresh token revokes its whole family.
 /// Unknown tokens and JWT access tokens (which expire on their own) get the
 /// same 200, so the endpoint reveals nothing (RFC 7009 §2.2).
-pub async fn revoke(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn revoke(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let r: ApiResult<()> = async {
         let p = parse(&headers, &body)?;
         let client = authenticate(&app, &headers, &p).await?;
@@ -52,14 +59,28 @@ pub async fn revoke(State(app): State<AppState>, headers: HeaderMap, body: axum:
 
 /// `POST /oauth/introspect`, for authenticated resource servers listed in
 /// `introspection_clients`.
-pub async fn introspect(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn introspect(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let r: ApiResult<IntrospectionResponse> = async {
         let p = parse(&headers, &body)?;
         let client = authenticate(&app, &headers, &p).await?;
-        if client.client_secret_hash.is_none() || !app.settings.introspection_clients.contains(&client.client_id) {
-            return Err(ApiError::code(OAuthErrorCode::InvalidClient, "this client may not introspect tokens"));
+        if client.client_secret_hash.is_none()
+            || !app
+                .settings
+                .introspection_clients
+                .contains(&client.client_id)
+        {
+            return Err(ApiError::code(
+                OAuthErrorCode::InvalidClient,
+                "this client may not introspect tokens",
+            ));
         }
-        let token = p.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+        let token = p
+            .get("token")
+            .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
         inspect(&app, token).await
     }
     .await;
@@ -81,30 +102,37 @@ pub async fn inspect(app: &AppState, token: &str) -> ApiResult<IntrospectionResp
             now,
             leeway: 0,
         };
-        return Ok(match keys.verifier.verify::<AccessTokenClaims>(token, &opts) {
-            Ok(v) => {
-                let c = v.claims;
-                let username = app.store.get_user(&c.sub).await.ok().map(|u| u.username);
-                IntrospectionResponse {
-                    active: true,
-                    scope: Some(c.scope),
-                    client_id: Some(c.client_id),
-                    username,
-                    token_type: Some("Bearer".into()),
-                    exp: Some(c.exp),
-                    iat: Some(c.iat),
-                    sub: Some(c.sub),
-                    aud: Some(c.aud),
-                    iss: Some(c.iss),
-                    jti: Some(c.jti),
-                    groups: c.groups,
+        return Ok(
+            match keys.verifier.verify::<AccessTokenClaims>(token, &opts) {
+                Ok(v) => {
+                    let c = v.claims;
+                    let username = app.store.get_user(&c.sub).await.ok().map(|u| u.username);
+                    IntrospectionResponse {
+                        active: true,
+                        scope: Some(c.scope),
+                        client_id: Some(c.client_id),
+                        username,
+                        token_type: Some("Bearer".into()),
+                        exp: Some(c.exp),
+                        iat: Some(c.iat),
+                        sub: Some(c.sub),
+                        aud: Some(c.aud),
+                        iss: Some(c.iss),
+                        jti: Some(c.jti),
+                        groups: c.groups,
+                    }
                 }
-            }
-            Err(_) => IntrospectionResponse::default(),
-        });
+                Err(_) => IntrospectionResponse::default(),
+            },
+        );
     }
     match app.store.get_refresh_token(&hash_secret(token)).await {
-        Ok((t, f)) if t.rotated_at.is_none() && f.revoked_at.is_none() && now < t.expires_at && now < f.expires_at => {
+        Ok((t, f))
+            if t.rotated_at.is_none()
+                && f.revoked_at.is_none()
+                && now < t.expires_at
+                && now < f.expires_at =>
+        {
             Ok(IntrospectionResponse {
                 active: true,
                 scope: Some(t.scopes.join(" ")),

@@ -75,7 +75,14 @@ pub fn redirect_to_login(app: &AppState, return_to: &str) -> Response {
     r
 }
 
-fn login_form(app: &AppState, nonce: Option<&str>, return_to: &str, username: &str, error: Option<&str>, status: StatusCode) -> Response {
+fn login_form(
+    app: &AppState,
+    nonce: Option<&str>,
+    return_to: &str,
+    username: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
     let c = Common::new(app);
     // The nonce cookie (double submit) ties the form to this browser.
     let (nonce, set) = match nonce {
@@ -95,15 +102,25 @@ fn login_form(app: &AppState, nonce: Option<&str>, return_to: &str, username: &s
         },
     );
     if set {
-        r.headers_mut().append(header::SET_COOKIE, cookies::set_cookie(cookies::LOGIN_NONCE, &nonce, 3600));
+        r.headers_mut().append(
+            header::SET_COOKIE,
+            cookies::set_cookie(cookies::LOGIN_NONCE, &nonce, 3600),
+        );
     }
     r
 }
 
 /// `GET /login`
-pub async fn login_get(State(app): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+pub async fn login_get(
+    State(app): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     let p = Params::parse(q.unwrap_or_default().as_bytes());
-    let return_to = p.get("return_to").and_then(|r| safe_return_to(&app, r)).unwrap_or_default();
+    let return_to = p
+        .get("return_to")
+        .and_then(|r| safe_return_to(&app, r))
+        .unwrap_or_default();
     let nonce = cookies::get(&headers, cookies::LOGIN_NONCE).filter(|n| n.len() <= 64);
     login_form(&app, nonce.as_deref(), &return_to, "", None, StatusCode::OK)
 }
@@ -116,29 +133,65 @@ pub async fn login_post(
     body: axum::body::Bytes,
 ) -> Response {
     if !crate::params::is_form(&headers) {
-        return error_page(&app, StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported request", "Send the login form as a form.");
+        return error_page(
+            &app,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported request",
+            "Send the login form as a form.",
+        );
     }
     let p = Params::parse(&body);
-    let return_to = p.get("return_to").and_then(|r| safe_return_to(&app, r)).unwrap_or_default();
+    let return_to = p
+        .get("return_to")
+        .and_then(|r| safe_return_to(&app, r))
+        .unwrap_or_default();
     let username = p.get("username").unwrap_or("").trim().to_string();
     let nonce = cookies::get(&headers, cookies::LOGIN_NONCE).filter(|n| n.len() <= 64);
-    let csrf_ok = nonce
-        .as_deref()
-        .is_some_and(|n| csrf::verify(&app.csrf_key, "login", n.as_bytes(), p.get("csrf").unwrap_or(""), app.now()));
+    let csrf_ok = nonce.as_deref().is_some_and(|n| {
+        csrf::verify(
+            &app.csrf_key,
+            "login",
+            n.as_bytes(),
+            p.get("csrf").unwrap_or(""),
+            app.now(),
+        )
+    });
     if !csrf_ok {
-        return login_form(&app, None, &return_to, "", Some("The form expired. Please sign in again."), StatusCode::FORBIDDEN);
+        return login_form(
+            &app,
+            None,
+            &return_to,
+            "",
+            Some("The form expired. Please sign in again."),
+            StatusCode::FORBIDDEN,
+        );
     }
     let nonce = nonce.unwrap_or_default();
     if !app.settings.local_login {
-        return login_form(&app, Some(&nonce), &return_to, "", Some("Password sign-in is disabled on this server."), StatusCode::FORBIDDEN);
+        return login_form(
+            &app,
+            Some(&nonce),
+            &return_to,
+            "",
+            Some("Password sign-in is disabled on this server."),
+            StatusCode::FORBIDDEN,
+        );
     }
     let ip = app.client_ip(Some(peer), &headers);
     let limited = app.limiters.login_ip.check_key(&ip).is_err()
         || (!username.is_empty() && app.limiters.login_account.check_key(&username).is_err());
     if limited {
         tracing::warn!(%ip, "login rate limit hit");
-        let mut r = login_form(&app, Some(&nonce), &return_to, &username, Some("Too many sign-in attempts. Wait a minute and try again."), StatusCode::TOO_MANY_REQUESTS);
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        let mut r = login_form(
+            &app,
+            Some(&nonce),
+            &return_to,
+            &username,
+            Some("Too many sign-in attempts. Wait a minute and try again."),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
         return r;
     }
     let password = p.get("password").unwrap_or("").to_string();
@@ -147,7 +200,12 @@ pub async fn login_post(
         Err(StoreError::NotFound) => None,
         Err(e) => {
             tracing::error!(error = %e, "user lookup failed");
-            return error_page(&app, StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Try again later.");
+            return error_page(
+                &app,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "Try again later.",
+            );
         }
     };
     let phc = user
@@ -161,7 +219,14 @@ pub async fn login_post(
         Some(u) if ok && !u.disabled && u.password_hash.is_some() => u,
         _ => {
             tracing::info!(%ip, "login failed");
-            return login_form(&app, Some(&nonce), &return_to, &username, Some("The username or password is not correct."), StatusCode::UNAUTHORIZED);
+            return login_form(
+                &app,
+                Some(&nonce),
+                &return_to,
+                &username,
+                Some("The username or password is not correct."),
+                StatusCode::UNAUTHORIZED,
+            );
         }
     };
     if user.must_change_password {
@@ -173,13 +238,28 @@ pub async fn login_post(
 /// Binding for a password-change ticket: the user and their current hash,
 /// so a ticket dies as soon as the password changes.
 fn ticket_binding(user: &UserRecord) -> Vec<u8> {
-    format!("{}\n{}", user.id, user.password_hash.as_deref().unwrap_or("")).into_bytes()
+    format!(
+        "{}\n{}",
+        user.id,
+        user.password_hash.as_deref().unwrap_or("")
+    )
+    .into_bytes()
 }
 
-fn password_form(app: &AppState, user: &UserRecord, return_to: &str, error: Option<&str>, status: StatusCode) -> Response {
+fn password_form(
+    app: &AppState,
+    user: &UserRecord,
+    return_to: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
     let c = Common::new(app);
     let exp = app.now() + 600;
-    let ticket = format!("{}.{}", user.id, csrf::issue(&app.csrf_key, "password-change", &ticket_binding(user), exp));
+    let ticket = format!(
+        "{}.{}",
+        user.id,
+        csrf::issue(&app.csrf_key, "password-change", &ticket_binding(user), exp)
+    );
     html(
         status,
         &PasswordPage {
@@ -194,35 +274,98 @@ fn password_form(app: &AppState, user: &UserRecord, return_to: &str, error: Opti
 }
 
 /// `POST /login/password`: replaces a one-time password.
-pub async fn password_post(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn password_post(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     if !crate::params::is_form(&headers) {
-        return error_page(&app, StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported request", "Send the form as a form.");
+        return error_page(
+            &app,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported request",
+            "Send the form as a form.",
+        );
     }
     let p = Params::parse(&body);
-    let return_to = p.get("return_to").and_then(|r| safe_return_to(&app, r)).unwrap_or_default();
+    let return_to = p
+        .get("return_to")
+        .and_then(|r| safe_return_to(&app, r))
+        .unwrap_or_default();
     let ticket = p.get("ticket").unwrap_or("");
     let Some((user_id, token)) = ticket.split_once('.') else {
-        return error_page(&app, StatusCode::FORBIDDEN, "This form cannot be accepted", "Sign in again.");
+        return error_page(
+            &app,
+            StatusCode::FORBIDDEN,
+            "This form cannot be accepted",
+            "Sign in again.",
+        );
     };
     let user = match app.store.get_user(user_id).await {
         Ok(u) => u,
-        Err(_) => return error_page(&app, StatusCode::FORBIDDEN, "This form cannot be accepted", "Sign in again."),
+        Err(_) => {
+            return error_page(
+                &app,
+                StatusCode::FORBIDDEN,
+                "This form cannot be accepted",
+                "Sign in again.",
+            );
+        }
     };
-    if !user.must_change_password || !csrf::verify(&app.csrf_key, "password-change", &ticket_binding(&user), token, app.now()) {
-        return error_page(&app, StatusCode::FORBIDDEN, "This form cannot be accepted", "It expired or was already used. Sign in again.");
+    if !user.must_change_password
+        || !csrf::verify(
+            &app.csrf_key,
+            "password-change",
+            &ticket_binding(&user),
+            token,
+            app.now(),
+        )
+    {
+        return error_page(
+            &app,
+            StatusCode::FORBIDDEN,
+            "This form cannot be accepted",
+            "It expired or was already used. Sign in again.",
+        );
     }
     let new = p.get("new_password").unwrap_or("");
     if new != p.get("confirm").unwrap_or("") {
-        return password_form(&app, &user, &return_to, Some("The two passwords differ."), StatusCode::BAD_REQUEST);
+        return password_form(
+            &app,
+            &user,
+            &return_to,
+            Some("The two passwords differ."),
+            StatusCode::BAD_REQUEST,
+        );
     }
     if let Err(m) = password::check_policy(new) {
         return password_form(&app, &user, &return_to, Some(m), StatusCode::BAD_REQUEST);
+    }
+    // The one-time password was seen by whoever handed it out: refuse it again.
+    let old = user.password_hash.clone().unwrap_or_default();
+    let candidate = new.to_string();
+    let reused = tokio::task::spawn_blocking(move || password::verify(&candidate, &old))
+        .await
+        .unwrap_or(true);
+    if reused {
+        return password_form(
+            &app,
+            &user,
+            &return_to,
+            Some("Choose a password other than the one-time password."),
+            StatusCode::BAD_REQUEST,
+        );
     }
     let mut salt = [0u8; 16];
     app.rng.fill(&mut salt);
     let new = new.to_string();
     let Ok(Ok(phc)) = tokio::task::spawn_blocking(move || password::hash(&new, &salt)).await else {
-        return error_page(&app, StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Try again later.");
+        return error_page(
+            &app,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "Try again later.",
+        );
     };
     let mut updated = user.clone();
     updated.password_hash = Some(phc);
@@ -230,7 +373,12 @@ pub async fn password_post(State(app): State<AppState>, headers: HeaderMap, body
     updated.updated_at = app.now();
     if let Err(e) = app.store.update_user(&updated).await {
         tracing::error!(error = %e, "password update failed");
-        return error_page(&app, StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Try again later.");
+        return error_page(
+            &app,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "Try again later.",
+        );
     }
     start_session(&app, &updated, &return_to).await
 }
@@ -248,7 +396,12 @@ async fn start_session(app: &AppState, user: &UserRecord, return_to: &str) -> Re
     };
     if let Err(e) = app.store.insert_session(&rec).await {
         tracing::error!(error = %e, "session insert failed");
-        return error_page(app, StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Try again later.");
+        return error_page(
+            app,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "Try again later.",
+        );
     }
     tracing::info!(user = %user.id, "user signed in");
     let mut r = if return_to.is_empty() {
@@ -259,15 +412,24 @@ async fn start_session(app: &AppState, user: &UserRecord, return_to: &str) -> Re
         r
     };
     let h = r.headers_mut();
-    h.append(header::SET_COOKIE, cookies::set_cookie(cookies::SESSION, &raw, ttl));
-    h.append(header::SET_COOKIE, cookies::set_cookie(cookies::LOGIN_NONCE, "", 0));
+    h.append(
+        header::SET_COOKIE,
+        cookies::set_cookie(cookies::SESSION, &raw, ttl),
+    );
+    h.append(
+        header::SET_COOKIE,
+        cookies::set_cookie(cookies::LOGIN_NONCE, "", 0),
+    );
     crate::pages::security_headers(h);
     r
 }
 
 fn signed_in_page(app: &AppState, user: &UserRecord) -> Response {
     let c = Common::new(app);
-    let msg = format!("You are signed in as {}. You can close this page and return to your application.", user.username);
+    let msg = format!(
+        "You are signed in as {}. You can close this page and return to your application.",
+        user.username
+    );
     html(
         StatusCode::OK,
         &MessagePage {
@@ -286,27 +448,80 @@ pub async fn logout_get(State(app): State<AppState>, headers: HeaderMap) -> Resp
     let c = Common::new(&app);
     match current(&app, &headers).await {
         Ok(Some(u)) => {
-            let token = csrf::issue(&app.csrf_key, "logout", u.session_hash.as_bytes(), app.now() + 3600);
+            let token = csrf::issue(
+                &app.csrf_key,
+                "logout",
+                u.session_hash.as_bytes(),
+                app.now() + 3600,
+            );
             let msg = format!("You are signed in as {}.", u.user.username);
-            html(StatusCode::OK, &MessagePage { asset_base: &c.asset_base, issuer_host: &c.issuer_host, title: "Sign out", message: &msg, is_error: false, logout_csrf: Some(&token) })
+            html(
+                StatusCode::OK,
+                &MessagePage {
+                    asset_base: &c.asset_base,
+                    issuer_host: &c.issuer_host,
+                    title: "Sign out",
+                    message: &msg,
+                    is_error: false,
+                    logout_csrf: Some(&token),
+                },
+            )
         }
-        _ => html(StatusCode::OK, &MessagePage { asset_base: &c.asset_base, issuer_host: &c.issuer_host, title: "Signed out", message: "You are not signed in.", is_error: false, logout_csrf: None }),
+        _ => html(
+            StatusCode::OK,
+            &MessagePage {
+                asset_base: &c.asset_base,
+                issuer_host: &c.issuer_host,
+                title: "Signed out",
+                message: "You are not signed in.",
+                is_error: false,
+                logout_csrf: None,
+            },
+        ),
     }
 }
 
 /// `POST /logout`
-pub async fn logout_post(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn logout_post(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let p = Params::parse(&body);
     let c = Common::new(&app);
     if let Ok(Some(u)) = current(&app, &headers).await {
-        if !csrf::verify(&app.csrf_key, "logout", u.session_hash.as_bytes(), p.get("csrf").unwrap_or(""), app.now()) {
-            return error_page(&app, StatusCode::FORBIDDEN, "This form cannot be accepted", "Open the sign-out page again.");
+        if !csrf::verify(
+            &app.csrf_key,
+            "logout",
+            u.session_hash.as_bytes(),
+            p.get("csrf").unwrap_or(""),
+            app.now(),
+        ) {
+            return error_page(
+                &app,
+                StatusCode::FORBIDDEN,
+                "This form cannot be accepted",
+                "Open the sign-out page again.",
+            );
         }
         if let Err(e) = app.store.delete_session(&u.session_hash).await {
             tracing::error!(error = %e, "session delete failed");
         }
     }
-    let mut r = html(StatusCode::OK, &MessagePage { asset_base: &c.asset_base, issuer_host: &c.issuer_host, title: "Signed out", message: "You have been signed out.", is_error: false, logout_csrf: None });
-    r.headers_mut().append(header::SET_COOKIE, cookies::set_cookie(cookies::SESSION, "", 0));
+    let mut r = html(
+        StatusCode::OK,
+        &MessagePage {
+            asset_base: &c.asset_base,
+            issuer_host: &c.issuer_host,
+            title: "Signed out",
+            message: "You have been signed out.",
+            is_error: false,
+            logout_csrf: None,
+        },
+    );
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        cookies::set_cookie(cookies::SESSION, "", 0),
+    );
     r
 }

@@ -86,7 +86,10 @@ impl AppState {
                 settings.login.per_account,
                 settings.login.window_secs,
             )),
-            login_ip: RateLimiter::keyed(per_window(settings.login.per_ip, settings.login.window_secs)),
+            login_ip: RateLimiter::keyed(per_window(
+                settings.login.per_ip,
+                settings.login.window_secs,
+            )),
             register_ip: RateLimiter::keyed(per_window(settings.dcr.per_ip_per_hour, 3600)),
         };
         Ok(Self(Arc::new(Inner {
@@ -126,7 +129,11 @@ impl AppState {
     /// Re-reads signing keys from the store.
     pub async fn reload_keys(&self) -> Result<(), ApiError> {
         self.keys
-            .reload(&self.key_deps(), self.settings.signing_alg, self.settings.key_grace_secs)
+            .reload(
+                &self.key_deps(),
+                self.settings.signing_alg,
+                self.settings.key_grace_secs,
+            )
             .await
     }
 

@@ -6,7 +6,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use mcpgate_store::{
-    ClientRecord, Redeem, RefreshFamilyRecord, RefreshTokenRecord, Rotate, StoreError,
+    AuthCodeRecord, ClientRecord, Redeem, RefreshFamilyRecord, RefreshTokenRecord, Rotate,
+    StoreError,
 };
 use mcpgate_types::secret::hash_secret;
 use mcpgate_types::token::{AccessTokenClaims, TokenResponse};
@@ -18,7 +19,11 @@ use crate::params::{Params, is_form};
 use crate::state::AppState;
 
 /// `POST /oauth/token`
-pub async fn token(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn token(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     match handle(&app, &headers, &body).await {
         Ok(r) => no_store_json(axum::http::StatusCode::OK, &r),
         Err(e) => axum::response::IntoResponse::into_response(e),
@@ -27,7 +32,10 @@ pub async fn token(State(app): State<AppState>, headers: HeaderMap, body: axum::
 
 async fn handle(app: &AppState, headers: &HeaderMap, body: &[u8]) -> ApiResult<TokenResponse> {
     if !is_form(headers) {
-        return Err(OAuthError::invalid_request("the token request must be application/x-www-form-urlencoded").into());
+        return Err(OAuthError::invalid_request(
+            "the token request must be application/x-www-form-urlencoded",
+        )
+        .into());
     }
     let p = Params::parse(body);
     if let Some(name) = p.repeated().first() {
@@ -48,7 +56,10 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &[u8]) -> ApiResult<T
             OAuthErrorCode::UnauthorizedClient,
             format!("this client may not use the {grant} grant"),
         )),
-        _ => Err(ApiError::code(OAuthErrorCode::UnsupportedGrantType, "unsupported grant_type")),
+        _ => Err(ApiError::code(
+            OAuthErrorCode::UnsupportedGrantType,
+            "unsupported grant_type",
+        )),
     }
 }
 
@@ -56,8 +67,14 @@ fn invalid_grant(d: &str) -> ApiError {
     OAuthError::invalid_grant(d).into()
 }
 
-async fn authorization_code(app: &AppState, client: &ClientRecord, p: &Params) -> ApiResult<TokenResponse> {
-    let code = p.get("code").ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+async fn authorization_code(
+    app: &AppState,
+    client: &ClientRecord,
+    p: &Params,
+) -> ApiResult<TokenResponse> {
+    let code = p
+        .get("code")
+        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
     let verifier = p
         .get("code_verifier")
         .ok_or_else(|| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
@@ -67,17 +84,21 @@ async fn authorization_code(app: &AppState, client: &ClientRecord, p: &Params) -
         Ok(Redeem::Fresh(rec)) => rec,
         Ok(Redeem::Replayed(rec)) => {
             // OAuth 2.1 §4.1.3: a code used twice revokes what it issued.
-            let n = app.store.revoke_families_by_code(&code_hash, now).await?;
+            let n = revoke_after_replay(app, &rec, &code_hash, now).await?;
             tracing::warn!(client_id = %rec.client_id, revoked_families = n, "authorization code replayed; tokens revoked");
             return Err(invalid_grant("the authorization code was already used"));
         }
-        Err(StoreError::NotFound) => return Err(invalid_grant("the authorization code is invalid")),
+        Err(StoreError::NotFound) => {
+            return Err(invalid_grant("the authorization code is invalid"));
+        }
         Err(e) => return Err(e.into()),
     };
     // The code is consumed from here on, whatever fails below.
     if rec.client_id != client.client_id {
         tracing::warn!(client_id = %client.client_id, "authorization code presented by another client");
-        return Err(invalid_grant("the authorization code was issued to another client"));
+        return Err(invalid_grant(
+            "the authorization code was issued to another client",
+        ));
     }
     if now >= rec.expires_at {
         return Err(invalid_grant("the authorization code has expired"));
@@ -85,10 +106,14 @@ async fn authorization_code(app: &AppState, client: &ClientRecord, p: &Params) -
     if let Some(r) = p.get("redirect_uri")
         && r != rec.redirect_uri
     {
-        return Err(invalid_grant("redirect_uri does not match the authorization request"));
+        return Err(invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
     }
     if !pkce::verify_s256(verifier, &rec.code_challenge) {
-        return Err(invalid_grant("the code_verifier does not match the code_challenge"));
+        return Err(invalid_grant(
+            "the code_verifier does not match the code_challenge",
+        ));
     }
     if let Some(r) = p.get("resource")
         && resource::find_canonical(r, std::slice::from_ref(&rec.resource)).is_none()
@@ -97,16 +122,27 @@ async fn authorization_code(app: &AppState, client: &ClientRecord, p: &Params) -
     }
     let user = match app.store.get_user(&rec.user_id).await {
         Ok(u) if !u.disabled => u,
-        Ok(_) | Err(StoreError::NotFound) => return Err(invalid_grant("the user is no longer allowed to sign in")),
+        Ok(_) | Err(StoreError::NotFound) => {
+            return Err(invalid_grant("the user is no longer allowed to sign in"));
+        }
         Err(e) => return Err(e.into()),
     };
     let scopes = ScopeSet::from_iter(rec.scopes.iter().cloned());
-    let access = mint(app, &user.id, client, &rec.resource, &scopes, Some(rec.auth_time), &user.groups)?;
-    let wants_refresh = scopes.contains("offline_access") || client.grant_types.iter().any(|g| g == "refresh_token");
+    let access = mint(
+        app,
+        &user.id,
+        client,
+        &rec.resource,
+        &scopes,
+        Some(rec.auth_time),
+        &user.groups,
+    )?;
+    let wants_refresh = scopes.contains("offline_access")
+        || client.grant_types.iter().any(|g| g == "refresh_token");
     let refresh_token = if wants_refresh {
         let raw = app.random(32);
         let family = RefreshFamilyRecord {
-            family_id: app.random(16),
+            family_id: family_id_for_code(&code_hash),
             client_id: client.client_id.clone(),
             user_id: user.id.clone(),
             resource: rec.resource.clone(),
@@ -125,12 +161,73 @@ async fn authorization_code(app: &AppState, client: &ClientRecord, p: &Params) -
             expires_at: family.expires_at,
             rotated_at: None,
         };
-        app.store.create_family(&family, &first).await?;
-        Some(raw)
+        match app.store.create_family(&family, &first).await {
+            Ok(()) => Some(raw),
+            // A replay of this code arrived while this first use was being
+            // served and left its revoked placeholder under the family id
+            // (see `revoke_after_replay`): no refresh token comes from it.
+            Err(StoreError::Conflict(_)) => {
+                tracing::warn!(client_id = %client.client_id, "authorization code replayed during its first use; no refresh token issued");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        }
     } else {
         None
     };
     Ok(response(app, access, refresh_token, &scopes))
+}
+
+/// The id of the refresh-token family an authorization code starts. It is
+/// derived from the code, so a first use and a concurrent replay of the same
+/// code meet on one key in the store.
+fn family_id_for_code(code_hash: &str) -> String {
+    hash_secret(&format!("mcpgate/code-family/v1\n{code_hash}"))
+}
+
+/// Revokes what a replayed code issued. Revoking by code alone would miss
+/// the first use while it is still in flight (between redeeming the code and
+/// storing its refresh family): both sides therefore write the same family
+/// id. The replay stores a revoked placeholder under it; if the first use got
+/// there first, the insert conflicts and the replay revokes that family
+/// instead; if the placeholder got there first, the first use's insert
+/// conflicts and it issues no refresh token. Returns the families revoked
+/// by code (for the log).
+async fn revoke_after_replay(
+    app: &AppState,
+    rec: &AuthCodeRecord,
+    code_hash: &str,
+    now: i64,
+) -> ApiResult<u64> {
+    let family_id = family_id_for_code(code_hash);
+    let placeholder = RefreshFamilyRecord {
+        family_id: family_id.clone(),
+        client_id: rec.client_id.clone(),
+        user_id: rec.user_id.clone(),
+        resource: rec.resource.clone(),
+        scopes: Vec::new(),
+        auth_time: rec.auth_time,
+        code_hash: Some(code_hash.to_string()),
+        created_at: now,
+        expires_at: now,
+        revoked_at: Some(now),
+    };
+    // Its one token is random and never handed out.
+    let unusable = RefreshTokenRecord {
+        token_hash: hash_secret(&app.random(32)),
+        family_id: family_id.clone(),
+        scopes: Vec::new(),
+        created_at: now,
+        expires_at: now,
+        rotated_at: None,
+    };
+    match app.store.create_family(&placeholder, &unusable).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => app.store.revoke_family(&family_id, now).await?,
+        Err(e) => return Err(e.into()),
+    }
+    // Families of codes redeemed before family ids were derived from codes.
+    Ok(app.store.revoke_families_by_code(code_hash, now).await?)
 }
 
 async fn refresh(app: &AppState, client: &ClientRecord, p: &Params) -> ApiResult<TokenResponse> {
@@ -145,7 +242,9 @@ async fn refresh(app: &AppState, client: &ClientRecord, p: &Params) -> ApiResult
         Err(e) => return Err(e.into()),
     };
     if family.client_id != client.client_id {
-        return Err(invalid_grant("the refresh token was issued to another client"));
+        return Err(invalid_grant(
+            "the refresh token was issued to another client",
+        ));
     }
     if family.revoked_at.is_some() {
         return Err(invalid_grant("the refresh token has been revoked"));
@@ -164,14 +263,19 @@ async fn refresh(app: &AppState, client: &ClientRecord, p: &Params) -> ApiResult
         Some(s) => {
             let asked = ScopeSet::parse(s).map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
             if !asked.is_subset(&granted) {
-                return Err(OAuthError::invalid_scope("a refresh can narrow the granted scopes, never widen them").into());
+                return Err(OAuthError::invalid_scope(
+                    "a refresh can narrow the granted scopes, never widen them",
+                )
+                .into());
             }
             asked
         }
     };
     let user = match app.store.get_user(&family.user_id).await {
         Ok(u) if !u.disabled => u,
-        Ok(_) | Err(StoreError::NotFound) => return Err(invalid_grant("the user is no longer allowed to sign in")),
+        Ok(_) | Err(StoreError::NotFound) => {
+            return Err(invalid_grant("the user is no longer allowed to sign in"));
+        }
         Err(e) => return Err(e.into()),
     };
     let new_raw = app.random(32);
@@ -187,29 +291,58 @@ async fn refresh(app: &AppState, client: &ClientRecord, p: &Params) -> ApiResult
         Ok(Rotate::Rotated { .. }) => {}
         Ok(Rotate::Reused { family }) => {
             tracing::warn!(client_id = %family.client_id, user = %family.user_id, "refresh token reused; family revoked");
-            return Err(invalid_grant("the refresh token was already used; all tokens of this grant are revoked"));
+            return Err(invalid_grant(
+                "the refresh token was already used; all tokens of this grant are revoked",
+            ));
         }
-        Ok(Rotate::Revoked { .. }) => return Err(invalid_grant("the refresh token has been revoked")),
+        Ok(Rotate::Revoked { .. }) => {
+            return Err(invalid_grant("the refresh token has been revoked"));
+        }
         Err(StoreError::NotFound) => return Err(invalid_grant("the refresh token is invalid")),
         Err(e) => return Err(e.into()),
     }
-    let access = mint(app, &user.id, client, &family.resource, &scopes, Some(family.auth_time), &user.groups)?;
+    let access = mint(
+        app,
+        &user.id,
+        client,
+        &family.resource,
+        &scopes,
+        Some(family.auth_time),
+        &user.groups,
+    )?;
     Ok(response(app, access, Some(new_raw), &scopes))
 }
 
-async fn client_credentials(app: &AppState, client: &ClientRecord, p: &Params) -> ApiResult<TokenResponse> {
+async fn client_credentials(
+    app: &AppState,
+    client: &ClientRecord,
+    p: &Params,
+) -> ApiResult<TokenResponse> {
     let requested = p
         .get("resource")
         .ok_or_else(|| OAuthError::invalid_target("resource is required (RFC 8707)"))?;
     let canonical = resource::find_canonical(requested, &app.settings.resource_uris())
-        .ok_or_else(|| OAuthError::invalid_target("this server does not issue tokens for that resource"))?
+        .ok_or_else(|| {
+            OAuthError::invalid_target("this server does not issue tokens for that resource")
+        })?
         .to_string();
     let scopes = crate::authorize::parse_scopes(app, client, p.get("scope").unwrap_or(""))
         .map_err(OAuthError::invalid_scope)?;
     if scopes.contains("offline_access") {
-        return Err(OAuthError::invalid_scope("offline_access makes no sense for client credentials").into());
+        return Err(OAuthError::invalid_scope(
+            "offline_access makes no sense for client credentials",
+        )
+        .into());
     }
-    let access = mint(app, &client.client_id, client, &canonical, &scopes, None, &[])?;
+    let access = mint(
+        app,
+        &client.client_id,
+        client,
+        &canonical,
+        &scopes,
+        None,
+        &[],
+    )?;
     Ok(response(app, access, None, &scopes))
 }
 
@@ -244,7 +377,12 @@ pub fn mint(
         .map_err(|e| ApiError::Internal(format!("signing: {e}")))
 }
 
-fn response(app: &AppState, access: String, refresh: Option<String>, scopes: &ScopeSet) -> TokenResponse {
+fn response(
+    app: &AppState,
+    access: String,
+    refresh: Option<String>,
+    scopes: &ScopeSet,
+) -> TokenResponse {
     TokenResponse {
         access_token: access,
         token_type: "Bearer".into(),

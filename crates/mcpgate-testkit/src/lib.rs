@@ -217,15 +217,42 @@ impl Page {
     }
 }
 
+/// Decodes the character references an HTML escaper emits: the named
+/// `&amp; &lt; &gt; &quot; &apos;` and every numeric `&#NN;` / `&#xHH;`
+/// (askama 0.16 writes `&#38;` for `&`).
 fn html_unescape(s: &str) -> String {
-    s.replace("&#x2f;", "/")
-        .replace("&#x27;", "'")
-        .replace("&#39;", "'")
-        .replace("&quot;", "\"")
-        .replace("&#34;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let decoded = rest.find(';').filter(|&end| end <= 10).and_then(|end| {
+            let c = match &rest[1..end] {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                e => match e.strip_prefix("#x").or_else(|| e.strip_prefix("#X")) {
+                    Some(hex) => u32::from_str_radix(hex, 16).ok().and_then(char::from_u32),
+                    None => e.strip_prefix('#').and_then(|d| d.parse().ok()).and_then(char::from_u32),
+                },
+            }?;
+            Some((c, end))
+        });
+        match decoded {
+            Some((c, end)) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 impl Browser {
@@ -400,4 +427,15 @@ pub async fn post_form(http: &reqwest::Client, url: &str, form: &[(String, Strin
     let status = r.status().as_u16();
     let v = r.json().await.unwrap_or(serde_json::Value::Null);
     (status, v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::html_unescape;
+
+    #[test]
+    fn unescapes_named_and_numeric_references() {
+        assert_eq!(html_unescape("/a?b=1&#38;c=2&amp;d=&#x2f;&#39;&quot;&lt;&gt;"), "/a?b=1&c=2&d=/'\"<>");
+        assert_eq!(html_unescape("a & b &bogus; &#xZZ; &"), "a & b &bogus; &#xZZ; &");
+    }
 }
