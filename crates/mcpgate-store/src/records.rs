@@ -190,3 +190,56 @@ pub struct LoginSessionRecord {
     pub created_at: i64,
     pub expires_at: i64,
 }
+
+/// One gateway decision (allow, deny, step-up, rate limit, …) for the audit
+/// log. Never holds tokens or tool arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Unix milliseconds.
+    pub time_ms: i64,
+    pub request_id: String,
+    pub issuer: Option<String>,
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
+    pub upstream: String,
+    pub method: Option<String>,
+    pub tool: Option<String>,
+    /// `allow`, `deny`, `step_up`, `unauthenticated`, `rate_limited`, `error`.
+    pub decision: String,
+    pub reason: String,
+    /// HTTP status answered.
+    pub status: i64,
+    pub latency_ms: i64,
+}
+
+/// An upstream identity linked to a local user: (provider, upstream
+/// subject) → user id. The first sign-in through a provider creates both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct LinkedIdentityRecord {
+    /// The configured provider's name.
+    pub provider: String,
+    /// The upstream subject (`sub`, or the configured claim), exactly.
+    pub subject: String,
+    pub user_id: String,
+    pub email: Option<String>,
+    pub created_at: i64,
+}
+
+/// An upstream sign-in in flight, stored server side. Single use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct UpstreamStateRecord {
+    /// SHA-256 of the `state` sent to the provider.
+    pub state_hash: String,
+    /// SHA-256 of the binding cookie set on the redirect to the provider.
+    pub binding_hash: String,
+    pub provider: String,
+    /// SHA-256 of the OIDC `nonce`.
+    pub nonce_hash: String,
+    /// The PKCE code verifier, sealed under the master key.
+    pub sealed_verifier: Vec<u8>,
+    /// The bound authorization request (its parameters, JSON-encoded).
+    pub request_params: String,
+    pub created_at: i64,
+    /// At most ten minutes after `created_at`.
+    pub expires_at: i64,
+}

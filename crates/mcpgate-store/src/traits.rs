@@ -172,6 +172,53 @@ pub trait LoginSessionStore: Send + Sync {
     async fn purge_sessions(&self, before: i64) -> StoreResult<u64>;
 }
 
+/// The gateway's audit log: append-only, read back newest first.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn insert_audit(&self, record: &AuditRecord) -> StoreResult<()>;
+    /// Records at or after `since_ms`, newest first, at most `limit`.
+    async fn list_audit(&self, since_ms: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+    /// Deletes records older than `before_ms`; returns how many.
+    async fn purge_audit(&self, before_ms: i64) -> StoreResult<u64>;
+}
+
+/// Upstream identity providers: linked identities and the server-side
+/// state of upstream sign-ins.
+#[async_trait]
+pub trait IdentityStore: Send + Sync {
+    /// Creates `user` and links `identity` to it in one transaction.
+    /// `Conflict` if the user id, username or (provider, subject) exists.
+    async fn create_linked_user(
+        &self,
+        user: &UserRecord,
+        identity: &LinkedIdentityRecord,
+    ) -> StoreResult<()>;
+    /// `NotFound` if the identity is not linked.
+    async fn get_linked_identity(
+        &self,
+        provider: &str,
+        subject: &str,
+    ) -> StoreResult<LinkedIdentityRecord>;
+    /// A user's linked identities, sorted by (provider, subject).
+    async fn list_linked_identities(&self, user_id: &str)
+    -> StoreResult<Vec<LinkedIdentityRecord>>;
+    /// `Conflict` if the state hash exists.
+    async fn insert_upstream_state(&self, state: &UpstreamStateRecord) -> StoreResult<()>;
+    /// One conditional `DELETE … RETURNING`: removes and returns the record
+    /// whose state hash AND binding hash both match and that has not expired
+    /// at `now`. Anything else (unknown, already taken, other binding,
+    /// expired) → `NotFound`, and a record with another binding is left in
+    /// place. Exactly one of any number of concurrent callers gets it.
+    async fn take_upstream_state(
+        &self,
+        state_hash: &str,
+        binding_hash: &str,
+        now: i64,
+    ) -> StoreResult<UpstreamStateRecord>;
+    /// Deletes records that expired before `before`; returns how many.
+    async fn purge_upstream_states(&self, before: i64) -> StoreResult<u64>;
+}
+
 /// Every aggregate in one object: what the server holds.
 pub trait Store:
     UserStore
@@ -181,6 +228,8 @@ pub trait Store:
     + RefreshTokenStore
     + SigningKeyStore
     + LoginSessionStore
+    + AuditStore
+    + IdentityStore
     + Send
     + Sync
     + 'static

@@ -315,6 +315,16 @@ impl Browser {
         self.cookies.clear();
     }
 
+    /// Forgets one cookie (for example the AS session, keeping another site's).
+    pub fn remove_cookie(&mut self, name: &str) {
+        self.cookies.remove(name);
+    }
+
+    /// Sets a cookie as if a server had (for replaying a captured value).
+    pub fn set_cookie(&mut self, name: &str, value: &str) {
+        self.cookies.insert(name.to_string(), value.to_string());
+    }
+
     /// Opens an authorization URL; if sent to the login page, signs in as
     /// `username` with [`PASSWORD`] and follows back. Returns the page that
     /// follows sign-in (consent page, or the redirect to the client).

@@ -28,7 +28,9 @@ pub enum UsersCmd {
         password_file: Option<PathBuf>,
     },
     List,
-    Remove { username: String },
+    Remove {
+        username: String,
+    },
     /// Set a new password (or print a new one-time password).
     Passwd {
         username: String,
@@ -60,7 +62,9 @@ pub enum ClientsCmd {
         client_id: Option<String>,
     },
     List,
-    Remove { client_id: String },
+    Remove {
+        client_id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -99,15 +103,32 @@ fn fmt_time(t: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 pub async fn users(rt: &Runtime, cmd: UsersCmd) -> anyhow::Result<()> {
     let ctx = rt.admin();
     match cmd {
-        UsersCmd::Add { username, display_name, groups, password_file } => {
+        UsersCmd::Add {
+            username,
+            display_name,
+            groups,
+            password_file,
+        } => {
             let pw = password_file.as_ref().map(read_password_file).transpose()?;
-            let (u, otp) = admin::create_user(&ctx, &username, display_name.as_deref(), pw.as_deref(), &groups).await?;
+            let (u, otp) = admin::create_user(
+                &ctx,
+                &username,
+                display_name.as_deref(),
+                pw.as_deref(),
+                &groups,
+            )
+            .await?;
             println!("added user {} (id {})", u.username, u.id);
             if let Some(otp) = otp {
                 println!("one-time password: {otp}");
@@ -120,19 +141,26 @@ pub async fn users(rt: &Runtime, cmd: UsersCmd) -> anyhow::Result<()> {
                 println!("no users");
             }
             for u in users {
-                let flags = [(u.disabled, "disabled"), (u.must_change_password, "one-time password")]
-                    .iter()
-                    .filter(|(on, _)| *on)
-                    .map(|(_, n)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let flags = [
+                    (u.disabled, "disabled"),
+                    (u.must_change_password, "one-time password"),
+                ]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, n)| *n)
+                .collect::<Vec<_>>()
+                .join(", ");
                 println!(
                     "{}\t{}\tgroups=[{}]\tcreated {}{}",
                     u.username,
                     u.id,
                     u.groups.join(","),
                     fmt_time(u.created_at),
-                    if flags.is_empty() { String::new() } else { format!("\t({flags})") }
+                    if flags.is_empty() {
+                        String::new()
+                    } else {
+                        format!("\t({flags})")
+                    }
                 );
             }
         }
@@ -140,7 +168,10 @@ pub async fn users(rt: &Runtime, cmd: UsersCmd) -> anyhow::Result<()> {
             admin::remove_user(&ctx, &username).await?;
             println!("removed user {username} with their consents, sessions and tokens");
         }
-        UsersCmd::Passwd { username, password_file } => {
+        UsersCmd::Passwd {
+            username,
+            password_file,
+        } => {
             let pw = password_file.as_ref().map(read_password_file).transpose()?;
             match admin::set_password(&ctx, &username, pw.as_deref()).await? {
                 Some(otp) => println!("one-time password for {username}: {otp}"),
@@ -153,11 +184,30 @@ pub async fn users(rt: &Runtime, cmd: UsersCmd) -> anyhow::Result<()> {
 
 pub async fn clients(rt: &Runtime, cmd: ClientsCmd) -> anyhow::Result<()> {
     match cmd {
-        ClientsCmd::Add { name, redirect_uris, auth_method, grants, scopes, client_id } => {
+        ClientsCmd::Add {
+            name,
+            redirect_uris,
+            auth_method,
+            grants,
+            scopes,
+            client_id,
+        } => {
             let method = TokenEndpointAuthMethod::parse(&auth_method)
                 .with_context(|| format!("--auth-method {auth_method:?} is not none, client_secret_basic or client_secret_post"))?;
-            let grant_types = if grants.is_empty() { vec!["authorization_code".into(), "refresh_token".into()] } else { grants };
-            let spec = ClientSpec { client_id, name, redirect_uris, auth_method: method, grant_types, scopes, secret: None };
+            let grant_types = if grants.is_empty() {
+                vec!["authorization_code".into(), "refresh_token".into()]
+            } else {
+                grants
+            };
+            let spec = ClientSpec {
+                client_id,
+                name,
+                redirect_uris,
+                auth_method: method,
+                grant_types,
+                scopes,
+                secret: None,
+            };
             let (c, secret) = admin::create_client(&rt.admin(), &spec, false).await?;
             println!("client_id: {}", c.client_id);
             if let Some(s) = secret {
@@ -209,14 +259,34 @@ pub async fn consents(rt: &Runtime, cmd: ConsentsCmd) -> anyhow::Result<()> {
                 println!("no consents");
             }
             for c in list {
-                let who = rt.store.get_user(&c.user_id).await.map(|u| u.username).unwrap_or(c.user_id);
-                println!("{who}\t{}\tscopes=[{}]\tresources=[{}]\tsince {}", c.client_id, c.scopes.join(" "), c.resources.join(" "), fmt_time(c.granted_at));
+                let who = rt
+                    .store
+                    .get_user(&c.user_id)
+                    .await
+                    .map(|u| u.username)
+                    .unwrap_or(c.user_id);
+                println!(
+                    "{who}\t{}\tscopes=[{}]\tresources=[{}]\tsince {}",
+                    c.client_id,
+                    c.scopes.join(" "),
+                    c.resources.join(" "),
+                    fmt_time(c.granted_at)
+                );
             }
         }
-        ConsentsCmd::Revoke { username, client_id } => {
+        ConsentsCmd::Revoke {
+            username,
+            client_id,
+        } => {
             let id = user_id(username.clone()).await?;
-            match rt.store.revoke_consent(&id, &client_id, rt.clock.now()).await {
-                Ok(()) => println!("revoked {username}'s consent to {client_id} and that client's refresh tokens for them"),
+            match rt
+                .store
+                .revoke_consent(&id, &client_id, rt.clock.now())
+                .await
+            {
+                Ok(()) => println!(
+                    "revoked {username}'s consent to {client_id} and that client's refresh tokens for them"
+                ),
                 Err(StoreError::NotFound) => bail!("{username} has no consent for {client_id:?}"),
                 Err(e) => return Err(e.into()),
             }
@@ -242,12 +312,22 @@ pub async fn keys(rt: &Runtime, cmd: KeysCmd) -> anyhow::Result<()> {
                     ),
                     KeyState::Retired => "retired".to_string(),
                 };
-                println!("{}\t{}\tcreated {}\t{state}", k.kid, k.alg, fmt_time(k.created_at));
+                println!(
+                    "{}\t{}\tcreated {}\t{state}",
+                    k.kid,
+                    k.alg,
+                    fmt_time(k.created_at)
+                );
             }
         }
         KeysCmd::Rotate => {
-            let kid = admin::rotate_keys(&rt.admin(), &rt.master_key, a.signing_alg, a.key_grace_secs).await?;
-            println!("new active key {kid}; the previous key stays published for {} s", a.key_grace_secs);
+            let kid =
+                admin::rotate_keys(&rt.admin(), &rt.master_key, a.signing_alg, a.key_grace_secs)
+                    .await?;
+            println!(
+                "new active key {kid}; the previous key stays published for {} s",
+                a.key_grace_secs
+            );
             println!("running servers pick it up within a minute, or at restart");
         }
     }
@@ -261,7 +341,8 @@ pub fn print_config(c: &Config) {
     println!(
         "tls: {}",
         match &c.tls {
-            TlsConfig::None if c.trust_forwarded_proto => "terminated by a proxy (trust_forwarded_proto)".to_string(),
+            TlsConfig::None if c.trust_forwarded_proto =>
+                "terminated by a proxy (trust_forwarded_proto)".to_string(),
             TlsConfig::None => "off (loopback http)".to_string(),
             TlsConfig::Files { cert, .. } => format!("certificate {}", cert.display()),
             TlsConfig::SelfSigned => "self-signed (testing only)".to_string(),
@@ -274,11 +355,20 @@ pub fn print_config(c: &Config) {
     }
     match &c.master_key {
         MasterKeySource::Configured(_) => println!("master key: from config reference (redacted)"),
-        MasterKeySource::DataDirFile(p) => println!("master key: {} (generated if absent)", p.display()),
+        MasterKeySource::DataDirFile(p) => {
+            println!("master key: {} (generated if absent)", p.display())
+        }
     }
     let a = &c.authz;
-    println!("signing: {} (grace {} s)", a.signing_alg.as_str(), a.key_grace_secs);
-    println!("access tokens: {} s; refresh families: {} s; codes: {} s", a.access_token_ttl, a.refresh_token_ttl, a.code_ttl);
+    println!(
+        "signing: {} (grace {} s)",
+        a.signing_alg.as_str(),
+        a.key_grace_secs
+    );
+    println!(
+        "access tokens: {} s; refresh families: {} s; codes: {} s",
+        a.access_token_ttl, a.refresh_token_ttl, a.code_ttl
+    );
     println!("scopes:");
     for s in &a.scopes {
         println!("  {} — {}", s.name, s.description);
@@ -290,40 +380,87 @@ pub fn print_config(c: &Config) {
     println!(
         "dynamic registration: {}{}",
         if a.dcr.enabled { "on" } else { "off" },
-        if a.dcr.initial_access_token.is_some() { " (initial access token required)" } else { "" }
+        if a.dcr.initial_access_token.is_some() {
+            " (initial access token required)"
+        } else {
+            ""
+        }
     );
     println!(
         "client metadata documents: {}{}",
         if a.cimd.enabled { "on" } else { "off" },
-        if a.cimd.allow_http_loopback { " (DEVELOPMENT loopback override on)" } else { "" }
+        if a.cimd.allow_http_loopback {
+            " (DEVELOPMENT loopback override on)"
+        } else {
+            ""
+        }
     );
     println!("clients from config: {}", c.clients.len());
+    println!("upstreams:");
+    for u in &c.gateway.upstreams {
+        let transport = match &u.transport {
+            mcpgate_gateway::config::Transport::Stdio(s) => {
+                format!("stdio {} {}", s.command, s.args.join(" "))
+            }
+            mcpgate_gateway::config::Transport::Http(h) => format!("http {}", h.url),
+        };
+        println!(
+            "  {} at {} ({}); baseline scopes: [{}]; {} tool rules",
+            u.name,
+            u.resource,
+            transport.trim_end(),
+            u.scopes,
+            u.tools.len()
+        );
+    }
 }
 
 /// `serve --demo`: an `admin` user with a one-time password, and directions.
+/// Printed on stdout like every secret the CLI shows once: stderr carries the
+/// log, and a one-time password does not belong in a log file.
 pub async fn demo_bootstrap(rt: &Runtime) -> anyhow::Result<()> {
     let issuer = &rt.config.authz.issuer;
-    let otp = match admin::create_user(&rt.admin(), "admin", Some("Administrator"), None, &["admins".to_string()]).await {
+    let otp = match admin::create_user(
+        &rt.admin(),
+        "admin",
+        Some("Administrator"),
+        None,
+        &["admins".to_string()],
+    )
+    .await
+    {
         Ok((_, otp)) => otp,
         Err(AdminError::Exists(_)) => None,
         Err(e) => return Err(e.into()),
     };
-    eprintln!();
-    eprintln!("  mcpgate demo — authorization server at {issuer}");
-    eprintln!("  data directory: {}", rt.config.data_dir.display());
+    println!();
+    println!("  mcpgate demo — authorization server at {issuer}");
+    println!("  data directory: {}", rt.config.data_dir.display());
     match otp {
         Some(p) => {
-            eprintln!("  admin user:     admin");
-            eprintln!("  one-time password: {p}   (you choose a new one at first sign-in)");
+            println!("  admin user:     admin");
+            println!("  one-time password: {p}   (you choose a new one at first sign-in)");
         }
-        None => eprintln!("  admin user exists already; `mcpgate users passwd admin` prints a new one-time password"),
+        None => println!(
+            "  admin user exists already; `mcpgate users passwd admin` prints a new one-time password"
+        ),
     }
-    eprintln!();
-    eprintln!("  next:");
-    eprintln!("    curl {issuer}/.well-known/oauth-authorization-server");
-    eprintln!("    open {issuer}/login in a browser and sign in as admin");
-    eprintln!("    mcpgate clients add --name 'My app' --redirect-uri http://127.0.0.1:3000/callback");
-    eprintln!("    resource for tokens: {}", rt.config.authz.resources.first().map(|r| r.uri.as_str()).unwrap_or("(none)"));
-    eprintln!();
+    println!();
+    println!("  next:");
+    println!("    curl {issuer}/.well-known/oauth-authorization-server");
+    println!("    open {issuer}/login in a browser and sign in as admin");
+    println!(
+        "    mcpgate clients add --name 'My app' --redirect-uri http://127.0.0.1:3000/callback"
+    );
+    println!(
+        "    resource for tokens: {}",
+        rt.config
+            .authz
+            .resources
+            .first()
+            .map(|r| r.uri.as_str())
+            .unwrap_or("(none)")
+    );
+    println!();
     Ok(())
 }

@@ -39,6 +39,12 @@ pub struct FileConfig {
     pub authorization_server: AsFile,
     #[serde(default, rename = "client")]
     pub clients: Vec<ClientFile>,
+    /// `[gateway]`: settings shared by every upstream.
+    #[serde(default)]
+    pub gateway: mcpgate_gateway::config::GatewayFile,
+    /// `[[upstream]]`: MCP servers the gateway protects, each at `{public_url}/mcp/{name}`.
+    #[serde(default, rename = "upstream")]
+    pub upstreams: Vec<mcpgate_gateway::config::UpstreamFile>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -167,6 +173,8 @@ pub struct Config {
     pub log_json: bool,
     pub authz: AuthzSettings,
     pub clients: Vec<ConfigClient>,
+    /// The gateway: its upstreams are also resources of `authz`.
+    pub gateway: mcpgate_gateway::GatewaySettings,
 }
 
 /// Command-line overrides that take part in validation.
@@ -192,7 +200,9 @@ pub fn find(explicit: Option<&Path>) -> Option<PathBuf> {
 }
 
 pub fn default_data_dir() -> PathBuf {
-    dirs::data_dir().map(|d| d.join("mcpgate")).unwrap_or_else(|| PathBuf::from(".mcpgate"))
+    dirs::data_dir()
+        .map(|d| d.join("mcpgate"))
+        .unwrap_or_else(|| PathBuf::from(".mcpgate"))
 }
 
 /// Loads and validates. `path = None` gives the embedded defaults.
@@ -206,7 +216,7 @@ pub fn load(path: Option<&Path>, ov: &Overrides) -> Result<Config, ConfigError> 
             })?;
             (t, p.display().to_string())
         }
-        None => (String::new(), "embedded defaults".to_string()),
+        None => (String::new(), EMBEDDED.to_string()),
     };
     let file: FileConfig = toml::from_str(&text).map_err(|e| {
         let line = e.span().map(|s| line_of(&text, s.start));
@@ -219,7 +229,52 @@ pub fn load(path: Option<&Path>, ov: &Overrides) -> Result<Config, ConfigError> 
             message: e.message().to_string(),
         }
     })?;
-    Validator { text: &text, source: &source }.validate(file, ov)
+    Validator {
+        text: &text,
+        source: &source,
+    }
+    .validate(file, ov)
+}
+
+/// The `source` of a configuration built from the embedded defaults.
+const EMBEDDED: &str = "embedded defaults";
+
+/// The demo upstream of the embedded defaults: this binary's `demo-upstream`
+/// (the notes server) over stdio, as `/mcp/notes`, with the baseline
+/// `notes:read`, `add_note` needing `notes:write` and `delete_note`
+/// `notes:admin`.
+fn demo_upstream() -> mcpgate_gateway::config::UpstreamFile {
+    use mcpgate_gateway::config::{StdioFile, ToolFile, UpstreamFile};
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "mcpgate".into());
+    let tool = |scope: &str| ToolFile {
+        scopes: vec![scope.to_string()],
+        ..ToolFile::default()
+    };
+    UpstreamFile {
+        name: "notes".into(),
+        title: Some("Notes (demo)".into()),
+        stdio: Some(StdioFile {
+            command: exe,
+            args: vec!["demo-upstream".into()],
+            cwd: None,
+            env: BTreeMap::new(),
+        }),
+        http: None,
+        auth: None,
+        scopes: vec!["notes:read".into()],
+        tools: BTreeMap::from([
+            ("add_note".to_string(), tool("notes:write")),
+            ("delete_note".to_string(), tool("notes:admin")),
+        ]),
+        default_tool: None,
+        list: None,
+        shared: None,
+        rate_limit: None,
+        allowed_origins: Vec::new(),
+        timeout_secs: None,
+    }
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -249,7 +304,12 @@ impl Validator<'_> {
         }
     }
 
-    fn err_at(&self, field: &str, span: std::ops::Range<usize>, message: impl Into<String>) -> ConfigError {
+    fn err_at(
+        &self,
+        field: &str,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         ConfigError {
             location: format!("{}:{}", self.source, line_of(self.text, span.start)),
             field: field.to_string(),
@@ -265,7 +325,10 @@ impl Validator<'_> {
                 .map(Secret::new)
                 .map_err(|_| self.err(field, format!("environment variable {name} is not set")));
         }
-        if let Some(path) = raw.strip_prefix("${file:").and_then(|r| r.strip_suffix('}')) {
+        if let Some(path) = raw
+            .strip_prefix("${file:")
+            .and_then(|r| r.strip_suffix('}'))
+        {
             return std::fs::read_to_string(path)
                 .map(|s| Secret::new(s.trim_end_matches(['\n', '\r']).to_string()))
                 .map_err(|e| self.err(field, format!("cannot read secret file {path}: {e}")));
@@ -296,25 +359,45 @@ impl Validator<'_> {
         })?;
         let (public_url, pu_span) = match &f.public_url {
             Some(s) => (s.get_ref().clone(), Some(s.span())),
-            None if f.listen.is_none() && ov.listen.is_none() => ("http://127.0.0.1:8080".to_string(), None),
+            None if f.listen.is_none() && ov.listen.is_none() => {
+                ("http://127.0.0.1:8080".to_string(), None)
+            }
             None => (format!("http://{listen}"), None),
         };
         let pu_err = |m: String| match pu_span.clone() {
             Some(s) => self.err_at("public_url", s, m),
             None => self.err("public_url", m),
         };
-        let parsed = url::Url::parse(&public_url).map_err(|_| pu_err(format!("{public_url:?} is not an absolute URL")))?;
-        if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() {
-            return Err(pu_err("the issuer URL must not have a query, fragment or user info (RFC 8414 §2)".into()));
+        let parsed = url::Url::parse(&public_url)
+            .map_err(|_| pu_err(format!("{public_url:?} is not an absolute URL")))?;
+        if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty()
+        {
+            return Err(pu_err(
+                "the issuer URL must not have a query, fragment or user info (RFC 8414 §2)".into(),
+            ));
         }
         if public_url.ends_with('/') {
-            return Err(pu_err("leave off the trailing slash: the issuer is compared byte for byte".into()));
+            return Err(pu_err(
+                "leave off the trailing slash: the issuer is compared byte for byte".into(),
+            ));
         }
-        let tls = match (&f.tls.cert, &f.tls.key, ov.tls_self_signed || f.tls.self_signed.unwrap_or(false)) {
-            (Some(c), Some(k), false) => TlsConfig::Files { cert: c.clone(), key: k.clone() },
+        let tls = match (
+            &f.tls.cert,
+            &f.tls.key,
+            ov.tls_self_signed || f.tls.self_signed.unwrap_or(false),
+        ) {
+            (Some(c), Some(k), false) => TlsConfig::Files {
+                cert: c.clone(),
+                key: k.clone(),
+            },
             (None, None, true) => TlsConfig::SelfSigned,
             (None, None, false) => TlsConfig::None,
-            (Some(_), Some(_), true) => return Err(self.err("tls.self_signed", "choose certificate files or a self-signed certificate, not both")),
+            (Some(_), Some(_), true) => {
+                return Err(self.err(
+                    "tls.self_signed",
+                    "choose certificate files or a self-signed certificate, not both",
+                ));
+            }
             _ => return Err(self.err("tls.cert", "tls.cert and tls.key go together")),
         };
         let trust_forwarded_proto = f.trust_forwarded_proto.unwrap_or(false);
@@ -329,7 +412,9 @@ impl Validator<'_> {
                     )));
                 }
                 if !matches!(tls, TlsConfig::None) {
-                    return Err(pu_err("TLS is configured, so public_url must start with https://".into()));
+                    return Err(pu_err(
+                        "TLS is configured, so public_url must start with https://".into(),
+                    ));
                 }
             }
             "https" => {
@@ -344,14 +429,33 @@ impl Validator<'_> {
             other => return Err(pu_err(format!("scheme {other:?} is not http or https"))),
         }
 
-        let data_dir = ov.data_dir.clone().or(f.data_dir.clone()).unwrap_or_else(default_data_dir);
+        let data_dir = ov
+            .data_dir
+            .clone()
+            .or(f.data_dir.clone())
+            .unwrap_or_else(default_data_dir);
         let store = match f.store.backend.as_deref().unwrap_or("sqlite") {
-            "sqlite" => StoreConfig::Sqlite(f.store.sqlite_path.clone().unwrap_or_else(|| data_dir.join("mcpgate.db"))),
+            "sqlite" => StoreConfig::Sqlite(
+                f.store
+                    .sqlite_path
+                    .clone()
+                    .unwrap_or_else(|| data_dir.join("mcpgate.db")),
+            ),
             "postgres" => {
-                let raw = f.store.postgres_url.as_deref().ok_or_else(|| self.err("store.postgres_url", "required when store.backend = \"postgres\""))?;
+                let raw = f.store.postgres_url.as_deref().ok_or_else(|| {
+                    self.err(
+                        "store.postgres_url",
+                        "required when store.backend = \"postgres\"",
+                    )
+                })?;
                 StoreConfig::Postgres(self.secret("store.postgres_url", raw, true)?)
             }
-            other => return Err(self.err("store.backend", format!("{other:?} is not \"sqlite\" or \"postgres\""))),
+            other => {
+                return Err(self.err(
+                    "store.backend",
+                    format!("{other:?} is not \"sqlite\" or \"postgres\""),
+                ));
+            }
         };
         let master_key = match &f.master_key {
             Some(raw) => MasterKeySource::Configured(self.secret("master_key", raw, false)?),
@@ -360,18 +464,39 @@ impl Validator<'_> {
         let log_json = match f.log_format.as_deref().unwrap_or("text") {
             "text" => false,
             "json" => true,
-            other => return Err(self.err("log_format", format!("{other:?} is not \"text\" or \"json\""))),
+            other => {
+                return Err(self.err(
+                    "log_format",
+                    format!("{other:?} is not \"text\" or \"json\""),
+                ));
+            }
         };
 
-        let authz = self.authz(&f.authorization_server, &public_url)?;
+        let mut authz = self.authz(&f.authorization_server, &public_url)?;
+        let gateway = self.gateway(&f, &public_url, listen.ip().is_loopback(), &mut authz)?;
         let mut clients = Vec::new();
         for (i, c) in f.clients.iter().enumerate() {
             let field = |n: &str| format!("client[{i}].{n}");
             let auth_method = match c.auth_method.as_deref() {
-                None => if c.client_secret.is_some() { TokenEndpointAuthMethod::ClientSecretBasic } else { TokenEndpointAuthMethod::None },
-                Some(m) => TokenEndpointAuthMethod::parse(m).ok_or_else(|| self.err(&field("auth_method"), format!("{m:?} is not none, client_secret_basic or client_secret_post")))?,
+                None => {
+                    if c.client_secret.is_some() {
+                        TokenEndpointAuthMethod::ClientSecretBasic
+                    } else {
+                        TokenEndpointAuthMethod::None
+                    }
+                }
+                Some(m) => TokenEndpointAuthMethod::parse(m).ok_or_else(|| {
+                    self.err(
+                        &field("auth_method"),
+                        format!("{m:?} is not none, client_secret_basic or client_secret_post"),
+                    )
+                })?,
             };
-            let secret = c.client_secret.as_deref().map(|s| self.secret(&field("client_secret"), s, false)).transpose()?;
+            let secret = c
+                .client_secret
+                .as_deref()
+                .map(|s| self.secret(&field("client_secret"), s, false))
+                .transpose()?;
             if auth_method.is_confidential() && secret.is_none() {
                 return Err(self.err(&field("client_secret"), "a confidential client in the config file needs client_secret = \"${env:...}\" or \"${file:...}\""));
             }
@@ -381,7 +506,9 @@ impl Validator<'_> {
                     name: c.name.clone(),
                     redirect_uris: c.redirect_uris.clone(),
                     auth_method,
-                    grant_types: c.grant_types.clone().unwrap_or_else(|| vec!["authorization_code".into(), "refresh_token".into()]),
+                    grant_types: c.grant_types.clone().unwrap_or_else(|| {
+                        vec!["authorization_code".into(), "refresh_token".into()]
+                    }),
                     scopes: c.scopes.clone(),
                     secret: secret.map(|s| s.expose().to_string()),
                 },
@@ -398,7 +525,50 @@ impl Validator<'_> {
             log_json,
             authz,
             clients,
+            gateway,
         })
+    }
+
+    /// Validates `[gateway]` and `[[upstream]]`; every upstream's resource
+    /// `{public_url}/mcp/{name}` is added to the authorization server's
+    /// resources. Without a config file, the demo `notes` upstream (this
+    /// binary's `demo-upstream` subcommand over stdio) is configured.
+    fn gateway(
+        &self,
+        f: &FileConfig,
+        public_url: &str,
+        loopback_listener: bool,
+        authz: &mut AuthzSettings,
+    ) -> Result<mcpgate_gateway::GatewaySettings, ConfigError> {
+        use mcpgate_gateway::config as gw;
+        let mut upstreams = f.upstreams.clone();
+        if self.source == EMBEDDED && upstreams.is_empty() {
+            upstreams.push(demo_upstream());
+        }
+        let resolve = |field: &str, raw: &str, plain_ok: bool| {
+            self.secret(field, raw, plain_ok)
+                .map_err(|e| gw::ConfigError {
+                    field: e.field,
+                    message: e.message,
+                })
+        };
+        let settings = gw::validate(
+            public_url,
+            loopback_listener,
+            &f.gateway,
+            &upstreams,
+            &resolve,
+        )
+        .map_err(|e| self.err(&e.field, e.message))?;
+        for u in &settings.upstreams {
+            if !authz.resources.iter().any(|r| r.uri == u.resource) {
+                authz.resources.push(ResourceDef {
+                    uri: u.resource.clone(),
+                    name: u.title.clone(),
+                });
+            }
+        }
+        Ok(settings)
     }
 
     fn authz(&self, a: &AsFile, issuer: &str) -> Result<AuthzSettings, ConfigError> {
@@ -408,56 +578,111 @@ impl Validator<'_> {
                 ("notes:read".to_string(), "Read your notes".to_string()),
                 ("notes:write".to_string(), "Add notes".to_string()),
                 ("notes:admin".to_string(), "Delete notes".to_string()),
-                ("offline_access".to_string(), "Stay connected when you are away (refresh tokens)".to_string()),
+                (
+                    "offline_access".to_string(),
+                    "Stay connected when you are away (refresh tokens)".to_string(),
+                ),
             ])
         });
         for (name, description) in scopes {
             if !mcpgate_types::scope::is_scope_token(&name) {
-                return Err(self.err("authorization_server.scopes", format!("{name:?} is not a valid scope token (RFC 6749 §3.3)")));
+                return Err(self.err(
+                    "authorization_server.scopes",
+                    format!("{name:?} is not a valid scope token (RFC 6749 §3.3)"),
+                ));
             }
             s.scopes.push(ScopeDef { name, description });
         }
         let resources = match &a.resources {
             Some(r) => r.iter().map(|r| (r.uri.clone(), r.name.clone())).collect(),
-            None => vec![(format!("{issuer}/mcp/notes"), Some("Notes (demo)".to_string()))],
+            None => vec![(
+                format!("{issuer}/mcp/notes"),
+                Some("Notes (demo)".to_string()),
+            )],
         };
         for (uri, name) in resources {
-            mcpgate_types::resource::validate(&uri).map_err(|e| self.err("authorization_server.resources", format!("{uri:?}: {e}")))?;
+            mcpgate_types::resource::validate(&uri)
+                .map_err(|e| self.err("authorization_server.resources", format!("{uri:?}: {e}")))?;
             if uri.ends_with('/') {
-                return Err(self.err("authorization_server.resources", format!("{uri:?}: leave off the trailing slash (canonical resource URI)")));
+                return Err(self.err(
+                    "authorization_server.resources",
+                    format!("{uri:?}: leave off the trailing slash (canonical resource URI)"),
+                ));
             }
             let name = name.unwrap_or_else(|| uri.clone());
             s.resources.push(ResourceDef { uri, name });
         }
-        let pos = |field: &str, v: Option<i64>, default: i64, max: i64| -> Result<i64, ConfigError> {
-            let v = v.unwrap_or(default);
-            if v <= 0 || v > max {
-                return Err(self.err(field, format!("must be between 1 and {max} seconds")));
-            }
-            Ok(v)
-        };
-        s.access_token_ttl = pos("authorization_server.access_token_ttl_secs", a.access_token_ttl_secs, 600, 24 * 3600)?;
-        s.refresh_token_ttl = pos("authorization_server.refresh_token_ttl_secs", a.refresh_token_ttl_secs, 30 * 24 * 3600, 365 * 24 * 3600)?;
-        s.login_session_ttl = pos("authorization_server.login_session_ttl_secs", a.login_session_ttl_secs, 12 * 3600, 30 * 24 * 3600)?;
-        s.key_grace_secs = pos("authorization_server.key_grace_secs", a.key_grace_secs, 24 * 3600, 365 * 24 * 3600)?;
+        let pos =
+            |field: &str, v: Option<i64>, default: i64, max: i64| -> Result<i64, ConfigError> {
+                let v = v.unwrap_or(default);
+                if v <= 0 || v > max {
+                    return Err(self.err(field, format!("must be between 1 and {max} seconds")));
+                }
+                Ok(v)
+            };
+        s.access_token_ttl = pos(
+            "authorization_server.access_token_ttl_secs",
+            a.access_token_ttl_secs,
+            600,
+            24 * 3600,
+        )?;
+        s.refresh_token_ttl = pos(
+            "authorization_server.refresh_token_ttl_secs",
+            a.refresh_token_ttl_secs,
+            30 * 24 * 3600,
+            365 * 24 * 3600,
+        )?;
+        s.login_session_ttl = pos(
+            "authorization_server.login_session_ttl_secs",
+            a.login_session_ttl_secs,
+            12 * 3600,
+            30 * 24 * 3600,
+        )?;
+        s.key_grace_secs = pos(
+            "authorization_server.key_grace_secs",
+            a.key_grace_secs,
+            24 * 3600,
+            365 * 24 * 3600,
+        )?;
         if s.key_grace_secs < s.access_token_ttl {
             return Err(self.err("authorization_server.key_grace_secs", "must be at least access_token_ttl_secs, or rotated keys would invalidate live tokens"));
         }
         s.signing_alg = match a.signing_alg.as_deref() {
             None => KeyAlg::Es256,
-            Some(x) => KeyAlg::parse(x).ok_or_else(|| self.err("authorization_server.signing_alg", format!("{x:?} is not ES256 or EdDSA")))?,
+            Some(x) => KeyAlg::parse(x).ok_or_else(|| {
+                self.err(
+                    "authorization_server.signing_alg",
+                    format!("{x:?} is not ES256 or EdDSA"),
+                )
+            })?,
         };
         s.introspection_clients = a.introspection_clients.clone().unwrap_or_default();
         s.trust_forwarded_for = a.trust_forwarded_for.unwrap_or(false);
         s.local_login = a.local_login.unwrap_or(true);
         s.dcr.enabled = a.dcr.enabled.unwrap_or(true);
-        s.dcr.initial_access_token = a.dcr.initial_access_token.as_deref().map(|t| self.secret("authorization_server.dcr.initial_access_token", t, false)).transpose()?;
+        s.dcr.initial_access_token = a
+            .dcr
+            .initial_access_token
+            .as_deref()
+            .map(|t| self.secret("authorization_server.dcr.initial_access_token", t, false))
+            .transpose()?;
         s.dcr.per_ip_per_hour = a.dcr.per_ip_per_hour.unwrap_or(20);
         s.dcr.max_per_hour = a.dcr.max_per_hour.unwrap_or(1000);
         s.cimd.enabled = a.cimd.enabled.unwrap_or(true);
         s.cimd.allow_http_loopback = a.cimd.allow_http_loopback.unwrap_or(false);
-        s.cimd.max_cache_secs = pos("authorization_server.cimd.max_cache_secs", a.cimd.max_cache_secs, 24 * 3600, 24 * 3600)?;
-        s.cimd.min_cache_secs = pos("authorization_server.cimd.min_cache_secs", a.cimd.min_cache_secs, 60, 24 * 3600)?.min(s.cimd.max_cache_secs);
+        s.cimd.max_cache_secs = pos(
+            "authorization_server.cimd.max_cache_secs",
+            a.cimd.max_cache_secs,
+            24 * 3600,
+            24 * 3600,
+        )?;
+        s.cimd.min_cache_secs = pos(
+            "authorization_server.cimd.min_cache_secs",
+            a.cimd.min_cache_secs,
+            60,
+            24 * 3600,
+        )?
+        .min(s.cimd.max_cache_secs);
         s.login.per_account = a.login.per_account.unwrap_or(5).max(1);
         s.login.per_ip = a.login.per_ip.unwrap_or(20).max(1);
         s.login.window_secs = a.login.window_secs.unwrap_or(60).max(1);
@@ -487,24 +712,32 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused_with_a_line() {
-        let e = load_str("public_url = \"http://127.0.0.1:8080\"\nlisten = \"127.0.0.1:8080\"\nbogus = 1\n").unwrap_err();
+        let e = load_str(
+            "public_url = \"http://127.0.0.1:8080\"\nlisten = \"127.0.0.1:8080\"\nbogus = 1\n",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains(":3"), "{e}");
         assert!(e.to_string().contains("bogus"), "{e}");
     }
 
     #[test]
     fn plain_http_off_loopback_is_refused() {
-        let e = load_str("public_url = \"http://gw.example.com\"\nlisten = \"0.0.0.0:8080\"\n").unwrap_err();
+        let e = load_str("public_url = \"http://gw.example.com\"\nlisten = \"0.0.0.0:8080\"\n")
+            .unwrap_err();
         assert_eq!(e.field, "public_url");
         assert!(e.location.ends_with(":1"), "{e}");
         assert!(e.message.contains("trust_forwarded_proto"), "{e}");
-        let e = load_str("public_url = \"http://127.0.0.1:8080\"\nlisten = \"0.0.0.0:8080\"\n").unwrap_err();
+        let e = load_str("public_url = \"http://127.0.0.1:8080\"\nlisten = \"0.0.0.0:8080\"\n")
+            .unwrap_err();
         assert_eq!(e.field, "public_url");
     }
 
     #[test]
     fn https_needs_tls_or_proxy() {
-        assert!(load_str("public_url = \"https://gw.example.com\"\nlisten = \"0.0.0.0:8443\"\n").is_err());
+        assert!(
+            load_str("public_url = \"https://gw.example.com\"\nlisten = \"0.0.0.0:8443\"\n")
+                .is_err()
+        );
         assert!(load_str("public_url = \"https://gw.example.com\"\nlisten = \"0.0.0.0:8443\"\ntrust_forwarded_proto = true\n").is_ok());
         assert!(load_str("public_url = \"https://gw.example.com\"\nlisten = \"0.0.0.0:8443\"\n[tls]\nself_signed = true\n").is_ok());
     }
@@ -527,7 +760,10 @@ mod tests {
     #[test]
     fn bad_scope_and_resource() {
         assert!(load_str("[authorization_server]\nscopes = { \"a b\" = \"x\" }\n").is_err());
-        assert!(load_str("[authorization_server]\nresources = [{ uri = \"https://x/mcp#f\" }]\n").is_err());
+        assert!(
+            load_str("[authorization_server]\nresources = [{ uri = \"https://x/mcp#f\" }]\n")
+                .is_err()
+        );
         assert!(load_str("[authorization_server]\naccess_token_ttl_secs = 0\n").is_err());
     }
 }

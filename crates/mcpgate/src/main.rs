@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "mcpgate", version, about = "OAuth 2.1 authorization server, gateway and client for MCP")]
+#[command(
+    name = "mcpgate",
+    version,
+    about = "OAuth 2.1 authorization server, gateway and client for MCP"
+)]
 struct Cli {
     /// Config file (default: ./mcpgate.toml, then $XDG_CONFIG_HOME/mcpgate/mcpgate.toml, else embedded defaults).
     #[arg(long, global = true, env = "MCPGATE_CONFIG")]
@@ -35,6 +39,8 @@ enum Cmd {
         #[arg(long)]
         tls_self_signed: bool,
     },
+    /// Run the demo notes MCP server on stdin/stdout (what `serve --demo` fronts as /mcp/notes).
+    DemoUpstream,
     /// Validate the configuration and print what would run (secrets redacted).
     CheckConfig,
     /// Manage local user accounts.
@@ -62,7 +68,13 @@ enum Cmd {
 fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("MCPGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only on a terminal: log files and journald get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     if json {
         builder.json().init();
     } else {
@@ -72,7 +84,10 @@ fn init_logging(json: bool) {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -89,12 +104,26 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if matches!(cli.cmd, Cmd::DemoUpstream) {
+        // A stdio MCP server: stdout carries only MCP messages, logs go to
+        // stderr, and no configuration is read.
+        init_logging(false);
+        return mcpgate_upstreams::run_notes_stdio().await;
+    }
     let (listen, tls_self_signed, demo) = match &cli.cmd {
-        Cmd::Serve { listen, tls_self_signed, demo } => (listen.clone(), *tls_self_signed, *demo),
+        Cmd::Serve {
+            listen,
+            tls_self_signed,
+            demo,
+        } => (listen.clone(), *tls_self_signed, *demo),
         _ => (None, false, false),
     };
     let path = config::find(cli.config.as_deref());
-    let overrides = config::Overrides { listen, data_dir: cli.data_dir.clone(), tls_self_signed };
+    let overrides = config::Overrides {
+        listen,
+        data_dir: cli.data_dir.clone(),
+        tls_self_signed,
+    };
     let cfg = config::load(path.as_deref(), &overrides)?;
     init_logging(cfg.log_json);
     match cli.cmd {
@@ -102,6 +131,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             admin_cli::print_config(&cfg);
             Ok(())
         }
+        Cmd::DemoUpstream => Ok(()),
         Cmd::Serve { .. } => {
             let runtime = serve::Runtime::open(cfg).await?;
             if demo {

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -33,7 +34,8 @@ fn private_dir(path: &Path) -> anyhow::Result<()> {
     if path.is_dir() {
         return Ok(());
     }
-    std::fs::create_dir_all(path).with_context(|| format!("creating data directory {}", path.display()))?;
+    std::fs::create_dir_all(path)
+        .with_context(|| format!("creating data directory {}", path.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -72,7 +74,9 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     Ok(())
@@ -88,19 +92,31 @@ impl Runtime {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     private_dir(dir)?;
                 }
-                Arc::new(SqliteStore::open(path).await.map_err(|e| anyhow::anyhow!("opening SQLite database {}: {e}", path.display()))?)
+                Arc::new(SqliteStore::open(path).await.map_err(|e| {
+                    anyhow::anyhow!("opening SQLite database {}: {e}", path.display())
+                })?)
             }
-            StoreConfig::Postgres(url) => Arc::new(
-                PostgresStore::connect(url.expose())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("connecting to PostgreSQL: {}", redact_store_error(&e)))?,
-            ),
+            StoreConfig::Postgres(url) => {
+                Arc::new(PostgresStore::connect(url.expose()).await.map_err(|e| {
+                    anyhow::anyhow!("connecting to PostgreSQL: {}", redact_store_error(&e))
+                })?)
+            }
         };
-        Ok(Self { config, store, master_key, clock, rng })
+        Ok(Self {
+            config,
+            store,
+            master_key,
+            clock,
+            rng,
+        })
     }
 
     pub fn admin(&self) -> mcpgate_authz::admin::Ctx<'_> {
-        mcpgate_authz::admin::Ctx { store: &self.store, rng: self.rng.as_ref(), clock: self.clock.as_ref() }
+        mcpgate_authz::admin::Ctx {
+            store: &self.store,
+            rng: self.rng.as_ref(),
+            clock: self.clock.as_ref(),
+        }
     }
 
     /// Builds the authorization server state (loads or creates signing keys,
@@ -109,9 +125,14 @@ impl Runtime {
         for c in &self.config.clients {
             mcpgate_authz::admin::create_client(&self.admin(), &c.spec, true)
                 .await
-                .map_err(|e| anyhow::anyhow!("client {:?} from the config file: {e}", c.spec.client_id))?;
+                .map_err(|e| {
+                    anyhow::anyhow!("client {:?} from the config file: {e}", c.spec.client_id)
+                })?;
         }
-        let policy = FetchPolicy { allow_http_loopback: self.config.authz.cimd.allow_http_loopback, ..FetchPolicy::default() };
+        let policy = FetchPolicy {
+            allow_http_loopback: self.config.authz.cimd.allow_http_loopback,
+            ..FetchPolicy::default()
+        };
         AppState::new(
             self.config.authz.clone(),
             Deps {
@@ -130,56 +151,319 @@ impl Runtime {
 /// A PostgreSQL error may echo the connection string; keep only the kind.
 fn redact_store_error(e: &StoreError) -> String {
     match e {
-        StoreError::Backend(m) if m.contains("://") => "backend failure (details hidden: the message contained a URL)".into(),
+        StoreError::Backend(m) if m.contains("://") => {
+            "backend failure (details hidden: the message contained a URL)".into()
+        }
         other => other.to_string(),
     }
 }
 
+/// The authorization server's key ring, as the gateway's guards see it.
+struct AsKeys(AppState);
+
+impl mcpgate_guard::LocalKeys for AsKeys {
+    fn verifier(&self) -> Arc<mcpgate_jose::Verifier> {
+        self.0.current_verifier()
+    }
+}
+
+/// The gateway in front of the configured upstreams, trusting this
+/// process's authorization server, auditing into the store.
+pub fn gateway(rt: &Runtime, state: &AppState) -> anyhow::Result<mcpgate_gateway::Gateway> {
+    let issuer = &rt.config.authz.issuer;
+    let settings = rt.config.gateway.clone();
+    let authenticators = mcpgate_gateway::local_guards(
+        &settings,
+        issuer,
+        Arc::new(AsKeys(state.clone())),
+        rt.clock.clone(),
+    )?;
+    let audit_store: Arc<dyn mcpgate_store::AuditStore> = rt.store.clone();
+    let gw = mcpgate_gateway::Gateway::new(
+        settings,
+        mcpgate_gateway::GatewayDeps {
+            authenticators,
+            authorization_servers: vec![issuer.clone()],
+            audit_store: Some(audit_store),
+            rng: rt.rng.clone(),
+        },
+    )?;
+    for u in &gw.settings().upstreams {
+        tracing::info!(upstream = %u.name, resource = %u.resource, "gateway upstream");
+    }
+    Ok(gw)
+}
+
 /// Serves until SIGINT/SIGTERM, then drains in-flight requests.
-pub async fn serve(rt: &Runtime, ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>) -> anyhow::Result<()> {
+pub async fn serve(
+    rt: &Runtime,
+    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> anyhow::Result<()> {
     let state = rt.app_state().await?;
     // Rate-limit memory, expired codes and sessions, rotated keys.
     let maintenance = state.spawn_maintenance();
+    let gateway = gateway(rt, &state)?;
     let app = mcpgate_authz::router(state)
-        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .merge(gateway.router())
+        .merge(gateway.ops_router())
         .layer(axum::middleware::from_fn(log_request));
     let listener = TcpListener::bind(rt.config.listen)
         .await
         .with_context(|| format!("binding {}", rt.config.listen))?;
     let addr = listener.local_addr()?;
+    let issuer = &rt.config.authz.issuer;
     match &rt.config.tls {
         TlsConfig::None => {
-            let make = app.into_make_service_with_connect_info::<SocketAddr>();
-            tracing::info!(%addr, issuer = %rt.config.authz.issuer, "mcpgate listening (http, loopback)");
+            tracing::info!(%addr, %issuer, "mcpgate listening (http, loopback)");
             if let Some(tx) = ready {
                 let _ = tx.send(addr);
             }
-            axum::serve(listener, make).with_graceful_shutdown(shutdown_signal()).await?;
+            serve_connections(listener, app).await;
         }
         tls => {
             let acceptor = TlsAcceptor::from(Arc::new(tls_config(tls)?));
-            tracing::info!(%addr, issuer = %rt.config.authz.issuer, "mcpgate listening (https)");
+            tracing::info!(%addr, %issuer, "mcpgate listening (https)");
             if let Some(tx) = ready {
                 let _ = tx.send(addr);
             }
-            // axum's ConnectInfo only knows TCP listeners: attach the peer
-            // address per connection ourselves.
-            let make = tower::service_fn(move |incoming: axum::serve::IncomingStream<'_, TlsListener>| {
-                let peer = *incoming.remote_addr();
-                let svc = app.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer)));
-                async move { Ok::<_, std::convert::Infallible>(svc) }
-            });
-            axum::serve(TlsListener::new(listener, acceptor), make).with_graceful_shutdown(shutdown_signal()).await?;
+            serve_connections(TlsListener::new(listener, acceptor), app).await;
         }
     }
     maintenance.abort();
+    // In-flight requests are drained: end sessions and kill stdio children.
+    gateway.shutdown(Duration::from_secs(5)).await;
     tracing::info!("mcpgate stopped");
     Ok(())
 }
 
+/// How long a client may take to send a request's headers, or its first
+/// byte after connecting: a client that trickles its headers or says
+/// nothing (slowloris) loses the connection instead of holding it. hyper
+/// applies it to a request head once its first byte arrives, and between
+/// HTTP/1.1 keep-alive requests; the connection watchdog below covers a
+/// client that never sends a byte, which hyper does not time.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with no request in progress on which nothing was read or
+/// written for this long is closed (idle HTTP/2 connections, which hyper
+/// never times out). Streams keep themselves alive with bytes (the
+/// gateway's SSE sends a comment every 15 s); a request being handled is
+/// never cut by it.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long shutdown waits for in-flight requests before closing them.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The accept loop: HTTP/1.1 and HTTP/2 per connection (hyper-util), with
+/// the header-read and idle timeouts above (which `axum::serve` cannot
+/// set), the peer address as `ConnectInfo`, and on SIGINT/SIGTERM a
+/// graceful shutdown bounded by [`DRAIN_TIMEOUT`].
+async fn serve_connections<L>(mut listener: L, app: axum::Router)
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let (io, peer) = tokio::select! {
+            conn = listener.accept() => conn,
+            () = &mut shutdown => break,
+        };
+        let activity = Arc::new(Activity::new());
+        let svc = {
+            let (app, activity) = (app.clone(), activity.clone());
+            tower::service_fn(
+                move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    let in_flight = activity.begin();
+                    let app = app.clone();
+                    async move {
+                        let r = tower::ServiceExt::oneshot(app, req).await;
+                        drop(in_flight);
+                        r
+                    }
+                },
+            )
+        };
+        let io = Watched {
+            inner: io,
+            activity: activity.clone(),
+        };
+        let conn = builder
+            .serve_connection_with_upgrades(
+                TokioIo::new(io),
+                hyper_util::service::TowerToHyperService::new(svc),
+            )
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            tokio::pin!(conn);
+            loop {
+                tokio::select! {
+                    r = &mut conn => {
+                        if let Err(e) = r {
+                            tracing::debug!(%peer, error = %e, "connection closed with an error");
+                        }
+                        break;
+                    }
+                    () = tokio::time::sleep_until(activity.deadline()) => {
+                        if activity.is_idle() {
+                            tracing::debug!(%peer, "closing an idle connection");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    // Stop accepting, then let open connections finish their requests.
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN_TIMEOUT) => {
+            tracing::warn!(timeout = ?DRAIN_TIMEOUT, "requests still running at shutdown were cut off");
+        }
+    }
+}
+
+/// When a connection last moved a byte, whether the client ever sent one,
+/// and how many of its requests are being handled.
+struct Activity {
+    start: tokio::time::Instant,
+    last_ms: AtomicU64,
+    read_any: AtomicBool,
+    in_flight: AtomicUsize,
+}
+
+/// A request being handled; dropping it (also on cancellation) ends it.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch(false);
+    }
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            start: tokio::time::Instant::now(),
+            last_ms: AtomicU64::new(0),
+            read_any: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    fn touch(&self, read: bool) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+        if read {
+            self.read_any.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// The moment the connection counts as idle, if no request is running then.
+    fn deadline(&self) -> tokio::time::Instant {
+        let limit = if self.read_any.load(Ordering::Relaxed) {
+            IDLE_TIMEOUT
+        } else {
+            HEADER_READ_TIMEOUT
+        };
+        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + limit
+    }
+
+    fn is_idle(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0
+            && tokio::time::Instant::now() >= self.deadline()
+    }
+}
+
+/// A connection's byte stream that records [`Activity`].
+struct Watched<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch(true);
+        }
+        r
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch(false);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch(false);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// One log line per request: method, path (never the query, which may hold
 /// codes), status and duration, under a request id.
-async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+async fn log_request(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     let start = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -187,13 +471,16 @@ async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) 
     let span = tracing::info_span!("request", id = %id, %method, %path);
     let resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     span.in_scope(|| {
-        tracing::debug!(status = resp.status().as_u16(), micros = start.elapsed().as_micros() as u64, "request done");
+        tracing::debug!(
+            status = resp.status().as_u16(),
+            micros = start.elapsed().as_micros() as u64,
+            "request done"
+        );
     });
     resp
 }
 
 fn request_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
     format!("{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
@@ -228,32 +515,47 @@ fn tls_config(tls: &TlsConfig) -> anyhow::Result<rustls::ServerConfig> {
             let certs = CertificateDer::pem_file_iter(cert)
                 .with_context(|| format!("reading tls.cert {}", cert.display()))?
                 .collect::<Result<Vec<_>, _>>()
-                .with_context(|| format!("tls.cert {} is not a PEM certificate chain", cert.display()))?;
+                .with_context(|| {
+                    format!("tls.cert {} is not a PEM certificate chain", cert.display())
+                })?;
             if certs.is_empty() {
                 bail!("tls.cert {} holds no certificate", cert.display());
             }
-            let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("tls.key {} is not a PEM private key", key.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .with_context(|| format!("tls.key {} is not a PEM private key", key.display()))?;
             (certs, key)
         }
         TlsConfig::SelfSigned => {
-            let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])
-                .context("generating a self-signed certificate")?;
-            tracing::warn!("serving a self-signed certificate for localhost: for local testing only");
-            (vec![ck.cert.der().clone()], PrivateKeyDer::try_from(ck.signing_key.serialize_der()).map_err(|e| anyhow::anyhow!(e))?)
+            let ck = rcgen::generate_simple_self_signed(vec![
+                "localhost".to_string(),
+                "127.0.0.1".to_string(),
+                "::1".to_string(),
+            ])
+            .context("generating a self-signed certificate")?;
+            tracing::warn!(
+                "serving a self-signed certificate for localhost: for local testing only"
+            );
+            (
+                vec![ck.cert.der().clone()],
+                PrivateKeyDer::try_from(ck.signing_key.serialize_der())
+                    .map_err(|e| anyhow::anyhow!(e))?,
+            )
         }
         TlsConfig::None => bail!("no TLS configured"),
     };
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("the TLS certificate and key do not match")?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .context("the TLS certificate and key do not match")?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }
 
 /// A listener that completes TLS handshakes off the accept loop (a slow
-/// client cannot stall others) and hands finished streams to axum.
+/// client cannot stall others) and hands finished streams to it.
 pub struct TlsListener {
     rx: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
     local: SocketAddr,
@@ -261,11 +563,18 @@ pub struct TlsListener {
 
 impl TlsListener {
     fn new(listener: TcpListener, acceptor: TlsAcceptor) -> Self {
-        let local = listener.local_addr().expect("bound listener has an address");
+        let local = listener
+            .local_addr()
+            .expect("bound listener has an address");
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         tokio::spawn(async move {
             loop {
-                let (tcp, peer) = match listener.accept().await {
+                let accepted = tokio::select! {
+                    r = listener.accept() => r,
+                    // The server dropped the listener: release the port.
+                    () = tx.closed() => break,
+                };
+                let (tcp, peer) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -273,13 +582,11 @@ impl TlsListener {
                         continue;
                     }
                 };
-                if tx.is_closed() {
-                    break;
-                }
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+                    {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
                         }
@@ -306,5 +613,34 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         Ok(self.local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_is_idle_after_the_header_timeout() {
+        let a = Arc::new(Activity::new());
+        tokio::time::advance(HEADER_READ_TIMEOUT - Duration::from_millis(10)).await;
+        assert!(!a.is_idle());
+        tokio::time::advance(Duration::from_millis(20)).await;
+        assert!(a.is_idle());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_alive_idles_out_but_requests_in_progress_do_not() {
+        let a = Arc::new(Activity::new());
+        a.touch(true);
+        tokio::time::advance(HEADER_READ_TIMEOUT * 2).await;
+        assert!(!a.is_idle(), "once bytes came, the idle timeout applies");
+        let req = a.begin();
+        tokio::time::advance(IDLE_TIMEOUT * 3).await;
+        assert!(!a.is_idle(), "a long request is not idle");
+        drop(req);
+        assert!(!a.is_idle(), "the idle period starts when the request ends");
+        tokio::time::advance(IDLE_TIMEOUT).await;
+        assert!(a.is_idle());
     }
 }

@@ -9,7 +9,9 @@
 //! closes and reopens it, [`durability_verify`] on the second.
 
 mod accounts;
+mod audit;
 mod grants;
+mod identity;
 mod keys;
 
 use std::future::Future;
@@ -72,6 +74,11 @@ pub fn cases() -> Vec<Case> {
         keys::sessions_lifecycle,
         keys::delete_user_cascades,
         keys::delete_client_cascades,
+        audit::audit_append_list_purge,
+        identity::identities_link_and_get,
+        identity::upstream_state_single_use,
+        identity::upstream_state_expiry_and_purge,
+        identity::upstream_state_concurrent_exactly_one,
     ]
 }
 

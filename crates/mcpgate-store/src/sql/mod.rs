@@ -15,7 +15,9 @@
 //! `UPDATE` plus `INSERT` in one transaction, revoking the family on reuse.
 
 pub(crate) mod accounts;
+pub(crate) mod audit;
 pub(crate) mod grants;
+pub(crate) mod identity;
 pub(crate) mod keys;
 pub(crate) mod rows;
 
@@ -68,6 +70,8 @@ macro_rules! impl_store {
         $crate::sql::accounts::impl_account_stores!($store, $db);
         $crate::sql::grants::impl_grant_stores!($store, $db);
         $crate::sql::keys::impl_key_stores!($store, $db);
+        $crate::sql::audit::impl_audit_store!($store, $db);
+        $crate::sql::identity::impl_identity_store!($store, $db);
 
         impl $crate::Store for $store {
             fn backend_name(&self) -> &'static str {

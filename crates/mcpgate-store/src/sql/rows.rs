@@ -308,6 +308,49 @@ impl From<SessionRow> for LoginSessionRecord {
     }
 }
 
+macro_rules! audit_cols {
+    () => {
+        "time_ms, request_id, issuer, subject, client_id, upstream, method, tool, decision, \
+         reason, status, latency_ms"
+    };
+}
+pub(crate) use audit_cols;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuditRow {
+    time_ms: i64,
+    request_id: String,
+    issuer: Option<String>,
+    subject: Option<String>,
+    client_id: Option<String>,
+    upstream: String,
+    method: Option<String>,
+    tool: Option<String>,
+    decision: String,
+    reason: String,
+    status: i64,
+    latency_ms: i64,
+}
+
+impl From<AuditRow> for AuditRecord {
+    fn from(r: AuditRow) -> Self {
+        Self {
+            time_ms: r.time_ms,
+            request_id: r.request_id,
+            issuer: r.issuer,
+            subject: r.subject,
+            client_id: r.client_id,
+            upstream: r.upstream,
+            method: r.method,
+            tool: r.tool,
+            decision: r.decision,
+            reason: r.reason,
+            status: r.status,
+            latency_ms: r.latency_ms,
+        }
+    }
+}
+
 /// Converts every row of a result set.
 pub(crate) fn all<R, T>(rows: Vec<R>) -> Result<Vec<T>, StoreError>
 where

@@ -1,0 +1,768 @@
+//! Gateway configuration (issue 3 "Upstreams and routing", MCP authorization
+//! checklist §2(b) policy, §2(e) sessions, §2(f) stdio): the `[gateway]`
+//! table and the `[[upstream]]` entries as they appear in the TOML file
+//! (`deny_unknown_fields`), and their validation into the runtime
+//! [`GatewaySettings`]. Secrets (`${env:NAME}`, `${file:PATH}`) are resolved
+//! by the caller's resolver, so the binary keeps one secret syntax.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mcpgate_types::{ScopeSet, Secret};
+use serde::Deserialize;
+
+/// A configuration error naming the field (`upstream[0].stdio.command`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Resolves a secret reference: `(field, raw, plain_ok)`. `plain_ok = false`
+/// refuses literal values (they must be `${env:}`/`${file:}` references).
+pub type SecretResolver<'a> = &'a dyn Fn(&str, &str, bool) -> Result<Secret, ConfigError>;
+
+// ---- the file shapes ---------------------------------------------------
+
+/// `[gateway]`: settings shared by every upstream.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFile {
+    /// Seconds a session may stay unused before it ends (default 1800).
+    pub session_idle_secs: Option<u64>,
+    /// Live sessions one user (issuer, subject) may hold per upstream (default 16).
+    pub max_sessions_per_user: Option<usize>,
+    /// Largest JSON-RPC message accepted from a client or a stdio child (default 4 MiB).
+    pub max_message_bytes: Option<usize>,
+    /// Idle timeout of per-user stdio children of stateless (2026-07-28) clients (default 300).
+    pub stateless_child_idle_secs: Option<u64>,
+    /// Origins allowed for every upstream (besides the public URL's own origin).
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Development only: lets `client_credentials` token URLs use plain
+    /// http on loopback addresses.
+    pub dev_allow_http_loopback_token_url: Option<bool>,
+    #[serde(default)]
+    pub audit: AuditFile,
+}
+
+/// `[gateway.audit]`.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFile {
+    /// JSON lines on stdout (default true).
+    pub stdout: Option<bool>,
+    /// JSON lines appended to this file.
+    pub file: Option<PathBuf>,
+    /// Rows in the store's `audit_log` table (default true).
+    pub store: Option<bool>,
+}
+
+/// One `[[upstream]]`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFile {
+    pub name: String,
+    /// Human name (consent page); defaults to the name.
+    pub title: Option<String>,
+    pub stdio: Option<StdioFile>,
+    pub http: Option<HttpFile>,
+    pub auth: Option<AuthFile>,
+    /// Baseline scopes: every request needs them; published in the PRM.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub tools: BTreeMap<String, ToolFile>,
+    /// Policy for tools not listed under `tools` (default: allowed, baseline scopes).
+    pub default_tool: Option<ToolFile>,
+    /// `"all"` (default) or `"granted"`.
+    pub list: Option<String>,
+    /// One stdio child for every session (stateless servers only).
+    pub shared: Option<bool>,
+    pub rate_limit: Option<RateLimitFile>,
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Seconds to wait for the upstream's response head (default 60).
+    pub timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct StdioFile {
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    /// Values may be literals or `${env:NAME}` / `${file:PATH}`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    pub url: String,
+    /// Extra request headers; values may be `${env:}`/`${file:}` references.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// `auth = { type = "…", … }`: how the gateway authenticates to the upstream.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthFile {
+    None,
+    Header {
+        name: String,
+        value: String,
+    },
+    ClientCredentials {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        scope: Option<String>,
+        resource: Option<String>,
+    },
+    /// RFC 8693: the caller's validated token is exchanged for one meant for
+    /// the upstream (the caller's token itself never reaches the upstream).
+    TokenExchange {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        audience: Option<String>,
+        scope: Option<String>,
+        resource: Option<String>,
+    },
+}
+
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ToolFile {
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub allow: Option<bool>,
+    pub users: Option<Vec<String>>,
+    pub groups: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitFile {
+    /// Requests per minute per user (issuer, subject).
+    pub per_user_per_minute: Option<u32>,
+    /// Requests per minute per OAuth client.
+    pub per_client_per_minute: Option<u32>,
+}
+
+// ---- the runtime shapes --------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct StdioConfig {
+    pub command: String,
+    pub args: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<(String, Secret)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub url: String,
+    pub headers: Vec<(http::HeaderName, Secret)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Transport {
+    Stdio(StdioConfig),
+    Http(HttpConfig),
+}
+
+#[derive(Debug, Clone)]
+pub enum UpstreamAuth {
+    None,
+    Header {
+        name: http::HeaderName,
+        value: Secret,
+    },
+    ClientCredentials(ClientCredentials),
+    /// RFC 8693 token exchange at `endpoint`, for `audience`.
+    TokenExchange {
+        endpoint: ClientCredentials,
+        audience: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub scope: Option<String>,
+    pub resource: Option<String>,
+    /// The token URL is loopback http and the dev flag is set.
+    pub allow_http_loopback: bool,
+}
+
+/// Who may call a tool and with which scopes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolPolicy {
+    /// Scopes the tool needs beyond the baseline.
+    pub scopes: ScopeSet,
+    pub allow: bool,
+    /// Token subjects (`sub`) allowed; `None` = anyone.
+    pub users: Option<Vec<String>>,
+    /// Groups (`groups` claim) allowed; `None` = anyone.
+    pub groups: Option<Vec<String>>,
+}
+
+impl Default for ToolPolicy {
+    fn default() -> Self {
+        Self {
+            scopes: ScopeSet::new(),
+            allow: true,
+            users: None,
+            groups: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListMode {
+    /// List every tool the user could get, stepping up where needed.
+    All,
+    /// List only tools the current token can call.
+    Granted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_user_per_minute: u32,
+    pub per_client_per_minute: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub title: String,
+    /// Canonical resource URI `{public_url}/mcp/{name}`: the token audience.
+    pub resource: String,
+    pub transport: Transport,
+    pub auth: UpstreamAuth,
+    pub scopes: ScopeSet,
+    pub tools: BTreeMap<String, ToolPolicy>,
+    pub default_tool: ToolPolicy,
+    pub list: ListMode,
+    pub shared: bool,
+    pub rate_limit: Option<RateLimit>,
+    pub allowed_origins: Vec<String>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditConfig {
+    pub stdout: bool,
+    pub file: Option<PathBuf>,
+    pub store: bool,
+}
+
+/// The validated gateway configuration.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// `public_url`, exactly (the issuer of mcpgate's own AS).
+    pub public_url: String,
+    /// The listener is a loopback address: `Host` must then be loopback
+    /// (or the public URL's host), against DNS rebinding.
+    pub loopback_listener: bool,
+    pub session_idle: Duration,
+    pub max_sessions_per_user: usize,
+    pub max_message_bytes: usize,
+    pub stateless_child_idle: Duration,
+    pub allowed_origins: Vec<String>,
+    pub audit: AuditConfig,
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+impl GatewaySettings {
+    /// Settings with defaults and no upstreams.
+    pub fn new(public_url: impl Into<String>, loopback_listener: bool) -> Self {
+        Self {
+            public_url: public_url.into(),
+            loopback_listener,
+            session_idle: Duration::from_secs(1800),
+            max_sessions_per_user: 16,
+            max_message_bytes: 4 * 1024 * 1024,
+            stateless_child_idle: Duration::from_secs(300),
+            allowed_origins: Vec::new(),
+            audit: AuditConfig {
+                stdout: true,
+                file: None,
+                store: true,
+            },
+            upstreams: Vec::new(),
+        }
+    }
+
+    pub fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
+        self.upstreams.iter().find(|u| u.name == name)
+    }
+}
+
+/// `{public_url}/mcp/{name}`.
+pub fn resource_uri(public_url: &str, name: &str) -> String {
+    format!("{}/mcp/{name}", public_url.trim_end_matches('/'))
+}
+
+/// Upstream names become URL path segments: `[a-z0-9_-]`, 1 to 64 characters.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn is_loopback_url(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn scopes(field: &str, list: &[String]) -> Result<ScopeSet, ConfigError> {
+    let mut s = ScopeSet::new();
+    for v in list {
+        if !mcpgate_types::scope::is_scope_token(v) {
+            return Err(err(
+                field,
+                format!("{v:?} is not a valid scope token (RFC 6749 §3.3)"),
+            ));
+        }
+        if v == "offline_access" {
+            return Err(err(
+                field,
+                "offline_access is not a resource scope (SEP-2207)",
+            ));
+        }
+        s.insert(v.clone());
+    }
+    Ok(s)
+}
+
+fn tool_policy(field: &str, t: &ToolFile) -> Result<ToolPolicy, ConfigError> {
+    Ok(ToolPolicy {
+        scopes: scopes(&format!("{field}.scopes"), &t.scopes)?,
+        allow: t.allow.unwrap_or(true),
+        users: t.users.clone(),
+        groups: t.groups.clone(),
+    })
+}
+
+fn header_name(field: &str, name: &str) -> Result<http::HeaderName, ConfigError> {
+    let h = http::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| err(field, format!("{name:?} is not a header name")))?;
+    const RESERVED: &[&str] = &[
+        "host",
+        "connection",
+        "content-length",
+        "transfer-encoding",
+        "mcp-session-id",
+        "mcp-protocol-version",
+        "content-type",
+        "accept",
+        "cookie",
+        "upgrade",
+        "te",
+        "trailer",
+        "keep-alive",
+        "proxy-authorization",
+    ];
+    if RESERVED.contains(&h.as_str()) {
+        return Err(err(
+            field,
+            format!("{name:?} is set by the gateway and cannot be configured"),
+        ));
+    }
+    Ok(h)
+}
+
+/// Validates the token endpoint of an `auth` table (client credentials,
+/// token exchange): `[token_url, client_id, client_secret]`.
+fn endpoint(
+    f: &dyn Fn(&str) -> String,
+    dev_http: bool,
+    [token_url, client_id, client_secret]: [&String; 3],
+    scope: &Option<String>,
+    resource: &Option<String>,
+    secret: SecretResolver<'_>,
+) -> Result<ClientCredentials, ConfigError> {
+    let tu =
+        url::Url::parse(token_url).map_err(|_| err(f("auth.token_url"), "not an absolute URL"))?;
+    let allow_http_loopback = match tu.scheme() {
+        "https" => dev_http && is_loopback_url(&tu),
+        "http" if dev_http && is_loopback_url(&tu) => true,
+        _ => {
+            return Err(err(
+                f("auth.token_url"),
+                "must be https (plain http only on loopback with gateway.dev_allow_http_loopback_token_url = true)",
+            ));
+        }
+    };
+    if let Some(sc) = scope {
+        ScopeSet::parse(sc).map_err(|e| err(f("auth.scope"), e.to_string()))?;
+    }
+    if let Some(r) = resource {
+        mcpgate_types::resource::validate(r).map_err(|e| err(f("auth.resource"), e.to_string()))?;
+    }
+    Ok(ClientCredentials {
+        token_url: token_url.clone(),
+        client_id: client_id.clone(),
+        client_secret: secret(&f("auth.client_secret"), client_secret, false)?,
+        scope: scope.clone(),
+        resource: resource.clone(),
+        allow_http_loopback,
+    })
+}
+
+/// Validates `[gateway]` and every `[[upstream]]` against `public_url`.
+pub fn validate(
+    public_url: &str,
+    loopback_listener: bool,
+    g: &GatewayFile,
+    ups: &[UpstreamFile],
+    secret: SecretResolver<'_>,
+) -> Result<GatewaySettings, ConfigError> {
+    let mut s = GatewaySettings::new(public_url, loopback_listener);
+    if let Some(v) = g.session_idle_secs {
+        if v == 0 {
+            return Err(err("gateway.session_idle_secs", "must be at least 1"));
+        }
+        s.session_idle = Duration::from_secs(v);
+    }
+    if let Some(v) = g.max_sessions_per_user {
+        if v == 0 {
+            return Err(err("gateway.max_sessions_per_user", "must be at least 1"));
+        }
+        s.max_sessions_per_user = v;
+    }
+    if let Some(v) = g.max_message_bytes {
+        if !(1024..=64 * 1024 * 1024).contains(&v) {
+            return Err(err(
+                "gateway.max_message_bytes",
+                "must be between 1024 and 67108864",
+            ));
+        }
+        s.max_message_bytes = v;
+    }
+    if let Some(v) = g.stateless_child_idle_secs {
+        s.stateless_child_idle = Duration::from_secs(v.max(1));
+    }
+    s.allowed_origins = origins("gateway.allowed_origins", &g.allowed_origins)?;
+    s.audit = AuditConfig {
+        stdout: g.audit.stdout.unwrap_or(true),
+        file: g.audit.file.clone(),
+        store: g.audit.store.unwrap_or(true),
+    };
+    let dev_http = g.dev_allow_http_loopback_token_url.unwrap_or(false);
+    for (i, u) in ups.iter().enumerate() {
+        let f = |n: &str| format!("upstream[{i}].{n}");
+        if !valid_name(&u.name) {
+            return Err(err(
+                f("name"),
+                format!("{:?}: use 1-64 characters of a-z, 0-9, - and _", u.name),
+            ));
+        }
+        if s.upstreams.iter().any(|x| x.name == u.name) {
+            return Err(err(
+                f("name"),
+                format!("{:?} is used by two upstreams", u.name),
+            ));
+        }
+        let transport = match (&u.stdio, &u.http) {
+            (Some(st), None) => {
+                if st.command.trim().is_empty() {
+                    return Err(err(f("stdio.command"), "must not be empty"));
+                }
+                let mut env = Vec::new();
+                for (k, v) in &st.env {
+                    if k.is_empty() || k.contains('=') || k.contains('\0') {
+                        return Err(err(f("stdio.env"), format!("{k:?} is not a variable name")));
+                    }
+                    env.push((k.clone(), secret(&f(&format!("stdio.env.{k}")), v, true)?));
+                }
+                Transport::Stdio(StdioConfig {
+                    command: st.command.clone(),
+                    args: st.args.clone(),
+                    cwd: st.cwd.clone(),
+                    env,
+                })
+            }
+            (None, Some(h)) => {
+                let parsed = url::Url::parse(&h.url).map_err(|_| {
+                    err(f("http.url"), format!("{:?} is not an absolute URL", h.url))
+                })?;
+                if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                    return Err(err(f("http.url"), "must be an http(s) URL"));
+                }
+                if !parsed.username().is_empty() || parsed.password().is_some() {
+                    return Err(err(
+                        f("http.url"),
+                        "put credentials in auth, not in the URL",
+                    ));
+                }
+                let mut headers = Vec::new();
+                for (k, v) in &h.headers {
+                    let name = header_name(&f(&format!("http.headers.{k}")), k)?;
+                    headers.push((name, secret(&f(&format!("http.headers.{k}")), v, true)?));
+                }
+                Transport::Http(HttpConfig {
+                    url: h.url.clone(),
+                    headers,
+                })
+            }
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    f("stdio"),
+                    "an upstream is either stdio or http, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(err(
+                    f("stdio"),
+                    "set stdio = { command = … } or http = { url = … }",
+                ));
+            }
+        };
+        let auth = match &u.auth {
+            None | Some(AuthFile::None) => UpstreamAuth::None,
+            Some(AuthFile::Header { name, value }) => UpstreamAuth::Header {
+                name: header_name(&f("auth.name"), name)?,
+                value: secret(&f("auth.value"), value, false)?,
+            },
+            Some(AuthFile::ClientCredentials {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+                resource,
+            }) => UpstreamAuth::ClientCredentials(endpoint(
+                &f,
+                dev_http,
+                [token_url, client_id, client_secret],
+                scope,
+                resource,
+                secret,
+            )?),
+            Some(AuthFile::TokenExchange {
+                token_url,
+                client_id,
+                client_secret,
+                audience,
+                scope,
+                resource,
+            }) => UpstreamAuth::TokenExchange {
+                endpoint: endpoint(
+                    &f,
+                    dev_http,
+                    [token_url, client_id, client_secret],
+                    scope,
+                    resource,
+                    secret,
+                )?,
+                audience: audience.clone(),
+            },
+        };
+        if matches!(transport, Transport::Stdio(_)) && !matches!(auth, UpstreamAuth::None) {
+            return Err(err(
+                f("auth"),
+                "stdio upstreams take credentials from stdio.env (MCP: stdio servers read credentials from their environment)",
+            ));
+        }
+        let mut tools = BTreeMap::new();
+        for (name, t) in &u.tools {
+            tools.insert(name.clone(), tool_policy(&f(&format!("tools.{name}")), t)?);
+        }
+        let list = match u.list.as_deref().unwrap_or("all") {
+            "all" => ListMode::All,
+            "granted" => ListMode::Granted,
+            other => {
+                return Err(err(
+                    f("list"),
+                    format!("{other:?} is not \"all\" or \"granted\""),
+                ));
+            }
+        };
+        let rate_limit = match &u.rate_limit {
+            None => None,
+            Some(r) => {
+                let pu = r.per_user_per_minute.unwrap_or(600);
+                let pc = r.per_client_per_minute.unwrap_or(6000);
+                if pu == 0 || pc == 0 {
+                    return Err(err(f("rate_limit"), "limits must be at least 1 per minute"));
+                }
+                Some(RateLimit {
+                    per_user_per_minute: pu,
+                    per_client_per_minute: pc,
+                })
+            }
+        };
+        s.upstreams.push(UpstreamConfig {
+            name: u.name.clone(),
+            title: u.title.clone().unwrap_or_else(|| u.name.clone()),
+            resource: resource_uri(public_url, &u.name),
+            transport,
+            auth,
+            scopes: scopes(&f("scopes"), &u.scopes)?,
+            tools,
+            default_tool: match &u.default_tool {
+                Some(t) => tool_policy(&f("default_tool"), t)?,
+                None => ToolPolicy::default(),
+            },
+            list,
+            shared: u.shared.unwrap_or(false),
+            rate_limit,
+            allowed_origins: origins(&f("allowed_origins"), &u.allowed_origins)?,
+            timeout: Duration::from_secs(u.timeout_secs.unwrap_or(60).max(1)),
+        });
+    }
+    Ok(s)
+}
+
+/// Origins are `scheme://host[:port]`, compared exactly (lower-cased).
+fn origins(field: &str, list: &[String]) -> Result<Vec<String>, ConfigError> {
+    list.iter()
+        .map(|o| {
+            let u =
+                url::Url::parse(o).map_err(|_| err(field, format!("{o:?} is not an origin")))?;
+            if u.host().is_none() || u.path() != "/" || o.ends_with('/') || u.query().is_some() {
+                return Err(err(
+                    field,
+                    format!("{o:?}: an origin is scheme://host[:port] with nothing after it"),
+                ));
+            }
+            Ok(u.origin().ascii_serialization())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(_f: &str, raw: &str, plain_ok: bool) -> Result<Secret, ConfigError> {
+        if raw.starts_with("${") || plain_ok {
+            Ok(Secret::new(raw))
+        } else {
+            Err(err("x", "plain secret"))
+        }
+    }
+
+    fn parse(toml_text: &str) -> Result<GatewaySettings, ConfigError> {
+        #[derive(Deserialize)]
+        struct F {
+            #[serde(default)]
+            gateway: GatewayFile,
+            #[serde(default)]
+            upstream: Vec<UpstreamFile>,
+        }
+        let f: F = toml::from_str(toml_text).map_err(|e| err("(syntax)", e.to_string()))?;
+        validate(
+            "http://127.0.0.1:8080",
+            true,
+            &f.gateway,
+            &f.upstream,
+            &resolve,
+        )
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(valid_name("notes_2-x"));
+        assert!(!valid_name("Notes"));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name(""));
+        let e = parse("[[upstream]]\nname = \"A\"\nstdio = { command = \"x\" }\n").unwrap_err();
+        assert_eq!(e.field, "upstream[0].name");
+        let e = parse("[[upstream]]\nname = \"a\"\nstdio = { command = \"x\" }\n[[upstream]]\nname = \"a\"\nstdio = { command = \"y\" }\n").unwrap_err();
+        assert_eq!(e.field, "upstream[1].name");
+    }
+
+    #[test]
+    fn full_upstream() {
+        let s = parse(
+            r#"
+[gateway]
+session_idle_secs = 60
+allowed_origins = ["https://app.example"]
+[[upstream]]
+name = "notes"
+scopes = ["notes:read"]
+list = "granted"
+stdio = { command = "/bin/notes", args = ["-v"], env = { TOKEN = "${env:T}" } }
+[upstream.tools.add_note]
+scopes = ["notes:write"]
+[upstream.tools.drop]
+allow = false
+[[upstream]]
+name = "web"
+http = { url = "http://127.0.0.1:9000/mcp" }
+auth = { type = "header", name = "X-Api-Key", value = "${env:K}" }
+rate_limit = { per_user_per_minute = 10 }
+"#,
+        )
+        .unwrap();
+        let n = s.upstream("notes").unwrap();
+        assert_eq!(n.resource, "http://127.0.0.1:8080/mcp/notes");
+        assert_eq!(n.list, ListMode::Granted);
+        assert!(!n.tools["drop"].allow);
+        assert_eq!(n.tools["add_note"].scopes.to_string(), "notes:write");
+        let w = s.upstream("web").unwrap();
+        assert!(matches!(w.auth, UpstreamAuth::Header { .. }));
+        assert_eq!(w.rate_limit.unwrap().per_user_per_minute, 10);
+        assert_eq!(s.allowed_origins, vec!["https://app.example".to_string()]);
+    }
+
+    #[test]
+    fn token_exchange() {
+        let s = parse(
+            "[[upstream]]\nname = \"a\"\nhttp = { url = \"https://x/mcp\" }\nauth = { type = \"token_exchange\", token_url = \"https://as.example/token\", client_id = \"gw\", client_secret = \"${env:S}\", audience = \"https://x\" }\n",
+        )
+        .unwrap();
+        match &s.upstreams[0].auth {
+            UpstreamAuth::TokenExchange { endpoint, audience } => {
+                assert_eq!(endpoint.token_url, "https://as.example/token");
+                assert_eq!(audience.as_deref(), Some("https://x"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_shapes() {
+        assert!(parse("[[upstream]]\nname = \"a\"\n").is_err());
+        assert!(parse("[[upstream]]\nname = \"a\"\nhttp = { url = \"ftp://x\" }\n").is_err());
+        assert!(parse("[[upstream]]\nname = \"a\"\nhttp = { url = \"http://x\" }\nauth = { type = \"header\", name = \"X\", value = \"plain\" }\n").is_err());
+        let e = parse("[[upstream]]\nname = \"a\"\nhttp = { url = \"http://x\" }\nauth = { type = \"client_credentials\", token_url = \"http://127.0.0.1:1/t\", client_id = \"c\", client_secret = \"${env:S}\" }\n").unwrap_err();
+        assert_eq!(e.field, "upstream[0].auth.token_url");
+        assert!(parse("[gateway]\ndev_allow_http_loopback_token_url = true\n[[upstream]]\nname = \"a\"\nhttp = { url = \"http://x\" }\nauth = { type = \"client_credentials\", token_url = \"http://127.0.0.1:1/t\", client_id = \"c\", client_secret = \"${env:S}\" }\n").is_ok());
+        assert!(parse("[[upstream]]\nname = \"a\"\nstdio = { command = \"x\" }\nscopes = [\"offline_access\"]\n").is_err());
+        assert!(
+            parse("[[upstream]]\nname = \"a\"\nstdio = { command = \"x\" }\nlist = \"some\"\n")
+                .is_err()
+        );
+        assert!(
+            parse("[[upstream]]\nname = \"a\"\nstdio = { command = \"x\" }\nbogus = 1\n").is_err()
+        );
+        assert!(parse("[[upstream]]\nname = \"a\"\nhttp = { url = \"http://x\", headers = { Cookie = \"a\" } }\n").is_err());
+        assert!(parse("[gateway]\nallowed_origins = [\"https://x/\"]\n").is_err());
+    }
+}

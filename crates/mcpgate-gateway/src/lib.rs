@@ -1,0 +1,336 @@
+//! mcpgate's MCP gateway (the protected-resource role, MCP authorization
+//! checklist §2(b), §2(e), §2(f)): each configured upstream MCP server —
+//! a stdio child or a Streamable HTTP server — becomes its own protected
+//! resource at `{public_url}/mcp/{name}` with its own RFC 9728 metadata and
+//! token audience.
+//!
+//! Every request is authenticated ([`mcpgate_guard::Authenticate`]; sessions
+//! are never authentication), checked for `Origin`/`Host`, rate limited,
+//! decided by per-tool policy (403 step-up challenges, filtered
+//! `tools/list`), audited, and forwarded without the client's credentials.
+//! See `docs/architecture.md` ("Gateway request path").
+
+pub mod audit;
+pub mod config;
+pub mod jsonrpc;
+mod mcp;
+pub mod metrics;
+pub mod origin;
+pub mod policy;
+pub mod ratelimit;
+pub mod relay;
+pub mod session;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use mcpgate_guard::{Authenticate, Guard, GuardConfig, LocalKeys, TrustedIssuer};
+use mcpgate_jose::{Clock, Rng};
+use mcpgate_store::AuditStore;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{GatewaySettings, UpstreamConfig};
+
+use crate::audit::Audit;
+use crate::origin::OriginPolicy;
+use crate::ratelimit::Limits;
+use crate::session::{Children, Sessions};
+use crate::upstream::http::HttpUpstream;
+
+/// What the gateway is built from besides its settings.
+pub struct GatewayDeps {
+    /// One authenticator per upstream name (each upstream is its own audience).
+    pub authenticators: HashMap<String, Arc<dyn Authenticate>>,
+    /// `authorization_servers` of every PRM document.
+    pub authorization_servers: Vec<String>,
+    pub audit_store: Option<Arc<dyn AuditStore>>,
+    pub rng: Arc<dyn Rng>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("upstream {0}: no authenticator configured")]
+    NoAuthenticator(String),
+    #[error("upstream {0}: {1}")]
+    Upstream(String, String),
+    #[error("audit: {0}")]
+    Audit(String),
+}
+
+/// One upstream, ready to serve.
+pub(crate) struct Upstream {
+    pub cfg: UpstreamConfig,
+    pub auth: Arc<dyn Authenticate>,
+    pub prm_url: String,
+    pub http: Option<HttpUpstream>,
+    pub limits: Option<Limits>,
+    pub origin: OriginPolicy,
+}
+
+pub(crate) struct Inner {
+    pub settings: GatewaySettings,
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+    pub sessions: Sessions,
+    pub children: Children,
+    pub audit: Audit,
+    pub authorization_servers: Vec<String>,
+    pub rng: Arc<dyn Rng>,
+    pub stop: CancellationToken,
+}
+
+/// The gateway. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway(pub(crate) Arc<Inner>);
+
+/// The RFC 9728 metadata URL of a resource (path insertion).
+pub fn prm_url(resource: &str) -> String {
+    mcpgate_guard::prm_url(resource)
+        .unwrap_or_else(|| format!("{resource}/.well-known/oauth-protected-resource"))
+}
+
+/// Guards for every upstream that trust mcpgate's own authorization server
+/// (`issuer`, keys held in this process).
+pub fn local_guards(
+    settings: &GatewaySettings,
+    issuer: &str,
+    keys: Arc<dyn LocalKeys>,
+    clock: Arc<dyn Clock>,
+) -> Result<HashMap<String, Arc<dyn Authenticate>>, GatewayError> {
+    let mut out: HashMap<String, Arc<dyn Authenticate>> = HashMap::new();
+    for u in &settings.upstreams {
+        let cfg = GuardConfig::new(u.resource.clone(), prm_url(&u.resource))
+            .with_baseline(u.scopes.clone())
+            .with_issuer(TrustedIssuer::local(issuer, keys.clone()))
+            .with_clock(clock.clone());
+        let g =
+            Guard::new(cfg).map_err(|e| GatewayError::Upstream(u.name.clone(), e.to_string()))?;
+        out.insert(u.name.clone(), Arc::new(g));
+    }
+    Ok(out)
+}
+
+impl Gateway {
+    /// Builds the gateway and starts its housekeeping task (idle sessions,
+    /// idle per-user children, rate-limiter memory). Call from a tokio runtime.
+    pub fn new(settings: GatewaySettings, deps: GatewayDeps) -> Result<Self, GatewayError> {
+        let mut upstreams = HashMap::new();
+        for u in &settings.upstreams {
+            let auth = deps
+                .authenticators
+                .get(&u.name)
+                .cloned()
+                .ok_or_else(|| GatewayError::NoAuthenticator(u.name.clone()))?;
+            let http = match &u.transport {
+                config::Transport::Http(h) => Some(
+                    HttpUpstream::new(h, &u.auth, u.timeout)
+                        .map_err(|e| GatewayError::Upstream(u.name.clone(), e))?,
+                ),
+                config::Transport::Stdio(_) => None,
+            };
+            let mut origins = settings.allowed_origins.clone();
+            origins.extend(u.allowed_origins.iter().cloned());
+            upstreams.insert(
+                u.name.clone(),
+                Arc::new(Upstream {
+                    cfg: u.clone(),
+                    auth,
+                    prm_url: prm_url(&u.resource),
+                    http,
+                    limits: u.rate_limit.map(Limits::new),
+                    origin: OriginPolicy::new(
+                        &settings.public_url,
+                        &origins,
+                        settings.loopback_listener,
+                    ),
+                }),
+            );
+        }
+        let audit = Audit::start(&settings.audit, deps.audit_store)
+            .map_err(|e| GatewayError::Audit(e.to_string()))?;
+        let inner = Arc::new(Inner {
+            sessions: Sessions::new(
+                settings.session_idle,
+                settings.max_sessions_per_user,
+                deps.rng.clone(),
+            ),
+            children: Children::default(),
+            audit,
+            authorization_servers: deps.authorization_servers,
+            rng: deps.rng,
+            stop: CancellationToken::new(),
+            upstreams,
+            settings,
+        });
+        let gw = Self(inner);
+        tokio::spawn(housekeeping(Arc::downgrade(&gw.0), gw.0.stop.clone()));
+        let _ = crate::metrics::handle();
+        Ok(gw)
+    }
+
+    pub fn settings(&self) -> &GatewaySettings {
+        &self.0.settings
+    }
+
+    /// The MCP endpoints and their metadata: `{base}/mcp/{name}` (POST, GET,
+    /// DELETE) and `/.well-known/oauth-protected-resource{base}/mcp/{name}`,
+    /// where `{base}` is the public URL's path.
+    pub fn router(&self) -> Router {
+        let base = url::Url::parse(&self.0.settings.public_url)
+            .map(|u| u.path().trim_end_matches('/').to_string())
+            .unwrap_or_default();
+        Router::new()
+            .route(
+                &format!("{base}/mcp/{{name}}"),
+                get(mcp::get).post(mcp::post).delete(mcp::delete),
+            )
+            .route(
+                &format!("/.well-known/oauth-protected-resource{base}/mcp/{{name}}"),
+                get(mcp::prm),
+            )
+            .with_state(self.clone())
+    }
+
+    /// `/healthz` (the process runs), `/readyz` (the gateway accepts
+    /// requests) and `/metrics` (Prometheus text).
+    pub fn ops_router(&self) -> Router {
+        let gw = self.clone();
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/readyz",
+                get(move || {
+                    let gw = gw.clone();
+                    async move {
+                        if gw.0.stop.is_cancelled() {
+                            (http::StatusCode::SERVICE_UNAVAILABLE, "stopping")
+                        } else {
+                            (http::StatusCode::OK, "ready")
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/metrics",
+                get(|| async {
+                    (
+                        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        crate::metrics::render(),
+                    )
+                }),
+            )
+    }
+
+    /// Live gateway sessions.
+    pub fn session_count(&self) -> usize {
+        self.0.sessions.len()
+    }
+
+    /// Process ids of the stdio children of live sessions and of per-user
+    /// and shared children (operations, tests).
+    pub fn child_pids(&self) -> Vec<u32> {
+        self.0.child_pids()
+    }
+
+    /// Stops accepting, ends every session (upstream sessions deleted,
+    /// children's process groups killed) and waits up to `grace` for the
+    /// children to exit.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.0.stop.cancel();
+        let mut children = Vec::new();
+        for s in self.0.sessions.take_all() {
+            if let Some(c) = s.child() {
+                children.push(c.clone());
+            }
+            self.0.end_session(&s);
+        }
+        children.extend(self.0.children.kill_all());
+        let wait = futures_util::future::join_all(children.iter().map(|c| c.exited()));
+        if tokio::time::timeout(grace, wait).await.is_err() {
+            tracing::warn!("some stdio upstreams did not exit in time");
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) fn child_pids(&self) -> Vec<u32> {
+        let mut out: Vec<u32> = Vec::new();
+        for s in self.sessions.snapshot() {
+            if let Some(c) = s.child()
+                && c.is_alive()
+                && let Some(pid) = c.pid
+            {
+                out.push(pid);
+            }
+        }
+        out.extend(self.children.pids());
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Ends a session that was removed from the table: deletes the
+    /// upstream session, or kills its own child (a shared child only
+    /// forgets the session).
+    pub(crate) fn end_session(&self, s: &session::Session) {
+        match &s.backend {
+            session::Backend::Stdio { child, shared } => {
+                if *shared {
+                    child.close_session(&s.id);
+                } else {
+                    child.kill();
+                }
+            }
+            session::Backend::Http { .. } => {
+                let Some(up) = self.upstreams.get(&s.upstream).cloned() else {
+                    return;
+                };
+                let Some(upstream_session) = s.upstream_session() else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    if let Some(h) = &up.http {
+                        let _ = h
+                            .send(
+                                http::Method::DELETE,
+                                &http::HeaderMap::new(),
+                                Some(&upstream_session),
+                                bytes::Bytes::new(),
+                            )
+                            .await;
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn housekeeping(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
+    let period = match inner.upgrade() {
+        Some(i) => {
+            (i.settings.session_idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5))
+        }
+        None => return,
+    };
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(i) = inner.upgrade() else { return };
+        for s in i.sessions.take_expired() {
+            tracing::debug!(upstream = %s.upstream, "session ended (idle or upstream gone)");
+            i.end_session(&s);
+        }
+        i.children.reap_idle(i.settings.stateless_child_idle);
+        for u in i.upstreams.values() {
+            if let Some(l) = &u.limits {
+                l.shrink();
+            }
+        }
+    }
+}

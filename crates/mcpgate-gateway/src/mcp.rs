@@ -1,0 +1,550 @@
+//! The MCP endpoint `/mcp/{name}` (MCP Streamable HTTP; checklist §2(b)
+//! validation and policy, §2(e) transport and sessions): the request path
+//! every POST, GET and DELETE takes —
+//!
+//! 1. the upstream by name, `Host` (loopback listener) and `Origin` checks;
+//! 2. authentication of *every* request (401/400 challenges from the guard);
+//! 3. rate limits (429 + `Retry-After`) and the baseline scopes (403 step-up);
+//! 4. the protocol version: 2026-07-28 is stateless (headers checked
+//!    against the body, GET/DELETE 405), older versions use sessions bound
+//!    to the token's (issuer, subject, client_id);
+//! 5. per-tool policy (403 deny, 403 `insufficient_scope` step-up);
+//! 6. forwarding to the stdio child or the HTTP upstream, and an audit record.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, Request, State};
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use mcpgate_guard::{Challenge, Principal, challenge_response};
+use mcpgate_store::AuditRecord;
+use serde_json::Value;
+
+use crate::jsonrpc::{self, Envelope, Kind, codes};
+use crate::origin::Refusal;
+use crate::policy::{self, Decision};
+use crate::relay::{self, error_response};
+use crate::session::{Backend, Session};
+use crate::{Gateway, Upstream};
+
+mod forward;
+use forward::{http_forward, session_post, stateless_post};
+
+/// Protocol versions the gateway speaks to clients.
+pub const SUPPORTED_VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
+/// The stateless revision.
+pub const STATELESS_VERSION: &str = "2026-07-28";
+const SESSION: &str = "mcp-session-id";
+/// The version the gateway initializes per-user and shared children with.
+const CHILD_VERSION: &str = "2025-11-25";
+
+/// The per-request context: what the audit record needs.
+struct Ctx {
+    gw: Gateway,
+    up: Arc<Upstream>,
+    rid: String,
+    start: Instant,
+    principal: Option<Principal>,
+    method: Option<String>,
+    tool: Option<String>,
+}
+
+impl Ctx {
+    fn audit(&self, decision: &str, reason: &str, status: StatusCode) {
+        let elapsed = self.start.elapsed();
+        let p = self.principal.as_ref();
+        let time_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        self.gw.0.audit.record(AuditRecord {
+            time_ms,
+            request_id: self.rid.clone(),
+            issuer: p.map(|p| p.issuer.clone()),
+            subject: p.map(|p| p.subject.clone()),
+            client_id: p.map(|p| p.client_id.clone()),
+            upstream: self.up.cfg.name.clone(),
+            method: self.method.clone(),
+            tool: self.tool.clone(),
+            decision: decision.to_string(),
+            reason: reason.to_string(),
+            status: i64::from(status.as_u16()),
+            latency_ms: elapsed.as_millis() as i64,
+        });
+        let upstream = self.up.cfg.name.clone();
+        metrics::counter!("mcpgate_gateway_requests_total", "upstream" => upstream.clone(), "status" => status.as_u16().to_string()).increment(1);
+        metrics::histogram!("mcpgate_gateway_request_duration_seconds", "upstream" => upstream)
+            .record(elapsed.as_secs_f64());
+    }
+
+    /// Audits `resp` under `reason` (the decision follows from the reason) and returns it.
+    fn done(&self, resp: Response, reason: &'static str) -> Response {
+        let decision = match reason {
+            "allowed" => "allow",
+            "insufficient_scope" => "step_up",
+            r if r.starts_with("upstream") => "error",
+            r if r.ends_with("rate_limit") => "rate_limited",
+            _ => "deny",
+        };
+        self.audit(decision, reason, resp.status());
+        resp
+    }
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn id_of(env: &Envelope) -> Option<&Value> {
+    env.id.as_ref()
+}
+
+/// Steps 1-3, common to POST, GET and DELETE.
+async fn admit(
+    gw: &Gateway,
+    name: &str,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<(Ctx, Principal), Response> {
+    let Some(up) = gw.0.upstreams.get(name).cloned() else {
+        return Err(error_response(
+            StatusCode::NOT_FOUND,
+            None,
+            codes::INVALID_REQUEST,
+            "no such MCP endpoint",
+        ));
+    };
+    let mut ctx = Ctx {
+        gw: gw.clone(),
+        up: up.clone(),
+        rid: mcpgate_jose::random_token(gw.0.rng.as_ref(), 9),
+        start: Instant::now(),
+        principal: None,
+        method: None,
+        tool: None,
+    };
+    if gw.0.stop.is_cancelled() {
+        let r = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            codes::SERVER_ERROR,
+            "the gateway is shutting down",
+        );
+        return Err(ctx.done(r, "shutting_down"));
+    }
+    match up.origin.check(headers) {
+        Ok(()) => {}
+        Err(Refusal::Origin) => {
+            let r = error_response(
+                StatusCode::FORBIDDEN,
+                None,
+                codes::SERVER_ERROR,
+                "Origin not allowed",
+            );
+            return Err(ctx.done(r, "foreign_origin"));
+        }
+        Err(Refusal::Host) => {
+            let r = error_response(
+                StatusCode::MISDIRECTED_REQUEST,
+                None,
+                codes::SERVER_ERROR,
+                "Host not allowed",
+            );
+            return Err(ctx.done(r, "foreign_host"));
+        }
+    }
+    let p = match up.auth.authenticate(headers, query).await {
+        Ok(p) => p,
+        Err(ch) => {
+            let reason = match &ch {
+                Challenge::Missing => "missing_token",
+                Challenge::InvalidToken(_) => "invalid_token",
+                Challenge::InvalidRequest(_) => "invalid_request",
+                Challenge::InsufficientScope { .. } => "insufficient_scope",
+            };
+            let r = challenge_response(&ch, &up.prm_url, &up.cfg.scopes);
+            let decision = if matches!(ch, Challenge::InsufficientScope { .. }) {
+                "step_up"
+            } else {
+                "unauthenticated"
+            };
+            ctx.audit(decision, reason, r.status());
+            return Err(r);
+        }
+    };
+    ctx.principal = Some(p.clone());
+    if let Some(l) = &up.limits
+        && let Err((reason, wait)) = l.check(&p)
+    {
+        let mut r = error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            None,
+            codes::SERVER_ERROR,
+            "rate limit exceeded",
+        );
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        return Err(ctx.done(r, reason));
+    }
+    if let Decision::StepUp(required) = policy::decide_baseline(&up.cfg, &p) {
+        let ch = Challenge::InsufficientScope {
+            required,
+            description: "this resource needs more scope".into(),
+        };
+        return Err(ctx.done(
+            challenge_response(&ch, &up.prm_url, &up.cfg.scopes),
+            "insufficient_scope",
+        ));
+    }
+    Ok((ctx, p))
+}
+
+/// The version a request speaks; `Err` for an unsupported one (400).
+fn protocol_version(headers: &HeaderMap) -> Result<Option<&str>, ()> {
+    match header(headers, "mcp-protocol-version") {
+        None => Ok(None),
+        Some(v) if SUPPORTED_VERSIONS.contains(&v) => Ok(Some(v)),
+        Some(_) => Err(()),
+    }
+}
+
+pub(crate) async fn post(
+    State(gw): State<Gateway>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let (mut ctx, p) = match admit(&gw, &name, &parts.headers, parts.uri.query()).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let headers = &parts.headers;
+    let Ok(version) = protocol_version(headers) else {
+        let r = error_response(
+            StatusCode::BAD_REQUEST,
+            None,
+            codes::INVALID_REQUEST,
+            "unsupported MCP-Protocol-Version",
+        );
+        return ctx.done(r, "unsupported_protocol_version");
+    };
+    let stateless = version == Some(STATELESS_VERSION);
+    let Ok(bytes) = axum::body::to_bytes(body, gw.0.settings.max_message_bytes).await else {
+        let r = error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+            codes::INVALID_REQUEST,
+            "message too large",
+        );
+        return ctx.done(r, "too_large");
+    };
+    let env = match jsonrpc::parse(&bytes) {
+        Ok(e) => e,
+        Err(e) => {
+            return ctx.done(
+                error_response(StatusCode::BAD_REQUEST, None, e.code(), e.message()),
+                "malformed",
+            );
+        }
+    };
+    ctx.method = env.method.clone();
+    ctx.tool = env.tool().map(str::to_string);
+    if stateless && let Err(m) = check_stateless_headers(headers, &env) {
+        let r = error_response(
+            StatusCode::BAD_REQUEST,
+            id_of(&env),
+            codes::HEADER_MISMATCH,
+            m,
+        );
+        return ctx.done(r, "header_mismatch");
+    }
+    if env.kind == Kind::Request && env.is("tools/call") {
+        let Some(tool) = env.tool() else {
+            let r = error_response(
+                StatusCode::BAD_REQUEST,
+                id_of(&env),
+                codes::INVALID_PARAMS,
+                "tools/call needs params.name",
+            );
+            return ctx.done(r, "malformed");
+        };
+        match policy::decide_tool(&ctx.up.cfg, &p, tool) {
+            Decision::Allow => {}
+            Decision::Deny(reason) => {
+                let r = error_response(
+                    StatusCode::FORBIDDEN,
+                    id_of(&env),
+                    codes::SERVER_ERROR,
+                    "this tool is not available to you",
+                );
+                return ctx.done(r, reason);
+            }
+            Decision::StepUp(required) => {
+                let ch = Challenge::InsufficientScope {
+                    required,
+                    description: "this tool needs more scope".into(),
+                };
+                return ctx.done(
+                    challenge_response(&ch, &ctx.up.prm_url, &ctx.up.cfg.scopes),
+                    "insufficient_scope",
+                );
+            }
+        }
+    }
+    let (resp, reason) = if stateless {
+        stateless_post(&ctx, &p, headers, &env, bytes).await
+    } else {
+        session_post(&ctx, &p, headers, &env, bytes).await
+    };
+    ctx.done(resp, reason)
+}
+
+/// 2026-07-28: `MCP-Protocol-Version` must equal `_meta`'s, `Mcp-Method`
+/// the method and `Mcp-Name` the tool, prompt or resource named.
+fn check_stateless_headers(headers: &HeaderMap, env: &Envelope) -> Result<(), &'static str> {
+    if env.kind == Kind::Response {
+        return Ok(());
+    }
+    if env.meta_version.as_deref() != header(headers, "mcp-protocol-version") {
+        return Err("MCP-Protocol-Version does not match _meta");
+    }
+    let method = header(headers, "mcp-method").and_then(jsonrpc::decode_header_value);
+    if method.as_deref() != env.method.as_deref() {
+        return Err("Mcp-Method does not match the body");
+    }
+    if matches!(
+        env.method.as_deref(),
+        Some("tools/call" | "resources/read" | "prompts/get")
+    ) {
+        let name = header(headers, "mcp-name").and_then(jsonrpc::decode_header_value);
+        if name.is_none() || name != env.name {
+            return Err("Mcp-Name does not match the body");
+        }
+    }
+    Ok(())
+}
+
+/// The session `sid` of this upstream and principal, if it is alive.
+fn lookup(ctx: &Ctx, sid: &str, p: &Principal) -> Option<Arc<Session>> {
+    let s = ctx.gw.0.sessions.get(sid, &ctx.up.cfg.name, p)?;
+    if s.child().is_some_and(|c| !c.is_alive()) {
+        if let Some(s) = ctx.gw.0.sessions.remove(sid) {
+            ctx.gw.0.end_session(&s);
+        }
+        return None;
+    }
+    Some(s)
+}
+
+/// GET opens the session's standalone SSE stream (405 for stateless clients).
+pub(crate) async fn get(
+    State(gw): State<Gateway>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    let (mut ctx, p) = match admit(&gw, &name, &parts.headers, parts.uri.query()).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    ctx.method = Some("GET".into());
+    let headers = &parts.headers;
+    if let Some(r) = stateless_refusal(headers) {
+        return ctx.done(r, "method_not_allowed");
+    }
+    let Some(sid) = header(headers, SESSION) else {
+        return ctx.done(
+            error_response(
+                StatusCode::BAD_REQUEST,
+                None,
+                codes::INVALID_REQUEST,
+                "Mcp-Session-Id required",
+            ),
+            "missing_session",
+        );
+    };
+    let Some(s) = lookup(&ctx, sid, &p) else {
+        return ctx.done(
+            error_response(
+                StatusCode::NOT_FOUND,
+                None,
+                codes::INVALID_REQUEST,
+                "session not found",
+            ),
+            "unknown_session",
+        );
+    };
+    let (r, reason) = match &s.backend {
+        Backend::Http { .. } => {
+            http_forward(&ctx, &p, Method::GET, headers, Some(&s), None, Bytes::new()).await
+        }
+        Backend::Stdio { child, .. } => {
+            if !relay::accepts_sse(headers) {
+                let r = error_response(
+                    StatusCode::NOT_ACCEPTABLE,
+                    None,
+                    codes::INVALID_REQUEST,
+                    "GET needs Accept: text/event-stream",
+                );
+                return ctx.done(r, "not_acceptable");
+            }
+            (relay::stdio_get_stream(child.open_stream(&s.id)), "allowed")
+        }
+    };
+    ctx.done(r, reason)
+}
+
+fn stateless_refusal(headers: &HeaderMap) -> Option<Response> {
+    (header(headers, "mcp-protocol-version") == Some(STATELESS_VERSION)).then(|| {
+        let mut r = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            None,
+            codes::INVALID_REQUEST,
+            "no sessions in this protocol version",
+        );
+        r.headers_mut()
+            .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+        r
+    })
+}
+
+/// DELETE ends the session: the upstream session is deleted, or the
+/// session's child process group killed.
+pub(crate) async fn delete(
+    State(gw): State<Gateway>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    let (mut ctx, p) = match admit(&gw, &name, &parts.headers, parts.uri.query()).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    ctx.method = Some("DELETE".into());
+    if let Some(r) = stateless_refusal(&parts.headers) {
+        return ctx.done(r, "method_not_allowed");
+    }
+    let Some(sid) = header(&parts.headers, SESSION) else {
+        return ctx.done(
+            error_response(
+                StatusCode::BAD_REQUEST,
+                None,
+                codes::INVALID_REQUEST,
+                "Mcp-Session-Id required",
+            ),
+            "missing_session",
+        );
+    };
+    if lookup(&ctx, sid, &p).is_none() {
+        return ctx.done(
+            error_response(
+                StatusCode::NOT_FOUND,
+                None,
+                codes::INVALID_REQUEST,
+                "session not found",
+            ),
+            "unknown_session",
+        );
+    }
+    if let Some(s) = gw.0.sessions.remove(sid) {
+        gw.0.end_session(&s);
+    }
+    let mut r = Response::new(axum::body::Body::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    ctx.done(r, "allowed")
+}
+
+/// RFC 9728 metadata of one upstream.
+pub(crate) async fn prm(State(gw): State<Gateway>, Path(name): Path<String>) -> Response {
+    let Some(up) = gw.0.upstreams.get(&name) else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            None,
+            codes::INVALID_REQUEST,
+            "no such MCP endpoint",
+        );
+    };
+    let doc = mcpgate_guard::prm_document(
+        up.cfg.resource.clone(),
+        gw.0.authorization_servers.clone(),
+        &up.cfg.scopes,
+    );
+    mcpgate_guard::prm_response(&doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(body: &str) -> Envelope {
+        jsonrpc::parse(body.as_bytes()).unwrap()
+    }
+
+    fn hdrs(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.insert(*k, HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    #[test]
+    fn stateless_header_rules() {
+        let call = env(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+        );
+        let ok = hdrs(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "add"),
+        ]);
+        assert!(check_stateless_headers(&ok, &call).is_ok());
+        let wrong_name = hdrs(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "other"),
+        ]);
+        assert!(check_stateless_headers(&wrong_name, &call).is_err());
+        let no_name = hdrs(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+        ]);
+        assert!(check_stateless_headers(&no_name, &call).is_err());
+        let wrong_method = hdrs(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/list"),
+            ("mcp-name", "add"),
+        ]);
+        assert!(check_stateless_headers(&wrong_method, &call).is_err());
+        let no_meta = env(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+        assert!(
+            check_stateless_headers(
+                &hdrs(&[
+                    ("mcp-protocol-version", "2026-07-28"),
+                    ("mcp-method", "tools/list")
+                ]),
+                &no_meta
+            )
+            .is_err()
+        );
+        let b64 = hdrs(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "=?base64?YWRk?="),
+        ]);
+        assert!(check_stateless_headers(&b64, &call).is_ok());
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(protocol_version(&hdrs(&[])), Ok(None));
+        assert_eq!(
+            protocol_version(&hdrs(&[("mcp-protocol-version", "2025-06-18")])),
+            Ok(Some("2025-06-18"))
+        );
+        assert!(protocol_version(&hdrs(&[("mcp-protocol-version", "1999-01-01")])).is_err());
+    }
+}

@@ -1,0 +1,436 @@
+//! Forwarding (MCP Streamable HTTP, checklist §2(b) "no token
+//! passthrough", §2(e) sessions, §2(f) stdio): `initialize` creates a
+//! session (an upstream session or a stdio child), later requests go to
+//! the session's backend, stateless (2026-07-28) requests to the upstream
+//! directly or to the user's own stdio child. Upstream failures become 502
+//! JSON-RPC errors without internal detail.
+
+use std::sync::Arc;
+
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use mcpgate_guard::Principal;
+use serde_json::{Value, json};
+
+use super::{CHILD_VERSION, Ctx, SESSION, header, id_of, lookup};
+use crate::config::Transport;
+use crate::jsonrpc::{Envelope, Kind, codes};
+use crate::policy;
+use crate::relay::{self, error_response};
+use crate::session::{Backend, Owner, Session};
+use crate::upstream::stdio::StdioChild;
+
+fn upstream_failure(
+    ctx: &Ctx,
+    id: Option<&Value>,
+    what: &str,
+    reason: &'static str,
+) -> (Response, &'static str) {
+    tracing::warn!(upstream = %ctx.up.cfg.name, request_id = %ctx.rid, "{what}");
+    metrics::counter!("mcpgate_gateway_upstream_errors_total", "upstream" => ctx.up.cfg.name.clone(), "reason" => reason).increment(1);
+    (
+        error_response(
+            StatusCode::BAD_GATEWAY,
+            id,
+            codes::UPSTREAM_ERROR,
+            "upstream server unavailable",
+        ),
+        reason,
+    )
+}
+
+fn spawn_child(ctx: &Ctx, shared: bool) -> Result<Arc<StdioChild>, std::io::Error> {
+    match &ctx.up.cfg.transport {
+        Transport::Stdio(cfg) => StdioChild::spawn(
+            &ctx.up.cfg.name,
+            cfg,
+            shared,
+            ctx.gw.0.settings.max_message_bytes,
+        ),
+        Transport::Http(_) => Err(std::io::Error::other("not a stdio upstream")),
+    }
+}
+
+pub(super) async fn session_post(
+    ctx: &Ctx,
+    p: &Principal,
+    headers: &HeaderMap,
+    env: &Envelope,
+    bytes: Bytes,
+) -> (Response, &'static str) {
+    if env.kind == Kind::Request && env.is("initialize") {
+        return initialize(ctx, p, headers, env, bytes).await;
+    }
+    let Some(sid) = header(headers, SESSION) else {
+        let r = error_response(
+            StatusCode::BAD_REQUEST,
+            id_of(env),
+            codes::INVALID_REQUEST,
+            "Mcp-Session-Id required",
+        );
+        return (r, "missing_session");
+    };
+    let Some(s) = lookup(ctx, sid, p) else {
+        return (
+            error_response(
+                StatusCode::NOT_FOUND,
+                id_of(env),
+                codes::INVALID_REQUEST,
+                "session not found",
+            ),
+            "unknown_session",
+        );
+    };
+    match &s.backend {
+        Backend::Http { .. } => {
+            http_forward(ctx, p, Method::POST, headers, Some(&s), Some(env), bytes).await
+        }
+        Backend::Stdio { child, shared } => {
+            stdio_forward(ctx, p, headers, child.clone(), &s.id, *shared, env).await
+        }
+    }
+}
+
+fn with_session(mut r: Response, id: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        r.headers_mut().insert(SESSION, v);
+    }
+    r
+}
+
+async fn initialize(
+    ctx: &Ctx,
+    p: &Principal,
+    headers: &HeaderMap,
+    env: &Envelope,
+    bytes: Bytes,
+) -> (Response, &'static str) {
+    let gw = &ctx.gw.0;
+    let name = &ctx.up.cfg.name;
+    match &ctx.up.cfg.transport {
+        Transport::Http(_) => {
+            let Some(h) = &ctx.up.http else {
+                return upstream_failure(ctx, id_of(env), "no HTTP client", "upstream_error");
+            };
+            let resp = match h.send(Method::POST, headers, None, bytes).await {
+                Ok(r) => r,
+                Err(e) => {
+                    return upstream_failure(
+                        ctx,
+                        id_of(env),
+                        &e.to_string(),
+                        "upstream_unreachable",
+                    );
+                }
+            };
+            let (parts, body) = resp.into_parts();
+            if !parts.status.is_success() {
+                return upstream_status(ctx, id_of(env), parts, body);
+            }
+            let upstream_session = parts.headers.get(SESSION).cloned();
+            let id = gw.sessions.mint_id();
+            let backend = Backend::Http {
+                upstream_session: std::sync::Mutex::new(upstream_session),
+            };
+            let (_, evicted) = gw.sessions.insert(id.clone(), name, Owner::of(p), backend);
+            if let Some(e) = evicted {
+                gw.end_session(&e);
+            }
+            (
+                with_session(relay::passthrough(parts, body), &id),
+                "allowed",
+            )
+        }
+        Transport::Stdio(_) => {
+            let shared = ctx.up.cfg.shared;
+            let child = if shared {
+                gw.children.shared(name, || spawn_child(ctx, true))
+            } else {
+                spawn_child(ctx, false)
+            };
+            let child = match child {
+                Ok(c) => c,
+                Err(e) => {
+                    return upstream_failure(
+                        ctx,
+                        id_of(env),
+                        &format!("starting the stdio upstream failed: {e}"),
+                        "upstream_spawn_failed",
+                    );
+                }
+            };
+            let id = gw.sessions.mint_id();
+            let answer = if shared {
+                match child
+                    .ensure_initialized(env.value.get("params").cloned().unwrap_or(Value::Null))
+                    .await
+                {
+                    Ok(result) => Some(json!({"jsonrpc": "2.0", "id": env.id, "result": result})),
+                    Err(_) => None,
+                }
+            } else {
+                first_response(&child, &id, env.value.clone(), ctx.up.cfg.timeout).await
+            };
+            let Some(answer) = answer else {
+                if !shared {
+                    child.kill();
+                }
+                return upstream_failure(
+                    ctx,
+                    id_of(env),
+                    "the stdio upstream did not answer initialize",
+                    "upstream_error",
+                );
+            };
+            if answer.get("error").is_some() {
+                if !shared {
+                    child.kill();
+                }
+                return (relay::json_response(&answer), "allowed");
+            }
+            let (_, evicted) = gw.sessions.insert(
+                id.clone(),
+                name,
+                Owner::of(p),
+                Backend::Stdio { child, shared },
+            );
+            if let Some(e) = evicted {
+                gw.end_session(&e);
+            }
+            (with_session(relay::json_response(&answer), &id), "allowed")
+        }
+    }
+}
+
+/// Sends a request and waits (bounded) for its response, skipping
+/// server→client messages.
+async fn first_response(
+    child: &Arc<StdioChild>,
+    session: &str,
+    msg: Value,
+    timeout: std::time::Duration,
+) -> Option<Value> {
+    let mut rx = child.request(session, msg).await.ok()?;
+    let wait = async {
+        while let Some(m) = rx.recv().await {
+            if m.get("method").is_none() {
+                return Some(m);
+            }
+        }
+        None
+    };
+    tokio::time::timeout(timeout, wait).await.ok().flatten()
+}
+
+async fn stdio_forward(
+    ctx: &Ctx,
+    p: &Principal,
+    headers: &HeaderMap,
+    child: Arc<StdioChild>,
+    session: &str,
+    shared: bool,
+    env: &Envelope,
+) -> (Response, &'static str) {
+    let gone = |ctx: &Ctx| {
+        upstream_failure(
+            ctx,
+            id_of(env),
+            "the stdio upstream is not running",
+            "upstream_exited",
+        )
+    };
+    match env.kind {
+        Kind::Notification => {
+            if shared && env.is("notifications/initialized") {
+                return (relay::accepted(), "allowed");
+            }
+            match child.notify(session, env.value.clone()).await {
+                Ok(()) => (relay::accepted(), "allowed"),
+                Err(_) => gone(ctx),
+            }
+        }
+        Kind::Response => match child.respond(session, env.value.clone()).await {
+            Ok(_) => (relay::accepted(), "allowed"),
+            Err(_) => gone(ctx),
+        },
+        Kind::Request => {
+            let finish: Option<relay::Finisher> = if env.is("tools/list") {
+                let up = ctx.up.clone();
+                let p = p.clone();
+                Some(Box::new(move |m: &mut Value| {
+                    policy::filter_response_message(&up.cfg, &p, m);
+                }))
+            } else {
+                None
+            };
+            let client_id = env.id.clone().unwrap_or(Value::Null);
+            let rx = match child.request(session, env.value.clone()).await {
+                Ok(rx) => rx,
+                Err(_) => return gone(ctx),
+            };
+            if relay::accepts_sse(headers) {
+                (
+                    relay::stdio_sse(child, session.to_string(), client_id, rx, finish),
+                    "allowed",
+                )
+            } else {
+                let r = relay::stdio_json(rx, finish, &client_id).await;
+                let reason = if r.status().is_success() {
+                    "allowed"
+                } else {
+                    "upstream_exited"
+                };
+                (r, reason)
+            }
+        }
+    }
+}
+
+/// Maps an unsuccessful upstream answer: its own credentials refused or a
+/// server error become 502 without detail; a 4xx is the client's business
+/// and passes through.
+fn upstream_status(
+    ctx: &Ctx,
+    id: Option<&Value>,
+    parts: http::response::Parts,
+    body: hyper::body::Incoming,
+) -> (Response, &'static str) {
+    match parts.status.as_u16() {
+        401 | 403 => upstream_failure(
+            ctx,
+            id,
+            "the upstream refused the gateway's credentials",
+            "upstream_auth",
+        ),
+        s if s >= 500 => upstream_failure(
+            ctx,
+            id,
+            &format!("the upstream answered {s}"),
+            "upstream_error",
+        ),
+        _ => (relay::passthrough(parts, body), "upstream_refused"),
+    }
+}
+
+pub(super) async fn http_forward(
+    ctx: &Ctx,
+    p: &Principal,
+    method: Method,
+    headers: &HeaderMap,
+    session: Option<&Arc<Session>>,
+    env: Option<&Envelope>,
+    bytes: Bytes,
+) -> (Response, &'static str) {
+    let id = env.and_then(id_of);
+    let Some(h) = &ctx.up.http else {
+        return upstream_failure(ctx, id, "no HTTP client", "upstream_error");
+    };
+    let upstream_session = session.and_then(|s| s.upstream_session());
+    let resp = match h
+        .send(method, headers, upstream_session.as_ref(), bytes)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return upstream_failure(ctx, id, &e.to_string(), "upstream_unreachable"),
+    };
+    let (parts, body) = resp.into_parts();
+    if parts.status == StatusCode::NOT_FOUND
+        && let Some(s) = session
+    {
+        // The upstream ended its session: so does the gateway.
+        ctx.gw.0.sessions.remove(&s.id);
+        return (
+            error_response(
+                StatusCode::NOT_FOUND,
+                id,
+                codes::INVALID_REQUEST,
+                "session not found",
+            ),
+            "upstream_session_gone",
+        );
+    }
+    if !parts.status.is_success() {
+        return upstream_status(ctx, id, parts, body);
+    }
+    if env.is_some_and(|e| e.kind == Kind::Request && e.is("tools/list")) {
+        let up = ctx.up.clone();
+        let p = p.clone();
+        return match relay::rewrite_body(
+            parts,
+            body,
+            ctx.gw.0.settings.max_message_bytes,
+            move |m| {
+                policy::filter_response_message(&up.cfg, &p, m);
+            },
+        )
+        .await
+        {
+            Some(r) => (r, "allowed"),
+            None => upstream_failure(
+                ctx,
+                id,
+                "the upstream tools/list answer was unreadable or too large",
+                "upstream_error",
+            ),
+        };
+    }
+    (relay::passthrough(parts, body), "allowed")
+}
+
+pub(super) async fn stateless_post(
+    ctx: &Ctx,
+    p: &Principal,
+    headers: &HeaderMap,
+    env: &Envelope,
+    bytes: Bytes,
+) -> (Response, &'static str) {
+    match &ctx.up.cfg.transport {
+        Transport::Http(_) => {
+            http_forward(ctx, p, Method::POST, headers, None, Some(env), bytes).await
+        }
+        Transport::Stdio(_) => {
+            let child = match ctx
+                .gw
+                .0
+                .children
+                .per_user(&ctx.up.cfg.name, p, || spawn_child(ctx, false))
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    return upstream_failure(
+                        ctx,
+                        id_of(env),
+                        &format!("starting the stdio upstream failed: {e}"),
+                        "upstream_spawn_failed",
+                    );
+                }
+            };
+            let params = json!({
+                "protocolVersion": CHILD_VERSION,
+                "capabilities": {},
+                "clientInfo": {"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")},
+            });
+            let result = match child.ensure_initialized(params).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return upstream_failure(
+                        ctx,
+                        id_of(env),
+                        "the stdio upstream did not initialize",
+                        "upstream_error",
+                    );
+                }
+            };
+            if env.kind == Kind::Request && env.is("initialize") {
+                return (
+                    relay::json_response(
+                        &json!({"jsonrpc": "2.0", "id": env.id, "result": result}),
+                    ),
+                    "allowed",
+                );
+            }
+            stdio_forward(ctx, p, headers, child, "stateless", false, env).await
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! MCP sessions (2025-06-18 / 2025-11-25 Streamable HTTP, checklist §2(e),
+//! Security Best Practices "Session hijacking"): the gateway mints its own
+//! `Mcp-Session-Id` (256 bits from the OS RNG, base64url — visible ASCII),
+//! maps it to the upstream's session (an upstream session id or a stdio
+//! child) and binds it to the token's (issuer, subject, client_id). A
+//! session presented with another principal's token is indistinguishable
+//! from an unknown one. Sessions are never authentication: every request
+//! is authenticated before its session is looked up.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+use mcpgate_guard::Principal;
+use mcpgate_jose::Rng;
+
+use crate::upstream::stdio::StdioChild;
+
+/// Who a session belongs to, from the validated token.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Owner {
+    pub issuer: String,
+    pub subject: String,
+    pub client_id: String,
+}
+
+impl Owner {
+    pub fn of(p: &Principal) -> Self {
+        Self {
+            issuer: p.issuer.clone(),
+            subject: p.subject.clone(),
+            client_id: p.client_id.clone(),
+        }
+    }
+}
+
+/// What stands behind a gateway session.
+pub enum Backend {
+    /// An HTTP upstream and the session id it gave us (never sent to the client).
+    Http {
+        upstream_session: Mutex<Option<HeaderValue>>,
+    },
+    /// A stdio child: this session's own, or a shared one.
+    Stdio {
+        child: Arc<StdioChild>,
+        shared: bool,
+    },
+}
+
+pub struct Session {
+    pub id: String,
+    pub upstream: String,
+    pub owner: Owner,
+    pub backend: Backend,
+    last_used: Mutex<Instant>,
+}
+
+impl Session {
+    pub fn touch(&self) {
+        *self.last_used.lock().expect("session lock") = Instant::now();
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last_used.lock().expect("session lock").elapsed()
+    }
+
+    pub fn upstream_session(&self) -> Option<HeaderValue> {
+        match &self.backend {
+            Backend::Http { upstream_session } => {
+                upstream_session.lock().expect("session lock").clone()
+            }
+            Backend::Stdio { .. } => None,
+        }
+    }
+
+    pub fn child(&self) -> Option<&Arc<StdioChild>> {
+        match &self.backend {
+            Backend::Stdio { child, .. } => Some(child),
+            Backend::Http { .. } => None,
+        }
+    }
+}
+
+/// The session table of one gateway.
+pub struct Sessions {
+    map: Mutex<HashMap<String, Arc<Session>>>,
+    idle: Duration,
+    cap: usize,
+    rng: Arc<dyn Rng>,
+}
+
+impl Sessions {
+    pub fn new(idle: Duration, cap: usize, rng: Arc<dyn Rng>) -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+            idle,
+            cap: cap.max(1),
+            rng,
+        }
+    }
+
+    /// A fresh session id: 32 random bytes, base64url (43 visible ASCII characters).
+    pub fn mint_id(&self) -> String {
+        mcpgate_jose::random_token(self.rng.as_ref(), 32)
+    }
+
+    /// Stores a new session. When the owner already holds `cap` sessions on
+    /// this upstream, the least recently used of them is evicted and
+    /// returned for the caller to end.
+    pub fn insert(
+        &self,
+        id: String,
+        upstream: &str,
+        owner: Owner,
+        backend: Backend,
+    ) -> (Arc<Session>, Option<Arc<Session>>) {
+        let s = Arc::new(Session {
+            id: id.clone(),
+            upstream: upstream.to_string(),
+            owner,
+            backend,
+            last_used: Mutex::new(Instant::now()),
+        });
+        let mut map = self.map.lock().expect("sessions lock");
+        let mut mine: Vec<&Arc<Session>> = map
+            .values()
+            .filter(|x| {
+                x.upstream == s.upstream
+                    && x.owner.issuer == s.owner.issuer
+                    && x.owner.subject == s.owner.subject
+            })
+            .collect();
+        let evicted = if mine.len() >= self.cap {
+            mine.sort_by_key(|x| std::cmp::Reverse(x.idle_for()));
+            let victim = mine[0].id.clone();
+            map.remove(&victim)
+        } else {
+            None
+        };
+        map.insert(id, s.clone());
+        metrics::gauge!("mcpgate_gateway_sessions", "upstream" => upstream.to_string())
+            .increment(1.0);
+        if let Some(e) = &evicted {
+            metrics::gauge!("mcpgate_gateway_sessions", "upstream" => e.upstream.clone())
+                .decrement(1.0);
+        }
+        (s, evicted)
+    }
+
+    /// The session `id` if it exists, belongs to `upstream` and to this
+    /// principal; `None` otherwise, whatever the reason (→ 404).
+    pub fn get(&self, id: &str, upstream: &str, p: &Principal) -> Option<Arc<Session>> {
+        let map = self.map.lock().expect("sessions lock");
+        let s = map.get(id)?;
+        let owner = Owner::of(p);
+        if s.upstream != upstream || s.owner != owner {
+            return None;
+        }
+        if s.idle_for() > self.idle {
+            return None;
+        }
+        s.touch();
+        Some(s.clone())
+    }
+
+    pub fn remove(&self, id: &str) -> Option<Arc<Session>> {
+        let s = self.map.lock().expect("sessions lock").remove(id);
+        if let Some(s) = &s {
+            metrics::gauge!("mcpgate_gateway_sessions", "upstream" => s.upstream.clone())
+                .decrement(1.0);
+        }
+        s
+    }
+
+    /// Removes and returns sessions idle longer than the limit, and those
+    /// whose dedicated child has exited.
+    pub fn take_expired(&self) -> Vec<Arc<Session>> {
+        let mut map = self.map.lock().expect("sessions lock");
+        let gone: Vec<String> = map
+            .values()
+            .filter(|s| s.idle_for() > self.idle || s.child().is_some_and(|c| !c.is_alive()))
+            .map(|s| s.id.clone())
+            .collect();
+        let out: Vec<_> = gone.iter().filter_map(|id| map.remove(id)).collect();
+        for s in &out {
+            metrics::gauge!("mcpgate_gateway_sessions", "upstream" => s.upstream.clone())
+                .decrement(1.0);
+        }
+        out
+    }
+
+    /// Removes every session (shutdown).
+    pub fn take_all(&self) -> Vec<Arc<Session>> {
+        let mut map = self.map.lock().expect("sessions lock");
+        let out: Vec<_> = map.drain().map(|(_, s)| s).collect();
+        for s in &out {
+            metrics::gauge!("mcpgate_gateway_sessions", "upstream" => s.upstream.clone())
+                .decrement(1.0);
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().expect("sessions lock").len()
+    }
+
+    /// Every live session (for inspection).
+    pub fn snapshot(&self) -> Vec<Arc<Session>> {
+        self.map
+            .lock()
+            .expect("sessions lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// (upstream, issuer, subject).
+type UserKey = (String, String, String);
+
+/// Per-user stdio children for stateless (2026-07-28) clients, keyed by
+/// (upstream, issuer, subject) and never shared across users; and shared
+/// children (`shared = true`), keyed by upstream.
+#[derive(Default)]
+pub struct Children {
+    per_user: Mutex<HashMap<UserKey, (Arc<StdioChild>, Instant)>>,
+    shared: Mutex<HashMap<String, Arc<StdioChild>>>,
+}
+
+impl Children {
+    /// The live per-user child, or the one `spawn` makes.
+    pub fn per_user<E>(
+        &self,
+        upstream: &str,
+        p: &Principal,
+        spawn: impl FnOnce() -> Result<Arc<StdioChild>, E>,
+    ) -> Result<Arc<StdioChild>, E> {
+        let key = (upstream.to_string(), p.issuer.clone(), p.subject.clone());
+        let mut m = self.per_user.lock().expect("children lock");
+        if let Some((c, used)) = m.get_mut(&key)
+            && c.is_alive()
+        {
+            *used = Instant::now();
+            return Ok(c.clone());
+        }
+        let c = spawn()?;
+        m.insert(key, (c.clone(), Instant::now()));
+        Ok(c)
+    }
+
+    /// The live shared child of `upstream`, or the one `spawn` makes.
+    pub fn shared<E>(
+        &self,
+        upstream: &str,
+        spawn: impl FnOnce() -> Result<Arc<StdioChild>, E>,
+    ) -> Result<Arc<StdioChild>, E> {
+        let mut m = self.shared.lock().expect("children lock");
+        if let Some(c) = m.get(upstream)
+            && c.is_alive()
+        {
+            return Ok(c.clone());
+        }
+        let c = spawn()?;
+        m.insert(upstream.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Kills per-user children idle longer than `idle` (or already dead).
+    pub fn reap_idle(&self, idle: Duration) {
+        let mut m = self.per_user.lock().expect("children lock");
+        m.retain(|_, (c, used)| {
+            let keep = c.is_alive() && used.elapsed() <= idle;
+            if !keep {
+                c.kill();
+            }
+            keep
+        });
+        self.shared
+            .lock()
+            .expect("children lock")
+            .retain(|_, c| c.is_alive());
+    }
+
+    /// Process ids of the live per-user and shared children.
+    pub fn pids(&self) -> Vec<u32> {
+        let mut out: Vec<u32> = self
+            .per_user
+            .lock()
+            .expect("children lock")
+            .values()
+            .filter(|(c, _)| c.is_alive())
+            .filter_map(|(c, _)| c.pid)
+            .collect();
+        out.extend(
+            self.shared
+                .lock()
+                .expect("children lock")
+                .values()
+                .filter(|c| c.is_alive())
+                .filter_map(|c| c.pid),
+        );
+        out
+    }
+
+    /// Kills every child (shutdown).
+    pub fn kill_all(&self) -> Vec<Arc<StdioChild>> {
+        let mut out: Vec<_> = self
+            .per_user
+            .lock()
+            .expect("children lock")
+            .drain()
+            .map(|(_, (c, _))| c)
+            .collect();
+        out.extend(
+            self.shared
+                .lock()
+                .expect("children lock")
+                .drain()
+                .map(|(_, c)| c),
+        );
+        for c in &out {
+            c.kill();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mcpgate_jose::SystemRng;
+    use mcpgate_types::ScopeSet;
+
+    use super::*;
+
+    fn p(sub: &str, client: &str) -> Principal {
+        Principal {
+            issuer: "i".into(),
+            subject: sub.into(),
+            client_id: client.into(),
+            scopes: ScopeSet::new(),
+            groups: vec![],
+            expires_at: 0,
+        }
+    }
+
+    fn http() -> Backend {
+        Backend::Http {
+            upstream_session: Mutex::new(None),
+        }
+    }
+
+    #[test]
+    fn ids_are_long_visible_ascii_and_distinct() {
+        let s = Sessions::new(Duration::from_secs(60), 4, Arc::new(SystemRng::new()));
+        let a = s.mint_id();
+        assert!(a.len() >= 43);
+        assert!(a.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+        assert_ne!(a, s.mint_id());
+    }
+
+    #[test]
+    fn bound_to_owner_and_upstream() {
+        let s = Sessions::new(Duration::from_secs(60), 4, Arc::new(SystemRng::new()));
+        let id = s.mint_id();
+        s.insert(id.clone(), "a", Owner::of(&p("alice", "c")), http());
+        assert!(s.get(&id, "a", &p("alice", "c")).is_some());
+        assert!(s.get(&id, "a", &p("bob", "c")).is_none());
+        assert!(s.get(&id, "a", &p("alice", "other-client")).is_none());
+        assert!(s.get(&id, "b", &p("alice", "c")).is_none());
+        assert!(s.get("guess", "a", &p("alice", "c")).is_none());
+        assert!(s.remove(&id).is_some());
+        assert!(s.get(&id, "a", &p("alice", "c")).is_none());
+    }
+
+    #[test]
+    fn cap_evicts_least_recently_used() {
+        let s = Sessions::new(Duration::from_secs(60), 2, Arc::new(SystemRng::new()));
+        let (a, _) = s.insert("a".into(), "u", Owner::of(&p("alice", "c")), http());
+        std::thread::sleep(Duration::from_millis(5));
+        s.insert("b".into(), "u", Owner::of(&p("alice", "c")), http());
+        s.insert("x".into(), "u", Owner::of(&p("bob", "c")), http());
+        let (_, evicted) = s.insert("c".into(), "u", Owner::of(&p("alice", "c")), http());
+        assert_eq!(evicted.unwrap().id, a.id);
+        assert_eq!(s.len(), 3);
+    }
+
+    #[test]
+    fn idle_sessions_expire() {
+        let s = Sessions::new(Duration::from_millis(1), 2, Arc::new(SystemRng::new()));
+        s.insert("a".into(), "u", Owner::of(&p("alice", "c")), http());
+        std::thread::sleep(Duration::from_millis(10));
+        assert!(s.get("a", "u", &p("alice", "c")).is_none());
+        assert_eq!(s.take_expired().len(), 1);
+        assert!(s.is_empty());
+    }
+}

@@ -1,0 +1,743 @@
+//! stdio upstreams (MCP transports "stdio", checklist §2(f)): one child
+//! process speaking newline-delimited JSON-RPC on stdin/stdout.
+//!
+//! The child starts with a cleared environment (only the declared `env`
+//! plus a minimal `PATH`, `HOME` and `LANG`), in its own process group that
+//! is killed as a whole when the child is no longer needed. Messages longer
+//! than the configured maximum end the child. stderr goes to the log, rate
+//! limited. Ids of client requests are rewritten to gateway ids (so several
+//! sessions can share one child and never answer each other's requests),
+//! and server→client requests get gateway ids bound to one session. A child
+//! that exits fails its in-flight requests with a JSON-RPC error.
+
+use std::collections::{HashMap, VecDeque};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{OnceCell, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::StdioConfig;
+use crate::jsonrpc::{self, codes};
+
+/// The pseudo-session of the gateway's own `initialize` handshake.
+const INIT_SESSION: &str = "mcpgate-init";
+/// Server→client messages kept for a session with no open stream.
+const BACKLOG: usize = 256;
+/// stderr lines logged per second per child (burst allowed up to this many).
+const STDERR_LINES_PER_SEC: u32 = 20;
+
+/// The child is gone (exited, killed, or its pipes broke).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the upstream server process is not running")]
+pub struct ChildGone;
+
+struct Pending {
+    client_id: Value,
+    session: String,
+    seq: u64,
+    tx: mpsc::UnboundedSender<Value>,
+}
+
+struct ServerRequest {
+    child_id: Value,
+    session: String,
+}
+
+#[derive(Default)]
+struct Sink {
+    stream: Option<mpsc::UnboundedSender<Value>>,
+    backlog: VecDeque<Value>,
+}
+
+#[derive(Default)]
+struct State {
+    pending: HashMap<String, Pending>,
+    server_requests: HashMap<String, ServerRequest>,
+    sinks: HashMap<String, Sink>,
+}
+
+/// A running stdio child.
+pub struct StdioChild {
+    pub upstream: String,
+    pub pid: Option<u32>,
+    /// Shared between sessions: server-initiated messages are only routed
+    /// when they can be attributed to exactly one session.
+    shared: bool,
+    stdin: mpsc::Sender<Bytes>,
+    state: Mutex<State>,
+    next: AtomicU64,
+    dead: CancellationToken,
+    kill: CancellationToken,
+    /// Cancelled once the child has been waited for (no zombie).
+    reaped: CancellationToken,
+    init: OnceCell<Value>,
+    max_message_bytes: usize,
+}
+
+/// The environment a child gets: nothing of the gateway's own but a minimal
+/// `PATH`, `HOME` and `LANG`, then the declared variables.
+pub fn child_env(cfg: &StdioConfig) -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "PATH".to_string(),
+            "/usr/local/bin:/usr/bin:/bin".to_string(),
+        ),
+        (
+            "HOME".to_string(),
+            std::env::var("HOME").unwrap_or_else(|_| "/".into()),
+        ),
+        ("LANG".to_string(), "C.UTF-8".to_string()),
+    ];
+    for (k, v) in &cfg.env {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.clone(), v.expose().to_string()));
+    }
+    env
+}
+
+impl StdioChild {
+    /// Spawns the child and its reader, writer, stderr and reaper tasks.
+    pub fn spawn(
+        upstream: &str,
+        cfg: &StdioConfig,
+        shared: bool,
+        max_message_bytes: usize,
+    ) -> std::io::Result<Arc<Self>> {
+        let mut cmd = Command::new(&cfg.command);
+        cmd.args(&cfg.args)
+            .env_clear()
+            .envs(child_env(cfg))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        if let Some(cwd) = &cfg.cwd {
+            cmd.current_dir(cwd);
+        }
+        let mut child = cmd.spawn()?;
+        let pid = child.id();
+        let (stdin, stdout, stderr) =
+            match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
+                (Some(i), Some(o), Some(e)) => (i, o, e),
+                _ => return Err(std::io::Error::other("child pipes missing")),
+            };
+        let (tx, rx) = mpsc::channel::<Bytes>(64);
+        let this = Arc::new(Self {
+            upstream: upstream.to_string(),
+            pid,
+            shared,
+            stdin: tx,
+            state: Mutex::new(State::default()),
+            next: AtomicU64::new(1),
+            dead: CancellationToken::new(),
+            kill: CancellationToken::new(),
+            reaped: CancellationToken::new(),
+            init: OnceCell::new(),
+            max_message_bytes,
+        });
+        metrics::gauge!("mcpgate_gateway_child_processes", "upstream" => upstream.to_string())
+            .increment(1.0);
+        tracing::info!(upstream, pid, "started stdio upstream");
+        tokio::spawn(writer(stdin, rx, this.kill.clone()));
+        tokio::spawn(reader(
+            Arc::downgrade(&this),
+            BufReader::new(stdout),
+            this.dead.clone(),
+            this.kill.clone(),
+            max_message_bytes,
+        ));
+        tokio::spawn(log_stderr(
+            upstream.to_string(),
+            BufReader::new(stderr),
+            max_message_bytes,
+        ));
+        tokio::spawn(reap(
+            upstream.to_string(),
+            child,
+            pid,
+            this.kill.clone(),
+            this.dead.clone(),
+            this.reaped.clone(),
+        ));
+        Ok(this)
+    }
+
+    pub fn is_alive(&self) -> bool {
+        !self.dead.is_cancelled()
+    }
+
+    /// Resolves when the child has exited and been reaped.
+    pub async fn exited(&self) {
+        self.reaped.cancelled().await;
+    }
+
+    /// Kills the whole process group (idempotent).
+    pub fn kill(&self) {
+        self.kill.cancel();
+    }
+
+    fn gateway_id(&self, prefix: &str) -> String {
+        format!(
+            "mcpgate-{prefix}{}",
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    async fn write(&self, msg: &Value) -> Result<(), ChildGone> {
+        if !self.is_alive() {
+            return Err(ChildGone);
+        }
+        let mut line = serde_json::to_vec(msg).map_err(|_| ChildGone)?;
+        line.push(b'\n');
+        self.stdin
+            .send(Bytes::from(line))
+            .await
+            .map_err(|_| ChildGone)
+    }
+
+    /// Sends a client request. The receiver yields the server→client
+    /// messages routed to this request's stream and, last, the response
+    /// (with the client's id). It ends when the response has been sent.
+    pub async fn request(
+        &self,
+        session: &str,
+        mut msg: Value,
+    ) -> Result<mpsc::UnboundedReceiver<Value>, ChildGone> {
+        let gid = self.gateway_id("c");
+        let client_id = msg.get("id").cloned().unwrap_or(Value::Null);
+        let (tx, rx) = mpsc::unbounded_channel();
+        {
+            let mut st = self.state.lock().expect("child state lock");
+            let seq = self.next.fetch_add(1, Ordering::Relaxed);
+            st.pending.insert(
+                gid.clone(),
+                Pending {
+                    client_id,
+                    session: session.to_string(),
+                    seq,
+                    tx,
+                },
+            );
+            // The session is known from now on: messages for it that arrive
+            // while no request is in flight wait in its backlog.
+            if session != INIT_SESSION {
+                st.sinks.entry(session.to_string()).or_default();
+            }
+        }
+        msg["id"] = Value::String(gid.clone());
+        if let Err(e) = self.write(&msg).await {
+            self.state
+                .lock()
+                .expect("child state lock")
+                .pending
+                .remove(&gid);
+            return Err(e);
+        }
+        Ok(rx)
+    }
+
+    /// Forgets an in-flight request whose client went away (its stream
+    /// closed) and tells the child with `notifications/cancelled` (closing
+    /// the stream cancels the request).
+    pub fn abandon(self: &Arc<Self>, session: &str, client_id: &Value) {
+        let gid = {
+            let mut st = self.state.lock().expect("child state lock");
+            let gid = st
+                .pending
+                .iter()
+                .find(|(_, p)| p.session == session && &p.client_id == client_id)
+                .map(|(g, _)| g.clone());
+            if let Some(g) = &gid {
+                st.pending.remove(g);
+            }
+            gid
+        };
+        let Some(gid) = gid else { return };
+        let this = self.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let n = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": gid, "reason": "client disconnected"}});
+                let _ = this.write(&n).await;
+            });
+        }
+    }
+
+    /// Sends a client notification, mapping `notifications/cancelled`'s
+    /// `requestId` to the gateway id the child knows.
+    pub async fn notify(&self, session: &str, mut msg: Value) -> Result<(), ChildGone> {
+        if msg.get("method").and_then(Value::as_str) == Some("notifications/cancelled") {
+            let want = msg.pointer("/params/requestId").cloned();
+            let gid = {
+                let st = self.state.lock().expect("child state lock");
+                st.pending
+                    .iter()
+                    .find(|(_, p)| p.session == session && Some(&p.client_id) == want.as_ref())
+                    .map(|(g, _)| g.clone())
+            };
+            match gid {
+                Some(g) => msg["params"]["requestId"] = Value::String(g),
+                None => return Ok(()),
+            }
+        }
+        self.write(&msg).await
+    }
+
+    /// Sends a client's response to a server→client request. Returns
+    /// `false` when the id is not one this session was asked (dropped).
+    pub async fn respond(&self, session: &str, mut msg: Value) -> Result<bool, ChildGone> {
+        let Some(gid) = msg.get("id").and_then(Value::as_str).map(str::to_string) else {
+            return Ok(false);
+        };
+        let child_id = {
+            let mut st = self.state.lock().expect("child state lock");
+            match st.server_requests.get(&gid) {
+                Some(r) if r.session == session => {
+                    st.server_requests.remove(&gid).map(|r| r.child_id)
+                }
+                _ => None,
+            }
+        };
+        let Some(child_id) = child_id else {
+            return Ok(false);
+        };
+        msg["id"] = child_id;
+        self.write(&msg).await.map(|()| true)
+    }
+
+    /// Opens (or replaces) the standalone stream of `session` (GET), first
+    /// yielding what was kept while no stream was open.
+    pub fn open_stream(&self, session: &str) -> mpsc::UnboundedReceiver<Value> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut st = self.state.lock().expect("child state lock");
+        let sink = st.sinks.entry(session.to_string()).or_default();
+        for m in sink.backlog.drain(..) {
+            let _ = tx.send(m);
+        }
+        sink.stream = Some(tx);
+        rx
+    }
+
+    /// Forgets a session: its streams end and its in-flight requests are dropped.
+    pub fn close_session(&self, session: &str) {
+        let mut st = self.state.lock().expect("child state lock");
+        st.sinks.remove(session);
+        st.pending.retain(|_, p| p.session != session);
+        st.server_requests.retain(|_, r| r.session != session);
+    }
+
+    /// For shared and per-user children the gateway runs the `initialize`
+    /// handshake itself, once; later `initialize` requests get the cached
+    /// result.
+    pub async fn ensure_initialized(&self, params: Value) -> Result<Value, ChildGone> {
+        self.init
+            .get_or_try_init(|| async {
+                let msg =
+                    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params});
+                let mut rx = self.request(INIT_SESSION, msg).await?;
+                let resp = loop {
+                    match rx.recv().await {
+                        Some(m) if m.get("method").is_none() => break m,
+                        Some(_) => continue,
+                        None => return Err(ChildGone),
+                    }
+                };
+                let result = resp.get("result").cloned().ok_or(ChildGone)?;
+                self.write(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+                    .await?;
+                Ok(result)
+            })
+            .await
+            .cloned()
+    }
+
+    /// Routes one message from the child.
+    fn dispatch(&self, mut msg: Value) {
+        let mut st = self.state.lock().expect("child state lock");
+        let has_method = msg.get("method").is_some();
+        let id = msg.get("id").cloned();
+        if !has_method {
+            // A response to a client request.
+            let Some(gid) = id.as_ref().and_then(Value::as_str) else {
+                tracing::debug!(upstream = %self.upstream, "response with an id the gateway did not send");
+                return;
+            };
+            if let Some(p) = st.pending.remove(gid) {
+                msg["id"] = p.client_id;
+                let _ = p.tx.send(msg);
+            }
+            return;
+        }
+        // Pick the session (and stream) this server-initiated message belongs to.
+        let target = {
+            let mut sessions = st
+                .pending
+                .values()
+                .filter(|p| p.session != INIT_SESSION)
+                .map(|p| p.session.as_str());
+            let first = sessions.next().map(str::to_string);
+            match first {
+                Some(s) if !self.shared || sessions.all(|x| x == s) => Some(s),
+                Some(_) => None,
+                None if !self.shared && st.sinks.len() == 1 => st.sinks.keys().next().cloned(),
+                None => None,
+            }
+        };
+        let Some(session) = target else {
+            tracing::debug!(upstream = %self.upstream, "server message with no unambiguous session; dropped");
+            return;
+        };
+        if let Some(child_id) = id {
+            let gid = self.gateway_id("s");
+            st.server_requests.insert(
+                gid.clone(),
+                ServerRequest {
+                    child_id,
+                    session: session.clone(),
+                },
+            );
+            msg["id"] = Value::String(gid);
+        } else if msg.get("method").and_then(Value::as_str) == Some("notifications/cancelled") {
+            // The server cancels one of its own requests: use the id the client knows.
+            let want = msg.pointer("/params/requestId").cloned();
+            if let Some(g) = st
+                .server_requests
+                .iter()
+                .find(|(_, r)| Some(&r.child_id) == want.as_ref())
+                .map(|(g, _)| g.clone())
+            {
+                msg["params"]["requestId"] = Value::String(g);
+            }
+        }
+        // The newest in-flight request of that session gets it; else the GET stream.
+        let newest = st
+            .pending
+            .values()
+            .filter(|p| p.session == session)
+            .max_by_key(|p| p.seq);
+        if let Some(p) = newest
+            && p.tx.send(msg.clone()).is_ok()
+        {
+            return;
+        }
+        let sink = st.sinks.entry(session).or_default();
+        if let Some(s) = &sink.stream
+            && s.send(msg.clone()).is_ok()
+        {
+            return;
+        }
+        sink.stream = None;
+        if sink.backlog.len() >= BACKLOG {
+            sink.backlog.pop_front();
+        }
+        sink.backlog.push_back(msg);
+    }
+
+    /// Fails every in-flight request (the child is gone).
+    fn fail_all(&self) {
+        let mut st = self.state.lock().expect("child state lock");
+        for (_, p) in st.pending.drain() {
+            let _ = p.tx.send(jsonrpc::error_value(
+                Some(&p.client_id),
+                codes::UPSTREAM_ERROR,
+                "the upstream server exited",
+            ));
+        }
+        st.server_requests.clear();
+        st.sinks.clear();
+    }
+
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+}
+
+impl Drop for StdioChild {
+    fn drop(&mut self) {
+        self.kill.cancel();
+    }
+}
+
+async fn writer(
+    mut stdin: tokio::process::ChildStdin,
+    mut rx: mpsc::Receiver<Bytes>,
+    kill: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = kill.cancelled() => break,
+            m = rx.recv() => {
+                let Some(line) = m else { break };
+                if stdin.write_all(&line).await.is_err() || stdin.flush().await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Reads one `\n`-terminated line of at most `max` bytes into `buf`.
+/// `Ok(false)` at end of input; an over-long line is an error.
+pub async fn read_line_limited<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<bool> {
+    buf.clear();
+    loop {
+        let available = r.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(!buf.is_empty());
+        }
+        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(i) => (&available[..i], Some(i + 1)),
+            None => (available, None),
+        };
+        if buf.len() + chunk.len() > max {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "message too large",
+            ));
+        }
+        buf.extend_from_slice(chunk);
+        let used = done.unwrap_or(available.len());
+        r.consume(used);
+        if done.is_some() {
+            return Ok(true);
+        }
+    }
+}
+
+async fn reader(
+    child: std::sync::Weak<StdioChild>,
+    mut out: BufReader<tokio::process::ChildStdout>,
+    dead: CancellationToken,
+    kill: CancellationToken,
+    max: usize,
+) {
+    let mut buf = Vec::new();
+    loop {
+        let got = tokio::select! {
+            () = kill.cancelled() => break,
+            r = read_line_limited(&mut out, &mut buf, max) => r,
+        };
+        match got {
+            Ok(true) => {
+                let line = buf.strip_suffix(b"\r").unwrap_or(&buf);
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let Some(c) = child.upgrade() else { break };
+                match serde_json::from_slice::<Value>(line) {
+                    Ok(v) if v.is_object() => c.dispatch(v),
+                    _ => {
+                        tracing::warn!(upstream = %c.upstream, "stdio upstream wrote something that is not a JSON-RPC message; ignored")
+                    }
+                }
+            }
+            Ok(false) => break,
+            Err(e) => {
+                if let Some(c) = child.upgrade() {
+                    tracing::warn!(upstream = %c.upstream, error = %e, "stdio upstream output refused; stopping it");
+                }
+                kill.cancel();
+                break;
+            }
+        }
+    }
+    dead.cancel();
+    if let Some(c) = child.upgrade() {
+        c.fail_all();
+    }
+}
+
+async fn log_stderr(upstream: String, mut err: BufReader<tokio::process::ChildStderr>, max: usize) {
+    let mut buf = Vec::new();
+    let mut window = Instant::now();
+    let mut in_window = 0u32;
+    let mut dropped = 0u64;
+    loop {
+        match read_line_limited(&mut err, &mut buf, max.min(64 * 1024)).await {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                // An over-long line: skip it, keep reading.
+                dropped += 1;
+                let _ = err.read_until(b'\n', &mut Vec::new()).await;
+                continue;
+            }
+            Err(_) => break,
+        }
+        if window.elapsed() >= Duration::from_secs(1) {
+            if dropped > 0 {
+                tracing::warn!(
+                    upstream,
+                    dropped,
+                    "stdio upstream stderr lines dropped (rate limit)"
+                );
+            }
+            window = Instant::now();
+            in_window = 0;
+            dropped = 0;
+        }
+        in_window += 1;
+        if in_window > STDERR_LINES_PER_SEC {
+            dropped += 1;
+            continue;
+        }
+        let line = String::from_utf8_lossy(&buf);
+        tracing::info!(upstream, "stderr: {}", line.trim_end());
+    }
+}
+
+/// Waits for the child; on a kill request, signals the whole process group
+/// (SIGTERM, then SIGKILL after a grace period) and reaps the child so no
+/// zombie is left.
+async fn reap(
+    upstream: String,
+    mut child: Child,
+    pid: Option<u32>,
+    kill: CancellationToken,
+    dead: CancellationToken,
+    reaped: CancellationToken,
+) {
+    let status = tokio::select! {
+        s = child.wait() => s,
+        () = kill.cancelled() => {
+            signal_group(pid, nix::sys::signal::Signal::SIGTERM);
+            match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+                Ok(s) => s,
+                Err(_) => {
+                    signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+                    child.wait().await
+                }
+            }
+        }
+    };
+    // Anything the child left behind in its group goes too.
+    signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+    dead.cancel();
+    kill.cancel();
+    reaped.cancel();
+    metrics::gauge!("mcpgate_gateway_child_processes", "upstream" => upstream.clone())
+        .decrement(1.0);
+    match status {
+        Ok(s) => tracing::info!(upstream, pid, status = %s, "stdio upstream exited"),
+        Err(e) => tracing::warn!(upstream, pid, error = %e, "waiting for stdio upstream failed"),
+    }
+}
+
+fn signal_group(pid: Option<u32>, sig: nix::sys::signal::Signal) {
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        // The child leads its own group (process_group(0)): pgid == pid.
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), sig);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bounded_lines() {
+        let data: &[u8] = b"abc\n\ndefg\nxyz";
+        let mut r = BufReader::with_capacity(2, data);
+        let mut buf = Vec::new();
+        assert!(read_line_limited(&mut r, &mut buf, 10).await.unwrap());
+        assert_eq!(buf, b"abc");
+        assert!(read_line_limited(&mut r, &mut buf, 10).await.unwrap());
+        assert_eq!(buf, b"");
+        assert!(read_line_limited(&mut r, &mut buf, 10).await.unwrap());
+        assert_eq!(buf, b"defg");
+        assert!(read_line_limited(&mut r, &mut buf, 10).await.unwrap());
+        assert_eq!(buf, b"xyz");
+        assert!(!read_line_limited(&mut r, &mut buf, 10).await.unwrap());
+        let mut r = BufReader::with_capacity(2, &b"0123456789abc\n"[..]);
+        assert!(read_line_limited(&mut r, &mut buf, 10).await.is_err());
+    }
+
+    #[test]
+    fn env_is_minimal() {
+        let cfg = StdioConfig {
+            command: "x".into(),
+            args: vec![],
+            cwd: None,
+            env: vec![
+                ("LANG".into(), mcpgate_types::Secret::new("de_DE.UTF-8")),
+                ("TOKEN".into(), mcpgate_types::Secret::new("t")),
+            ],
+        };
+        let env = child_env(&cfg);
+        let names: Vec<_> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["PATH", "HOME", "LANG", "TOKEN"]);
+        assert_eq!(env[2].1, "de_DE.UTF-8");
+    }
+
+    #[tokio::test]
+    async fn unsolicited_messages_wait_for_the_get_stream() {
+        // Echoes each line, then sends a notification of its own.
+        let script = r#"while read l; do echo "$l"; echo '{"jsonrpc":"2.0","method":"notifications/x"}'; done"#;
+        let cfg = StdioConfig {
+            command: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            cwd: None,
+            env: vec![],
+        };
+        let c = StdioChild::spawn("t", &cfg, false, 1024).unwrap();
+        let mut rx = c
+            .request("s1", json!({"jsonrpc":"2.0","id":1,"result":{}}))
+            .await
+            .unwrap();
+        assert_eq!(rx.recv().await.unwrap()["id"], 1);
+        // The notification came after the response: it waits for a stream.
+        let mut stream = c.open_stream("s1");
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n["method"], "notifications/x");
+        c.kill();
+        tokio::time::timeout(Duration::from_secs(5), c.exited())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn child_round_trip_and_crash() {
+        // `cat` echoes each request back: a "response" with the gateway id.
+        let cfg = StdioConfig {
+            command: "cat".into(),
+            args: vec![],
+            cwd: None,
+            env: vec![],
+        };
+        let c = StdioChild::spawn("t", &cfg, false, 1024).unwrap();
+        let mut rx = c
+            .request("s1", json!({"jsonrpc":"2.0","id":7,"result":{}}))
+            .await
+            .unwrap();
+        let back = rx.recv().await.unwrap();
+        assert_eq!(back["id"], 7);
+        let mut rx = c
+            .request("s1", json!({"jsonrpc":"2.0","id":8,"result":{}}))
+            .await
+            .unwrap();
+        let _ = rx.recv().await;
+        c.kill();
+        tokio::time::timeout(Duration::from_secs(5), c.exited())
+            .await
+            .unwrap();
+        assert!(
+            c.request("s1", json!({"jsonrpc":"2.0","id":9,"method":"x"}))
+                .await
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests of the gateway: the real authorization server issues
+//! real tokens; the gateway fronts the `mcpgate-upstreams` fixtures over
+//! stdio (a child process) and Streamable HTTP (127.0.0.1:0).
+
+mod attacks;
+mod e2e;
+mod harness;
+mod sdk;
+mod snapshots;

@@ -1,0 +1,63 @@
+//! Shared SQL for the gateway's audit log (issue 3 "Audit"): one append-only
+//! table, read back newest first. Expanded per backend by
+//! [`impl_audit_store!`].
+
+/// Expands `AuditStore` for `$store` over sqlx database `$db`.
+macro_rules! impl_audit_store {
+    ($store:ty, $db:ty) => {
+        #[::async_trait::async_trait]
+        impl $crate::AuditStore for $store {
+            async fn insert_audit(&self, r: &$crate::AuditRecord) -> $crate::StoreResult<()> {
+                ::sqlx::query::<$db>(concat!(
+                    "INSERT INTO audit_log (",
+                    $crate::sql::rows::audit_cols!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                ))
+                .bind(r.time_ms)
+                .bind(r.request_id.as_str())
+                .bind(r.issuer.as_deref())
+                .bind(r.subject.as_deref())
+                .bind(r.client_id.as_deref())
+                .bind(r.upstream.as_str())
+                .bind(r.method.as_deref())
+                .bind(r.tool.as_deref())
+                .bind(r.decision.as_str())
+                .bind(r.reason.as_str())
+                .bind(r.status)
+                .bind(r.latency_ms)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::sql::db_err)?;
+                Ok(())
+            }
+
+            async fn list_audit(
+                &self,
+                since_ms: i64,
+                limit: u32,
+            ) -> $crate::StoreResult<Vec<$crate::AuditRecord>> {
+                let rows = ::sqlx::query_as::<$db, $crate::sql::rows::AuditRow>(concat!(
+                    "SELECT ",
+                    $crate::sql::rows::audit_cols!(),
+                    " FROM audit_log WHERE time_ms >= $1 ORDER BY time_ms DESC, seq DESC LIMIT $2"
+                ))
+                .bind(since_ms)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::sql::db_err)?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn purge_audit(&self, before_ms: i64) -> $crate::StoreResult<u64> {
+                let done = ::sqlx::query::<$db>("DELETE FROM audit_log WHERE time_ms < $1")
+                    .bind(before_ms)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::sql::db_err)?;
+                Ok(done.rows_affected())
+            }
+        }
+    };
+}
+pub(crate) use impl_audit_store;

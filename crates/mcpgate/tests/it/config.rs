@@ -1,0 +1,223 @@
+//! Configuration as the binary sees it: `check-config` errors that name the
+//! field and the line, the plain-HTTP refusal, secret references, and TLS
+//! with a self-signed certificate.
+
+use std::time::Duration;
+
+use crate::harness::{Env, ServeOpts};
+
+#[tokio::test]
+async fn check_config_names_the_field_and_line() {
+    let env = Env::new();
+    let cases = [
+        // A value out of range, on line 5.
+        (
+            "bad-ttl.toml",
+            "# a comment\nlisten = \"127.0.0.1:8080\"\n\n[authorization_server]\naccess_token_ttl_secs = 0\n",
+            "authorization_server.access_token_ttl_secs",
+            5,
+        ),
+        // An unknown field, on line 3.
+        (
+            "unknown.toml",
+            "public_url = \"http://127.0.0.1:8080\"\nlisten = \"127.0.0.1:8080\"\nbogus = 1\n",
+            "bogus",
+            3,
+        ),
+        // A malformed listen address, on line 2.
+        (
+            "listen.toml",
+            "public_url = \"http://127.0.0.1:8080\"\nlisten = \"localhost\"\n",
+            "listen",
+            2,
+        ),
+        // A plain secret in the file, on line 1.
+        (
+            "secret.toml",
+            "master_key = \"c2VjcmV0IHNlY3JldCBzZWNyZXQgc2VjcmV0IQ==\"\n",
+            "master_key",
+            1,
+        ),
+    ];
+    for (name, text, field, line) in cases {
+        let p = env.write(name, text);
+        let out = env
+            .cli(&["--config", p.to_str().unwrap(), "check-config"])
+            .await;
+        assert!(
+            !out.status.success(),
+            "{name}: check-config accepted it:\n{}",
+            out.stdout
+        );
+        assert!(
+            out.stderr.contains(field),
+            "{name}: the error does not name {field}:\n{}",
+            out.stderr
+        );
+        let at = format!("{}:{line}", p.display());
+        assert!(
+            out.stderr.contains(&at),
+            "{name}: the error does not say {at}:\n{}",
+            out.stderr
+        );
+    }
+    let out = env
+        .cli(&[
+            "--config",
+            env.path().join("secret.toml").to_str().unwrap(),
+            "check-config",
+        ])
+        .await;
+    assert!(
+        !out.stderr.contains("c2VjcmV0"),
+        "the error echoes the secret:\n{}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
+async fn check_config_prints_what_would_run() {
+    let env = Env::new();
+    let out = env.cli_ok(&["check-config"]).await;
+    assert!(
+        out.stdout.contains("config: embedded defaults"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("issuer (public_url): http://127.0.0.1:8080\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("http://127.0.0.1:8080/mcp/notes"),
+        "{}",
+        out.stdout
+    );
+    for scope in ["notes:read", "notes:write", "notes:admin", "offline_access"] {
+        assert!(
+            out.stdout.contains(scope),
+            "{scope} missing:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[tokio::test]
+async fn plain_http_off_loopback_refuses_to_start() {
+    let env = Env::new();
+    let p = env.write(
+        "public.toml",
+        "public_url = \"http://example.com\"\nlisten = \"0.0.0.0:8080\"\n",
+    );
+    let run = env.command().arg("--config").arg(&p).arg("serve").output();
+    // kill_on_drop stops it should it start after all.
+    let out = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("serve should refuse at once, not run")
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "serve started:\n{stderr}");
+    assert!(
+        stderr.contains("trust_forwarded_proto"),
+        "the message does not say how to fix it:\n{stderr}"
+    );
+    assert!(stderr.contains("public_url"), "{stderr}");
+    assert!(stderr.contains(&format!("{}:1", p.display())), "{stderr}");
+}
+
+#[tokio::test]
+async fn secret_references_and_config_clients() {
+    let env = Env::new();
+    let secret_file = env.write("client.secret", "a-client-secret-from-a-file-0123456789\n");
+    let toml = move |port: u16| {
+        let _ = port;
+        format!(
+            "master_key = \"${{env:MCPGATE_IT_MASTER_KEY}}\"\n\n[[client]]\nclient_id = \"svc\"\nname = \"Service\"\n\
+             auth_method = \"client_secret_basic\"\nclient_secret = \"${{file:{}}}\"\ngrant_types = [\"client_credentials\"]\n",
+            secret_file.display()
+        )
+    };
+    let master = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="; // 32 bytes, base64
+    let srv = env
+        .serve_with(ServeOpts {
+            config: Some(Box::new(toml)),
+            env: vec![("MCPGATE_IT_MASTER_KEY".into(), master.into())],
+            ..ServeOpts::default()
+        })
+        .await;
+    assert!(
+        !env.data_dir().join("master.key").exists(),
+        "a configured master key must not generate a file"
+    );
+    let form = vec![
+        ("grant_type".to_string(), "client_credentials".to_string()),
+        ("resource".to_string(), srv.resource.clone()),
+        ("scope".to_string(), "notes:read".to_string()),
+    ];
+    let (status, v) = mcpgate_testkit::post_form(
+        &srv.http,
+        &srv.url("/oauth/token"),
+        &form,
+        Some(("svc", "a-client-secret-from-a-file-0123456789")),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = mcpgate_testkit::post_form(
+        &srv.http,
+        &srv.url("/oauth/token"),
+        &form,
+        Some(("svc", "wrong")),
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{v}"
+    );
+    let log = srv.stop().await;
+    assert!(
+        !log.contains(master) && !log.contains("a-client-secret-from-a-file"),
+        "a secret reached the log:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn self_signed_tls_serves_the_https_issuer() {
+    let env = Env::new();
+    let srv = env
+        .serve_with(ServeOpts {
+            config: Some(Box::new(|port| {
+                format!("public_url = \"https://localhost:{port}\"\n")
+            })),
+            args: vec!["--tls-self-signed".into()],
+            https: true,
+            ..ServeOpts::default()
+        })
+        .await;
+    assert_eq!(srv.issuer, format!("https://localhost:{}", srv.port));
+    let meta = srv
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
+    assert_eq!(meta["issuer"].as_str(), Some(srv.issuer.as_str()), "{meta}");
+    assert_eq!(
+        meta["token_endpoint"].as_str(),
+        Some(srv.url("/oauth/token").as_str()),
+        "{meta}"
+    );
+    let jwks = srv.get_json("/oauth/jwks.json").await;
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1), "{jwks}");
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = plain
+        .get(format!("http://127.0.0.1:{}/healthz", srv.port))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(
+        r.is_err() || !r.unwrap().status().is_success(),
+        "plain HTTP answered on the TLS port"
+    );
+    srv.stop().await;
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests of the real `mcpgate` binary: each test spawns
+//! `mcpgate serve` on `127.0.0.1:PORT` with its own data dir and drives it
+//! over HTTP and through the operator CLI.
+
+mod flow;
+mod harness;
+
+mod cli;
+mod config;
+mod demo;
+mod durability;
+mod no_secrets;
+mod transport;
