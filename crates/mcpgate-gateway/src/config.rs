@@ -53,6 +53,29 @@ pub struct GatewayFile {
     pub dev_allow_http_loopback_token_url: Option<bool>,
     #[serde(default)]
     pub audit: AuditFile,
+    /// `[[gateway.trusted_issuer]]`: external authorization servers whose
+    /// access tokens the gateway accepts besides those of mcpgate's own AS.
+    #[serde(default, rename = "trusted_issuer")]
+    pub trusted_issuers: Vec<TrustedIssuerFile>,
+}
+
+/// `[[gateway.trusted_issuer]]`: an external issuer (e.g. a company IdP).
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedIssuerFile {
+    /// The issuer identifier, exactly as in its tokens' `iss`.
+    pub issuer: String,
+    /// Its JWKS URL; when absent, discovered from its RFC 8414 / OIDC metadata.
+    pub jwks_uri: Option<String>,
+    /// Require `typ: at+jwt` (RFC 9068). Default true; some issuers omit it.
+    pub require_typ: Option<bool>,
+    /// RFC 7662 endpoint for opaque tokens (with the two fields below).
+    pub introspection_endpoint: Option<String>,
+    pub introspection_client_id: Option<String>,
+    /// Secret reference (`${env:..}` / `${file:..}`).
+    pub introspection_client_secret: Option<String>,
+    /// Development only: reach this issuer over plain http on loopback.
+    pub dev_allow_http_loopback: Option<bool>,
 }
 
 /// `[gateway.audit]`.
@@ -288,6 +311,20 @@ pub struct GatewaySettings {
     pub allowed_origins: Vec<String>,
     pub audit: AuditConfig,
     pub upstreams: Vec<UpstreamConfig>,
+    /// External issuers trusted besides mcpgate's own AS.
+    pub trusted_issuers: Vec<ExternalIssuer>,
+}
+
+/// A validated `[[gateway.trusted_issuer]]`.
+#[derive(Debug, Clone)]
+pub struct ExternalIssuer {
+    pub issuer: String,
+    pub jwks_uri: Option<String>,
+    /// `Some("at+jwt")` unless `require_typ = false`.
+    pub typ: Option<String>,
+    /// (endpoint, client_id, client_secret)
+    pub introspection: Option<(String, String, Secret)>,
+    pub allow_http_loopback: bool,
 }
 
 impl GatewaySettings {
@@ -307,6 +344,7 @@ impl GatewaySettings {
                 store: true,
             },
             upstreams: Vec::new(),
+            trusted_issuers: Vec::new(),
         }
     }
 
@@ -472,6 +510,63 @@ pub fn validate(
         file: g.audit.file.clone(),
         store: g.audit.store.unwrap_or(true),
     };
+    for (i, t) in g.trusted_issuers.iter().enumerate() {
+        let f = |n: &str| format!("gateway.trusted_issuer[{i}].{n}");
+        if mcpgate_types::resource::validate(&t.issuer).is_err() {
+            return Err(err(
+                f("issuer"),
+                "must be an absolute http(s) URL, exactly as the issuer publishes it",
+            ));
+        }
+        if t.issuer == public_url
+            || s.trusted_issuers
+                .iter()
+                .any(|x: &ExternalIssuer| x.issuer == t.issuer)
+        {
+            return Err(err(
+                f("issuer"),
+                format!(
+                    "{:?} is listed twice (mcpgate's own AS is always trusted)",
+                    t.issuer
+                ),
+            ));
+        }
+        for (name, v) in [
+            ("jwks_uri", &t.jwks_uri),
+            ("introspection_endpoint", &t.introspection_endpoint),
+        ] {
+            if let Some(u) = v
+                && mcpgate_types::resource::validate(u).is_err()
+            {
+                return Err(err(f(name), "must be an absolute http(s) URL"));
+            }
+        }
+        let introspection = match (
+            &t.introspection_endpoint,
+            &t.introspection_client_id,
+            &t.introspection_client_secret,
+        ) {
+            (None, None, None) => None,
+            (Some(e), Some(id), Some(sec)) => Some((
+                e.clone(),
+                id.clone(),
+                secret(&f("introspection_client_secret"), sec, false)?,
+            )),
+            _ => {
+                return Err(err(
+                    f("introspection_endpoint"),
+                    "introspection_endpoint, introspection_client_id and introspection_client_secret go together",
+                ));
+            }
+        };
+        s.trusted_issuers.push(ExternalIssuer {
+            issuer: t.issuer.clone(),
+            jwks_uri: t.jwks_uri.clone(),
+            typ: t.require_typ.unwrap_or(true).then(|| "at+jwt".to_string()),
+            introspection,
+            allow_http_loopback: t.dev_allow_http_loopback.unwrap_or(false),
+        });
+    }
     let dev_http = g.dev_allow_http_loopback_token_url.unwrap_or(false);
     for (i, u) in ups.iter().enumerate() {
         let f = |n: &str| format!("upstream[{i}].{n}");

@@ -92,9 +92,10 @@ pub fn prm_url(resource: &str) -> String {
         .unwrap_or_else(|| format!("{resource}/.well-known/oauth-protected-resource"))
 }
 
-/// Guards for every upstream that trust mcpgate's own authorization server
-/// (`issuer`, keys held in this process).
-pub fn local_guards(
+/// One guard per upstream, trusting mcpgate's own AS (`issuer`, with its
+/// in-process keys) and every `[[gateway.trusted_issuer]]` (keys fetched
+/// through the SSRF guard; opaque tokens introspected where configured).
+pub fn guards(
     settings: &GatewaySettings,
     issuer: &str,
     keys: Arc<dyn LocalKeys>,
@@ -102,15 +103,42 @@ pub fn local_guards(
 ) -> Result<HashMap<String, Arc<dyn Authenticate>>, GatewayError> {
     let mut out: HashMap<String, Arc<dyn Authenticate>> = HashMap::new();
     for u in &settings.upstreams {
-        let cfg = GuardConfig::new(u.resource.clone(), prm_url(&u.resource))
+        let mut cfg = GuardConfig::new(u.resource.clone(), prm_url(&u.resource))
             .with_baseline(u.scopes.clone())
             .with_issuer(TrustedIssuer::local(issuer, keys.clone()))
             .with_clock(clock.clone());
+        for t in &settings.trusted_issuers {
+            let policy = mcpgate_net::policy::FetchPolicy {
+                allow_http_loopback: t.allow_http_loopback,
+                ..Default::default()
+            };
+            let fetcher = mcpgate_net::SafeFetcher::new(policy);
+            let mut ti =
+                TrustedIssuer::remote(t.issuer.clone(), t.jwks_uri.clone(), fetcher.clone())
+                    .with_typ(t.typ.clone());
+            if let Some((endpoint, client_id, client_secret)) = &t.introspection {
+                ti = ti.with_introspection(mcpgate_guard::Introspection {
+                    endpoint: endpoint.clone(),
+                    client_id: client_id.clone(),
+                    client_secret: client_secret.clone(),
+                    cache_secs: 30,
+                    fetcher,
+                });
+            }
+            cfg = cfg.with_issuer(ti);
+        }
         let g =
             Guard::new(cfg).map_err(|e| GatewayError::Upstream(u.name.clone(), e.to_string()))?;
         out.insert(u.name.clone(), Arc::new(g));
     }
     Ok(out)
+}
+
+/// The issuers every PRM document lists: mcpgate's own first.
+pub fn authorization_servers(settings: &GatewaySettings, issuer: &str) -> Vec<String> {
+    std::iter::once(issuer.to_string())
+        .chain(settings.trusted_issuers.iter().map(|t| t.issuer.clone()))
+        .collect()
 }
 
 impl Gateway {

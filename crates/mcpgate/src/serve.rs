@@ -172,7 +172,7 @@ impl mcpgate_guard::LocalKeys for AsKeys {
 pub fn gateway(rt: &Runtime, state: &AppState) -> anyhow::Result<mcpgate_gateway::Gateway> {
     let issuer = &rt.config.authz.issuer;
     let settings = rt.config.gateway.clone();
-    let authenticators = mcpgate_gateway::local_guards(
+    let authenticators = mcpgate_gateway::guards(
         &settings,
         issuer,
         Arc::new(AsKeys(state.clone())),
@@ -183,7 +183,7 @@ pub fn gateway(rt: &Runtime, state: &AppState) -> anyhow::Result<mcpgate_gateway
         settings,
         mcpgate_gateway::GatewayDeps {
             authenticators,
-            authorization_servers: vec![issuer.clone()],
+            authorization_servers: mcpgate_gateway::authorization_servers(&rt.config.gateway, issuer),
             audit_store: Some(audit_store),
             rng: rt.rng.clone(),
         },

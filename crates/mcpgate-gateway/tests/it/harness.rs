@@ -144,7 +144,7 @@ impl Stack {
             &resolve,
         )
         .expect("gateway config");
-        let authenticators = mcpgate_gateway::local_guards(
+        let authenticators = mcpgate_gateway::guards(
             &settings,
             &as_.issuer,
             Arc::new(AsKeys(as_.state.clone())),
@@ -152,11 +152,12 @@ impl Stack {
         )
         .expect("guards");
         let audit_store: Arc<dyn mcpgate_store::AuditStore> = as_.store.clone();
+        let authorization_servers = mcpgate_gateway::authorization_servers(&settings, &as_.issuer);
         let gw = Gateway::new(
             settings,
             GatewayDeps {
                 authenticators,
-                authorization_servers: vec![as_.issuer.clone()],
+                authorization_servers,
                 audit_store: Some(audit_store),
                 rng: Arc::new(SystemRng::new()),
             },

@@ -4,6 +4,7 @@
 
 mod attacks;
 mod e2e;
+mod external;
 mod harness;
 mod sdk;
 mod snapshots;
