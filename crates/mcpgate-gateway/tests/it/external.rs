@@ -145,6 +145,21 @@ stdio = {{ command = "{{bin}}", args = ["testing-stdio"] }}
     .await;
     assert_eq!(r.status, 401);
 
+    // Not valid yet (nbf ten minutes ahead, beyond the leeway): refused.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs() as i64;
+    let early = key
+        .sign(
+            "at+jwt",
+            &json!({"iss": ext, "sub": "ext-user", "aud": s.resource("ext"), "exp": now + 1200,
+                    "nbf": now + 600, "iat": now, "jti": "j2", "client_id": "ext-client", "scope": "notes:read"}),
+        )
+        .expect("sign");
+    let r = probe(&s, &early).await;
+    assert_eq!(r.status, 401);
+
     // Scopes still apply to external tokens.
     let r = probe(&s, &token(&key, &ext, &s.resource("ext"), "")).await;
     assert_eq!(r.status, 403, "{:?}", r.text);
