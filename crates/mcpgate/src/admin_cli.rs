@@ -446,21 +446,25 @@ pub async fn demo_bootstrap(rt: &Runtime) -> anyhow::Result<()> {
         ),
     }
     println!();
-    println!("  next:");
-    println!("    curl {issuer}/.well-known/oauth-authorization-server");
-    println!("    open {issuer}/login in a browser and sign in as admin");
+    for u in &rt.config.gateway.upstreams {
+        println!("  protected MCP server: {} ({})", u.resource, u.title);
+    }
+    let mcp = rt
+        .config
+        .gateway
+        .upstreams
+        .first()
+        .map(|u| u.resource.clone())
+        .unwrap_or_else(|| format!("{issuer}/mcp/notes"));
+    println!();
+    println!("  next, in another terminal:");
+    println!("    curl -i -X POST {mcp}                  # 401 and the challenge");
+    println!("    mcpgate login {mcp} --allow-http-loopback   # sign in as admin, approve");
+    println!("    mcpgate tools {mcp} --allow-http-loopback");
     println!(
-        "    mcpgate clients add --name 'My app' --redirect-uri http://127.0.0.1:3000/callback"
+        "    mcpgate call {mcp} add_note '{{\"title\":\"hi\",\"body\":\"there\"}}' --allow-http-loopback   # steps up to notes:write"
     );
-    println!(
-        "    resource for tokens: {}",
-        rt.config
-            .authz
-            .resources
-            .first()
-            .map(|r| r.uri.as_str())
-            .unwrap_or("(none)")
-    );
+    println!("  (mcpgate is target/release/mcpgate after the build)");
     println!();
     Ok(())
 }
