@@ -8,6 +8,10 @@ pub const SESSION: &str = "__Host-mcpgate-session";
 /// Login-form CSRF nonce (double submit), set when the login page is shown.
 pub const LOGIN_NONCE: &str = "__Host-mcpgate-login";
 
+/// Binds an upstream sign-in's server-side state record to this browser.
+/// Set only on the redirect to the identity provider.
+pub const UPSTREAM: &str = "__Host-mcpgate-upstream";
+
 /// A `Set-Cookie` value. `max_age` 0 deletes the cookie.
 pub fn set_cookie(name: &str, value: &str, max_age: i64) -> HeaderValue {
     let v = format!(

@@ -13,6 +13,8 @@ mod clients;
 mod cookies;
 mod csrf;
 pub mod error;
+mod idp;
+pub mod idp_file;
 pub mod keyring;
 mod metadata;
 mod pages;
@@ -34,8 +36,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 pub use error::ApiError;
+pub use idp_file::IdentityProviderFile;
 pub use metadata::document as metadata_document;
-pub use settings::{AuthzSettings, CimdSettings, DcrSettings, LoginLimits, ResourceDef, ScopeDef};
+pub use settings::{
+    AuthzSettings, CimdSettings, DcrSettings, IdentityProvider, LoginLimits, ProviderKind,
+    ResourceDef, ScopeDef, TokenAuth,
+};
 pub use state::{AppState, Deps};
 
 /// Largest request body any AS endpoint accepts.
@@ -58,6 +64,8 @@ pub fn router(app: AppState) -> Router {
         .route("/oauth/jwks.json", get(metadata::jwks))
         .route("/login", get(session::login_get).post(session::login_post))
         .route("/login/password", post(session::password_post))
+        .route("/login/idp/{name}", post(idp::start))
+        .route("/login/idp/{name}/callback", get(idp::callback))
         .route("/consent", post(authorize::consent_post))
         .route(
             "/logout",

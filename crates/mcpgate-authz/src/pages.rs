@@ -60,6 +60,9 @@ pub struct LoginPage<'a> {
     pub return_to: &'a str,
     pub username: &'a str,
     pub error: Option<&'a str>,
+    pub local_login: bool,
+    /// Upstream identity providers: (name, display name).
+    pub providers: Vec<(String, String)>,
 }
 
 #[derive(Template)]

@@ -55,7 +55,7 @@ pub async fn current(app: &AppState, headers: &HeaderMap) -> Result<Option<Sessi
 
 /// Only our own authorization endpoint (or the root) is a valid place to
 /// return to after login: a relative path, never `//host` or a full URL.
-fn safe_return_to(app: &AppState, r: &str) -> Option<String> {
+pub(crate) fn safe_return_to(app: &AppState, r: &str) -> Option<String> {
     let base = Common::new(app).asset_base;
     let authorize = format!("{base}/oauth/authorize?");
     if r.starts_with(&authorize) && !r.contains(['\\', '\r', '\n', '#']) {
@@ -99,6 +99,13 @@ fn login_form(
             return_to,
             username,
             error,
+            local_login: app.settings.local_login,
+            providers: app
+                .settings
+                .identity_providers
+                .iter()
+                .map(|p| (p.name.clone(), p.display_name.clone()))
+                .collect(),
         },
     );
     if set {
@@ -383,7 +390,7 @@ pub async fn password_post(
     start_session(&app, &updated, &return_to).await
 }
 
-async fn start_session(app: &AppState, user: &UserRecord, return_to: &str) -> Response {
+pub(crate) async fn start_session(app: &AppState, user: &UserRecord, return_to: &str) -> Response {
     let raw = app.random(32);
     let now = app.now();
     let ttl = app.settings.login_session_ttl;

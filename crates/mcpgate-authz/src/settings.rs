@@ -79,6 +79,8 @@ pub struct AuthzSettings {
     pub trust_forwarded_for: bool,
     /// Whether local password accounts may log in.
     pub local_login: bool,
+    /// Upstream identity providers offered on the login page.
+    pub identity_providers: Vec<IdentityProvider>,
 }
 
 impl AuthzSettings {
@@ -115,7 +117,12 @@ impl AuthzSettings {
             introspection_clients: Vec::new(),
             trust_forwarded_for: false,
             local_login: true,
+            identity_providers: Vec::new(),
         }
+    }
+
+    pub fn identity_provider(&self, name: &str) -> Option<&IdentityProvider> {
+        self.identity_providers.iter().find(|p| p.name == name)
     }
 
     pub fn scope(&self, name: &str) -> Option<&ScopeDef> {
@@ -129,5 +136,96 @@ impl AuthzSettings {
     /// `{issuer}{path}` without a doubled slash.
     pub fn endpoint(&self, path: &str) -> String {
         format!("{}{}", self.issuer.trim_end_matches('/'), path)
+    }
+}
+
+/// Client authentication at the upstream token endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenAuth {
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+/// How an upstream provider publishes its endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// OpenID Connect: endpoints and `jwks_uri` from discovery at
+    /// `{issuer}/.well-known/openid-configuration`, the document's `issuer`
+    /// checked to be exactly the configured one; identity from the ID token.
+    Oidc,
+    /// Plain OAuth 2.0 (GitHub style): identity from a userinfo URL called
+    /// with the access token.
+    OAuth2 {
+        authorization_endpoint: String,
+        token_endpoint: String,
+        userinfo_endpoint: String,
+    },
+}
+
+/// An upstream identity provider users can sign in with.
+#[derive(Debug, Clone)]
+pub struct IdentityProvider {
+    /// Short name: `[a-z0-9-]`, used in URLs and as the linked identity's provider.
+    pub name: String,
+    /// Shown on the login page ("Sign in with …").
+    pub display_name: String,
+    /// The issuer identifier, exactly as the provider publishes it.
+    pub issuer: String,
+    pub kind: ProviderKind,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// How the client secret is sent to the token endpoint.
+    pub token_endpoint_auth: TokenAuth,
+    /// Requested scopes; `openid email profile` by default.
+    pub scopes: Vec<String>,
+    /// Claim holding the stable upstream subject (default `sub`).
+    pub subject_claim: String,
+    /// Claim holding the display name (default `name`).
+    pub name_claim: String,
+    /// Claim holding the email address (default `email`).
+    pub email_claim: String,
+    /// Claim holding the group list (default `groups`).
+    pub groups_claim: String,
+    /// When non-empty, only users whose (verified) email is in one of these
+    /// domains may sign in.
+    pub allowed_email_domains: Vec<String>,
+    /// When non-empty, only users in one of these groups may sign in.
+    pub allowed_groups: Vec<String>,
+}
+
+impl IdentityProvider {
+    /// An OIDC provider with the default scopes and claim mapping.
+    pub fn oidc(
+        name: impl Into<String>,
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: Secret,
+    ) -> Self {
+        let name = name.into();
+        Self {
+            display_name: name.clone(),
+            name,
+            issuer: issuer.into(),
+            kind: ProviderKind::Oidc,
+            client_id: client_id.into(),
+            client_secret,
+            token_endpoint_auth: TokenAuth::ClientSecretBasic,
+            scopes: vec!["openid".into(), "email".into(), "profile".into()],
+            subject_claim: "sub".into(),
+            name_claim: "name".into(),
+            email_claim: "email".into(),
+            groups_claim: "groups".into(),
+            allowed_email_domains: Vec::new(),
+            allowed_groups: Vec::new(),
+        }
+    }
+
+    /// Whether `name` is usable as a provider name (it appears in paths).
+    pub fn valid_name(name: &str) -> bool {
+        !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     }
 }

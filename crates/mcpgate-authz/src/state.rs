@@ -43,6 +43,8 @@ pub struct Inner {
     pub(crate) limiters: Limiters,
     /// HMAC key for CSRF tokens, derived from the master key.
     pub(crate) csrf_key: aws_lc_rs::hmac::Key,
+    /// Discovered upstream identity providers.
+    pub(crate) idp_cache: crate::idp::Cache,
 }
 
 /// Cheap to clone; what every handler receives.
@@ -102,6 +104,7 @@ impl AppState {
             keys,
             limiters,
             csrf_key,
+            idp_cache: Default::default(),
         })))
     }
 
@@ -187,6 +190,9 @@ impl AppState {
                 }
                 if let Err(e) = app.store.purge_sessions(now).await {
                     tracing::warn!(error = %e, "purging expired sessions failed");
+                }
+                if let Err(e) = app.store.purge_upstream_states(now).await {
+                    tracing::warn!(error = %e, "purging expired upstream sign-ins failed");
                 }
                 if let Err(e) = app.reload_keys().await {
                     tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones");

@@ -27,6 +27,9 @@ mod concurrency;
 mod consent;
 mod flows;
 mod headers;
+mod idp;
+mod idp_more;
+mod idp_real;
 mod pg;
 mod registration;
 mod snapshots;
@@ -54,6 +57,9 @@ fn main() -> ExitCode {
     trials.extend(concurrency::trials(&pg));
     trials.extend(snapshots::trials());
     trials.extend(headers::trials());
+    trials.extend(idp::trials());
+    trials.extend(idp_more::trials());
+    trials.extend(idp_real::trials());
     let conclusion = libtest_mimic::run(&args, trials);
     pg.teardown();
     conclusion.exit_code()
