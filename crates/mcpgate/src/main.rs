@@ -1,6 +1,8 @@
 //! The `mcpgate` binary: the CLI, config loading and wiring of the roles.
 
 mod admin_cli;
+mod bridge;
+mod client_cli;
 mod config;
 mod serve;
 
@@ -63,6 +65,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: admin_cli::KeysCmd,
     },
+    /// Client commands: login, tools, call, logout, status, bridge.
+    #[command(flatten)]
+    Client(client_cli::ClientCmd),
 }
 
 fn init_logging(json: bool) {
@@ -104,6 +109,11 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // The client role reads no server configuration.
+    let cli = match cli.cmd {
+        Cmd::Client(cmd) => return client_cli::run(cmd).await,
+        cmd => Cli { cmd, ..cli },
+    };
     if matches!(cli.cmd, Cmd::DemoUpstream) {
         // A stdio MCP server: stdout carries only MCP messages, logs go to
         // stderr, and no configuration is read.
@@ -131,7 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             admin_cli::print_config(&cfg);
             Ok(())
         }
-        Cmd::DemoUpstream => Ok(()),
+        Cmd::DemoUpstream | Cmd::Client(_) => Ok(()),
         Cmd::Serve { .. } => {
             let runtime = serve::Runtime::open(cfg).await?;
             if demo {

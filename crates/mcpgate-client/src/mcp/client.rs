@@ -95,6 +95,7 @@ impl McpClientBuilder {
             transport: Arc::new(Transport::new(self.url, self.cfg, self.auth, self.handler)?),
             tool_headers: Mutex::new(HashMap::new()),
             listener: Mutex::new(None),
+            listening_for: Mutex::new(None),
         })
     }
 }
@@ -104,6 +105,8 @@ pub struct McpClient {
     transport: Arc<Transport>,
     tool_headers: Mutex<HashMap<String, Vec<ParamHeader>>>,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The session the standalone `GET` stream was opened for.
+    listening_for: Mutex<Option<String>>,
 }
 
 impl Drop for McpClient {
@@ -176,9 +179,35 @@ impl McpClient {
         if let Ok(mut slot) = self.listener.lock() {
             *slot = Some(task);
         }
+        if let Ok(mut l) = self.listening_for.lock() {
+            *l = self.transport.session_id();
+        }
         let wait = self.transport.cfg.connect_timeout;
         let _ = tokio::time::timeout(wait, is_ready).await;
         Ok(())
+    }
+
+    /// After the transport re-initialized an expired session (404), the standalone `GET`
+    /// stream still belongs to the old one: opens it again for the new session. Only when
+    /// [`McpClient::connect`] opened one before.
+    fn relisten_after_reinitialize(&self) {
+        let current = self.transport.session_id();
+        {
+            let Ok(mut last) = self.listening_for.lock() else {
+                return;
+            };
+            if last.is_none() || current.is_none() || *last == current {
+                return;
+            }
+            last.clone_from(&current);
+        }
+        tracing::debug!("reopening the standalone SSE stream for the new session");
+        self.stop_listener();
+        let (ready, _) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(self.transport.clone().listen(ready));
+        if let Ok(mut slot) = self.listener.lock() {
+            *slot = Some(task);
+        }
     }
 
     fn stop_listener(&self) {
@@ -210,19 +239,19 @@ impl McpClient {
         params: Option<Value>,
         headers: &[(String, String)],
     ) -> Result<Value> {
-        Ok(self
+        let result = self
             .transport
             .exchange(method, params, false, headers)
-            .await?
-            .unwrap_or(Value::Null))
+            .await;
+        self.relisten_after_reinitialize();
+        Ok(result?.unwrap_or(Value::Null))
     }
 
     /// Sends a notification.
     pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<()> {
-        self.transport
-            .exchange(method, params, true, &[])
-            .await
-            .map(|_| ())
+        let result = self.transport.exchange(method, params, true, &[]).await;
+        self.relisten_after_reinitialize();
+        result.map(|_| ())
     }
 
     /// `tools/list`, following `nextCursor`. Tools whose `x-mcp-header` annotations are invalid
@@ -346,6 +375,9 @@ impl McpClient {
 
     /// Ends the session (`DELETE` with sessions).
     pub async fn close(&self) -> Result<()> {
+        if let Ok(mut l) = self.listening_for.lock() {
+            *l = None;
+        }
         self.stop_listener();
         self.transport.close().await
     }

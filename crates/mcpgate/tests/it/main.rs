@@ -6,6 +6,7 @@ mod flow;
 mod harness;
 
 mod cli;
+mod client;
 mod config;
 mod demo;
 mod durability;

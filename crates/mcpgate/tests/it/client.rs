@@ -1,0 +1,745 @@
+//! The client role end to end: `mcpgate login` against this binary's own
+//! authorization server (DCR, PKCE, the real login and consent pages driven
+//! by a test browser, the loopback redirect), then `tools`, `call`, `status`
+//! and `logout` against the gateway's demo `notes` upstream; `bridge` driven
+//! over stdio by raw JSON-RPC lines and by the official Rust SDK client. Token
+//! files are 0600 and no token shows up in any output or log.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mcpgate_testkit::Browser;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+
+use crate::flow;
+use crate::harness::{CliOut, Env, Server};
+
+const USER: &str = "alice";
+const PASSWORD: &str = "correct horse battery staple";
+
+/// The client flags every command of these tests takes.
+fn client_args<'a>(token_dir: &'a Path, url: &'a str) -> Vec<&'a str> {
+    vec![
+        url,
+        "--token-dir",
+        token_dir.to_str().expect("utf-8 path"),
+        "--allow-http-loopback",
+        "--no-browser",
+    ]
+}
+
+/// Runs `mcpgate login URL` and plays the user (see [`play_user`]).
+async fn login(env: &Env, srv: &Server, token_dir: &Path, extra: &[&str]) -> CliOut {
+    login_to(env, srv, token_dir, &srv.resource, extra).await
+}
+
+/// `mcpgate login URL` for another resource of the server.
+async fn login_to(env: &Env, srv: &Server, token_dir: &Path, url: &str, extra: &[&str]) -> CliOut {
+    let mut args = vec!["login"];
+    args.extend(client_args(token_dir, url));
+    args.extend_from_slice(extra);
+    play_user(env, srv, &args).await
+}
+
+/// Runs a client command that needs an authorization and plays the user:
+/// reads the authorization URL from stderr, signs in and approves consent in
+/// a test browser, then delivers the final redirect to the CLI's loopback
+/// listener.
+async fn play_user(env: &Env, srv: &Server, args: &[&str]) -> CliOut {
+    let mut cmd = env.command();
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn mcpgate");
+    let stderr = child.stderr.take().expect("stderr");
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (found_tx, found_rx) = tokio::sync::oneshot::channel::<String>();
+    let collected = lines.clone();
+    let reader = tokio::spawn(async move {
+        let mut found = Some(found_tx);
+        let mut r = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = r.next_line().await {
+            let t = line.trim();
+            if t.starts_with("http")
+                && t.contains("/oauth/authorize?")
+                && let Some(tx) = found.take()
+            {
+                let _ = tx.send(t.to_string());
+            }
+            collected.lock().unwrap().push(line);
+        }
+    });
+    let authorize_url = tokio::time::timeout(Duration::from_secs(60), found_rx)
+        .await
+        .unwrap_or_else(|_| panic!("no authorization URL printed: {:?}", lines.lock().unwrap()))
+        .unwrap_or_else(|_| panic!("login ended early: {:?}", lines.lock().unwrap()));
+    assert!(
+        authorize_url.starts_with(&format!("{}/oauth/authorize?", srv.issuer)),
+        "{authorize_url}"
+    );
+    assert!(
+        authorize_url.contains("code_challenge_method=S256"),
+        "{authorize_url}"
+    );
+
+    let mut b = Browser::new();
+    let page = flow::sign_in(&mut b, srv, &authorize_url, USER, PASSWORD, None).await;
+    let page = if flow::is_consent_page(&page) {
+        flow::approve(&mut b, srv, &page).await
+    } else {
+        page
+    };
+    assert_eq!(page.status, 303, "{}", page.body);
+    let callback = page.location.clone().expect("a redirect to the client");
+    assert!(
+        callback.starts_with("http://127.0.0.1:") && callback.contains("/callback?"),
+        "{callback}"
+    );
+    // The browser's last step: the redirect reaches the CLI's listener.
+    let answer = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+        .get(&callback)
+        .send()
+        .await
+        .expect("GET the loopback redirect");
+    assert_eq!(answer.status(), 200);
+    assert!(
+        answer
+            .text()
+            .await
+            .unwrap()
+            .to_lowercase()
+            .contains("close")
+    );
+
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("login finishes after the redirect")
+        .expect("wait");
+    reader.await.expect("stderr reader");
+    let stderr = lines.lock().unwrap().join("\n");
+    CliOut {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    }
+}
+
+/// Runs a client command (`tools`, `call`, ...) for `url`.
+async fn client_cli(env: &Env, cmd: &str, token_dir: &Path, url: &str, rest: &[&str]) -> CliOut {
+    let mut args = vec![cmd];
+    args.extend(client_args(token_dir, url));
+    args.extend_from_slice(rest);
+    env.cli(&args).await
+}
+
+/// The secrets in the token store, and a check that every file is 0600.
+fn stored_secrets(token_dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut secrets = Vec::new();
+    let dir = token_dir.join("tokens");
+    for entry in std::fs::read_dir(&dir).expect("tokens dir") {
+        let path: PathBuf = entry.expect("entry").path();
+        let mode = std::fs::metadata(&path)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        if path.extension().is_some_and(|e| e == "json") {
+            assert_eq!(
+                mode & 0o777,
+                0o600,
+                "{} has mode {:o}",
+                path.display(),
+                mode
+            );
+            let v: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).expect("JSON");
+            for key in ["access_token", "refresh_token"] {
+                if let Some(s) = v[key].as_str() {
+                    secrets.push(s.to_string());
+                }
+            }
+        }
+    }
+    secrets
+}
+
+fn assert_no_secret(secrets: &[String], what: &str, text: &str) {
+    for s in secrets {
+        assert!(
+            !text.contains(s.as_str()),
+            "a token appears in {what}:\n{text}"
+        );
+    }
+}
+
+/// A server with the embedded defaults (AS + gateway + demo `notes`) and a user.
+async fn setup() -> (Env, Server, tempfile::TempDir) {
+    let env = Env::new();
+    env.add_user(USER, PASSWORD).await;
+    let srv = env.serve().await;
+    let tokens = tempfile::tempdir().expect("token dir");
+    (env, srv, tokens)
+}
+
+#[tokio::test]
+async fn login_tools_call_status_logout_against_the_own_gateway() {
+    let (env, srv, tokens) = setup().await;
+    let url = srv.resource.clone();
+    let dir = tokens.path();
+
+    // Before login: a clear message, and no browser flow.
+    let out = client_cli(&env, "tools", dir, &url, &[]).await;
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains(&format!(
+            "not logged in to {url}: run `mcpgate login {url}`"
+        )),
+        "{}",
+        out.stderr
+    );
+
+    let out = login(&env, &srv, dir, &[]).await;
+    assert!(out.status.success(), "login failed:\n{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("issuer:   {}", srv.issuer)),
+        "{}",
+        out.stderr
+    );
+    let secrets = stored_secrets(dir);
+    assert!(!secrets.is_empty(), "no token stored");
+    assert_no_secret(
+        &secrets,
+        "login output",
+        &format!("{}{}", out.stdout, out.stderr),
+    );
+
+    let out = client_cli(&env, "tools", dir, &url, &[]).await;
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("list_notes\t"), "{}", out.stdout);
+    let out = client_cli(&env, "tools", dir, &url, &["--json"]).await;
+    let tools: Value = serde_json::from_str(&out.stdout).expect("JSON tools");
+    assert!(
+        tools
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "read_note")
+    );
+
+    let out = client_cli(&env, "call", dir, &url, &["read_note", r#"{"id": 1}"#]).await;
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("Welcome"), "{}", out.stdout);
+    let out = client_cli(&env, "call", dir, &url, &["list_notes", "--json"]).await;
+    assert!(out.status.success(), "{}", out.stderr);
+    let result: Value = serde_json::from_str(&out.stdout).expect("JSON result");
+    assert_eq!(
+        result["structuredContent"]["notes"][0]["title"], "Welcome",
+        "{result}"
+    );
+    let out = client_cli(&env, "call", dir, &url, &["read_note", "[1]"]).await;
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("must be a JSON object"),
+        "{}",
+        out.stderr
+    );
+
+    let out = env
+        .cli(&["status", "--token-dir", dir.to_str().unwrap()])
+        .await;
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout.contains(&format!("resource: {url}")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(&format!("issuer:   {}", srv.issuer)),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("expires:"), "{}", out.stdout);
+    assert_no_secret(&secrets, "status output", &out.stdout);
+
+    let out = client_cli(&env, "logout", dir, &url, &[]).await;
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stderr.contains("Logged out"), "{}", out.stderr);
+    let out = client_cli(&env, "call", dir, &url, &["list_notes"]).await;
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("not logged in"), "{}", out.stderr);
+
+    let log = srv.stop().await;
+    assert_no_secret(&secrets, "the server log", &log);
+}
+
+/// The one token file of the store, parsed, and its path.
+fn token_file(token_dir: &Path) -> (PathBuf, Value) {
+    let files: Vec<PathBuf> = std::fs::read_dir(token_dir.join("tokens"))
+        .expect("tokens dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let v = serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).expect("JSON");
+    (files[0].clone(), v)
+}
+
+#[tokio::test]
+async fn step_up_then_refresh_through_the_cli() {
+    let (env, srv, tokens) = setup().await;
+    let url = srv.resource.clone();
+    let dir = tokens.path();
+    let out = login(&env, &srv, dir, &[]).await;
+    assert!(out.status.success(), "login failed:\n{}", out.stderr);
+    let (_, before) = token_file(dir);
+    let held = before["scope"].as_str().unwrap_or_default().to_string();
+    assert!(held.contains("notes:read"), "{before}");
+    assert!(!held.contains("notes:write"), "{before}");
+
+    // `add_note` needs notes:write: the gateway answers 403 insufficient_scope,
+    // the CLI authorizes again for the union of scopes, the user approves, and
+    // the call is retried.
+    let mut args = vec!["call"];
+    args.extend(client_args(dir, &url));
+    args.extend_from_slice(&["add_note", r#"{"title": "Groceries", "body": "milk"}"#]);
+    let out = play_user(&env, &srv, &args).await;
+    assert!(out.status.success(), "step-up failed:\n{}", out.stderr);
+    assert!(out.stdout.contains("Groceries"), "{}", out.stdout);
+    let (path, after) = token_file(dir);
+    let scope = after["scope"].as_str().unwrap_or_default();
+    assert!(
+        scope.contains("notes:read") && scope.contains("notes:write"),
+        "not the union of scopes: {after}"
+    );
+
+    // An access token about to expire is refreshed before use; the rotated
+    // refresh token replaces the old one.
+    let mut expiring = after.clone();
+    expiring["expires_at"] = json!(flow::now() - 5);
+    std::fs::write(&path, serde_json::to_vec(&expiring).unwrap()).unwrap();
+    let out = client_cli(&env, "call", dir, &url, &["read_note", r#"{"id": 1}"#]).await;
+    assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("Welcome"), "{}", out.stdout);
+    let (_, refreshed) = token_file(dir);
+    assert_ne!(refreshed["access_token"], after["access_token"]);
+    assert_ne!(refreshed["refresh_token"], after["refresh_token"]);
+    assert!(refreshed["expires_at"].as_i64().unwrap() > flow::now());
+    let secrets = stored_secrets(dir);
+    let log = srv.stop().await;
+    assert_no_secret(&secrets, "the server log", &log);
+}
+
+/// Spawns `mcpgate bridge URL` with piped stdio.
+fn bridge_command(env: &Env, dir: &Path, url: &str) -> tokio::process::Command {
+    let mut cmd = env.command();
+    cmd.arg("bridge")
+        .args(client_args(dir, url))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+async fn send(stdin: &mut tokio::process::ChildStdin, v: Value) {
+    let mut line = serde_json::to_vec(&v).unwrap();
+    line.push(b'\n');
+    stdin.write_all(&line).await.expect("write to the bridge");
+    stdin.flush().await.unwrap();
+}
+
+async fn recv(stdout: &mut Lines<BufReader<tokio::process::ChildStdout>>) -> Value {
+    let line = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+        .await
+        .expect("the bridge answers")
+        .expect("read")
+        .expect("a line");
+    serde_json::from_str(&line).expect("stdout carries JSON only")
+}
+
+#[tokio::test]
+async fn bridge_forwards_raw_json_rpc_and_exits_when_stdin_closes() {
+    let (env, srv, tokens) = setup().await;
+    let url = srv.resource.clone();
+    let dir = tokens.path();
+    let out = login(&env, &srv, dir, &[]).await;
+    assert!(out.status.success(), "login failed:\n{}", out.stderr);
+    let secrets = stored_secrets(dir);
+
+    let mut child = bridge_command(&env, dir, &url)
+        .spawn()
+        .expect("spawn bridge");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": "init-1", "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "raw-host", "version": "1"}}}),
+    )
+    .await;
+    let init = recv(&mut stdout).await;
+    assert_eq!(init["id"], "init-1", "{init}");
+    assert!(init["result"]["protocolVersion"].is_string(), "{init}");
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 42, "method": "tools/call",
+        "params": {"name": "read_note", "arguments": {"id": 1}}}),
+    )
+    .await;
+    let called = recv(&mut stdout).await;
+    assert_eq!(called["id"], 42, "{called}");
+    assert!(
+        called["result"]["content"].to_string().contains("Welcome"),
+        "{called}"
+    );
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": "x", "method": "no/such/method"}),
+    )
+    .await;
+    let failed = recv(&mut stdout).await;
+    assert_eq!(failed["id"], "x", "{failed}");
+    assert!(failed["error"]["code"].is_i64(), "{failed}");
+
+    // Closing stdin ends the session and the process, cleanly.
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the bridge exits when stdin closes")
+        .expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert!(stderr.contains("remote session closed"), "{stderr}");
+    assert_no_secret(&secrets, "the bridge's log", &stderr);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn bridge_serves_the_official_rust_sdk_client() {
+    use rmcp::ServiceExt;
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::TokioChildProcess;
+
+    let (env, srv, tokens) = setup().await;
+    let url = srv.resource.clone();
+    let dir = tokens.path();
+    let out = login(&env, &srv, dir, &[]).await;
+    assert!(out.status.success(), "login failed:\n{}", out.stderr);
+
+    let (transport, _stderr) = TokioChildProcess::builder(bridge_command(&env, dir, &url))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the bridge");
+    let client = ().serve(transport).await.expect("initialize through the bridge");
+    let info = client.peer_info().expect("initialize result");
+    assert!(info.capabilities.tools.is_some(), "{info:?}");
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    assert!(names.contains(&"list_notes".to_string()), "{names:?}");
+    let result = client
+        .call_tool(CallToolRequestParams::new("list_notes"))
+        .await
+        .expect("tools/call");
+    assert_eq!(result.is_error, Some(false), "{result:?}");
+    assert_eq!(
+        result.structured_content.as_ref().expect("structured")["notes"][0]["title"],
+        "Welcome"
+    );
+    client.cancel().await.expect("close");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn client_commands_read_no_server_config() {
+    // A config file that would stop every server command.
+    let env = Env::with_config("this is = not [valid toml\n");
+    let tokens = tempfile::tempdir().expect("token dir");
+    let dir = tokens.path().to_str().unwrap();
+    let out = env.cli(&["check-config"]).await;
+    assert!(!out.status.success(), "the broken config was accepted");
+    let out = env.cli(&["status", "--token-dir", dir]).await;
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stderr.contains("mcpgate login URL"), "{}", out.stderr);
+    assert_eq!(out.stdout, "");
+    let out = env.cli(&["status", "--token-dir", dir, "--json"]).await;
+    assert_eq!(out.stdout.trim(), "[]");
+    // Plain http to a non-loopback host is refused before any traffic.
+    let out = env
+        .cli(&["tools", "http://mcp.example.com/mcp", "--token-dir", dir])
+        .await;
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("invalid MCP server URL"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
+async fn bridge_reinitializes_when_the_session_is_gone() {
+    let (env, srv, tokens) = setup().await;
+    let url = srv.resource.clone();
+    let dir = tokens.path();
+    let out = login(&env, &srv, dir, &[]).await;
+    assert!(out.status.success(), "login failed:\n{}", out.stderr);
+
+    let secrets = stored_secrets(dir);
+    let mut child = bridge_command(&env, dir, &url)
+        .env("MCPGATE_LOG", "debug")
+        .spawn()
+        .expect("spawn bridge");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw-host", "version": "1"}}}),
+    )
+    .await;
+    let init = recv(&mut stdout).await;
+    assert_eq!(init["result"]["protocolVersion"], "2025-06-18", "{init}");
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+
+    // A restart on the same port forgets the session (the key ring, in the
+    // data dir, stays): the next request gets 404 and the bridge starts a new
+    // session with the host's initialize parameters. The server is killed
+    // (dropping it): a graceful stop would wait for the bridge's open SSE stream.
+    let port = srv.port;
+    drop(srv);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not die"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let srv = env
+        .serve_with(crate::harness::ServeOpts {
+            port: Some(port),
+            ..Default::default()
+        })
+        .await;
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "read_note", "arguments": {"id": 1}}}),
+    )
+    .await;
+    let called = recv(&mut stdout).await;
+    assert_eq!(called["id"], 2, "{called}");
+    assert!(
+        called["result"]["content"].to_string().contains("Welcome"),
+        "{called}"
+    );
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the bridge exits when stdin closes")
+        .expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("initializing a new session"), "{stderr}");
+    assert!(
+        stderr.contains("reopening the standalone SSE stream"),
+        "{stderr}"
+    );
+    // Not even at debug level does a token reach the log.
+    assert_no_secret(&secrets, "the bridge's debug log", &stderr);
+    srv.stop().await;
+}
+
+/// The `mcpgate-test-upstream` fixture, built on first use when this
+/// package's tests run alone (cargo builds no binaries of dependencies).
+fn upstream_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::panic::catch_unwind(mcpgate_upstreams::test_upstream_binary) {
+            return p;
+        }
+        let status = std::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-p",
+                "mcpgate-upstreams",
+                "--bin",
+                "mcpgate-test-upstream",
+            ])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building mcpgate-test-upstream failed");
+        mcpgate_upstreams::test_upstream_binary()
+    })
+    .clone()
+}
+
+/// A server whose gateway fronts the SDK-based `testing` fixture over stdio
+/// (elicitation, progress notifications).
+async fn setup_testing_upstream() -> (Env, Server, tempfile::TempDir) {
+    let bin = upstream_bin();
+    let env = Env::with_config(&format!(
+        "[[upstream]]\nname = \"testing\"\nstdio = {{ command = \"{}\", args = [\"testing-stdio\"] }}\nscopes = [\"notes:read\"]\n",
+        bin.display()
+    ));
+    env.add_user(USER, PASSWORD).await;
+    let srv = env.serve().await;
+    let tokens = tempfile::tempdir().expect("token dir");
+    (env, srv, tokens)
+}
+
+#[tokio::test]
+async fn bridge_relays_server_requests_and_notifications() {
+    let (env, srv, tokens) = setup_testing_upstream().await;
+    let url = srv.url("/mcp/testing");
+    let dir = tokens.path();
+    let out = login_to(&env, &srv, dir, &url, &[]).await;
+    assert!(out.status.success(), "login failed:\n{}", out.stderr);
+    let secrets = stored_secrets(dir);
+
+    let mut child = bridge_command(&env, dir, &url)
+        .spawn()
+        .expect("spawn bridge");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}},
+        "clientInfo": {"name": "raw-host", "version": "1"}}}),
+    )
+    .await;
+    let init = recv(&mut stdout).await;
+    assert_eq!(init["id"], 0, "{init}");
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+
+    // A notification on the request's SSE stream reaches the host before the result.
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": "n", "method": "tools/call", "params": {
+        "name": "notify", "arguments": {"message": "ping"}, "_meta": {"progressToken": "p1"}}}),
+    )
+    .await;
+    let mut seen = Vec::new();
+    loop {
+        let m = recv(&mut stdout).await;
+        if m["id"] == "n" {
+            assert!(m.get("result").is_some(), "{m}");
+            break;
+        }
+        seen.push(m);
+    }
+    assert!(
+        seen.iter().any(
+            |m| m["method"] == "notifications/progress" && m["params"]["progressToken"] == "p1"
+        ),
+        "{seen:?}"
+    );
+
+    // A server→client request (elicitation) goes to the host; its answer goes back.
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": "q", "method": "tools/call",
+        "params": {"name": "ask_user", "arguments": {"question": "number?"}}}),
+    )
+    .await;
+    let ask = loop {
+        let m = recv(&mut stdout).await;
+        if m["method"] == "elicitation/create" {
+            break m;
+        }
+        assert_ne!(m["id"], "q", "answered without asking: {m}");
+    };
+    let ask_id = ask["id"].as_str().expect("a string id").to_string();
+    assert!(ask_id.starts_with("mcpgate-bridge-"), "{ask}");
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": ask_id,
+        "result": {"action": "accept", "content": {"answer": "42"}}}),
+    )
+    .await;
+    let done = loop {
+        let m = recv(&mut stdout).await;
+        if m["id"] == "q" {
+            break m;
+        }
+    };
+    assert!(done["result"].to_string().contains("42"), "{done}");
+
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the bridge exits when stdin closes")
+        .expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_no_secret(&secrets, "the bridge's log", &stderr);
+    let log = srv.stop().await;
+    assert_no_secret(&secrets, "the server log", &log);
+}
+
+#[tokio::test]
+async fn login_with_a_pre_registered_confidential_client() {
+    let env = Env::new();
+    env.add_user(USER, PASSWORD).await;
+    // Loopback redirect URIs match on any port (RFC 8252 §7.3).
+    let (client_id, secret) = env
+        .add_client(
+            "mcpgate CLI",
+            "http://127.0.0.1/callback",
+            &["--auth-method", "client_secret_basic"],
+        )
+        .await;
+    let secret = secret.expect("a confidential client has a secret");
+    let secret_file = env.write("client.secret", &format!("{secret}\n"));
+    let srv = env.serve().await;
+    let tokens = tempfile::tempdir().expect("token dir");
+    let dir = tokens.path();
+    let out = login(
+        &env,
+        &srv,
+        dir,
+        &[
+            "--client-id",
+            &client_id,
+            "--client-secret-file",
+            secret_file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "login failed:\n{}", out.stderr);
+    assert!(
+        !out.stderr.contains(&secret),
+        "the client secret was printed"
+    );
+    let out = client_cli(&env, "tools", dir, &srv.resource, &[]).await;
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("list_notes"), "{}", out.stdout);
+    let log = srv.stop().await;
+    assert!(
+        !log.contains("client registered dynamically"),
+        "the pre-registered client was not used:\n{log}"
+    );
+    assert!(log.contains(&client_id), "{log}");
+}
