@@ -4,7 +4,8 @@
 //! lines on stdout and/or a file, and rows in the store's `audit_log`
 //! table. Records never hold tokens or tool arguments. Writing happens off
 //! the request path, through a bounded queue; a full queue drops records
-//! and counts them.
+//! and counts them. Store rows older than `[gateway.audit] retain_days` are
+//! purged by the gateway's housekeeping ([`Audit::purge_before`]).
 
 use std::io::Write;
 use std::path::Path;
@@ -22,6 +23,8 @@ const QUEUE: usize = 4096;
 pub struct Audit {
     stdout: bool,
     tx: Option<mpsc::Sender<AuditRecord>>,
+    /// The store sink, for purging.
+    store: Option<Arc<dyn AuditStore>>,
 }
 
 impl Audit {
@@ -31,7 +34,7 @@ impl Audit {
         let store = if cfg.store { store } else { None };
         let tx = if file.is_some() || store.is_some() {
             let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(writer(rx, file, store));
+            tokio::spawn(writer(rx, file, store.clone()));
             Some(tx)
         } else {
             None
@@ -39,7 +42,26 @@ impl Audit {
         Ok(Self {
             stdout: cfg.stdout,
             tx,
+            store,
         })
+    }
+
+    /// Deletes store rows older than `before_ms` (Unix milliseconds);
+    /// `None` without a store sink or when the store fails (logged).
+    pub async fn purge_before(&self, before_ms: i64) -> Option<u64> {
+        let store = self.store.as_ref()?;
+        match store.purge_audit(before_ms).await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(purged = n, "old audit records purged");
+                }
+                Some(n)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "purging old audit records failed");
+                None
+            }
+        }
     }
 
     /// No sinks (tests).
@@ -47,6 +69,7 @@ impl Audit {
         Self {
             stdout: false,
             tx: None,
+            store: None,
         }
     }
 

@@ -88,6 +88,9 @@ pub struct AuditFile {
     pub file: Option<PathBuf>,
     /// Rows in the store's `audit_log` table (default true).
     pub store: Option<bool>,
+    /// Days store rows are kept; older ones are purged by the gateway's
+    /// housekeeping (default 90; 0 keeps them forever).
+    pub retain_days: Option<u32>,
 }
 
 /// One `[[upstream]]`.
@@ -107,6 +110,18 @@ pub struct UpstreamFile {
     pub tools: BTreeMap<String, ToolFile>,
     /// Policy for tools not listed under `tools` (default: allowed, baseline scopes).
     pub default_tool: Option<ToolFile>,
+    /// `[upstream.prompts.NAME]`: per-prompt policy (`prompts/get`, `prompts/list`).
+    #[serde(default)]
+    pub prompts: BTreeMap<String, ToolFile>,
+    /// Policy for prompts not listed under `prompts` (default: allowed, baseline scopes).
+    pub default_prompt: Option<ToolFile>,
+    /// `[upstream.resources."URI"]`: per-resource policy keyed by the exact
+    /// URI (`resources/read`, `resources/list`; a template's `uriTemplate`
+    /// string for `resources/templates/list`).
+    #[serde(default)]
+    pub resources: BTreeMap<String, ToolFile>,
+    /// Policy for resources not listed under `resources` (default: allowed, baseline scopes).
+    pub default_resource: Option<ToolFile>,
     /// `"all"` (default) or `"granted"`.
     pub list: Option<String>,
     /// One stdio child for every session (stateless servers only).
@@ -167,6 +182,8 @@ pub enum AuthFile {
     },
 }
 
+/// `[upstream.tools.NAME]`, `[upstream.prompts.NAME]`, `[upstream.resources."URI"]`
+/// and the `default_*` tables: who may use the item and with which scopes.
 #[derive(Debug, Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ToolFile {
@@ -234,7 +251,7 @@ pub struct ClientCredentials {
     pub allow_http_loopback: bool,
 }
 
-/// Who may call a tool and with which scopes.
+/// Who may use a tool, prompt or resource, and with which scopes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolPolicy {
     /// Scopes the tool needs beyond the baseline.
@@ -282,6 +299,12 @@ pub struct UpstreamConfig {
     pub scopes: ScopeSet,
     pub tools: BTreeMap<String, ToolPolicy>,
     pub default_tool: ToolPolicy,
+    /// Per-prompt policy, by prompt name.
+    pub prompts: BTreeMap<String, ToolPolicy>,
+    pub default_prompt: ToolPolicy,
+    /// Per-resource policy, by exact URI (or `uriTemplate`).
+    pub resources: BTreeMap<String, ToolPolicy>,
+    pub default_resource: ToolPolicy,
     pub list: ListMode,
     pub shared: bool,
     pub rate_limit: Option<RateLimit>,
@@ -294,6 +317,15 @@ pub struct AuditConfig {
     pub stdout: bool,
     pub file: Option<PathBuf>,
     pub store: bool,
+    /// How long store rows are kept; `None` keeps them forever.
+    pub retain: Option<Duration>,
+}
+
+/// Default `[gateway.audit] retain_days`.
+pub const DEFAULT_AUDIT_RETAIN_DAYS: u32 = 90;
+
+fn retain_days(days: u32) -> Option<Duration> {
+    (days > 0).then(|| Duration::from_secs(u64::from(days) * 86_400))
 }
 
 /// The validated gateway configuration.
@@ -342,6 +374,7 @@ impl GatewaySettings {
                 stdout: true,
                 file: None,
                 store: true,
+                retain: retain_days(DEFAULT_AUDIT_RETAIN_DAYS),
             },
             upstreams: Vec::new(),
             trusted_issuers: Vec::new(),
@@ -509,6 +542,7 @@ pub fn validate(
         stdout: g.audit.stdout.unwrap_or(true),
         file: g.audit.file.clone(),
         store: g.audit.store.unwrap_or(true),
+        retain: retain_days(g.audit.retain_days.unwrap_or(DEFAULT_AUDIT_RETAIN_DAYS)),
     };
     for (i, t) in g.trusted_issuers.iter().enumerate() {
         let f = |n: &str| format!("gateway.trusted_issuer[{i}].{n}");
@@ -682,10 +716,18 @@ pub fn validate(
                 "stdio upstreams take credentials from stdio.env (MCP: stdio servers read credentials from their environment)",
             ));
         }
-        let mut tools = BTreeMap::new();
-        for (name, t) in &u.tools {
-            tools.insert(name.clone(), tool_policy(&f(&format!("tools.{name}")), t)?);
-        }
+        let items = |what: &str, m: &BTreeMap<String, ToolFile>| {
+            m.iter()
+                .map(|(name, t)| Ok((name.clone(), tool_policy(&f(&format!("{what}.{name}")), t)?)))
+                .collect::<Result<BTreeMap<_, _>, ConfigError>>()
+        };
+        let default = |what: &str, t: &Option<ToolFile>| match t {
+            Some(t) => tool_policy(&f(what), t),
+            None => Ok(ToolPolicy::default()),
+        };
+        let tools = items("tools", &u.tools)?;
+        let prompts = items("prompts", &u.prompts)?;
+        let resources = items("resources", &u.resources)?;
         let list = match u.list.as_deref().unwrap_or("all") {
             "all" => ListMode::All,
             "granted" => ListMode::Granted,
@@ -718,10 +760,11 @@ pub fn validate(
             auth,
             scopes: scopes(&f("scopes"), &u.scopes)?,
             tools,
-            default_tool: match &u.default_tool {
-                Some(t) => tool_policy(&f("default_tool"), t)?,
-                None => ToolPolicy::default(),
-            },
+            default_tool: default("default_tool", &u.default_tool)?,
+            prompts,
+            default_prompt: default("default_prompt", &u.default_prompt)?,
+            resources,
+            default_resource: default("default_resource", &u.default_resource)?,
             list,
             shared: u.shared.unwrap_or(false),
             rate_limit,
@@ -807,6 +850,12 @@ stdio = { command = "/bin/notes", args = ["-v"], env = { TOKEN = "${env:T}" } }
 scopes = ["notes:write"]
 [upstream.tools.drop]
 allow = false
+[upstream.prompts.plan]
+scopes = ["notes:write"]
+[upstream.resources."notes://all"]
+groups = ["ops"]
+[upstream.default_resource]
+allow = false
 [[upstream]]
 name = "web"
 http = { url = "http://127.0.0.1:9000/mcp" }
@@ -820,10 +869,21 @@ rate_limit = { per_user_per_minute = 10 }
         assert_eq!(n.list, ListMode::Granted);
         assert!(!n.tools["drop"].allow);
         assert_eq!(n.tools["add_note"].scopes.to_string(), "notes:write");
+        assert_eq!(n.prompts["plan"].scopes.to_string(), "notes:write");
+        assert_eq!(n.resources["notes://all"].groups, Some(vec!["ops".into()]));
+        assert!(!n.default_resource.allow);
+        assert!(n.default_prompt.allow);
+        let e = parse("[[upstream]]\nname = \"a\"\nstdio = { command = \"x\" }\n[upstream.prompts.p]\nscopes = [\"offline_access\"]\n").unwrap_err();
+        assert_eq!(e.field, "upstream[0].prompts.p.scopes");
         let w = s.upstream("web").unwrap();
         assert!(matches!(w.auth, UpstreamAuth::Header { .. }));
         assert_eq!(w.rate_limit.unwrap().per_user_per_minute, 10);
         assert_eq!(s.allowed_origins, vec!["https://app.example".to_string()]);
+        assert_eq!(s.audit.retain, Some(Duration::from_secs(90 * 86_400)));
+        let s = parse("[gateway.audit]\nretain_days = 0\n").unwrap();
+        assert_eq!(s.audit.retain, None);
+        let s = parse("[gateway.audit]\nretain_days = 7\n").unwrap();
+        assert_eq!(s.audit.retain, Some(Duration::from_secs(7 * 86_400)));
     }
 
     #[test]

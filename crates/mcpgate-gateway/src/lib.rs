@@ -6,8 +6,8 @@
 //!
 //! Every request is authenticated ([`mcpgate_guard::Authenticate`]; sessions
 //! are never authentication), checked for `Origin`/`Host`, rate limited,
-//! decided by per-tool policy (403 step-up challenges, filtered
-//! `tools/list`), audited, and forwarded without the client's credentials.
+//! decided by per-tool, per-prompt and per-resource policy (403 step-up
+//! challenges, filtered listings), audited, and forwarded without the client's credentials.
 //! See `docs/architecture.md` ("Gateway request path").
 
 pub mod audit;
@@ -143,7 +143,8 @@ pub fn authorization_servers(settings: &GatewaySettings, issuer: &str) -> Vec<St
 
 impl Gateway {
     /// Builds the gateway and starts its housekeeping task (idle sessions,
-    /// idle per-user children, rate-limiter memory). Call from a tokio runtime.
+    /// idle per-user children, rate-limiter memory, audit rows past
+    /// `retain_days`). Call from a tokio runtime.
     pub fn new(settings: GatewaySettings, deps: GatewayDeps) -> Result<Self, GatewayError> {
         let mut upstreams = HashMap::new();
         for u in &settings.upstreams {
@@ -252,6 +253,14 @@ impl Gateway {
             )
     }
 
+    /// Purges audit rows older than `[gateway.audit] retain_days` from the
+    /// store now (the housekeeping task does it at start and hourly).
+    /// Returns how many were deleted; `None` when retention is off, there is
+    /// no store sink, or the store failed.
+    pub async fn purge_audit(&self) -> Option<u64> {
+        self.0.purge_audit().await
+    }
+
     /// Live gateway sessions.
     pub fn session_count(&self) -> usize {
         self.0.sessions.len()
@@ -284,6 +293,18 @@ impl Gateway {
 }
 
 impl Inner {
+    async fn purge_audit(&self) -> Option<u64> {
+        let retain = self.settings.audit.retain?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_millis();
+        let before = now_ms.saturating_sub(retain.as_millis());
+        self.audit
+            .purge_before(i64::try_from(before).unwrap_or(i64::MAX))
+            .await
+    }
+
     pub(crate) fn child_pids(&self) -> Vec<u32> {
         let mut out: Vec<u32> = Vec::new();
         for s in self.sessions.snapshot() {
@@ -336,6 +357,9 @@ impl Inner {
     }
 }
 
+/// How often the housekeeping task purges old audit rows.
+const AUDIT_PURGE_EVERY: Duration = Duration::from_secs(3600);
+
 async fn housekeeping(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
     let period = match inner.upgrade() {
         Some(i) => {
@@ -344,6 +368,7 @@ async fn housekeeping(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
         None => return,
     };
     let mut tick = tokio::time::interval(period);
+    let mut last_purge: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -355,6 +380,11 @@ async fn housekeeping(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
             i.end_session(&s);
         }
         i.children.reap_idle(i.settings.stateless_child_idle);
+        if last_purge.is_none_or(|t| t.elapsed() >= AUDIT_PURGE_EVERY) {
+            last_purge = Some(tokio::time::Instant::now());
+            let i = i.clone();
+            tokio::spawn(async move { i.purge_audit().await });
+        }
         for u in i.upstreams.values() {
             if let Some(l) = &u.limits {
                 l.shrink();

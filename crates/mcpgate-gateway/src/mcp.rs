@@ -8,7 +8,8 @@
 //! 4. the protocol version: 2026-07-28 is stateless (headers checked
 //!    against the body, GET/DELETE 405), older versions use sessions bound
 //!    to the token's (issuer, subject, client_id);
-//! 5. per-tool policy (403 deny, 403 `insufficient_scope` step-up);
+//! 5. per-item policy for `tools/call`, `prompts/get` and `resources/read`
+//!    (403 deny, 403 `insufficient_scope` step-up; listings filtered);
 //! 6. forwarding to the stdio child or the HTTP upstream, and an audit record.
 
 use std::sync::Arc;
@@ -251,7 +252,8 @@ pub(crate) async fn post(
         }
     };
     ctx.method = env.method.clone();
-    ctx.tool = env.tool().map(str::to_string);
+    // The audit `tool` column holds the tool, prompt or resource used.
+    ctx.tool = env.name.clone();
     if stateless && let Err(m) = check_stateless_headers(headers, &env) {
         let r = error_response(
             StatusCode::BAD_REQUEST,
@@ -261,31 +263,39 @@ pub(crate) async fn post(
         );
         return ctx.done(r, "header_mismatch");
     }
-    if env.kind == Kind::Request && env.is("tools/call") {
-        let Some(tool) = env.tool() else {
+    let used = match env.method.as_deref() {
+        Some(m) if env.kind == Kind::Request => policy::ItemKind::of_use(m),
+        _ => None,
+    };
+    if let Some(kind) = used {
+        let Some(item) = env.name.as_deref() else {
+            let what = match kind {
+                policy::ItemKind::Resource => "params.uri",
+                _ => "params.name",
+            };
             let r = error_response(
                 StatusCode::BAD_REQUEST,
                 id_of(&env),
                 codes::INVALID_PARAMS,
-                "tools/call needs params.name",
+                &format!("{} needs {what}", env.method.as_deref().unwrap_or_default()),
             );
             return ctx.done(r, "malformed");
         };
-        match policy::decide_tool(&ctx.up.cfg, &p, tool) {
+        match policy::decide(&ctx.up.cfg, &p, kind, item) {
             Decision::Allow => {}
             Decision::Deny(reason) => {
                 let r = error_response(
                     StatusCode::FORBIDDEN,
                     id_of(&env),
                     codes::SERVER_ERROR,
-                    "this tool is not available to you",
+                    &format!("this {} is not available to you", kind.noun()),
                 );
                 return ctx.done(r, reason);
             }
             Decision::StepUp(required) => {
                 let ch = Challenge::InsufficientScope {
                     required,
-                    description: "this tool needs more scope".into(),
+                    description: format!("this {} needs more scope", kind.noun()),
                 };
                 return ctx.done(
                     challenge_response(&ch, &ctx.up.prm_url, &ctx.up.cfg.scopes),

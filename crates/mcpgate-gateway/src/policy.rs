@@ -1,7 +1,10 @@
-//! Per-tool policy (MCP authorization checklist §2(b) scopes and step-up,
-//! Security Best Practices "Scope minimization"): which tools a user may
-//! ever call, which scopes a call needs, and the `tools/list` filter that
-//! never names a tool the user can never get.
+//! Per-item policy (MCP authorization checklist §2(b) scopes and step-up,
+//! Security Best Practices "Scope minimization"): which tools, prompts and
+//! resources a user may ever use, which scopes a use needs, and the list
+//! filter (`tools/list`, `prompts/list`, `resources/list`,
+//! `resources/templates/list`) that never names an item the user can never get.
+
+use std::collections::BTreeMap;
 
 use mcpgate_guard::Principal;
 use mcpgate_types::ScopeSet;
@@ -16,7 +19,7 @@ pub enum Decision {
     /// Never allowed for this user: 403 without a step-up.
     Deny(&'static str),
     /// Allowed with more scope: 403 `insufficient_scope` naming every
-    /// scope the request needs (baseline ∪ tool).
+    /// scope the request needs (baseline ∪ item).
     StepUp(ScopeSet),
 }
 
@@ -31,16 +34,97 @@ impl Decision {
     }
 }
 
-/// The policy for `tool`: its own entry or the upstream's default.
-pub fn policy_for<'a>(up: &'a UpstreamConfig, tool: &str) -> &'a ToolPolicy {
-    up.tools.get(tool).unwrap_or(&up.default_tool)
+/// What a policy entry governs: `[upstream.tools.NAME]`,
+/// `[upstream.prompts.NAME]` or `[upstream.resources."URI"]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemKind {
+    Tool,
+    Prompt,
+    Resource,
 }
 
-/// Whether this user can ever call a tool under `policy` (whatever their scopes).
-pub fn reachable(policy: &ToolPolicy, p: &Principal) -> Result<(), &'static str> {
-    if !policy.allow {
-        return Err("tool_disabled");
+impl ItemKind {
+    /// The kind a use method governs: `tools/call`, `prompts/get`, `resources/read`.
+    pub fn of_use(method: &str) -> Option<Self> {
+        match method {
+            "tools/call" => Some(Self::Tool),
+            "prompts/get" => Some(Self::Prompt),
+            "resources/read" => Some(Self::Resource),
+            _ => None,
+        }
     }
+
+    /// The item's noun in messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Self::Tool => "tool",
+            Self::Prompt => "prompt",
+            Self::Resource => "resource",
+        }
+    }
+
+    /// The audit reason of `allow = false`.
+    fn disabled(self) -> &'static str {
+        match self {
+            Self::Tool => "tool_disabled",
+            Self::Prompt => "prompt_disabled",
+            Self::Resource => "resource_disabled",
+        }
+    }
+
+    fn table(self, up: &UpstreamConfig) -> (&BTreeMap<String, ToolPolicy>, &ToolPolicy) {
+        match self {
+            Self::Tool => (&up.tools, &up.default_tool),
+            Self::Prompt => (&up.prompts, &up.default_prompt),
+            Self::Resource => (&up.resources, &up.default_resource),
+        }
+    }
+}
+
+/// A list method whose answer is filtered: the result's array and the
+/// member field that names the item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listing {
+    pub kind: ItemKind,
+    array: &'static str,
+    key: &'static str,
+}
+
+impl Listing {
+    /// `tools/list`.
+    pub const TOOLS: Listing = Listing {
+        kind: ItemKind::Tool,
+        array: "tools",
+        key: "name",
+    };
+
+    /// The listing a method answers, if it is one the policy filters.
+    pub fn of_method(method: &str) -> Option<Self> {
+        let (kind, array, key) = match method {
+            "tools/list" => return Some(Self::TOOLS),
+            "prompts/list" => (ItemKind::Prompt, "prompts", "name"),
+            "resources/list" => (ItemKind::Resource, "resources", "uri"),
+            "resources/templates/list" => (ItemKind::Resource, "resourceTemplates", "uriTemplate"),
+            _ => return None,
+        };
+        Some(Self { kind, array, key })
+    }
+}
+
+/// The policy for an item: its own entry or the upstream's default for its kind.
+pub fn policy_of<'a>(up: &'a UpstreamConfig, kind: ItemKind, id: &str) -> &'a ToolPolicy {
+    let (items, default) = kind.table(up);
+    items.get(id).unwrap_or(default)
+}
+
+/// The policy for `tool`: its own entry or the upstream's default.
+pub fn policy_for<'a>(up: &'a UpstreamConfig, tool: &str) -> &'a ToolPolicy {
+    policy_of(up, ItemKind::Tool, tool)
+}
+
+/// Whether this user can ever use an item under `policy` (whatever their
+/// scopes); the error is the allowlist reason (`allow = false` is the caller's).
+fn allowlisted(policy: &ToolPolicy, p: &Principal) -> Result<(), &'static str> {
     if policy.users.is_none() && policy.groups.is_none() {
         return Ok(());
     }
@@ -59,23 +143,45 @@ pub fn reachable(policy: &ToolPolicy, p: &Principal) -> Result<(), &'static str>
     }
 }
 
-/// Scopes a call of `tool` needs: the baseline and the tool's own.
-pub fn required_scopes(up: &UpstreamConfig, tool: &str) -> ScopeSet {
-    up.scopes.union(&policy_for(up, tool).scopes)
+/// Whether this user can ever call a tool under `policy` (whatever their scopes).
+pub fn reachable(policy: &ToolPolicy, p: &Principal) -> Result<(), &'static str> {
+    if !policy.allow {
+        return Err(ItemKind::Tool.disabled());
+    }
+    allowlisted(policy, p)
 }
 
-/// Decides a `tools/call`.
-pub fn decide_tool(up: &UpstreamConfig, p: &Principal, tool: &str) -> Decision {
-    let policy = policy_for(up, tool);
-    if let Err(reason) = reachable(policy, p) {
+/// Scopes a use of an item needs: the baseline and the item's own.
+pub fn required_scopes_of(up: &UpstreamConfig, kind: ItemKind, id: &str) -> ScopeSet {
+    up.scopes.union(&policy_of(up, kind, id).scopes)
+}
+
+/// Scopes a call of `tool` needs: the baseline and the tool's own.
+pub fn required_scopes(up: &UpstreamConfig, tool: &str) -> ScopeSet {
+    required_scopes_of(up, ItemKind::Tool, tool)
+}
+
+/// Decides a use of an item (`tools/call`, `prompts/get`, `resources/read`).
+/// Denial wins over missing scope: no step-up for an item one can never get.
+pub fn decide(up: &UpstreamConfig, p: &Principal, kind: ItemKind, id: &str) -> Decision {
+    let policy = policy_of(up, kind, id);
+    if !policy.allow {
+        return Decision::Deny(kind.disabled());
+    }
+    if let Err(reason) = allowlisted(policy, p) {
         return Decision::Deny(reason);
     }
-    let required = required_scopes(up, tool);
+    let required = required_scopes_of(up, kind, id);
     if required.is_subset(&p.scopes) {
         Decision::Allow
     } else {
         Decision::StepUp(required)
     }
+}
+
+/// Decides a `tools/call`.
+pub fn decide_tool(up: &UpstreamConfig, p: &Principal, tool: &str) -> Decision {
+    decide(up, p, ItemKind::Tool, tool)
 }
 
 /// Decides any request by its baseline: every method needs the upstream's
@@ -88,32 +194,47 @@ pub fn decide_baseline(up: &UpstreamConfig, p: &Principal) -> Decision {
     }
 }
 
-/// Filters a `tools/list` result in place: drops tools this user can never
-/// call and, with `list = "granted"`, those the token lacks scope for.
-/// Returns how many were hidden.
-pub fn filter_tools_list(up: &UpstreamConfig, p: &Principal, result: &mut Value) -> usize {
-    let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) else {
+/// Filters a list result in place: drops items this user can never use
+/// and, with `list = "granted"`, those the token lacks scope for (members
+/// without their naming field are dropped too). Returns how many were hidden.
+pub fn filter_list(
+    up: &UpstreamConfig,
+    p: &Principal,
+    listing: Listing,
+    result: &mut Value,
+) -> usize {
+    let Some(items) = result.get_mut(listing.array).and_then(Value::as_array_mut) else {
         return 0;
     };
-    let before = tools.len();
-    tools.retain(|t| {
-        let Some(name) = t.get("name").and_then(Value::as_str) else {
+    let before = items.len();
+    items.retain(|t| {
+        let Some(id) = t.get(listing.key).and_then(Value::as_str) else {
             return false;
         };
-        match decide_tool(up, p, name) {
+        match decide(up, p, listing.kind, id) {
             Decision::Allow => true,
             Decision::Deny(_) => false,
             Decision::StepUp(_) => up.list == ListMode::All,
         }
     });
-    before - tools.len()
+    before - items.len()
 }
 
-/// Filters a JSON-RPC response message if it answers `tools/list`.
-/// Returns the re-serialised message when something changed.
-pub fn filter_response_message(up: &UpstreamConfig, p: &Principal, msg: &mut Value) -> usize {
+/// Filters a `tools/list` result in place (see [`filter_list`]).
+pub fn filter_tools_list(up: &UpstreamConfig, p: &Principal, result: &mut Value) -> usize {
+    filter_list(up, p, Listing::TOOLS, result)
+}
+
+/// Filters a JSON-RPC response message answering `listing`'s method.
+/// Returns how many items were hidden.
+pub fn filter_response_message(
+    up: &UpstreamConfig,
+    p: &Principal,
+    listing: Listing,
+    msg: &mut Value,
+) -> usize {
     match msg.get_mut("result") {
-        Some(result) => filter_tools_list(up, p, result),
+        Some(result) => filter_list(up, p, listing, result),
         None => 0,
     }
 }
@@ -172,6 +293,25 @@ mod tests {
             scopes: ScopeSet::parse("n:read").unwrap(),
             tools,
             default_tool: ToolPolicy::default(),
+            prompts: BTreeMap::from([(
+                "off".to_string(),
+                ToolPolicy {
+                    allow: false,
+                    ..ToolPolicy::default()
+                },
+            )]),
+            default_prompt: ToolPolicy::default(),
+            resources: BTreeMap::from([(
+                "x://w".to_string(),
+                ToolPolicy {
+                    scopes: ScopeSet::parse("n:write").unwrap(),
+                    ..ToolPolicy::default()
+                },
+            )]),
+            default_resource: ToolPolicy {
+                groups: Some(vec!["ops".into()]),
+                ..ToolPolicy::default()
+            },
             list,
             shared: false,
             rate_limit: None,
@@ -254,5 +394,55 @@ mod tests {
             &mut v,
         );
         assert_eq!(names(&v), ["read", "write", "ops", "bob"]);
+    }
+
+    #[test]
+    fn prompts_and_resources() {
+        let u = up(ListMode::All);
+        let alice = who("alice", "n:read", &[]);
+        // Kinds have their own tables: the tool "off" does not govern a prompt "read".
+        assert_eq!(
+            decide(&u, &alice, ItemKind::Prompt, "read"),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&u, &alice, ItemKind::Prompt, "off"),
+            Decision::Deny("prompt_disabled")
+        );
+        assert_eq!(
+            decide(
+                &u,
+                &who("bob", "n:read", &["ops"]),
+                ItemKind::Resource,
+                "x://w"
+            ),
+            Decision::StepUp(ScopeSet::parse("n:read n:write").unwrap())
+        );
+        // The resource default (ops only) applies to unlisted URIs.
+        assert_eq!(
+            decide(&u, &alice, ItemKind::Resource, "x://other"),
+            Decision::Deny("not_in_allowlist")
+        );
+        let mut v =
+            json!({"resources": [{"uri": "x://w"}, {"uri": "x://other"}, {"name": "no uri"}]});
+        let listing = Listing::of_method("resources/list").unwrap();
+        assert_eq!(filter_list(&u, &alice, listing, &mut v), 2);
+        assert_eq!(
+            v["resources"],
+            json!([{"uri": "x://w"}]),
+            "step-up stays listed"
+        );
+        let mut v =
+            json!({"resourceTemplates": [{"uriTemplate": "x://w"}, {"uriTemplate": "x://{id}"}]});
+        let listing = Listing::of_method("resources/templates/list").unwrap();
+        filter_list(&u, &who("bob", "n:read", &["ops"]), listing, &mut v);
+        assert_eq!(v["resourceTemplates"].as_array().unwrap().len(), 2);
+        let mut m = json!({"jsonrpc": "2.0", "id": 1, "result": {"prompts": [{"name": "a"}, {"name": "off"}]}});
+        let listing = Listing::of_method("prompts/list").unwrap();
+        assert_eq!(filter_response_message(&u, &alice, listing, &mut m), 1);
+        assert_eq!(m["result"]["prompts"], json!([{"name": "a"}]));
+        assert!(Listing::of_method("prompts/get").is_none());
+        assert_eq!(ItemKind::of_use("resources/read"), Some(ItemKind::Resource));
+        assert_eq!(ItemKind::of_use("tools/list"), None);
     }
 }

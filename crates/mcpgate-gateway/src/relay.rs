@@ -1,8 +1,9 @@
 //! Relaying upstream answers to the client (MCP Streamable HTTP, checklist
 //! §2(e)): SSE streams for stdio children (the POST response stream and the
 //! standalone GET stream), upstream HTTP responses passed through without
-//! buffering, and the one exception — `tools/list` answers, buffered and
-//! filtered by policy (JSON or SSE) before they reach the client.
+//! buffering, and the one exception — list answers (`tools/list`,
+//! `prompts/list`, `resources/list`, `resources/templates/list`), buffered
+//! and filtered by policy (JSON or SSE) before they reach the client.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -78,7 +79,7 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Transforms the final response (policy filter for `tools/list`).
+/// Transforms the final response (policy filter for list answers).
 pub type Finisher = Box<dyn FnMut(&mut Value) + Send>;
 
 /// The POST answer for a stdio child: an SSE stream of the server→client

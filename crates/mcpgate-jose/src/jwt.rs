@@ -125,15 +125,23 @@ impl Verifier {
             }
             let parsed = match (s("kty"), s("crv")) {
                 (Some("EC"), Some("P-256")) => {
-                    let (Some(x), Some(y)) = (s("x"), s("y")) else { continue };
-                    DecodingKey::from_ec_components(x, y).ok().map(|k| (Algorithm::ES256, k))
+                    let (Some(x), Some(y)) = (s("x"), s("y")) else {
+                        continue;
+                    };
+                    DecodingKey::from_ec_components(x, y)
+                        .ok()
+                        .map(|k| (Algorithm::ES256, k))
                 }
                 (Some("OKP"), Some("Ed25519")) => {
                     let Some(x) = s("x") else { continue };
-                    DecodingKey::from_ed_components(x).ok().map(|k| (Algorithm::EdDSA, k))
+                    DecodingKey::from_ed_components(x)
+                        .ok()
+                        .map(|k| (Algorithm::EdDSA, k))
                 }
                 (Some("RSA"), _) => {
-                    let (Some(n), Some(e)) = (s("n"), s("e")) else { continue };
+                    let (Some(n), Some(e)) = (s("n"), s("e")) else {
+                        continue;
+                    };
                     let alg = match s("alg") {
                         None | Some("RS256") => Algorithm::RS256,
                         Some("RS384") => Algorithm::RS384,
@@ -143,7 +151,9 @@ impl Verifier {
                         Some("PS512") => Algorithm::PS512,
                         Some(_) => continue,
                     };
-                    DecodingKey::from_rsa_components(n, e).ok().map(|k| (alg, k))
+                    DecodingKey::from_rsa_components(n, e)
+                        .ok()
+                        .map(|k| (alg, k))
                 }
                 _ => None,
             };
@@ -245,7 +255,9 @@ impl Verifier {
 fn typ_matches(got: &str, expected: &str) -> bool {
     let strip = |s: &str| {
         let l = s.to_ascii_lowercase();
-        l.strip_prefix("application/").map(str::to_string).unwrap_or(l)
+        l.strip_prefix("application/")
+            .map(str::to_string)
+            .unwrap_or(l)
     };
     strip(got) == strip(expected)
 }
@@ -318,10 +330,16 @@ mod tests {
         let mut c = claims();
         c.as_object_mut().unwrap().remove("exp");
         assert_eq!(check(&sign(c)), JwtError::MissingClaim("exp"));
-        assert_eq!(check(&k.sign("JWT", &claims()).unwrap()), JwtError::WrongType);
+        assert_eq!(
+            check(&k.sign("JWT", &claims()).unwrap()),
+            JwtError::WrongType
+        );
         assert!(
-            v.verify::<serde_json::Value>(&k.sign("application/at+jwt", &claims()).unwrap(), &opts())
-                .is_ok()
+            v.verify::<serde_json::Value>(
+                &k.sign("application/at+jwt", &claims()).unwrap(),
+                &opts()
+            )
+            .is_ok()
         );
 
         // Tampered payload.
@@ -340,7 +358,10 @@ mod tests {
         // alg: none.
         let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"at+jwt","kid":"k1"}"#);
         let none = format!("{none_header}.{}.", parts[1]);
-        assert!(matches!(check(&none), JwtError::Malformed | JwtError::AlgorithmNotAllowed));
+        assert!(matches!(
+            check(&none),
+            JwtError::Malformed | JwtError::AlgorithmNotAllowed
+        ));
 
         // HS256 signed with the public key's bytes.
         let pub_x = k.public_jwk().x.clone();

@@ -81,7 +81,11 @@ impl SigningKey {
     }
 
     /// Loads a key from its PKCS#8 DER document.
-    pub fn from_pkcs8(kid: impl Into<String>, alg: KeyAlg, pkcs8: Vec<u8>) -> Result<Self, JwtError> {
+    pub fn from_pkcs8(
+        kid: impl Into<String>,
+        alg: KeyAlg,
+        pkcs8: Vec<u8>,
+    ) -> Result<Self, JwtError> {
         let kid = kid.into();
         let public = match alg {
             KeyAlg::Es256 => {

@@ -76,7 +76,11 @@ impl MasterKey {
         rng.fill(&mut nonce);
         let mut buf = plaintext.to_vec();
         self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut buf,
+            )
             .expect("AES-GCM sealing of an in-memory buffer cannot fail");
         let mut out = Vec::with_capacity(1 + NONCE_LEN + buf.len());
         out.push(VERSION);
@@ -89,11 +93,17 @@ impl MasterKey {
         if sealed.len() < 1 + NONCE_LEN + 16 || sealed[0] != VERSION {
             return Err(SealError::Open);
         }
-        let nonce: [u8; NONCE_LEN] = sealed[1..1 + NONCE_LEN].try_into().map_err(|_| SealError::Open)?;
+        let nonce: [u8; NONCE_LEN] = sealed[1..1 + NONCE_LEN]
+            .try_into()
+            .map_err(|_| SealError::Open)?;
         let mut buf = sealed[1 + NONCE_LEN..].to_vec();
         let plain = self
             .key
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut buf,
+            )
             .map_err(|_| SealError::Open)?;
         Ok(plain.to_vec())
     }

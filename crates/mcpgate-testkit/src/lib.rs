@@ -51,7 +51,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { store: None, tweak: Box::new(|_| {}) }
+        Self {
+            store: None,
+            tweak: Box::new(|_| {}),
+        }
     }
 }
 
@@ -61,14 +64,18 @@ impl TestAs {
     }
 
     pub async fn start_with(opts: Options) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let issuer = format!("http://{addr}");
         let (store, dir): (DynStore, _) = match opts.store {
             Some(s) => (s, None),
             None => {
                 let dir = tempfile::tempdir().expect("tempdir");
-                let s = SqliteStore::open(&dir.path().join("test.db")).await.expect("open sqlite");
+                let s = SqliteStore::open(&dir.path().join("test.db"))
+                    .await
+                    .expect("open sqlite");
                 (Arc::new(s), Some(dir))
             }
         };
@@ -84,18 +91,30 @@ impl TestAs {
             ("notes:admin", "Delete notes"),
             ("offline_access", "Stay connected"),
         ] {
-            settings.scopes.push(ScopeDef { name: n.into(), description: d.into() });
+            settings.scopes.push(ScopeDef {
+                name: n.into(),
+                description: d.into(),
+            });
         }
         let resource = format!("{issuer}/mcp/notes");
         let other_resource = format!("{issuer}/mcp/other");
         settings.resources = vec![
-            ResourceDef { uri: resource.clone(), name: "Notes".into() },
-            ResourceDef { uri: other_resource.clone(), name: "Other".into() },
+            ResourceDef {
+                uri: resource.clone(),
+                name: "Notes".into(),
+            },
+            ResourceDef {
+                uri: other_resource.clone(),
+                name: "Other".into(),
+            },
         ];
         settings.cimd.allow_http_loopback = true;
         settings.introspection_clients = vec!["resource-server".into()];
         (opts.tweak)(&mut settings);
-        let policy = FetchPolicy { allow_http_loopback: true, ..FetchPolicy::default() };
+        let policy = FetchPolicy {
+            allow_http_loopback: true,
+            ..FetchPolicy::default()
+        };
         let state = AppState::new(
             settings,
             Deps {
@@ -110,7 +129,11 @@ impl TestAs {
         .expect("authorization server state");
         let app = mcpgate_authz::router(state.clone());
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
         });
         Self {
             addr,
@@ -132,32 +155,58 @@ impl TestAs {
     }
 
     pub fn admin(&self) -> Ctx<'_> {
-        Ctx { store: &self.store, rng: self.rng.as_ref(), clock: &self.clock }
+        Ctx {
+            store: &self.store,
+            rng: self.rng.as_ref(),
+            clock: &self.clock,
+        }
     }
 
     /// Adds a user with [`PASSWORD`].
     pub async fn add_user(&self, username: &str, groups: &[&str]) -> mcpgate_store::UserRecord {
         let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-        admin::create_user(&self.admin(), username, None, Some(PASSWORD), &groups).await.expect("create user").0
+        admin::create_user(&self.admin(), username, None, Some(PASSWORD), &groups)
+            .await
+            .expect("create user")
+            .0
     }
 
     /// Pre-registers a public client with one redirect URI.
     pub async fn add_public_client(&self, id: &str, redirect_uri: &str) -> String {
-        self.add_client(id, redirect_uri, TokenEndpointAuthMethod::None, &["authorization_code", "refresh_token"]).await.0
+        self.add_client(
+            id,
+            redirect_uri,
+            TokenEndpointAuthMethod::None,
+            &["authorization_code", "refresh_token"],
+        )
+        .await
+        .0
     }
 
     /// Pre-registers a client; returns (client_id, secret).
-    pub async fn add_client(&self, id: &str, redirect_uri: &str, method: TokenEndpointAuthMethod, grants: &[&str]) -> (String, Option<String>) {
+    pub async fn add_client(
+        &self,
+        id: &str,
+        redirect_uri: &str,
+        method: TokenEndpointAuthMethod,
+        grants: &[&str],
+    ) -> (String, Option<String>) {
         let spec = ClientSpec {
             client_id: Some(id.into()),
             name: format!("Test client {id}"),
-            redirect_uris: if redirect_uri.is_empty() { vec![] } else { vec![redirect_uri.into()] },
+            redirect_uris: if redirect_uri.is_empty() {
+                vec![]
+            } else {
+                vec![redirect_uri.into()]
+            },
             auth_method: method,
             grant_types: grants.iter().map(|g| g.to_string()).collect(),
             scopes: vec![],
             secret: None,
         };
-        let (c, s) = admin::create_client(&self.admin(), &spec, false).await.expect("create client");
+        let (c, s) = admin::create_client(&self.admin(), &spec, false)
+            .await
+            .expect("create client");
         (c.client_id, s)
     }
 }
@@ -198,9 +247,13 @@ impl Page {
         let mut rest = self.body.as_str();
         while let Some(i) = rest.find("<input type=\"hidden\" name=\"") {
             rest = &rest[i + 27..];
-            let Some(name_end) = rest.find('"') else { break };
+            let Some(name_end) = rest.find('"') else {
+                break;
+            };
             let name = rest[..name_end].to_string();
-            let Some(v) = rest.find("value=\"") else { break };
+            let Some(v) = rest.find("value=\"") else {
+                break;
+            };
             let vs = &rest[v + 7..];
             let Some(ve) = vs.find('"') else { break };
             out.push((name, html_unescape(&vs[..ve])));
@@ -213,7 +266,9 @@ impl Page {
     pub fn location_params(&self) -> BTreeMap<String, String> {
         let loc = self.location.as_deref().unwrap_or("");
         let q = loc.split_once('?').map(|(_, q)| q).unwrap_or("");
-        url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+        url::form_urlencoded::parse(q.as_bytes())
+            .into_owned()
+            .collect()
     }
 }
 
@@ -235,7 +290,10 @@ fn html_unescape(s: &str) -> String {
                 "apos" => Some('\''),
                 e => match e.strip_prefix("#x").or_else(|| e.strip_prefix("#X")) {
                     Some(hex) => u32::from_str_radix(hex, 16).ok().and_then(char::from_u32),
-                    None => e.strip_prefix('#').and_then(|d| d.parse().ok()).and_then(char::from_u32),
+                    None => e
+                        .strip_prefix('#')
+                        .and_then(|d| d.parse().ok())
+                        .and_then(char::from_u32),
                 },
             }?;
             Some((c, end))
@@ -262,11 +320,18 @@ impl Browser {
             .no_proxy()
             .build()
             .expect("reqwest client");
-        Self { http, cookies: BTreeMap::new() }
+        Self {
+            http,
+            cookies: BTreeMap::new(),
+        }
     }
 
     fn cookie_header(&self) -> String {
-        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     async fn finish(&mut self, resp: reqwest::Response) -> Page {
@@ -283,23 +348,42 @@ impl Browser {
         }
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let location = headers.get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let location = headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = resp.text().await.unwrap_or_default();
-        Page { status, location, headers, body }
+        Page {
+            status,
+            location,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&mut self, url: &str) -> Page {
-        let r = self.http.get(url).header(reqwest::header::COOKIE, self.cookie_header()).send().await.expect("GET");
+        let r = self
+            .http
+            .get(url)
+            .header(reqwest::header::COOKIE, self.cookie_header())
+            .send()
+            .await
+            .expect("GET");
         self.finish(r).await
     }
 
     pub async fn post_form(&mut self, url: &str, form: &[(String, String)]) -> Page {
-        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter()).finish();
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form.iter())
+            .finish();
         let r = self
             .http
             .post(url)
             .header(reqwest::header::COOKIE, self.cookie_header())
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .body(body)
             .send()
             .await
@@ -328,7 +412,12 @@ impl Browser {
     /// Opens an authorization URL; if sent to the login page, signs in as
     /// `username` with [`PASSWORD`] and follows back. Returns the page that
     /// follows sign-in (consent page, or the redirect to the client).
-    pub async fn authorize_as(&mut self, issuer: &str, authorize_url: &str, username: &str) -> Page {
+    pub async fn authorize_as(
+        &mut self,
+        issuer: &str,
+        authorize_url: &str,
+        username: &str,
+    ) -> Page {
         let page = self.get(authorize_url).await;
         let Some(loc) = page.location.clone().filter(|l| l.starts_with("/login")) else {
             return page;
@@ -336,7 +425,10 @@ impl Browser {
         let login = self.get(&format!("{issuer}{loc}")).await;
         let form = vec![
             ("csrf".to_string(), login.input("csrf").expect("login csrf")),
-            ("return_to".to_string(), login.input("return_to").unwrap_or_default()),
+            (
+                "return_to".to_string(),
+                login.input("return_to").unwrap_or_default(),
+            ),
             ("username".to_string(), username.to_string()),
             ("password".to_string(), PASSWORD.to_string()),
         ];
@@ -409,7 +501,9 @@ impl AuthRequest {
                 pairs.push((k.to_string(), v.to_string()));
             }
         }
-        let q = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs.iter()).finish();
+        let q = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs.iter())
+            .finish();
         format!("{issuer}/oauth/authorize?{q}")
     }
 
@@ -427,9 +521,22 @@ impl AuthRequest {
 }
 
 /// POSTs a form to the token (or any back-channel) endpoint.
-pub async fn post_form(http: &reqwest::Client, url: &str, form: &[(String, String)], basic: Option<(&str, &str)>) -> (u16, serde_json::Value) {
-    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter()).finish();
-    let mut req = http.post(url).header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(body);
+pub async fn post_form(
+    http: &reqwest::Client,
+    url: &str,
+    form: &[(String, String)],
+    basic: Option<(&str, &str)>,
+) -> (u16, serde_json::Value) {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form.iter())
+        .finish();
+    let mut req = http
+        .post(url)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(body);
     if let Some((id, secret)) = basic {
         req = req.basic_auth(id, Some(secret));
     }
@@ -445,7 +552,13 @@ mod tests {
 
     #[test]
     fn unescapes_named_and_numeric_references() {
-        assert_eq!(html_unescape("/a?b=1&#38;c=2&amp;d=&#x2f;&#39;&quot;&lt;&gt;"), "/a?b=1&c=2&d=/'\"<>");
-        assert_eq!(html_unescape("a & b &bogus; &#xZZ; &"), "a & b &bogus; &#xZZ; &");
+        assert_eq!(
+            html_unescape("/a?b=1&#38;c=2&amp;d=&#x2f;&#39;&quot;&lt;&gt;"),
+            "/a?b=1&c=2&d=/'\"<>"
+        );
+        assert_eq!(
+            html_unescape("a & b &bogus; &#xZZ; &"),
+            "a & b &bogus; &#xZZ; &"
+        );
     }
 }

@@ -82,7 +82,13 @@ pub fn well_known_insert(base: &str, suffix: &str) -> Option<String> {
     }
     let path = path.split(['?', '#']).next().unwrap_or("");
     let path = path.trim_end_matches('/');
-    Some(format!("{}{}/.well-known/{}{}", &base[..scheme_end], authority, suffix, path))
+    Some(format!(
+        "{}{}/.well-known/{}{}",
+        &base[..scheme_end],
+        authority,
+        suffix,
+        path
+    ))
 }
 
 #[cfg(test)]
@@ -96,11 +102,19 @@ mod tests {
             "https://as.example.com/.well-known/oauth-authorization-server"
         );
         assert_eq!(
-            well_known_insert("https://as.example.com/tenant1", "oauth-authorization-server").unwrap(),
+            well_known_insert(
+                "https://as.example.com/tenant1",
+                "oauth-authorization-server"
+            )
+            .unwrap(),
             "https://as.example.com/.well-known/oauth-authorization-server/tenant1"
         );
         assert_eq!(
-            well_known_insert("https://gw.example.com/mcp/notes", "oauth-protected-resource").unwrap(),
+            well_known_insert(
+                "https://gw.example.com/mcp/notes",
+                "oauth-protected-resource"
+            )
+            .unwrap(),
             "https://gw.example.com/.well-known/oauth-protected-resource/mcp/notes"
         );
         assert_eq!(

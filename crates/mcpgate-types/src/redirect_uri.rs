@@ -133,7 +133,9 @@ pub fn display_host(uri: &str) -> String {
 /// `http://[::1]` and compares everything but the port exactly.
 pub fn matches_registered(requested: &str, registered: &[String]) -> bool {
     registered.iter().any(|r| {
-        r == requested || loopback_port_variant(r).is_some_and(|rv| Some(rv) == loopback_port_variant(requested))
+        r == requested
+            || loopback_port_variant(r)
+                .is_some_and(|rv| Some(rv) == loopback_port_variant(requested))
     })
 }
 
@@ -188,7 +190,10 @@ mod tests {
             "https://app.example.com/c b",
             "",
         ] {
-            assert!(validate_for_registration(bad).is_err(), "{bad} should be refused");
+            assert!(
+                validate_for_registration(bad).is_err(),
+                "{bad} should be refused"
+            );
         }
     }
 

@@ -73,11 +73,23 @@ mod tests {
     #[test]
     fn canonical_lookup() {
         let c = vec!["https://gw.example.com/mcp/notes".to_string()];
-        assert_eq!(find_canonical("https://gw.example.com/mcp/notes", &c), Some(c[0].as_str()));
-        assert_eq!(find_canonical("HTTPS://GW.example.com/mcp/notes", &c), Some(c[0].as_str()));
+        assert_eq!(
+            find_canonical("https://gw.example.com/mcp/notes", &c),
+            Some(c[0].as_str())
+        );
+        assert_eq!(
+            find_canonical("HTTPS://GW.example.com/mcp/notes", &c),
+            Some(c[0].as_str())
+        );
         assert_eq!(find_canonical("https://gw.example.com/mcp/Notes", &c), None);
-        assert_eq!(find_canonical("https://gw.example.com/mcp/notes/", &c), None);
+        assert_eq!(
+            find_canonical("https://gw.example.com/mcp/notes/", &c),
+            None
+        );
         assert_eq!(find_canonical("https://gw.example.com/mcp/note", &c), None);
-        assert_eq!(find_canonical("https://gw.example.com/mcp/notes?x", &c), None);
+        assert_eq!(
+            find_canonical("https://gw.example.com/mcp/notes?x", &c),
+            None
+        );
     }
 }

@@ -24,7 +24,9 @@ impl Challenge {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.params.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.params
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// `Bearer error="…", scope="…", resource_metadata="…"`: every value a
@@ -32,7 +34,13 @@ impl Challenge {
     /// (`realm`, `error`, `error_description`, `scope`, `resource_metadata`,
     /// then the rest alphabetically) so challenges are stable.
     pub fn to_header_value(&self) -> String {
-        const ORDER: &[&str] = &["realm", "error", "error_description", "scope", "resource_metadata"];
+        const ORDER: &[&str] = &[
+            "realm",
+            "error",
+            "error_description",
+            "scope",
+            "resource_metadata",
+        ];
         let mut parts = Vec::new();
         for k in ORDER {
             if let Some(v) = self.params.get(*k) {
@@ -158,7 +166,10 @@ mod tests {
     #[test]
     fn format_is_stable_and_escaped() {
         let c = Challenge::bearer()
-            .with("resource_metadata", "https://gw/.well-known/oauth-protected-resource/mcp/a")
+            .with(
+                "resource_metadata",
+                "https://gw/.well-known/oauth-protected-resource/mcp/a",
+            )
             .with("scope", "a b")
             .with("error", "insufficient_scope")
             .with("error_description", "needs \"b\"");
@@ -170,7 +181,9 @@ mod tests {
 
     #[test]
     fn parse_roundtrip_and_multiple() {
-        let c = Challenge::bearer().with("scope", "x y").with("error", "invalid_token");
+        let c = Challenge::bearer()
+            .with("scope", "x y")
+            .with("error", "invalid_token");
         let v = format!("Basic realm=\"r\", {}", c.to_header_value());
         let all = parse(&v);
         assert_eq!(all.len(), 2);

@@ -12,6 +12,12 @@
 //! | `notify {message?}` | notifications (logging, and progress when asked) stream through |
 //! | `headers {all?}` | no `Authorization`/`Cookie` reached an HTTP upstream |
 //!
+//! It also serves the prompts [`PROMPTS`] (`prompts/list`, `prompts/get`
+//! answers with one user message naming the prompt) and the resources
+//! [`RESOURCES`] plus one template `fixture://notes/{id}` (`resources/list`,
+//! `resources/templates/list`, `resources/read` returns `contents of {uri}`),
+//! so that the gateway's prompt and resource policy can be tested.
+//!
 //! `ask_user` adapts to the protocol: on handshake versions (≤ 2025-11-25) it
 //! sends `elicitation/create` (or `sampling/createMessage`) to the client; on
 //! 2026-07-28, which forbids server→client requests, it answers with an
@@ -35,9 +41,12 @@ use rmcp::handler::server::tool::{InputResponses, RequestState};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
     CallToolResponse, CallToolResult, ContentBlock, CreateMessageRequest,
-    CreateMessageRequestParams, ElicitRequest, ElicitRequestParams, Implementation, InputRequest,
-    InputRequests, InputRequiredResult, LoggingLevel, LoggingMessageNotificationParam,
-    ProgressNotificationParam, SamplingMessage, ServerCapabilities, ServerConfig,
+    CreateMessageRequestParams, ElicitRequest, ElicitRequestParams, GetPromptRequestParams,
+    GetPromptResponse, GetPromptResult, Implementation, InputRequest, InputRequests,
+    InputRequiredResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams,
+    ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+    SamplingMessage, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{
@@ -59,6 +68,18 @@ pub const MAX_SLOW_MS: u64 = 10 * 60 * 1000;
 const ASK_KEY: &str = "answer";
 /// `requestState` of the MRTR round that carries the answer.
 const ASK_STATE: &str = "ask_user/1";
+
+/// The prompts the fixture serves (`prompts/list`, `prompts/get`).
+pub const PROMPTS: &[&str] = &["greet", "plan", "internal"];
+/// The resources the fixture serves (`resources/list`, `resources/read`).
+pub const RESOURCES: &[&str] = &["fixture://readme", "fixture://plans", "fixture://internal"];
+/// The resource template the fixture serves (`resources/templates/list`);
+/// `resources/read` also answers URIs under `fixture://notes/`.
+pub const RESOURCE_TEMPLATE: &str = "fixture://notes/{id}";
+
+fn from_json<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ErrorData> {
+    serde_json::from_value(v).map_err(|e| ErrorData::internal_error(e.to_string(), None))
+}
 
 /// How the fixture behaves.
 #[derive(Debug, Clone, Default)]
@@ -428,12 +449,81 @@ impl ServerHandler for TestingServer {
     fn get_info(&self) -> ServerConfig {
         let capabilities = ServerCapabilities::builder()
             .enable_tools()
+            .enable_prompts()
+            .enable_resources()
             .enable_logging()
             .build();
         ServerConfig::new(capabilities).with_server_info(
             Implementation::new("mcpgate-testing", env!("CARGO_PKG_VERSION"))
                 .with_title("mcpgate test fixture"),
         )
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let prompts: Vec<Value> = PROMPTS
+            .iter()
+            .map(|n| json!({ "name": n, "description": format!("the {n} prompt") }))
+            .collect();
+        from_json(json!({ "prompts": prompts }))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        if !PROMPTS.contains(&request.name.as_str()) {
+            return Err(ErrorData::invalid_params("no such prompt", None));
+        }
+        let result: GetPromptResult = from_json(json!({
+            "description": format!("the {} prompt", request.name),
+            "messages": [{
+                "role": "user",
+                "content": { "type": "text", "text": format!("prompt {}", request.name) }
+            }]
+        }))?;
+        Ok(result.into())
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let resources: Vec<Value> = RESOURCES
+            .iter()
+            .map(|u| json!({ "uri": u, "name": u.trim_start_matches("fixture://"), "mimeType": "text/plain" }))
+            .collect();
+        from_json(json!({ "resources": resources }))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        from_json(json!({ "resourceTemplates": [
+            { "uriTemplate": RESOURCE_TEMPLATE, "name": "notes", "mimeType": "text/plain" }
+        ] }))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let uri = request.uri.as_str();
+        if !RESOURCES.contains(&uri) && !uri.starts_with("fixture://notes/") {
+            return Err(ErrorData::resource_not_found("no such resource", None));
+        }
+        let result: ReadResourceResult = from_json(json!({ "contents": [
+            { "uri": uri, "mimeType": "text/plain", "text": format!("contents of {uri}") }
+        ] }))?;
+        Ok(result.into())
     }
 }
 

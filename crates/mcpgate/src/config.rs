@@ -45,6 +45,9 @@ pub struct FileConfig {
     /// `[[upstream]]`: MCP servers the gateway protects, each at `{public_url}/mcp/{name}`.
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<mcpgate_gateway::config::UpstreamFile>,
+    /// `[[identity_provider]]`: upstream sign-in (see docs/identity-providers.md).
+    #[serde(default, rename = "identity_provider")]
+    pub identity_providers: Vec<mcpgate_authz::IdentityProviderFile>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -269,6 +272,10 @@ fn demo_upstream() -> mcpgate_gateway::config::UpstreamFile {
             ("delete_note".to_string(), tool("notes:admin")),
         ]),
         default_tool: None,
+        prompts: BTreeMap::new(),
+        default_prompt: None,
+        resources: BTreeMap::new(),
+        default_resource: None,
         list: None,
         shared: None,
         rate_limit: None,
@@ -473,6 +480,11 @@ impl Validator<'_> {
         };
 
         let mut authz = self.authz(&f.authorization_server, &public_url)?;
+        authz.identity_providers = mcpgate_authz::idp_file::providers(
+            &f.identity_providers,
+            |field, raw| self.secret(field, raw, false),
+            |field, m| self.err(field, m),
+        )?;
         let gateway = self.gateway(&f, &public_url, listen.ip().is_loopback(), &mut authz)?;
         let mut clients = Vec::new();
         for (i, c) in f.clients.iter().enumerate() {

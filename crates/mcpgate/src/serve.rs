@@ -183,7 +183,10 @@ pub fn gateway(rt: &Runtime, state: &AppState) -> anyhow::Result<mcpgate_gateway
         settings,
         mcpgate_gateway::GatewayDeps {
             authenticators,
-            authorization_servers: mcpgate_gateway::authorization_servers(&rt.config.gateway, issuer),
+            authorization_servers: mcpgate_gateway::authorization_servers(
+                &rt.config.gateway,
+                issuer,
+            ),
             audit_store: Some(audit_store),
             rng: rt.rng.clone(),
         },

@@ -21,6 +21,16 @@ use crate::relay::{self, error_response};
 use crate::session::{Backend, Owner, Session};
 use crate::upstream::stdio::StdioChild;
 
+/// The policy-filtered listing a request asks for (`tools/list`,
+/// `prompts/list`, `resources/list`, `resources/templates/list`): only
+/// these answers are buffered and filtered.
+fn listing(env: &Envelope) -> Option<policy::Listing> {
+    if env.kind != Kind::Request {
+        return None;
+    }
+    env.method.as_deref().and_then(policy::Listing::of_method)
+}
+
 fn upstream_failure(
     ctx: &Ctx,
     id: Option<&Value>,
@@ -255,15 +265,13 @@ async fn stdio_forward(
             Err(_) => gone(ctx),
         },
         Kind::Request => {
-            let finish: Option<relay::Finisher> = if env.is("tools/list") {
+            let finish: Option<relay::Finisher> = listing(env).map(|listing| {
                 let up = ctx.up.clone();
                 let p = p.clone();
-                Some(Box::new(move |m: &mut Value| {
-                    policy::filter_response_message(&up.cfg, &p, m);
-                }))
-            } else {
-                None
-            };
+                Box::new(move |m: &mut Value| {
+                    policy::filter_response_message(&up.cfg, &p, listing, m);
+                }) as relay::Finisher
+            });
             let client_id = env.id.clone().unwrap_or(Value::Null);
             let rx = match child.request(session, env.value.clone()).await {
                 Ok(rx) => rx,
@@ -353,7 +361,7 @@ pub(super) async fn http_forward(
     if !parts.status.is_success() {
         return upstream_status(ctx, id, parts, body);
     }
-    if env.is_some_and(|e| e.kind == Kind::Request && e.is("tools/list")) {
+    if let Some(listing) = env.and_then(listing) {
         let up = ctx.up.clone();
         let p = p.clone();
         return match relay::rewrite_body(
@@ -361,7 +369,7 @@ pub(super) async fn http_forward(
             body,
             ctx.gw.0.settings.max_message_bytes,
             move |m| {
-                policy::filter_response_message(&up.cfg, &p, m);
+                policy::filter_response_message(&up.cfg, &p, listing, m);
             },
         )
         .await
@@ -370,7 +378,7 @@ pub(super) async fn http_forward(
             None => upstream_failure(
                 ctx,
                 id,
-                "the upstream tools/list answer was unreadable or too large",
+                "the upstream list answer was unreadable or too large",
                 "upstream_error",
             ),
         };

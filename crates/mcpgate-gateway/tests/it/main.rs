@@ -3,8 +3,10 @@
 //! stdio (a child process) and Streamable HTTP (127.0.0.1:0).
 
 mod attacks;
+mod audit_purge;
 mod e2e;
 mod external;
 mod harness;
+mod policy_items;
 mod sdk;
 mod snapshots;

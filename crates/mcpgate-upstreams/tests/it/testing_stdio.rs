@@ -168,3 +168,54 @@ async fn stateless_protocol_uses_input_required_results() {
     handler.wait_for_event(|e| e["kind"] == "elicitation").await;
     client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn serves_prompts_and_resources() {
+    use mcpgate_upstreams::testing::{PROMPTS, RESOURCE_TEMPLATE, RESOURCES};
+    use rmcp::model::{GetPromptRequestParams, ReadResourceRequestParams};
+
+    let client = stdio_client("testing-stdio", TestClient::handshake(), |_| {}).await;
+    let prompts = client.list_all_prompts().await.unwrap();
+    let names: Vec<&str> = prompts.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, PROMPTS);
+    let got = client
+        .get_prompt(GetPromptRequestParams::new("plan"))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&got).unwrap()["messages"][0]["content"]["text"],
+        "prompt plan"
+    );
+    assert!(
+        client
+            .get_prompt(GetPromptRequestParams::new("nope"))
+            .await
+            .is_err()
+    );
+
+    let resources = client.list_all_resources().await.unwrap();
+    let uris: Vec<&str> = resources.iter().map(|r| r.uri.as_str()).collect();
+    assert_eq!(uris, RESOURCES);
+    let templates = client.list_all_resource_templates().await.unwrap();
+    assert_eq!(
+        serde_json::to_value(&templates).unwrap()[0]["uriTemplate"],
+        RESOURCE_TEMPLATE
+    );
+    for uri in ["fixture://readme", "fixture://notes/7"] {
+        let read = client
+            .read_resource(ReadResourceRequestParams::new(uri))
+            .await
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(&read).unwrap()["contents"][0]["text"],
+            format!("contents of {uri}")
+        );
+    }
+    assert!(
+        client
+            .read_resource(ReadResourceRequestParams::new("fixture://nope"))
+            .await
+            .is_err()
+    );
+    client.cancel().await.unwrap();
+}
