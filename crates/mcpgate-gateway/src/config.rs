@@ -122,6 +122,11 @@ pub struct UpstreamFile {
     pub resources: BTreeMap<String, ToolFile>,
     /// Policy for resources not listed under `resources` (default: allowed, baseline scopes).
     pub default_resource: Option<ToolFile>,
+    /// Scope hierarchy: a granted scope implies these narrower ones, e.g.
+    /// `{ "notes:admin" = ["notes:write"], "notes:write" = ["notes:read"] }`
+    /// (transitive). MCP 2026-07-28 requires servers to honour hierarchies.
+    #[serde(default)]
+    pub scope_implies: BTreeMap<String, Vec<String>>,
     /// `"all"` (default) or `"granted"`.
     pub list: Option<String>,
     /// One stdio child for every session (stateless servers only).
@@ -305,6 +310,8 @@ pub struct UpstreamConfig {
     /// Per-resource policy, by exact URI (or `uriTemplate`).
     pub resources: BTreeMap<String, ToolPolicy>,
     pub default_resource: ToolPolicy,
+    /// Scope → the narrower scopes it implies (see [`UpstreamFile::scope_implies`]).
+    pub scope_implies: BTreeMap<String, ScopeSet>,
     pub list: ListMode,
     pub shared: bool,
     pub rate_limit: Option<RateLimit>,
@@ -728,6 +735,15 @@ pub fn validate(
         let tools = items("tools", &u.tools)?;
         let prompts = items("prompts", &u.prompts)?;
         let resources = items("resources", &u.resources)?;
+        let mut scope_implies = BTreeMap::new();
+        for (broad, narrower) in &u.scope_implies {
+            let field = f(&format!("scope_implies.{broad}"));
+            let b = scopes(&field, std::slice::from_ref(broad))?;
+            if b.len() != 1 {
+                return Err(err(field, "the key must be one scope"));
+            }
+            scope_implies.insert(broad.clone(), scopes(&field, narrower)?);
+        }
         let list = match u.list.as_deref().unwrap_or("all") {
             "all" => ListMode::All,
             "granted" => ListMode::Granted,
@@ -765,6 +781,7 @@ pub fn validate(
             default_prompt: default("default_prompt", &u.default_prompt)?,
             resources,
             default_resource: default("default_resource", &u.default_resource)?,
+            scope_implies,
             list,
             shared: u.shared.unwrap_or(false),
             rate_limit,

@@ -161,6 +161,28 @@ pub fn required_scopes(up: &UpstreamConfig, tool: &str) -> ScopeSet {
     required_scopes_of(up, ItemKind::Tool, tool)
 }
 
+/// The scopes a token effectively holds: its own plus, transitively, every
+/// scope they imply under the upstream's `scope_implies` (MCP 2026-07-28:
+/// a broad scope satisfies the narrower ones it covers).
+pub fn effective_scopes(up: &UpstreamConfig, granted: &ScopeSet) -> ScopeSet {
+    if up.scope_implies.is_empty() {
+        return granted.clone();
+    }
+    let mut out = granted.clone();
+    let mut frontier: Vec<String> = granted.iter().map(str::to_string).collect();
+    while let Some(s) = frontier.pop() {
+        if let Some(narrower) = up.scope_implies.get(&s) {
+            for n in narrower.iter() {
+                if !out.contains(n) {
+                    out.insert(n);
+                    frontier.push(n.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Decides a use of an item (`tools/call`, `prompts/get`, `resources/read`).
 /// Denial wins over missing scope: no step-up for an item one can never get.
 pub fn decide(up: &UpstreamConfig, p: &Principal, kind: ItemKind, id: &str) -> Decision {
@@ -172,7 +194,7 @@ pub fn decide(up: &UpstreamConfig, p: &Principal, kind: ItemKind, id: &str) -> D
         return Decision::Deny(reason);
     }
     let required = required_scopes_of(up, kind, id);
-    if required.is_subset(&p.scopes) {
+    if required.is_subset(&effective_scopes(up, &p.scopes)) {
         Decision::Allow
     } else {
         Decision::StepUp(required)
@@ -187,7 +209,7 @@ pub fn decide_tool(up: &UpstreamConfig, p: &Principal, tool: &str) -> Decision {
 /// Decides any request by its baseline: every method needs the upstream's
 /// baseline scopes.
 pub fn decide_baseline(up: &UpstreamConfig, p: &Principal) -> Decision {
-    if up.scopes.is_subset(&p.scopes) {
+    if up.scopes.is_subset(&effective_scopes(up, &p.scopes)) {
         Decision::Allow
     } else {
         Decision::StepUp(up.scopes.clone())
@@ -312,6 +334,7 @@ mod tests {
                 groups: Some(vec!["ops".into()]),
                 ..ToolPolicy::default()
             },
+            scope_implies: BTreeMap::new(),
             list,
             shared: false,
             rate_limit: None,
@@ -444,5 +467,27 @@ mod tests {
         assert!(Listing::of_method("prompts/get").is_none());
         assert_eq!(ItemKind::of_use("resources/read"), Some(ItemKind::Resource));
         assert_eq!(ItemKind::of_use("tools/list"), None);
+    }
+
+    #[test]
+    fn broad_scopes_imply_narrower_ones_transitively() {
+        let mut u = up(ListMode::All);
+        u.scope_implies
+            .insert("n:admin".into(), ScopeSet::parse("n:write").unwrap());
+        u.scope_implies
+            .insert("n:write".into(), ScopeSet::parse("n:read").unwrap());
+        // n:admin alone covers the baseline n:read and the tool's n:write.
+        let admin = who("a", "n:admin", &[]);
+        assert_eq!(decide_baseline(&u, &admin), Decision::Allow);
+        assert_eq!(decide_tool(&u, &admin, "write"), Decision::Allow);
+        // The implication is one way: n:read does not grant n:write.
+        let reader = who("r", "n:read", &[]);
+        assert!(matches!(
+            decide_tool(&u, &reader, "write"),
+            Decision::StepUp(_)
+        ));
+        // Without the hierarchy, n:admin is just another scope.
+        u.scope_implies.clear();
+        assert!(matches!(decide_baseline(&u, &admin), Decision::StepUp(_)));
     }
 }

@@ -276,6 +276,10 @@ fn demo_upstream() -> mcpgate_gateway::config::UpstreamFile {
         default_prompt: None,
         resources: BTreeMap::new(),
         default_resource: None,
+        scope_implies: BTreeMap::from([
+            ("notes:admin".to_string(), vec!["notes:write".to_string()]),
+            ("notes:write".to_string(), vec!["notes:read".to_string()]),
+        ]),
         list: None,
         shared: None,
         rate_limit: None,

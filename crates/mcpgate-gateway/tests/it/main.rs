@@ -7,6 +7,7 @@ mod audit_purge;
 mod e2e;
 mod external;
 mod harness;
+mod hierarchy;
 mod policy_items;
 mod sdk;
 mod snapshots;
