@@ -151,7 +151,11 @@ async fn handle(
     if response_types != ["code"] {
         return Err(meta_err("response_types must be [\"code\"]"));
     }
-    let allowed_scopes = match &meta.scope {
+    // The registered `scope` is checked and echoed, but it does not cap what
+    // the client may ask for later: MCP clients register with the scopes of
+    // the first challenge and must be able to step up (each new scope still
+    // needs the user's consent). Operators restrict pre-registered clients.
+    let registered_scopes = match &meta.scope {
         Some(s) => {
             let set = ScopeSet::parse(s).map_err(|e| meta_err(e.to_string()))?;
             for sc in set.iter() {
@@ -195,7 +199,7 @@ async fn handle(
         token_endpoint_auth_method: method.as_str().into(),
         redirect_uris: meta.redirect_uris.clone(),
         grant_types: grant_types.clone(),
-        allowed_scopes: allowed_scopes.clone(),
+        allowed_scopes: Vec::new(),
         application_type: meta.application_type.clone(),
         client_uri: meta.client_uri.clone(),
         logo_uri: meta.logo_uri.clone(),
@@ -214,7 +218,7 @@ async fn handle(
         grant_types,
         response_types,
         client_name: name,
-        scope: (!allowed_scopes.is_empty()).then(|| allowed_scopes.join(" ")),
+        scope: (!registered_scopes.is_empty()).then(|| registered_scopes.join(" ")),
         application_type: meta.application_type,
     })
 }

@@ -30,6 +30,7 @@ pub fn trials() -> Vec<Trial> {
         dcr_requires_initial_access_token_when_configured,
         dcr_is_rate_limited_per_ip,
         dcr_client_name_is_escaped_on_the_consent_page,
+        dcr_scope_does_not_block_step_up,
     ]
 }
 
@@ -286,4 +287,36 @@ async fn dcr_client_name_is_escaped_on_the_consent_page() {
         page.body.contains("&lt;script&gt;") || page.body.contains("&#60;script&#62;"),
         "the escaped name is shown"
     );
+}
+
+/// A client registered with the scopes of the first challenge can later
+/// ask for more (MCP step-up); the user's consent still gates each scope.
+async fn dcr_scope_does_not_block_step_up() {
+    let as_ = setup().await;
+    let r = register(
+        &as_,
+        &json!({
+            "client_name": "Stepping Client",
+            "redirect_uris": [DCR_REDIRECT],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "scope": "notes:read",
+        }),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json["scope"], json!("notes:read"));
+    let client_id = r.str("client_id");
+    let first = AuthRequest::new(&client_id, DCR_REDIRECT, "notes:read", &as_.resource);
+    let t = tokens_for(&as_, &first, Auth::Public(&client_id)).await;
+    assert!(!t.access.is_empty());
+    let wider = AuthRequest::new(
+        &client_id,
+        DCR_REDIRECT,
+        "notes:read notes:write",
+        &as_.resource,
+    );
+    let t = tokens_for(&as_, &wider, Auth::Public(&client_id)).await;
+    let claims = verify_access_token(&as_, &t.access, &as_.resource).await;
+    assert_eq!(claims.scope, "notes:read notes:write");
 }

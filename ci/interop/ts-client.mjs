@@ -1,0 +1,311 @@
+// Interop: the official TypeScript MCP SDK client (@modelcontextprotocol/sdk) with its own OAuth
+// support (StreamableHTTPClientTransport + an OAuthClientProvider) against `mcpgate serve --demo`.
+// Run by ci/interop.sh, which passes:
+//   MCPGATE_URL        base URL (http://127.0.0.1:PORT); the MCP server is $MCPGATE_URL/mcp/notes
+//   MCPGATE_PASSWORD   the admin's current password (the one-time password on a fresh server)
+//   MCPGATE_NEW_PASSWORD  chosen if the server asks for a new password at sign-in
+//   SDK_DIR            directory whose node_modules holds @modelcontextprotocol/sdk
+//   RESULT_FILE        (optional) where to write the JSON results for the matrix
+// The headless user agent below signs in and approves through the real login and consent forms
+// (fetch with redirect: 'manual', cookies kept by hand). Only 127.0.0.1 is contacted.
+// Prints `PASS name` / `FAIL name` per check; exits non-zero on any FAIL.
+import fs from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const BASE = process.env.MCPGATE_URL;
+const PASSWORD = process.env.MCPGATE_PASSWORD;
+const NEW_PASSWORD = process.env.MCPGATE_NEW_PASSWORD || PASSWORD;
+const SDK_DIR = process.env.SDK_DIR;
+if (!BASE || !PASSWORD || !SDK_DIR) { console.error('MCPGATE_URL, MCPGATE_PASSWORD, SDK_DIR required'); process.exit(2); }
+const SERVER = `${BASE}/mcp/notes`;
+const REDIRECT = 'http://127.0.0.1:1/callback'; // never contacted: the code is read from Location
+
+const sdkRoot = path.join(SDK_DIR, 'node_modules', '@modelcontextprotocol', 'sdk');
+const SDK_VERSION = JSON.parse(fs.readFileSync(path.join(sdkRoot, 'package.json'), 'utf8')).version;
+const imp = (p) => import(pathToFileURL(path.join(sdkRoot, 'dist/esm', p)).href);
+const { Client } = await imp('client/index.js');
+const { StreamableHTTPClientTransport } = await imp('client/streamableHttp.js');
+const { UnauthorizedError } = await imp('client/auth.js');
+
+// ---- results --------------------------------------------------------------------------------
+const results = {}; // cell -> { ok, note }
+let failed = false;
+function check(name, ok, note = '') {
+  console.log(`${ok ? 'PASS' : 'FAIL'} ${name}${note ? ` — ${note}` : ''}`);
+  if (!ok) failed = true;
+  return ok;
+}
+function cell(name, ok, note = '') { results[name] = { ok, note }; }
+
+// ---- traffic log (every request the SDK makes goes through this fetch) -------------------------
+const log = [];
+let stepUpSeen = false; // a 403 insufficient_scope went by since the last tokens were saved
+const loggingFetch = async (url, init) => {
+  const r = await fetch(url, init);
+  const u = new URL(typeof url === 'string' || url instanceof URL ? url : url.url);
+  const body = init?.body ? String(init.body) : '';
+  log.push({ method: init?.method || 'GET', path: u.pathname, status: r.status,
+    www: r.headers.get('www-authenticate'), body });
+  if (r.status === 403 && /insufficient_scope/.test(r.headers.get('www-authenticate') || '')) stepUpSeen = true;
+  return r;
+};
+
+// ---- headless user agent --------------------------------------------------------------------
+const jar = new Map();
+function keepCookies(r) {
+  for (const sc of r.headers.getSetCookie()) {
+    const [first] = sc.split(';');
+    const i = first.indexOf('=');
+    const k = first.slice(0, i).trim(), v = first.slice(i + 1).trim();
+    if (!v || /max-age=0/i.test(sc)) jar.delete(k); else jar.set(k, v);
+  }
+}
+const cookieHeader = () => [...jar].map(([k, v]) => `${k}=${v}`).join('; ');
+async function uaGet(url) {
+  const r = await fetch(url, { redirect: 'manual', headers: { cookie: cookieHeader() } });
+  keepCookies(r);
+  return { status: r.status, location: r.headers.get('location'), body: await r.text() };
+}
+async function uaPost(url, form) {
+  const r = await fetch(url, {
+    method: 'POST', redirect: 'manual', body: new URLSearchParams(form).toString(),
+    headers: { cookie: cookieHeader(), 'content-type': 'application/x-www-form-urlencoded' },
+  });
+  keepCookies(r);
+  return { status: r.status, location: r.headers.get('location'), body: await r.text() };
+}
+const unescape = (s) => s.replace(/&(#x[0-9a-f]+|#\d+|amp|lt|gt|quot|apos);/gi, (_, e) => {
+  const m = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" }[e.toLowerCase()];
+  if (m) return m;
+  return String.fromCodePoint(e[1].toLowerCase() === 'x' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10));
+});
+function inputs(html, hiddenOnly) {
+  const out = [];
+  for (const m of html.matchAll(/<input\b[^>]*>/gi)) {
+    const tag = m[0];
+    const name = /\bname="([^"]*)"/i.exec(tag)?.[1];
+    const type = /\btype="([^"]*)"/i.exec(tag)?.[1] || 'text';
+    const value = /\bvalue="([^"]*)"/i.exec(tag)?.[1] ?? '';
+    if (!name || (hiddenOnly && type !== 'hidden')) continue;
+    out.push([name, unescape(value)]);
+  }
+  return out;
+}
+const abs = (loc) => new URL(loc, BASE).toString();
+const consentSeen = []; // scopes shown on each consent page
+
+// Follows an authorization URL through sign-in, password change and consent; returns the
+// redirect_uri Location with the code.
+async function headlessAuthorize(authorizationUrl) {
+  let page = await uaGet(authorizationUrl);
+  for (let hop = 0; hop < 12; hop++) {
+    if (page.status >= 300 && page.status < 400 && page.location) {
+      const to = abs(page.location);
+      if (to.startsWith(REDIRECT)) return new URL(to);
+      page = await uaGet(to);
+      continue;
+    }
+    if (page.status !== 200) throw new Error(`authorize: unexpected ${page.status}: ${page.body.slice(0, 200)}`);
+    const f = Object.fromEntries(inputs(page.body, false));
+    if ('new_password' in f) {
+      const form = inputs(page.body, true);
+      form.push(['new_password', NEW_PASSWORD], ['confirm', NEW_PASSWORD]);
+      page = await uaPost(`${BASE}/login/password`, form);
+    } else if ('password' in f && 'username' in f) {
+      const form = inputs(page.body, true).filter(([k]) => k !== 'username' && k !== 'password');
+      form.push(['username', 'admin'], ['password', jar.has('__signed_in') ? NEW_PASSWORD : PASSWORD]);
+      page = await uaPost(`${BASE}/login`, form);
+      if (page.status === 200 && /name="password"/.test(page.body) && !/name="new_password"/.test(page.body)) {
+        // Wrong password (already changed by an earlier client): try the new one once.
+        const again = inputs(page.body, true).filter(([k]) => k !== 'username' && k !== 'password');
+        again.push(['username', 'admin'], ['password', NEW_PASSWORD]);
+        page = await uaPost(`${BASE}/login`, again);
+      }
+    } else if (/action="\/consent"/.test(page.body)) {
+      consentSeen.push([...page.body.matchAll(/<code class="scope">([^<]*)<\/code>/g)].map((m) => unescape(m[1])));
+      const form = inputs(page.body, true);
+      form.push(['decision', 'approve']);
+      page = await uaPost(`${BASE}/consent`, form);
+    } else {
+      throw new Error(`authorize: unknown page: ${page.body.slice(0, 300)}`);
+    }
+  }
+  throw new Error('authorize: too many hops');
+}
+
+// ---- the SDK's OAuthClientProvider ------------------------------------------------------------
+class Provider {
+  constructor() { this._client = undefined; this._tokens = undefined; this._verifier = undefined; this.codes = []; this.authUrls = []; this.savedTokens = []; }
+  get redirectUrl() { return REDIRECT; }
+  get clientMetadata() {
+    return { client_name: `mcpgate interop (TypeScript SDK ${SDK_VERSION})`, redirect_uris: [REDIRECT],
+      grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' };
+  }
+  clientInformation() { return this._client; }
+  saveClientInformation(c) { this._client = c; }
+  tokens() {
+    // Workaround (opt-in): while a step-up is pending, hide the refresh token, so the SDK's
+    // auth() starts a new authorization with the challenge's scope instead of refreshing
+    // (a refresh cannot widen the grant).
+    if (this.hideRefreshOnStepUp && stepUpSeen && this._tokens) {
+      const { refresh_token, ...rest } = this._tokens; return rest;
+    }
+    return this._tokens;
+  }
+  saveTokens(t) {
+    if (this.hideRefreshOnStepUp && stepUpSeen && !t.refresh_token && this._tokens?.refresh_token) t = { ...t, refresh_token: this._tokens.refresh_token };
+    this._tokens = t; this.savedTokens.push(t); stepUpSeen = false;
+  }
+  saveCodeVerifier(v) { this._verifier = v; }
+  codeVerifier() { return this._verifier; }
+  async redirectToAuthorization(url) {
+    this.authUrls.push(new URL(url));
+    const back = await headlessAuthorize(url.toString());
+    const code = back.searchParams.get('code');
+    if (!code) throw new Error(`no code in the redirect: ${back.search}`);
+    if (back.searchParams.get('state') !== url.searchParams.get('state')) throw new Error('state mismatch');
+    this.codes.push({ code, iss: back.searchParams.get('iss') });
+  }
+}
+
+const provider = new Provider();
+const scopesOf = (t) => (t?.scope || '').split(' ').filter(Boolean);
+
+async function connect() {
+  const transport = new StreamableHTTPClientTransport(new URL(SERVER), { authProvider: provider, fetch: loggingFetch });
+  const client = new Client({ name: 'mcpgate-interop-ts', version: '1.0.0' });
+  return { client, transport };
+}
+
+// Runs op(); when the SDK stops for a browser redirect (UnauthorizedError), completes it with
+// finishAuth(code) and runs op() again.
+async function withAuth(transport, op) {
+  try { return await op(); } catch (e) {
+    if (!(e instanceof UnauthorizedError) && !/Unauthorized/.test(String(e))) throw e;
+    const c = provider.codes.at(-1);
+    if (!c) throw e;
+    await transport.finishAuth(c.code);
+    return await op();
+  }
+}
+
+let client, transport;
+try {
+  // 1. connect: 401 -> PRM -> AS metadata -> DCR -> authorize (PKCE) -> consent -> token
+  ({ client, transport } = await connect());
+  try { await client.connect(transport); } catch (e) {
+    if (!(e instanceof UnauthorizedError)) throw e;
+    const c = provider.codes.at(-1);
+    if (!c) throw e;
+    await transport.finishAuth(c.code);
+    ({ client, transport } = await connect());
+    await client.connect(transport);
+  }
+  const first401 = log.find((l) => l.path === '/mcp/notes' && l.status === 401);
+  const prm = log.find((l) => l.path === '/.well-known/oauth-protected-resource/mcp/notes' && l.status === 200);
+  const asm = log.find((l) => l.path.startsWith('/.well-known/oauth-authorization-server') && l.status === 200);
+  const discovery = check('discovery', !!(first401 && /resource_metadata=/.test(first401.www || '') && prm && asm),
+    `401 challenge, PRM, AS metadata`);
+  cell('discovery', discovery);
+  const reg = log.find((l) => l.path === '/oauth/register');
+  cell('registration', check('registration (DCR)', reg?.status === 201 && !!provider._client?.client_id, `client_id ${provider._client?.client_id}`));
+  const au = provider.authUrls[0];
+  const pkce = !!au && au.searchParams.get('code_challenge_method') === 'S256' && !!au.searchParams.get('code_challenge')
+    && au.searchParams.get('resource') === SERVER;
+  const tok = log.find((l) => l.path === '/oauth/token' && /grant_type=authorization_code/.test(l.body));
+  const codeOk = pkce && tok?.status === 200 && /code_verifier=/.test(tok.body) && scopesOf(provider._tokens).includes('notes:read')
+    && provider.codes[0]?.iss === BASE && consentSeen.length >= 1;
+  cell('authcode', check('auth code + PKCE (S256, resource, consent approved through the form, iss)', codeOk,
+    `scopes shown on consent: ${JSON.stringify(consentSeen[0])}; token scope "${provider._tokens?.scope}"`));
+
+  // 2. tools
+  const list = await client.listTools();
+  const names = list.tools.map((t) => t.name);
+  const listed = check('tools/list', names.includes('list_notes') && names.includes('add_note'), names.join(','));
+  const r = await client.callTool({ name: 'list_notes', arguments: {} });
+  const called = check('tools/call list_notes', !r.isError, JSON.stringify(r.content).slice(0, 80));
+  cell('tools', listed && called);
+
+  // 3. step-up: add_note needs notes:write
+  const addNote = () => client.callTool({ name: 'add_note', arguments: { title: 'interop', body: 'from the TypeScript SDK' } });
+  const challengeOk = (from) => {
+    const ch = log.slice(from).find((l) => l.path === '/mcp/notes' && l.status === 403);
+    return [!!ch && /error="insufficient_scope"/.test(ch.www || '') && /scope="[^"]*notes:write/.test(ch.www || ''), ch?.www || 'no 403 seen'];
+  };
+  let logBefore = log.length;
+  let codesBefore = provider.codes.length;
+  let stepOk = false, stepNote = '';
+  let plainError;
+  let add;
+  try { add = await withAuth(transport, addNote); } catch (e) { plainError = e; }
+  const [chOk, chText] = challengeOk(logBefore);
+  check('step-up: 403 insufficient_scope challenge names notes:write', chOk, chText);
+  if (!plainError) {
+    const reauth = provider.codes.length > codesBefore && scopesOf(provider._tokens).includes('notes:write');
+    check('step-up: SDK re-authorized with notes:write (consent approved again)', reauth, `token scope "${provider._tokens?.scope}"`);
+    check('step-up: add_note retried and succeeded', !add.isError, JSON.stringify(add.content).slice(0, 80));
+    stepOk = chOk && reauth && !add.isError;
+  } else {
+    // SDK behaviour seen with 1.32.x: on 403 insufficient_scope, auth() first uses the stored
+    // refresh token (a refresh cannot widen the grant), gets notes:read back, retries, gets the
+    // same 403 and gives up. Record it, then verify the step-up with a provider that hides its
+    // refresh token while a step-up is pending.
+    const refreshed = log.slice(logBefore).some((l) => l.path === '/oauth/token' && /grant_type=refresh_token/.test(l.body));
+    const msg = String(plainError.message || plainError);
+    console.log(`INFO step-up with a plain provider: ${msg}${refreshed ? ' (the SDK refreshed instead of re-authorizing)' : ''}`);
+    provider.hideRefreshOnStepUp = true;
+    logBefore = log.length; codesBefore = provider.codes.length;
+        try {
+      ({ client, transport } = await connect());
+      await client.connect(transport);
+      try { add = await addNote(); } catch (e) {
+        if (!(e instanceof UnauthorizedError)) throw e;
+        await transport.finishAuth(provider.codes.at(-1).code);
+        // Reconnect with the new token (a fresh MCP session for the same user and client).
+        await client.close().catch(() => {});
+        ({ client, transport } = await connect());
+        await client.connect(transport);
+        add = await addNote();
+      }
+      const [ch2] = challengeOk(logBefore);
+      const reauth = provider.codes.length > codesBefore && scopesOf(provider._tokens).includes('notes:write');
+      check('step-up (provider hides refresh_token while stepping up): SDK re-authorized with notes:write, consent approved again', ch2 && reauth,
+        `consent scopes ${JSON.stringify(consentSeen.at(-1))}; token scope "${provider._tokens?.scope}"`);
+      check('step-up: add_note retried and succeeded', !add.isError, JSON.stringify(add.content).slice(0, 80));
+      stepOk = chOk && ch2 && reauth && !add.isError;
+      stepNote = `plain provider fails: on 403 insufficient_scope the SDK refreshes first (a refresh cannot widen the grant) and gives up ("${msg}"). `
+        + `Passes when the provider hides its refresh token while a step-up is pending: the SDK then re-authorizes the same client `
+        + `with the challenge's scopes, the user approves the new scope, and the call is retried`;
+      results.stepupWorkaround = true;
+    } catch (e) {
+      check('step-up: SDK completes step-up', false, String(e.message || e));
+      stepNote = `fails: ${msg}`;
+    }
+    provider.hideRefreshOnStepUp = false;
+  }
+  cell('stepup', stepOk, stepNote);
+  if (results.stepupWorkaround) { results.stepup.workaround = true; delete results.stepupWorkaround; }
+
+  // 4. refresh: invalidate the access token; the SDK gets a 401 and uses the refresh token.
+  const rt = provider._tokens?.refresh_token;
+  check('refresh: token response carried a refresh_token', !!rt);
+  const codesBeforeRefresh = provider.codes.length;
+  const logBeforeRefresh = log.length;
+  provider._tokens = { ...provider._tokens, access_token: 'expired-or-revoked-token' };
+  const again = await withAuth(transport, () => client.callTool({ name: 'list_notes', arguments: {} }));
+  const rf = log.slice(logBeforeRefresh).find((l) => l.path === '/oauth/token' && /grant_type=refresh_token/.test(l.body));
+  const refreshOk = !!rf && rf.status === 200 && provider.codes.length === codesBeforeRefresh && !again.isError
+    && provider._tokens.access_token !== 'expired-or-revoked-token';
+  cell('refresh', check('refresh: 401 → SDK refresh_token grant → call retried', refreshOk,
+    rf ? `token endpoint ${rf.status}` : 'no refresh_token grant seen'));
+  await client.close();
+} catch (e) {
+  check('flow', false, e.stack || String(e));
+  for (const k of ['discovery', 'registration', 'authcode', 'tools', 'stepup', 'refresh']) if (!results[k]) cell(k, false, 'not reached');
+}
+
+if (process.env.RESULT_FILE) {
+  fs.writeFileSync(process.env.RESULT_FILE, JSON.stringify({ client: 'TypeScript SDK (`@modelcontextprotocol/sdk`)', version: SDK_VERSION, cells: results }, null, 2));
+}
+process.exit(failed ? 1 : 0);
