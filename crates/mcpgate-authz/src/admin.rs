@@ -57,6 +57,24 @@ pub fn one_time_password(rng: &dyn Rng) -> String {
     random_token(rng, 15)
 }
 
+/// The password to set and, when none was given, the generated one-time
+/// password to show the operator once.
+fn chosen_or_one_time(
+    ctx: &Ctx<'_>,
+    password: Option<&str>,
+) -> Result<(String, Option<String>), AdminError> {
+    match password {
+        Some(p) => {
+            password::check_policy(p).map_err(|m| AdminError::Invalid(m.into()))?;
+            Ok((p.to_string(), None))
+        }
+        None => {
+            let p = one_time_password(ctx.rng);
+            Ok((p.clone(), Some(p)))
+        }
+    }
+}
+
 /// Creates a user. Without `password`, a one-time password is generated,
 /// returned, and must be changed at first login.
 pub async fn create_user(
@@ -76,16 +94,7 @@ pub async fn create_user(
             "group {g:?}: groups are 1-64 characters of letters, digits, '.', '_', '-', ':', '/'"
         )));
     }
-    let (pw, otp) = match password {
-        Some(p) => {
-            password::check_policy(p).map_err(|m| AdminError::Invalid(m.into()))?;
-            (p.to_string(), None)
-        }
-        None => {
-            let p = one_time_password(ctx.rng);
-            (p.clone(), Some(p))
-        }
-    };
+    let (pw, otp) = chosen_or_one_time(ctx, password)?;
     let now = ctx.clock.now();
     let mut groups = groups.to_vec();
     groups.sort();
@@ -121,16 +130,7 @@ pub async fn set_password(
         }
         Err(e) => return Err(e.into()),
     };
-    let (pw, otp) = match password {
-        Some(p) => {
-            password::check_policy(p).map_err(|m| AdminError::Invalid(m.into()))?;
-            (p.to_string(), None)
-        }
-        None => {
-            let p = one_time_password(ctx.rng);
-            (p.clone(), Some(p))
-        }
-    };
+    let (pw, otp) = chosen_or_one_time(ctx, password)?;
     user.password_hash = Some(hash_password(ctx, &pw)?);
     user.must_change_password = otp.is_some();
     user.updated_at = ctx.clock.now();

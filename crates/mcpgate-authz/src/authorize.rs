@@ -318,15 +318,10 @@ pub async fn post(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !crate::params::is_form(&headers) {
-        return error_page(
-            &app,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Unsupported request",
-            "Send the authorization request as a form.",
-        );
+    match crate::pages::form_params(&app, &headers, &body) {
+        Ok(p) => handle(&app, &p, &headers).await,
+        Err(page) => page,
     }
-    handle(&app, &Params::parse(&body), &headers).await
 }
 
 async fn handle(app: &AppState, p: &Params, headers: &HeaderMap) -> Response {
@@ -489,15 +484,10 @@ pub async fn consent_post(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !crate::params::is_form(&headers) {
-        return error_page(
-            &app,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Unsupported request",
-            "Send the consent form as a form.",
-        );
-    }
-    let p = Params::parse(&body);
+    let p = match crate::pages::form_params(&app, &headers, &body) {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
     let user = match session::current(&app, &headers).await {
         Ok(Some(u)) => u,
         Ok(None) => {

@@ -146,6 +146,29 @@ pub fn error_page(state: &AppState, status: StatusCode, title: &str, message: &s
     )
 }
 
+/// The parameters of a page form POST, or the error page answering a body
+/// that is not `application/x-www-form-urlencoded`.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the page itself, built once per refused request"
+)]
+pub fn form_params(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<crate::params::Params, Response> {
+    if crate::params::is_form(headers) {
+        Ok(crate::params::Params::parse(body))
+    } else {
+        Err(error_page(
+            state,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported request",
+            "Send this form as application/x-www-form-urlencoded.",
+        ))
+    }
+}
+
 pub async fn stylesheet() -> Response {
     let mut r = ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response();
     r.headers_mut().insert(

@@ -139,15 +139,10 @@ pub async fn login_post(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !crate::params::is_form(&headers) {
-        return error_page(
-            &app,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Unsupported request",
-            "Send the login form as a form.",
-        );
-    }
-    let p = Params::parse(&body);
+    let p = match crate::pages::form_params(&app, &headers, &body) {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
     let return_to = p
         .get("return_to")
         .and_then(|r| safe_return_to(&app, r))
@@ -286,15 +281,10 @@ pub async fn password_post(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !crate::params::is_form(&headers) {
-        return error_page(
-            &app,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Unsupported request",
-            "Send the form as a form.",
-        );
-    }
-    let p = Params::parse(&body);
+    let p = match crate::pages::form_params(&app, &headers, &body) {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
     let return_to = p
         .get("return_to")
         .and_then(|r| safe_return_to(&app, r))
