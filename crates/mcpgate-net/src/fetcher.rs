@@ -51,6 +51,9 @@ impl std::fmt::Debug for SafeFetcher {
 
 enum Body<'a> {
     Get,
+    /// GET with `Authorization: Bearer` (a userinfo endpoint). Never follows
+    /// redirects, so the token cannot be carried to another host.
+    GetBearer(&'a str),
     Form {
         form: &'a [(&'a str, &'a str)],
         basic_auth: Option<(&'a str, &'a str)>,
@@ -95,6 +98,17 @@ impl SafeFetcher {
     /// [`FetchPolicy::max_redirects`] vetted redirects. Any status is returned as a response.
     pub async fn get(&self, url: &str) -> Result<FetchResponse, FetchError> {
         self.execute(url, Body::Get).await
+    }
+
+    /// `GET url` with `Authorization: Bearer <token>` (RFC 6750 §2.1), e.g. an
+    /// OAuth 2.0 userinfo endpoint. Redirects are not followed: a 3xx is
+    /// returned as is, so the token never reaches a host it was not meant for.
+    pub async fn get_with_bearer(
+        &self,
+        url: &str,
+        token: &str,
+    ) -> Result<FetchResponse, FetchError> {
+        self.execute(url, Body::GetBearer(token)).await
     }
 
     /// `POST url` with an `application/x-www-form-urlencoded` body (token, revocation,
@@ -156,6 +170,7 @@ impl SafeFetcher {
 
         let request = match body {
             Body::Get => client.get(target.clone()),
+            Body::GetBearer(token) => client.get(target.clone()).bearer_auth(token),
             Body::Form { form, basic_auth } => {
                 let request = client.post(target.clone()).form(form);
                 match basic_auth {

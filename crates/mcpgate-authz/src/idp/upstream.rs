@@ -291,8 +291,9 @@ async fn validate_id_token(
     Ok(claims)
 }
 
-/// Plain OAuth 2.0: the userinfo URL with the access token as a form body
-/// parameter (RFC 6750 §2.2), so the token never appears in a URL.
+/// Plain OAuth 2.0: the userinfo URL with the access token in the
+/// `Authorization: Bearer` header (RFC 6750 §2.1; GitHub accepts nothing
+/// else); redirects are not followed, so the token stays with that host.
 async fn userinfo(app: &AppState, d: &Discovered, access: &str) -> Result<Value, UpstreamError> {
     let url = d
         .userinfo_endpoint
@@ -300,7 +301,7 @@ async fn userinfo(app: &AppState, d: &Discovered, access: &str) -> Result<Value,
         .ok_or_else(|| UpstreamError::Invalid("no userinfo endpoint".into()))?;
     let r = app
         .fetcher
-        .post_form(url, &[("access_token", access)], None)
+        .get_with_bearer(url, access)
         .await
         .map_err(|e| UpstreamError::Provider(format!("userinfo: {e}")))?;
     if !r.is_success() {

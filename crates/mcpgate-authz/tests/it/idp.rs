@@ -138,9 +138,12 @@ impl FakeIdp {
             )
             .route(
                 "/userinfo",
-                post(|State(s): S, body: axum::body::Bytes| async move {
-                    let ok = url::form_urlencoded::parse(&body)
-                        .any(|(k, v)| k == "access_token" && v == "upstream-access-token");
+                get(|State(s): S, headers: axum::http::HeaderMap| async move {
+                    // As GitHub: the token only in the Authorization header.
+                    let ok = headers
+                        .get(axum::http::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        == Some("Bearer upstream-access-token");
                     if !ok {
                         return axum::http::StatusCode::UNAUTHORIZED.into_response();
                     }
