@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use mcpgate_net::{FetchError, FetchPolicy};
 
-use crate::support::{FakeResolver, Server, fetcher, json, redirect};
+use crate::support::{FakeResolver, Server, fetcher, json, redirect, response};
 
 #[tokio::test]
 async fn post_form_sends_an_encoded_body_and_basic_auth() {
@@ -95,5 +95,30 @@ async fn post_destinations_are_vetted() {
             .await
             .unwrap_err(),
         FetchError::InsecureScheme
+    );
+}
+
+#[tokio::test]
+async fn bearer_get_sends_the_header_and_never_follows_a_redirect() {
+    let target = Server::counting().await;
+    let location = target.url("/elsewhere");
+    let server = Server::start(move |req| {
+        if req.header("authorization") == Some("Bearer tok-123") {
+            redirect(302, &location)
+        } else {
+            response(401, &[], b"")
+        }
+    })
+    .await;
+    let f = fetcher(FetchPolicy::loopback_dev(), &Arc::new(FakeResolver::new()));
+    let r = f
+        .get_with_bearer(&server.url("/userinfo"), "tok-123")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 302, "the token reached the server in the header");
+    assert_eq!(
+        target.accepts(),
+        0,
+        "the token was not carried to the redirect target"
     );
 }
