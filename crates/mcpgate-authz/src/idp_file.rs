@@ -4,6 +4,14 @@
 //! secret resolver (`${env:NAME}` / `${file:PATH}`) and error constructor, so
 //! errors name the field as the rest of the config does.
 
+use std::sync::Arc;
+
+use aws_lc_rs::digest::{SHA256, digest};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mcpgate_jose::{KeyAlg, SigningKey};
+use rustls_pki_types::PrivatePkcs8KeyDer;
+use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 
 use crate::settings::{IdentityProvider, ProviderKind, TokenAuth};
@@ -20,10 +28,18 @@ pub struct IdentityProviderFile {
     pub kind: Option<String>,
     pub issuer: String,
     pub client_id: String,
-    /// `${env:NAME}` or `${file:PATH}`.
-    pub client_secret: String,
-    /// `client_secret_basic` (default) or `client_secret_post`.
+    /// `${env:NAME}` or `${file:PATH}`; required unless
+    /// `token_endpoint_auth = "private_key_jwt"`.
+    pub client_secret: Option<String>,
+    /// `client_secret_basic` (default), `client_secret_post` or
+    /// `private_key_jwt`.
     pub token_endpoint_auth: Option<String>,
+    /// `private_key_jwt` only: a PKCS#8 PEM (P-256 or Ed25519) given as
+    /// `${env:NAME}` or `${file:PATH}`.
+    pub private_key: Option<String>,
+    /// `private_key_jwt` only: the `kid` header of the client assertion
+    /// (default: the key's RFC 7638 JWK thumbprint).
+    pub private_key_id: Option<String>,
     pub scopes: Option<Vec<String>>,
     pub subject_claim: Option<String>,
     pub name_claim: Option<String>,
@@ -79,12 +95,71 @@ pub fn providers<E>(
         if f.client_id.is_empty() {
             return Err(invalid(&field("client_id"), "must not be empty".into()));
         }
+        let auth = match f.token_endpoint_auth.as_deref() {
+            None | Some("client_secret_basic") => TokenAuth::ClientSecretBasic,
+            Some("client_secret_post") => TokenAuth::ClientSecretPost,
+            Some("private_key_jwt") => TokenAuth::PrivateKeyJwt,
+            Some(x) => {
+                return Err(invalid(
+                    &field("token_endpoint_auth"),
+                    format!(
+                        "{x:?} is not client_secret_basic, client_secret_post or private_key_jwt"
+                    ),
+                ));
+            }
+        };
+        let (client_secret, private_key) = if auth == TokenAuth::PrivateKeyJwt {
+            if f.client_secret.is_some() {
+                return Err(invalid(
+                    &field("client_secret"),
+                    "not used with token_endpoint_auth = \"private_key_jwt\"; remove it".into(),
+                ));
+            }
+            let Some(raw) = &f.private_key else {
+                return Err(invalid(
+                    &field("private_key"),
+                    "required for token_endpoint_auth = \"private_key_jwt\"".into(),
+                ));
+            };
+            let pem = secret(&field("private_key"), raw)?;
+            let key = signing_key(pem.expose(), f.private_key_id.as_deref())
+                .map_err(|m| invalid(&field("private_key"), m))?;
+            (Secret::new(""), Some(Arc::new(key)))
+        } else {
+            for (n, v) in [
+                ("private_key", &f.private_key),
+                ("private_key_id", &f.private_key_id),
+            ] {
+                if v.is_some() {
+                    return Err(invalid(
+                        &field(n),
+                        "only used with token_endpoint_auth = \"private_key_jwt\"".into(),
+                    ));
+                }
+            }
+            let Some(raw) = &f.client_secret else {
+                return Err(invalid(
+                    &field("client_secret"),
+                    "required (or set token_endpoint_auth = \"private_key_jwt\" and private_key)"
+                        .into(),
+                ));
+            };
+            (secret(&field("client_secret"), raw)?, None)
+        };
+        if f.private_key_id.as_deref() == Some("") {
+            return Err(invalid(
+                &field("private_key_id"),
+                "must not be empty".into(),
+            ));
+        }
         let mut p = IdentityProvider::oidc(
             f.name.clone(),
             f.issuer.clone(),
             f.client_id.clone(),
-            secret(&field("client_secret"), &f.client_secret)?,
+            client_secret,
         );
+        p.token_endpoint_auth = auth;
+        p.private_key = private_key;
         let endpoints = [
             ("authorization_endpoint", &f.authorization_endpoint),
             ("token_endpoint", &f.token_endpoint),
@@ -126,16 +201,6 @@ pub fn providers<E>(
                 ));
             }
         }
-        p.token_endpoint_auth = match f.token_endpoint_auth.as_deref() {
-            None | Some("client_secret_basic") => TokenAuth::ClientSecretBasic,
-            Some("client_secret_post") => TokenAuth::ClientSecretPost,
-            Some(x) => {
-                return Err(invalid(
-                    &field("token_endpoint_auth"),
-                    format!("{x:?} is not client_secret_basic or client_secret_post"),
-                ));
-            }
-        };
         if let Some(d) = &f.display_name {
             p.display_name = d.clone();
         }
@@ -157,6 +222,41 @@ pub fn providers<E>(
         out.push(p);
     }
     Ok(out)
+}
+
+/// Reads a PKCS#8 PEM private key (P-256 → ES256, Ed25519 → EdDSA). The
+/// `kid` is `kid` when given, else the RFC 7638 thumbprint of the public key.
+pub fn signing_key(pem: &str, kid: Option<&str>) -> Result<SigningKey, String> {
+    let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| {
+        // The parser's message may quote the input: keep the key out of it.
+        "not a PKCS#8 PEM private key (\"-----BEGIN PRIVATE KEY-----\")".to_string()
+    })?;
+    let der = der.secret_pkcs8_der().to_vec();
+    let key = [KeyAlg::Es256, KeyAlg::EdDsa]
+        .into_iter()
+        .find_map(|alg| SigningKey::from_pkcs8("", alg, der.clone()).ok())
+        .ok_or_else(|| {
+            "unsupported key: use a P-256 (ES256) or Ed25519 (EdDSA) PKCS#8 key".to_string()
+        })?;
+    let kid = match kid {
+        Some(k) => k.to_string(),
+        None => thumbprint(&key),
+    };
+    SigningKey::from_pkcs8(kid, key.alg(), der).map_err(|e| e.to_string())
+}
+
+/// RFC 7638 JWK thumbprint (SHA-256, base64url): the required members in
+/// lexicographic order, no whitespace.
+fn thumbprint(key: &SigningKey) -> String {
+    let j = key.public_jwk();
+    let canonical = match &j.y {
+        Some(y) => format!(
+            r#"{{"crv":"{}","kty":"{}","x":"{}","y":"{}"}}"#,
+            j.crv, j.kty, j.x, y
+        ),
+        None => format!(r#"{{"crv":"{}","kty":"{}","x":"{}"}}"#, j.crv, j.kty, j.x),
+    };
+    URL_SAFE_NO_PAD.encode(digest(&SHA256, canonical.as_bytes()))
 }
 
 #[cfg(test)]
@@ -210,5 +310,111 @@ mod tests {
         );
         assert!(base(serde_json::json!({"kind": "oauth2"})).contains("authorization_endpoint"));
         assert!(base(serde_json::json!({"unknown": 1})).contains("unknown field"));
+        assert!(
+            base(serde_json::json!({"token_endpoint_auth": "tls_client_auth"}))
+                .contains("[0].token_endpoint_auth")
+        );
+        // private_key / private_key_id only with private_key_jwt.
+        assert!(base(serde_json::json!({"private_key": "x"})).contains("[0].private_key:"));
+        assert!(base(serde_json::json!({"private_key_id": "k"})).contains("[0].private_key_id"));
+    }
+
+    fn pem(der: &[u8]) -> String {
+        use base64::engine::general_purpose::STANDARD;
+        let b64 = STANDARD.encode(der);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        )
+    }
+
+    fn pkjwt(extra: serde_json::Value) -> Result<Vec<IdentityProvider>, String> {
+        let mut v = serde_json::json!({"name": "corp", "issuer": "https://idp.example",
+            "client_id": "c", "token_endpoint_auth": "private_key_jwt"});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        parse(serde_json::json!([v]))
+    }
+
+    #[test]
+    fn private_key_jwt_loads_p256_and_ed25519() {
+        for alg in [KeyAlg::Es256, KeyAlg::EdDsa] {
+            let k = SigningKey::generate("x", alg).unwrap();
+            let ps = pkjwt(serde_json::json!({"private_key": pem(k.pkcs8()),
+                "private_key_id": "kid-1"}))
+            .unwrap();
+            assert_eq!(ps[0].token_endpoint_auth, TokenAuth::PrivateKeyJwt);
+            let key = ps[0].private_key.as_ref().unwrap();
+            assert_eq!(key.alg(), alg);
+            assert_eq!(key.kid(), "kid-1");
+            assert_eq!(key.public_jwk().x, k.public_jwk().x);
+            assert_eq!(ps[0].client_secret.expose(), "");
+            // Without private_key_id: the RFC 7638 thumbprint.
+            // As the `${file:}` resolver hands it over: final newline trimmed.
+            let trimmed = pem(k.pkcs8()).trim_end().to_string();
+            let ps = pkjwt(serde_json::json!({"private_key": trimmed})).unwrap();
+            assert_eq!(ps[0].private_key.as_ref().unwrap().kid().len(), 43);
+        }
+    }
+
+    #[test]
+    fn rfc8037_thumbprint_example() {
+        // RFC 8037 Appendix A.1 (private key) and A.3 (its RFC 7638
+        // thumbprint), as a PKCS#8 v1 document.
+        let seed = URL_SAFE_NO_PAD
+            .decode("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A")
+            .unwrap();
+        let mut der = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        der.extend_from_slice(&seed);
+        let k = signing_key(&pem(&der), None).unwrap();
+        assert_eq!(k.alg(), KeyAlg::EdDsa);
+        assert_eq!(
+            k.public_jwk().x,
+            "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+        );
+        assert_eq!(k.kid(), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+    }
+
+    #[test]
+    fn private_key_jwt_refusals_name_the_field() {
+        let k = SigningKey::generate("x", KeyAlg::Es256).unwrap();
+        // Both a secret and a key: refused.
+        let e = pkjwt(serde_json::json!({"private_key": pem(k.pkcs8()), "client_secret": "s"}))
+            .unwrap_err();
+        assert!(e.contains("identity_provider[0].client_secret"), "{e}");
+        // No key.
+        let e = pkjwt(serde_json::json!({})).unwrap_err();
+        assert!(e.contains("identity_provider[0].private_key"), "{e}");
+        // Malformed PEM, and a PEM whose body is not a key.
+        for bad in [
+            "not a pem".to_string(),
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".to_string(),
+            pem(&k.pkcs8()[..40]),
+            "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n".to_string(),
+        ] {
+            let e = pkjwt(serde_json::json!({"private_key": bad})).unwrap_err();
+            assert!(e.starts_with("identity_provider[0].private_key:"), "{e}");
+            assert!(!e.contains("AAAA"), "no key material in the error: {e}");
+        }
+        // Empty private_key_id.
+        let e = pkjwt(serde_json::json!({"private_key": pem(k.pkcs8()), "private_key_id": ""}))
+            .unwrap_err();
+        assert!(e.contains("[0].private_key_id"), "{e}");
+        // client_secret still required for the secret methods.
+        let e = parse(
+            serde_json::json!([{"name": "corp", "issuer": "https://idp.example",
+            "client_id": "c"}]),
+        )
+        .unwrap_err();
+        assert!(e.contains("[0].client_secret"), "{e}");
     }
 }

@@ -1,7 +1,9 @@
 //! Runtime settings of the authorization server, already validated by the
 //! config loader (the binary) or built directly by tests.
 
-use mcpgate_jose::KeyAlg;
+use std::sync::Arc;
+
+use mcpgate_jose::{KeyAlg, SigningKey};
 use mcpgate_types::Secret;
 
 /// A scope this server knows, with the description shown on the consent page.
@@ -144,6 +146,9 @@ impl AuthzSettings {
 pub enum TokenAuth {
     ClientSecretBasic,
     ClientSecretPost,
+    /// RFC 7523 §2.2 / OIDC Core §9: a JWT client assertion signed with
+    /// [`IdentityProvider::private_key`]; no client secret is sent.
+    PrivateKeyJwt,
 }
 
 /// How an upstream provider publishes its endpoints.
@@ -173,9 +178,14 @@ pub struct IdentityProvider {
     pub issuer: String,
     pub kind: ProviderKind,
     pub client_id: String,
+    /// Empty when `token_endpoint_auth` is [`TokenAuth::PrivateKeyJwt`].
     pub client_secret: Secret,
-    /// How the client secret is sent to the token endpoint.
+    /// How the client authenticates to the token endpoint.
     pub token_endpoint_auth: TokenAuth,
+    /// The key signing client assertions (`private_key_jwt` only); its
+    /// `kid` is the configured `private_key_id`, else the key's RFC 7638
+    /// JWK thumbprint.
+    pub private_key: Option<Arc<SigningKey>>,
     /// Requested scopes; `openid email profile` by default.
     pub scopes: Vec<String>,
     /// Claim holding the stable upstream subject (default `sub`).
@@ -210,6 +220,7 @@ impl IdentityProvider {
             client_id: client_id.into(),
             client_secret,
             token_endpoint_auth: TokenAuth::ClientSecretBasic,
+            private_key: None,
             scopes: vec!["openid".into(), "email".into(), "profile".into()],
             subject_claim: "sub".into(),
             name_claim: "name".into(),

@@ -86,6 +86,16 @@ fn upstream_failed(app: &AppState, p: &IdentityProvider, e: UpstreamError) -> Re
                 "The identity provider's answer could not be verified, so you were not signed in.",
             )
         }
+        UpstreamError::Config(d) => {
+            tracing::error!(provider = %p.name, error = %d, "identity provider misconfigured");
+            refuse(
+                app,
+                StatusCode::BAD_GATEWAY,
+                "This identity provider does not accept the way this server is configured to \
+                 authenticate to it (private_key_jwt). Ask the administrator to fix the \
+                 identity provider configuration.",
+            )
+        }
     }
 }
 

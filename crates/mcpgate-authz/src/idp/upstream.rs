@@ -42,6 +42,9 @@ pub(crate) struct Cache(tokio::sync::Mutex<HashMap<String, Arc<Discovered>>>);
 pub(crate) enum UpstreamError {
     Provider(String),
     Invalid(String),
+    /// The provider cannot work with this configuration (an operator's
+    /// problem, e.g. a client authentication method it does not support).
+    Config(String),
 }
 
 /// The identity the provider vouched for, after validation.
@@ -151,6 +154,21 @@ async fn fetch_discovery(
                 str_field(&doc, n)
                     .ok_or_else(|| UpstreamError::Invalid(format!("discovery document lacks {n}")))
             };
+            // RFC 8414 §2 / OIDC Discovery §3: when the provider lists its
+            // client authentication methods, ours must be among them.
+            if p.token_endpoint_auth == TokenAuth::PrivateKeyJwt
+                && let Some(methods) = doc.get("token_endpoint_auth_methods_supported")
+                && !methods
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|x| x == "private_key_jwt"))
+            {
+                return Err(UpstreamError::Config(format!(
+                    "provider {:?} does not list private_key_jwt in \
+                     token_endpoint_auth_methods_supported ({methods}); \
+                     use client_secret instead",
+                    p.name
+                )));
+            }
             let jwks_uri = need("jwks_uri")?;
             if !acceptable_url(app, &jwks_uri) {
                 return Err(UpstreamError::Invalid("jwks_uri is not https".into()));
@@ -195,11 +213,19 @@ pub(crate) async fn exchange(
         ("redirect_uri", redirect_uri.as_str()),
         ("code_verifier", verifier),
     ];
+    let assertion;
     let basic = match p.token_endpoint_auth {
         TokenAuth::ClientSecretBasic => Some((p.client_id.as_str(), p.client_secret.expose())),
         TokenAuth::ClientSecretPost => {
             form.push(("client_id", p.client_id.as_str()));
             form.push(("client_secret", p.client_secret.expose()));
+            None
+        }
+        TokenAuth::PrivateKeyJwt => {
+            assertion = client_assertion(app, p, &d.token_endpoint)?;
+            form.push(("client_id", p.client_id.as_str()));
+            form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE));
+            form.push(("client_assertion", assertion.as_str()));
             None
         }
     };
@@ -232,6 +258,37 @@ pub(crate) async fn exchange(
         }
     };
     identity_from(p, &claims)
+}
+
+/// RFC 7523 §2.2: how a JWT client assertion is marked.
+pub(crate) const CLIENT_ASSERTION_TYPE: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// Lifetime of a client assertion.
+const ASSERTION_SECS: i64 = 60;
+
+/// RFC 7523 §3 / OIDC Core §9 `private_key_jwt`: a short-lived JWT with the
+/// client as `iss` and `sub`, the token endpoint URL as `aud`, and a fresh
+/// `jti`, signed with the configured key.
+fn client_assertion(
+    app: &AppState,
+    p: &IdentityProvider,
+    token_endpoint: &str,
+) -> Result<String, UpstreamError> {
+    let key = p
+        .private_key
+        .as_ref()
+        .ok_or_else(|| UpstreamError::Config("private_key_jwt without a private_key".into()))?;
+    let iat = app.now();
+    let claims = serde_json::json!({
+        "iss": p.client_id,
+        "sub": p.client_id,
+        "aud": token_endpoint,
+        "jti": mcpgate_jose::random_token(app.rng.as_ref(), 32),
+        "iat": iat,
+        "exp": iat + ASSERTION_SECS,
+    });
+    key.sign("JWT", &claims)
+        .map_err(|e| UpstreamError::Config(format!("signing the client assertion: {e}")))
 }
 
 /// OIDC Core §3.1.3.7 with the algorithm taken from the provider's key.

@@ -60,6 +60,8 @@ struct FakeState {
     next: Mutex<Value>,
     /// The last token request: (form, Authorization header).
     last: Mutex<Option<TokenRequest>>,
+    /// `token_endpoint_auth_methods_supported` in discovery, when set.
+    auth_methods: Mutex<Option<Value>>,
 }
 
 /// A minimal OIDC provider: enough to drive mcpgate's callback.
@@ -85,6 +87,7 @@ impl FakeIdp {
             forger: Mutex::new(None),
             next: Mutex::new(Value::Null),
             last: Mutex::new(None),
+            auth_methods: Mutex::new(None),
         });
         use axum::extract::State;
         use axum::response::IntoResponse;
@@ -95,7 +98,7 @@ impl FakeIdp {
                 "/.well-known/openid-configuration",
                 get(|State(s): S| async move {
                     let i = &s.issuer;
-                    axum::Json(json!({
+                    let mut doc = json!({
                         "issuer": *s.discovery_issuer.lock().unwrap(),
                         "authorization_endpoint": format!("{i}/authorize"),
                         "token_endpoint": format!("{i}/token"),
@@ -103,7 +106,11 @@ impl FakeIdp {
                         "response_types_supported": ["code"],
                         "code_challenge_methods_supported": ["S256"],
                         "authorization_response_iss_parameter_supported": true,
-                    }))
+                    });
+                    if let Some(m) = s.auth_methods.lock().unwrap().clone() {
+                        doc["token_endpoint_auth_methods_supported"] = m;
+                    }
+                    axum::Json(doc)
                 }),
             )
             .route(
@@ -163,6 +170,16 @@ impl FakeIdp {
 
     pub fn set_next(&self, claims: Value) {
         *self.s.next.lock().unwrap() = claims;
+    }
+
+    /// Lists `methods` as `token_endpoint_auth_methods_supported`.
+    pub fn set_auth_methods(&self, methods: Value) {
+        *self.s.auth_methods.lock().unwrap() = Some(methods);
+    }
+
+    /// The last token request: (form, Authorization header).
+    pub fn last_token_request(&self) -> Option<(Vec<(String, String)>, String)> {
+        self.s.last.lock().unwrap().clone()
     }
 }
 

@@ -29,6 +29,7 @@ mod flows;
 mod headers;
 mod idp;
 mod idp_more;
+mod idp_pkjwt;
 mod idp_real;
 mod pg;
 mod registration;
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
     trials.extend(headers::trials());
     trials.extend(idp::trials());
     trials.extend(idp_more::trials());
+    trials.extend(idp_pkjwt::trials());
     trials.extend(idp_real::trials());
     let conclusion = libtest_mimic::run(&args, trials);
     pg.teardown();
