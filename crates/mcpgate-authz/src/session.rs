@@ -53,6 +53,29 @@ pub async fn current(app: &AppState, headers: &HeaderMap) -> Result<Option<Sessi
     }
 }
 
+/// The login-form nonce cookie (double submit) of this browser, if sane.
+fn login_nonce(headers: &HeaderMap) -> Option<String> {
+    cookies::get(headers, cookies::LOGIN_NONCE).filter(|n| n.len() <= 64)
+}
+
+/// Login CSRF: the form's `csrf` token must be bound to this browser's nonce
+/// cookie. Returns the nonce when it is.
+pub(crate) fn verified_login_nonce(
+    app: &AppState,
+    headers: &HeaderMap,
+    p: &Params,
+) -> Option<String> {
+    login_nonce(headers).filter(|n| {
+        csrf::verify(
+            &app.csrf_key,
+            "login",
+            n.as_bytes(),
+            p.get("csrf").unwrap_or(""),
+            app.now(),
+        )
+    })
+}
+
 /// Only our own authorization endpoint (or the root) is a valid place to
 /// return to after login: a relative path, never `//host` or a full URL.
 pub(crate) fn safe_return_to(app: &AppState, r: &str) -> Option<String> {
@@ -128,8 +151,14 @@ pub async fn login_get(
         .get("return_to")
         .and_then(|r| safe_return_to(&app, r))
         .unwrap_or_default();
-    let nonce = cookies::get(&headers, cookies::LOGIN_NONCE).filter(|n| n.len() <= 64);
-    login_form(&app, nonce.as_deref(), &return_to, "", None, StatusCode::OK)
+    login_form(
+        &app,
+        login_nonce(&headers).as_deref(),
+        &return_to,
+        "",
+        None,
+        StatusCode::OK,
+    )
 }
 
 /// `POST /login`
@@ -148,17 +177,7 @@ pub async fn login_post(
         .and_then(|r| safe_return_to(&app, r))
         .unwrap_or_default();
     let username = p.get("username").unwrap_or("").trim().to_string();
-    let nonce = cookies::get(&headers, cookies::LOGIN_NONCE).filter(|n| n.len() <= 64);
-    let csrf_ok = nonce.as_deref().is_some_and(|n| {
-        csrf::verify(
-            &app.csrf_key,
-            "login",
-            n.as_bytes(),
-            p.get("csrf").unwrap_or(""),
-            app.now(),
-        )
-    });
-    if !csrf_ok {
+    let Some(nonce) = verified_login_nonce(&app, &headers, &p) else {
         return login_form(
             &app,
             None,
@@ -167,8 +186,7 @@ pub async fn login_post(
             Some("The form expired. Please sign in again."),
             StatusCode::FORBIDDEN,
         );
-    }
-    let nonce = nonce.unwrap_or_default();
+    };
     if !app.settings.local_login {
         return login_form(
             &app,

@@ -34,7 +34,6 @@ use upstream::UpstreamError;
 
 use crate::authorize;
 use crate::cookies;
-use crate::csrf;
 use crate::pages::{Common, error_page};
 use crate::params::Params;
 use crate::session;
@@ -117,17 +116,7 @@ pub async fn start(
         return refuse(&app, StatusCode::NOT_FOUND, "No such identity provider.");
     };
     let p = Params::parse(&body);
-    // Login CSRF: the form's token must be bound to this browser's nonce cookie.
-    let nonce_cookie = cookies::get(&headers, cookies::LOGIN_NONCE).filter(|n| n.len() <= 64);
-    let csrf_ok = nonce_cookie.as_deref().is_some_and(|n| {
-        csrf::verify(
-            &app.csrf_key,
-            "login",
-            n.as_bytes(),
-            p.get("csrf").unwrap_or(""),
-            app.now(),
-        )
-    });
+    let csrf_ok = crate::session::verified_login_nonce(&app, &headers, &p).is_some();
     if !csrf_ok || !p.repeated().is_empty() {
         return refuse(
             &app,
