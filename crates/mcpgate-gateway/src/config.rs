@@ -57,7 +57,34 @@ pub struct GatewayFile {
     /// access tokens the gateway accepts besides those of mcpgate's own AS.
     #[serde(default, rename = "trusted_issuer")]
     pub trusted_issuers: Vec<TrustedIssuerFile>,
+    /// List mcpgate's own AS in the PRM's `authorization_servers` (default
+    /// true). `false` advertises only the trusted issuers, so clients that
+    /// take the first entry sign in there; own tokens are still accepted.
+    pub advertise_own_issuer: Option<bool>,
+    /// How clients authenticate: `"bearer"` (default, OAuth access tokens)
+    /// or `"none"` (development and conformance testing only: loopback,
+    /// plain http, every request is the anonymous principal).
+    pub authentication: Option<Authentication>,
 }
+
+/// `[gateway] authentication`.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Authentication {
+    /// Every request needs an access token for its upstream (the default).
+    #[default]
+    Bearer,
+    /// No authentication: allowed only when the listener and `public_url`
+    /// are loopback over plain http. Every request runs as the fixed
+    /// anonymous principal ([`ANONYMOUS_SUBJECT`]); no PRM is published and
+    /// no 401 challenge is sent; policy rules that need a token are refused.
+    None,
+}
+
+/// `iss` of the anonymous principal of `authentication = "none"`.
+pub const ANONYMOUS_ISSUER: &str = "urn:mcpgate:no-auth";
+/// `sub` (and `client_id`) of the anonymous principal of `authentication = "none"`.
+pub const ANONYMOUS_SUBJECT: &str = "anonymous";
 
 /// `[[gateway.trusted_issuer]]`: an external issuer (e.g. a company IdP).
 #[derive(Debug, Deserialize, Default, Clone)]
@@ -352,6 +379,11 @@ pub struct GatewaySettings {
     pub upstreams: Vec<UpstreamConfig>,
     /// External issuers trusted besides mcpgate's own AS.
     pub trusted_issuers: Vec<ExternalIssuer>,
+    /// Whether PRM documents list mcpgate's own AS (first) besides the
+    /// trusted issuers (`gateway.advertise_own_issuer`, default true).
+    pub advertise_own_issuer: bool,
+    /// `gateway.authentication` (default [`Authentication::Bearer`]).
+    pub authentication: Authentication,
 }
 
 /// A validated `[[gateway.trusted_issuer]]`.
@@ -385,6 +417,8 @@ impl GatewaySettings {
             },
             upstreams: Vec::new(),
             trusted_issuers: Vec::new(),
+            advertise_own_issuer: true,
+            authentication: Authentication::Bearer,
         }
     }
 
@@ -608,6 +642,13 @@ pub fn validate(
             allow_http_loopback: t.dev_allow_http_loopback.unwrap_or(false),
         });
     }
+    s.advertise_own_issuer = g.advertise_own_issuer.unwrap_or(true);
+    if !s.advertise_own_issuer && s.trusted_issuers.is_empty() {
+        return Err(err(
+            "gateway.advertise_own_issuer",
+            "false needs at least one [[gateway.trusted_issuer]] to advertise",
+        ));
+    }
     let dev_http = g.dev_allow_http_loopback_token_url.unwrap_or(false);
     for (i, u) in ups.iter().enumerate() {
         let f = |n: &str| format!("upstream[{i}].{n}");
@@ -789,7 +830,87 @@ pub fn validate(
             timeout: Duration::from_secs(u.timeout_secs.unwrap_or(60).max(1)),
         });
     }
+    s.authentication = g.authentication.unwrap_or_default();
+    if s.authentication == Authentication::None {
+        check_no_auth(&s)?;
+    }
     Ok(s)
+}
+
+/// `authentication = "none"` is for loopback development and conformance
+/// runs only, and nothing in the configuration may depend on a token.
+fn check_no_auth(s: &GatewaySettings) -> Result<(), ConfigError> {
+    const FIELD: &str = "gateway.authentication";
+    let loopback_http =
+        url::Url::parse(&s.public_url).is_ok_and(|u| u.scheme() == "http" && is_loopback_url(&u));
+    if !s.loopback_listener || !loopback_http {
+        return Err(err(
+            FIELD,
+            format!(
+                "\"none\" is allowed only when listen is a loopback address and public_url is \
+                 plain http on a loopback host (public_url is {:?})",
+                s.public_url
+            ),
+        ));
+    }
+    if !s.trusted_issuers.is_empty() {
+        return Err(err(
+            "gateway.trusted_issuer",
+            "trusted issuers make no sense with authentication = \"none\" (no token is read)",
+        ));
+    }
+    for (i, u) in s.upstreams.iter().enumerate() {
+        let f = |n: &str| format!("upstream[{i}].{n}");
+        if !u.scopes.is_empty() {
+            return Err(err(
+                f("scopes"),
+                "scopes need an access token; with authentication = \"none\" leave them out",
+            ));
+        }
+        if matches!(u.auth, UpstreamAuth::TokenExchange { .. }) {
+            return Err(err(
+                f("auth"),
+                "token_exchange exchanges the caller's token; authentication = \"none\" has none",
+            ));
+        }
+        let rules = [
+            ("tools", &u.tools, &u.default_tool, "default_tool"),
+            ("prompts", &u.prompts, &u.default_prompt, "default_prompt"),
+            (
+                "resources",
+                &u.resources,
+                &u.default_resource,
+                "default_resource",
+            ),
+        ];
+        for (what, items, default, default_name) in rules {
+            let named = items
+                .iter()
+                .map(|(name, p)| (format!("{what}.{name}"), p))
+                .chain(std::iter::once((default_name.to_string(), default)));
+            for (field, p) in named {
+                let needs_token = if !p.scopes.is_empty() {
+                    Some("scopes")
+                } else if p.users.is_some() {
+                    Some("users")
+                } else if p.groups.is_some() {
+                    Some("groups")
+                } else {
+                    None
+                };
+                if let Some(key) = needs_token {
+                    return Err(err(
+                        f(&format!("{field}.{key}")),
+                        format!(
+                            "{key} need an access token; with authentication = \"none\" \
+                             only allow = true/false is possible"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Origins are `scheme://host[:port]`, compared exactly (lower-cased).
@@ -837,6 +958,74 @@ mod tests {
             &f.upstream,
             &resolve,
         )
+    }
+
+    #[test]
+    fn authentication_none_is_opt_in_loopback_only_and_token_free() {
+        let up = "[[upstream]]\nname = \"t\"\nstdio = { command = \"x\" }\n";
+        // Not the default.
+        assert_eq!(parse(up).unwrap().authentication, Authentication::Bearer);
+        let none = format!("[gateway]\nauthentication = \"none\"\n{up}");
+        assert_eq!(parse(&none).unwrap().authentication, Authentication::None);
+        // Refused unless the listener and public_url are loopback over http.
+        let f: toml::Table = toml::from_str(&none).unwrap();
+        let g: GatewayFile = f["gateway"].clone().try_into().unwrap();
+        let ups: Vec<UpstreamFile> = f["upstream"].clone().try_into().unwrap();
+        for (public_url, loopback) in [
+            ("http://127.0.0.1:8080", false),
+            ("https://127.0.0.1:8080", true),
+            ("http://mcp.example.com", true),
+        ] {
+            let e = validate(public_url, loopback, &g, &ups, &resolve).unwrap_err();
+            assert_eq!(e.field, "gateway.authentication", "{public_url} {loopback}");
+            assert!(e.message.contains("loopback"), "{}", e.message);
+        }
+        assert!(validate("http://localhost:9", true, &g, &ups, &resolve).is_ok());
+        // Rules that need a token are configuration errors.
+        for (extra, field) in [
+            ("scopes = [\"a\"]\n", "upstream[0].scopes"),
+            (
+                "[upstream.tools.x]\nscopes = [\"a\"]\n",
+                "upstream[0].tools.x.scopes",
+            ),
+            (
+                "[upstream.prompts.p]\ngroups = [\"g\"]\n",
+                "upstream[0].prompts.p.groups",
+            ),
+            (
+                "[upstream.default_resource]\nusers = [\"u\"]\n",
+                "upstream[0].default_resource.users",
+            ),
+        ] {
+            let e = parse(&format!("{none}{extra}")).unwrap_err();
+            assert_eq!(e.field, field, "{extra}");
+        }
+        let trusted = "[[gateway.trusted_issuer]]\nissuer = \"https://idp.example\"\n";
+        let e = parse(&format!("{none}{trusted}")).unwrap_err();
+        assert_eq!(e.field, "gateway.trusted_issuer");
+        // allow = true/false is fine.
+        assert!(parse(&format!("{none}[upstream.tools.x]\nallow = false\n")).is_ok());
+        assert!(parse("[gateway]\nauthentication = \"off\"\n").is_err());
+    }
+
+    #[test]
+    fn advertise_own_issuer() {
+        let ext = "[[gateway.trusted_issuer]]\nissuer = \"https://idp.example\"\n";
+        let s = parse(ext).unwrap();
+        assert!(s.advertise_own_issuer);
+        assert_eq!(
+            crate::authorization_servers(&s, "http://127.0.0.1:8080"),
+            ["http://127.0.0.1:8080", "https://idp.example"]
+        );
+        let s = parse(&format!("[gateway]\nadvertise_own_issuer = false\n{ext}")).unwrap();
+        assert!(!s.advertise_own_issuer);
+        assert_eq!(
+            crate::authorization_servers(&s, "http://127.0.0.1:8080"),
+            ["https://idp.example"]
+        );
+        let e = parse("[gateway]\nadvertise_own_issuer = false\n").unwrap_err();
+        assert_eq!(e.field, "gateway.advertise_own_issuer");
+        assert!(e.message.contains("trusted_issuer"), "{}", e.message);
     }
 
     #[test]

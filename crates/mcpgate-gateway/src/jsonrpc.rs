@@ -18,10 +18,18 @@ pub mod codes {
     pub const UPSTREAM_ERROR: i64 = -32001;
     /// 2026-07-28: an `Mcp-*` header disagrees with the body.
     pub const HEADER_MISMATCH: i64 = -32020;
+    /// The requested protocol version is not supported.
+    pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+    /// Method not found (2026-07-28 answers it with HTTP 404).
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// 2026-07-28: the request needs a client capability it did not declare.
+    pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
 }
 
 /// The `_meta` key 2026-07-28 clients put their protocol version under.
 pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+/// The `_meta` key 2026-07-28 clients put their capabilities under.
+pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -86,6 +86,36 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct Gateway(pub(crate) Arc<Inner>);
 
+/// The authenticator of `authentication = "none"`: every request, with or
+/// without credentials, is the fixed anonymous principal
+/// ([`config::ANONYMOUS_ISSUER`], [`config::ANONYMOUS_SUBJECT`], no scopes, no
+/// groups). Sessions are still minted and bound to it; audit records name it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Anonymous;
+
+#[async_trait::async_trait]
+impl Authenticate for Anonymous {
+    async fn authenticate(
+        &self,
+        _headers: &http::HeaderMap,
+        _query: Option<&str>,
+    ) -> Result<mcpgate_guard::Principal, mcpgate_guard::Challenge> {
+        Ok(anonymous_principal())
+    }
+}
+
+/// The principal of every request under `authentication = "none"`.
+pub fn anonymous_principal() -> mcpgate_guard::Principal {
+    mcpgate_guard::Principal {
+        issuer: config::ANONYMOUS_ISSUER.to_string(),
+        subject: config::ANONYMOUS_SUBJECT.to_string(),
+        client_id: config::ANONYMOUS_SUBJECT.to_string(),
+        scopes: mcpgate_types::ScopeSet::new(),
+        groups: Vec::new(),
+        expires_at: i64::MAX,
+    }
+}
+
 /// The RFC 9728 metadata URL of a resource (path insertion).
 pub fn prm_url(resource: &str) -> String {
     mcpgate_guard::prm_url(resource)
@@ -134,9 +164,13 @@ pub fn guards(
     Ok(out)
 }
 
-/// The issuers every PRM document lists: mcpgate's own first.
+/// The issuers every PRM document lists: mcpgate's own first (unless
+/// `gateway.advertise_own_issuer = false`), then the trusted issuers.
 pub fn authorization_servers(settings: &GatewaySettings, issuer: &str) -> Vec<String> {
-    std::iter::once(issuer.to_string())
+    settings
+        .advertise_own_issuer
+        .then(|| issuer.to_string())
+        .into_iter()
         .chain(settings.trusted_issuers.iter().map(|t| t.issuer.clone()))
         .collect()
 }
@@ -147,12 +181,18 @@ impl Gateway {
     /// `retain_days`). Call from a tokio runtime.
     pub fn new(settings: GatewaySettings, deps: GatewayDeps) -> Result<Self, GatewayError> {
         let mut upstreams = HashMap::new();
+        let no_auth = settings.authentication == config::Authentication::None;
         for u in &settings.upstreams {
-            let auth = deps
-                .authenticators
-                .get(&u.name)
-                .cloned()
-                .ok_or_else(|| GatewayError::NoAuthenticator(u.name.clone()))?;
+            // `authentication = "none"` (validated: loopback only) ignores any
+            // authenticator it is given: every request is the anonymous principal.
+            let auth = if no_auth {
+                Arc::new(Anonymous) as Arc<dyn Authenticate>
+            } else {
+                deps.authenticators
+                    .get(&u.name)
+                    .cloned()
+                    .ok_or_else(|| GatewayError::NoAuthenticator(u.name.clone()))?
+            };
             let http = match &u.transport {
                 config::Transport::Http(h) => Some(
                     HttpUpstream::new(h, &u.auth, u.timeout)
@@ -211,16 +251,20 @@ impl Gateway {
         let base = url::Url::parse(&self.0.settings.public_url)
             .map(|u| u.path().trim_end_matches('/').to_string())
             .unwrap_or_default();
-        Router::new()
-            .route(
-                &format!("{base}/mcp/{{name}}"),
-                get(mcp::get).post(mcp::post).delete(mcp::delete),
-            )
-            .route(
+        let router = Router::new().route(
+            &format!("{base}/mcp/{{name}}"),
+            get(mcp::get).post(mcp::post).delete(mcp::delete),
+        );
+        // Without authentication there is no protected resource to describe.
+        let router = if self.0.settings.authentication == config::Authentication::None {
+            router
+        } else {
+            router.route(
                 &format!("/.well-known/oauth-protected-resource{base}/mcp/{{name}}"),
                 get(mcp::prm),
             )
-            .with_state(self.clone())
+        };
+        router.with_state(self.clone())
     }
 
     /// `/healthz` (the process runs), `/readyz` (the gateway accepts

@@ -224,12 +224,23 @@ pub(crate) async fn post(
     };
     let headers = &parts.headers;
     let Ok(version) = protocol_version(headers) else {
-        let r = error_response(
-            StatusCode::BAD_REQUEST,
-            None,
-            codes::INVALID_REQUEST,
-            "unsupported MCP-Protocol-Version",
-        );
+        // UnsupportedProtocolVersionError (2026-07-28, also right before):
+        // the versions we speak and the one asked for, with the request's id.
+        let bytes = axum::body::to_bytes(body, gw.0.settings.max_message_bytes)
+            .await
+            .unwrap_or_default();
+        let id = jsonrpc::parse(&bytes).ok().and_then(|e| e.id);
+        let requested = header(headers, "mcp-protocol-version").unwrap_or_default();
+        let mut r = relay::json_response(&serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": {
+                "code": codes::UNSUPPORTED_PROTOCOL_VERSION,
+                "message": "unsupported MCP-Protocol-Version",
+                "data": { "supported": SUPPORTED_VERSIONS, "requested": requested },
+            },
+        }));
+        *r.status_mut() = StatusCode::BAD_REQUEST;
         return ctx.done(r, "unsupported_protocol_version");
     };
     let stateless = version == Some(STATELESS_VERSION);
@@ -254,6 +265,30 @@ pub(crate) async fn post(
     ctx.method = env.method.clone();
     // The audit `tool` column holds the tool, prompt or resource used.
     ctx.tool = env.name.clone();
+    if stateless && let Some(m) = missing_stateless_meta(&env) {
+        let r = error_response(
+            StatusCode::BAD_REQUEST,
+            id_of(&env),
+            codes::INVALID_PARAMS,
+            m,
+        );
+        return ctx.done(r, "malformed");
+    }
+    if stateless
+        && env.kind == Kind::Request
+        && env
+            .method
+            .as_deref()
+            .is_some_and(|m| REMOVED_IN_STATELESS.contains(&m))
+    {
+        let r = error_response(
+            StatusCode::NOT_FOUND,
+            id_of(&env),
+            codes::METHOD_NOT_FOUND,
+            "Method not found (removed in 2026-07-28)",
+        );
+        return ctx.done(r, "method_not_found");
+    }
     if stateless && let Err(m) = check_stateless_headers(headers, &env) {
         let r = error_response(
             StatusCode::BAD_REQUEST,
@@ -310,6 +345,41 @@ pub(crate) async fn post(
         session_post(&ctx, &p, headers, &env, bytes).await
     };
     ctx.done(resp, reason)
+}
+
+/// Methods 2026-07-28 removed: the gateway (the HTTP server its clients
+/// see) answers them 404 / -32601 for every upstream, as the revision says.
+const REMOVED_IN_STATELESS: &[&str] = &[
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+];
+
+/// 2026-07-28: a request must carry `_meta` with the protocol version and the
+/// client capabilities (-32602, HTTP 400 otherwise).
+fn missing_stateless_meta(env: &Envelope) -> Option<&'static str> {
+    if env.kind != Kind::Request {
+        return None;
+    }
+    let meta = env.value.get("params").and_then(|p| p.get("_meta"));
+    let Some(meta) = meta.and_then(Value::as_object) else {
+        return Some("Invalid params: 2026-07-28 requests need params._meta");
+    };
+    if !meta
+        .get(jsonrpc::META_PROTOCOL_VERSION)
+        .is_some_and(Value::is_string)
+    {
+        return Some("Invalid params: request requires protocolVersion in request _meta");
+    }
+    if !meta
+        .get(jsonrpc::META_CLIENT_CAPABILITIES)
+        .is_some_and(Value::is_object)
+    {
+        return Some("Invalid params: request requires clientCapabilities in request _meta");
+    }
+    None
 }
 
 /// 2026-07-28: `MCP-Protocol-Version` must equal `_meta`'s, `Mcp-Method`

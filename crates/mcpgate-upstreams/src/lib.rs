@@ -33,6 +33,8 @@
 //! when testing a single package (`cargo test -p mcpgate-gateway`). Set
 //! `MCPGATE_TEST_UPSTREAM_BIN` to point somewhere else.
 
+#[cfg(feature = "testing")]
+pub mod conformance;
 pub mod notes;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -194,6 +194,14 @@ pub fn gateway(rt: &Runtime, state: &AppState) -> anyhow::Result<mcpgate_gateway
     for u in &gw.settings().upstreams {
         tracing::info!(upstream = %u.name, resource = %u.resource, "gateway upstream");
     }
+    if gw.settings().authentication == mcpgate_gateway::config::Authentication::None {
+        tracing::warn!(
+            public_url = %gw.settings().public_url,
+            "!!! gateway.authentication = \"none\": the MCP endpoints accept requests WITHOUT \
+             any token, every caller is the anonymous principal. Loopback development and \
+             conformance testing only; never expose this listener !!!"
+        );
+    }
     Ok(gw)
 }
 

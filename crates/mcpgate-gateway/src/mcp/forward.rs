@@ -233,6 +233,28 @@ async fn first_response(
     tokio::time::timeout(timeout, wait).await.ok().flatten()
 }
 
+/// The session name stdio requests of stateless (2026-07-28) clients use.
+const STATELESS_SESSION: &str = "stateless";
+
+/// The HTTP status of a 2026-07-28 answer (as the MCP Streamable HTTP
+/// transport maps JSON-RPC errors): 404 for an unknown method, 400 for an
+/// unsupported version, a header mismatch or a missing client capability.
+fn stateless_error_status(m: &Value) -> StatusCode {
+    match m
+        .get("error")
+        .and_then(|e| e.get("code"))
+        .and_then(Value::as_i64)
+    {
+        Some(codes::METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
+        Some(
+            codes::UNSUPPORTED_PROTOCOL_VERSION
+            | codes::HEADER_MISMATCH
+            | codes::MISSING_REQUIRED_CLIENT_CAPABILITY,
+        ) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::OK,
+    }
+}
+
 async fn stdio_forward(
     ctx: &Ctx,
     p: &Principal,
@@ -273,10 +295,37 @@ async fn stdio_forward(
                 }) as relay::Finisher
             });
             let client_id = env.id.clone().unwrap_or(Value::Null);
-            let rx = match child.request(session, env.value.clone()).await {
+            let mut rx = match child.request(session, env.value.clone()).await {
                 Ok(rx) => rx,
                 Err(_) => return gone(ctx),
             };
+            if session == STATELESS_SESSION {
+                // 2026-07-28 over HTTP: an error answer carries its HTTP status
+                // (404 method not found, 400 missing capability, ...), so wait
+                // for the first message before choosing between JSON and SSE.
+                let Some(first) = rx.recv().await else {
+                    return gone(ctx);
+                };
+                if first.get("method").is_none() {
+                    let mut m = first;
+                    if let Some(mut f) = finish {
+                        f(&mut m);
+                    }
+                    let mut r = relay::json_response(&m);
+                    *r.status_mut() = stateless_error_status(&m);
+                    return (r, "allowed");
+                }
+                let (tx, rest) = tokio::sync::mpsc::unbounded_channel();
+                let _ = tx.send(first);
+                tokio::spawn(async move {
+                    while let Some(m) = rx.recv().await {
+                        if tx.send(m).is_err() {
+                            break;
+                        }
+                    }
+                });
+                rx = rest;
+            }
             if relay::accepts_sse(headers) {
                 (
                     relay::stdio_sse(child, session.to_string(), client_id, rx, finish),
@@ -438,7 +487,7 @@ pub(super) async fn stateless_post(
                     "allowed",
                 );
             }
-            stdio_forward(ctx, p, headers, child, "stateless", false, env).await
+            stdio_forward(ctx, p, headers, child, STATELESS_SESSION, false, env).await
         }
     }
 }

@@ -416,6 +416,20 @@ impl StdioChild {
                 msg["params"]["requestId"] = Value::String(g);
             }
         }
+        // 2026-07-28 `subscriptions/listen`: a notification names its stream
+        // (the listen request's id, which the child knows as our gateway id).
+        let listen = msg
+            .pointer("/params/_meta/io.modelcontextprotocol~1subscriptionId")
+            .and_then(Value::as_str)
+            .and_then(|gid| st.pending.get(gid))
+            .filter(|p| p.session == session);
+        if let Some(p) = listen {
+            let mut m = msg.clone();
+            m["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] = p.client_id.clone();
+            if p.tx.send(m).is_ok() {
+                return;
+            }
+        }
         // The newest in-flight request of that session gets it; else the GET stream.
         let newest = st
             .pending

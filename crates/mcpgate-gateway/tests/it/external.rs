@@ -164,3 +164,49 @@ stdio = {{ command = "{{bin}}", args = ["testing-stdio"] }}
     let r = probe(&s, &token(&key, &ext, &s.resource("ext"), "")).await;
     assert_eq!(r.status, 403, "{:?}", r.text);
 }
+
+#[tokio::test]
+async fn advertise_own_issuer_false_lists_only_the_trusted_issuers() {
+    let key = SigningKey::generate("ext-key-2", KeyAlg::Es256).expect("key");
+    let ext = external_issuer(&key).await;
+    let config = format!(
+        r#"
+[gateway]
+advertise_own_issuer = false
+
+[gateway.audit]
+stdout = false
+
+[[gateway.trusted_issuer]]
+issuer = "{ext}"
+dev_allow_http_loopback = true
+
+[[upstream]]
+name = "ext"
+scopes = ["notes:read"]
+stdio = {{ command = "{{bin}}", args = ["testing-stdio"] }}
+"#
+    );
+    let s = Stack::start(&config).await;
+    let prm: Value = s
+        .http
+        .get(format!(
+            "{}/.well-known/oauth-protected-resource/mcp/ext",
+            s.base
+        ))
+        .send()
+        .await
+        .expect("prm")
+        .json()
+        .await
+        .expect("json");
+    // Only the external AS: a client taking the first entry signs in there.
+    assert_eq!(prm["authorization_servers"], json!([ext]));
+    // Its tokens are accepted for this upstream...
+    let r = list(&s, &token(&key, &ext, &s.resource("ext"), "notes:read")).await;
+    assert_eq!(r.status, 200, "{:?}", r.text);
+    // ...and tokens of mcpgate's own AS still are (it is trusted, only not advertised).
+    let own = s.token("alice", "notes:read", "ext").await;
+    let r = list(&s, &own).await;
+    assert_eq!(r.status, 200, "{:?}", r.text);
+}

@@ -7,6 +7,7 @@
 // protocol these servers speak; the client handler answers them on purpose.
 #![allow(deprecated)]
 
+mod conformance;
 mod notes;
 mod testing_http;
 mod testing_stdio;

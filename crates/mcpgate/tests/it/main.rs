@@ -10,5 +10,6 @@ mod client;
 mod config;
 mod demo;
 mod durability;
+mod no_auth;
 mod no_secrets;
 mod transport;
