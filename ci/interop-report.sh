@@ -9,28 +9,49 @@ MATRIX=$ROOT/target/interop/matrix.md
 # Interoperability
 
 Real MCP clients, each using its **own** OAuth support, against mcpgate's authorization server and
-gateway (`mcpgate serve --demo`, the `notes` server at `/mcp/notes`). Every cell is an automated
-check in `ci/interop.sh`:
+gateway (`mcpgate serve --demo`, the `notes` server at `/mcp/notes`), and a third-party
+authorization server (npm `oidc-provider`) in front of the gateway. Every cell is an automated
+check in `ci/interop.sh`.
+
+The clients: the official TypeScript SDK (`ci/interop/ts-client.mjs`), the official Python SDK
+(`ci/interop/py_client.py`), the official Rust SDK rmcp with its `auth` feature (`OAuthState`,
+`AuthorizationManager`, `AuthClient`; the binary `rmcp-oauth-client` in `crates/mcpgate-interop`)
+and mcpgate's own client (the `mcpgate login|tools|call` CLI, driven by
+`ci/interop/mcpgate-cli.mjs`). The client columns:
 
 - **discovery** — the 401 challenge with `resource_metadata`, the protected resource metadata
-  (RFC 9728) and the authorization server metadata (RFC 8414), all fetched by the SDK;
-- **registration** — dynamic client registration (RFC 7591) by the SDK;
-- **auth code + PKCE** — the SDK's authorization request (S256, `resource`), signed in and approved
-  headlessly through the real login, password-change and consent forms, code and `iss` returned
-  to the loopback redirect URI, the SDK's token request with the verifier;
+  (RFC 9728) and the authorization server metadata (RFC 8414, or OpenID discovery), all fetched
+  by the client;
+- **registration** — dynamic client registration (RFC 7591) by the client;
+- **auth code + PKCE** — the client's authorization request (S256, `resource`), signed in and
+  approved headlessly through the real login, password-change and consent forms, code and `iss`
+  returned to the redirect URI, the client's token request with the verifier;
 - **tools/list + call** — `tools/list` and `tools/call list_notes` with the token;
 - **step-up** — `add_note` needs `notes:write`: the gateway answers 403 `insufficient_scope`
-  (checked: it names `notes:write`), the SDK re-authorizes, consent is approved again, the call
+  (checked: it names `notes:write`), the client re-authorizes, consent is approved again, the call
   is retried and succeeds;
-- **refresh** — the access token is made unusable (TypeScript: replaced, so the gateway answers
-  401; Python: marked expired) and the SDK's own refresh-token grant gets a new one.
+- **refresh** — the access token is made unusable (TypeScript and rmcp: replaced, so the gateway
+  answers 401; Python and mcpgate: marked expired) and the client's own refresh-token grant gets
+  a new one.
 
-The headless user agent (in `ci/interop/ts-client.mjs` and `ci/interop/py_client.py`) plays the
-browser: it follows the authorization URL without auto-redirects, resends the `__Host-` cookies by
-hand, submits the forms the pages render, and reads the code from the final `Location`.
+The headless user agent (in the drivers and `ci/interop/headless.mjs`) plays the browser: it
+follows the authorization URL without auto-redirects, resends the `__Host-` cookies by hand,
+submits the forms the pages render, and reads the code from the final `Location` (for mcpgate's
+client it then delivers that redirect to the CLI's loopback listener).
 
-"with workaround" means the SDK as shipped does not complete that step against mcpgate; the note
-says why and what the test's provider does so that the rest of the flow is still verified.
+**Third-party authorization server.** `ci/interop/oidc-as.mjs` runs `oidc-provider` with PKCE
+required (S256 only), open dynamic registration and resource indicators (RFC 8707): for the
+gateway's resource it issues JWT access tokens (RFC 9068 `at+jwt`, ES256) whose `aud` is that
+resource, with the scopes `notes:read` / `notes:write`. A second gateway trusts it
+(`[[gateway.trusted_issuer]]`) with `advertise_own_issuer = false`, so its PRM names only the
+provider. `ci/interop/third-party-as.mjs` registers at the provider, gets tokens through its
+login and consent pages and presents them to the gateway: minted for the gateway's resource →
+accepted (`tools/list` + `tools/call`); minted for another resource, or without a resource (an
+opaque token) → 401 `invalid_token`. Then mcpgate's own client logs in to the gateway's server
+and is sent to the provider by the PRM (the "signing in at `oidc-provider`" row).
+
+"with workaround" means the client as shipped does not complete that step by itself; the note
+says why and what the test does so that the rest of the flow is still verified.
 
 ## Matrix
 
@@ -39,12 +60,10 @@ MD
     cat <<'MD'
 
 Regenerate: `ci/interop.sh --report` (or `ci/interop.sh` then `ci/interop-report.sh`).
-Covered elsewhere: mcpgate's own client (`mcpgate login|tools|call|bridge`, with step-up and
-refresh) in `crates/mcpgate/tests/it/client.rs`; the official Rust SDK client (rmcp) through the
-gateway in `crates/mcpgate-gateway/tests/it/sdk.rs` and driving `mcpgate bridge`; a real
-`oidc-provider` as the upstream identity provider in `crates/mcpgate-authz/tests/it/idp_real.rs`.
-Not covered yet: rmcp's own OAuth support, and `oidc-provider` as a third-party authorization
-server whose access tokens the gateway trusts.
+Covered elsewhere as well: mcpgate's own client (`mcpgate login|tools|call|bridge`) in
+`crates/mcpgate/tests/it/client.rs`; rmcp without OAuth through the gateway in
+`crates/mcpgate-gateway/tests/it/sdk.rs` and driving `mcpgate bridge`; a real `oidc-provider` as
+the upstream identity provider in `crates/mcpgate-authz/tests/it/idp_real.rs`.
 MD
 } > "$ROOT/docs/interop.md"
 echo "wrote docs/interop.md" >&2

