@@ -229,6 +229,13 @@ pub async fn serve(
             if let Some(tx) = ready {
                 let _ = tx.send(addr);
             }
+            // Responses (SSE events, JSON bodies after headers) go out in
+            // several writes: without TCP_NODELAY, Nagle's algorithm and the
+            // peer's delayed ACK hold each one for ~40 ms on loopback.
+            use axum::serve::ListenerExt as _;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             serve_connections(listener, app).await;
         }
         tls => {
@@ -593,6 +600,7 @@ impl TlsListener {
                         continue;
                     }
                 };
+                let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
