@@ -1,397 +1,255 @@
-//! mcpgate benchmarks (issue 7, item 1): token validation.
-//!
-//! For each algorithm, in one process: the raw signature verification (`jsonwebtoken::decode`
-//! with a fixed key and nothing else validated — the limit), full validation through
-//! `mcpgate_guard::Guard` with its cache off (cold), and the same with its cache on, repeating
-//! one token (cached). A plain timing harness: warm-up, then several rounds of N iterations;
-//! the median µs/op over the rounds is reported.
+//! mcpgate benchmarks (issue 7): the runner and `docs/benchmarks.md`.
 //!
 //! `cargo run --release -p mcpgate-bench -- --markdown docs/benchmarks.md`
+//!
+//! Sections, in order: validation (1), gateway (2), peers (3), authz (4), memory (5), scale (6).
+//! Subcommands used by the sections (each also usable by hand):
+//!
+//! - `load --url U [--bearer T] --concurrency N --sessions S --warmup-ms W --duration-ms D
+//!   --tool NAME --arguments JSON [--json]` — the closed-loop load generator;
+//! - `echo-upstream (--http PORT | --stdio)` — an rmcp MCP server with the tool `echo`;
+//! - `bare-fixed --port PORT` — a bare hyper server answering a fixed JSON-RPC result;
+//! - `bare-hop --port PORT --upstream URL` — a bare hyper proxy hop.
+
+mod authz;
+mod gateway;
+mod load;
+mod memory;
+mod peers;
+mod procs;
+mod report;
+mod scale;
+mod validation;
 
 use std::fmt::Write as _;
-use std::hint::black_box;
-use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use mcpgate_guard::{Guard, GuardConfig, TrustedIssuer};
-use mcpgate_jose::{FixedClock, KeyAlg, SigningKey, Verifier};
-use mcpgate_types::ScopeSet;
 
-const COMMAND: &str = "cargo run --release -p mcpgate-bench -- --markdown docs/benchmarks.md";
-const ISSUER: &str = "https://as.bench.test";
-const RESOURCE: &str = "https://mcp.bench.test/mcp";
-const PRM_URL: &str = "https://mcp.bench.test/.well-known/oauth-protected-resource/mcp";
-const NOW: i64 = 1_800_000_000;
+use crate::report::{Opts, Section};
 
-/// Warm-up time before each benchmark (also used to size a round).
-const WARMUP: Duration = Duration::from_millis(200);
-/// Target time of one round.
-const ROUND: Duration = Duration::from_millis(120);
-/// Rounds per benchmark.
-const ROUNDS: usize = 9;
+/// Every section, in report order.
+const SECTIONS: &[&str] = &["validation", "gateway", "peers", "authz", "memory", "scale"];
 
-/// The median of `samples` (mean of the two middle values for an even count); `None` if empty.
-fn median(samples: &[f64]) -> Option<f64> {
-    if samples.is_empty() {
-        return None;
-    }
-    let mut v = samples.to_vec();
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    Some(if v.len().is_multiple_of(2) {
-        (v[mid - 1] + v[mid]) / 2.0
-    } else {
-        v[mid]
-    })
+const USAGE: &str = "usage: mcpgate-bench [--only a,b] [--quick] [--pin-loadgen] [--no-build] [--markdown PATH]
+       mcpgate-bench load --url U [--bearer T] --concurrency N --sessions S --warmup-ms W --duration-ms D --tool NAME --arguments JSON [--json]
+       mcpgate-bench echo-upstream (--http PORT | --stdio)
+       mcpgate-bench bare-fixed --port PORT
+       mcpgate-bench bare-hop --port PORT --upstream URL
+sections: validation, gateway, peers, authz, memory, scale";
+
+struct RunArgs {
+    only: Vec<String>,
+    quick: bool,
+    pin_loadgen: bool,
+    build: bool,
+    markdown: Option<PathBuf>,
 }
 
-/// Runs `op` for the warm-up time, sizes N so a round takes about `ROUND`, then runs `ROUNDS`
-/// rounds of N iterations and returns the median µs/op.
-async fn measure<F, Fut>(mut op: F) -> f64
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let start = Instant::now();
-    let mut warm = 0u64;
-    while start.elapsed() < WARMUP {
-        op().await;
-        warm += 1;
-    }
-    let per_op = start.elapsed().as_secs_f64() / warm as f64;
-    let n = ((ROUND.as_secs_f64() / per_op) as u64).max(10);
-    let mut samples = Vec::with_capacity(ROUNDS);
-    for _ in 0..ROUNDS {
-        let t = Instant::now();
-        for _ in 0..n {
-            op().await;
-        }
-        samples.push(t.elapsed().as_secs_f64() * 1e6 / n as f64);
-    }
-    median(&samples).unwrap_or(f64::NAN)
-}
-
-/// One algorithm under test: a valid access token, the raw decoding key, and a verifier.
-struct Subject {
-    name: &'static str,
-    token: String,
-    alg: Algorithm,
-    raw_key: DecodingKey,
-    verifier: Arc<Verifier>,
-}
-
-fn claims() -> serde_json::Value {
-    serde_json::json!({
-        "iss": ISSUER,
-        "sub": "user-1",
-        "aud": RESOURCE,
-        "client_id": "client-1",
-        "scope": "mcp:tools mcp:read",
-        "iat": NOW - 10,
-        "exp": NOW + 3600,
-        "jti": "bench-jti-1",
-    })
-}
-
-fn jose_subject(name: &'static str, alg: KeyAlg) -> Result<Subject> {
-    let key = SigningKey::generate(format!("{name}-kid"), alg)?;
-    let token = key.sign("at+jwt", &claims())?;
-    let jwk = key.public_jwk();
-    let (jalg, raw_key) = match alg {
-        KeyAlg::Es256 => (
-            Algorithm::ES256,
-            DecodingKey::from_ec_components(&jwk.x, jwk.y.as_deref().context("EC key has no y")?)?,
-        ),
-        KeyAlg::EdDsa => (Algorithm::EdDSA, DecodingKey::from_ed_components(&jwk.x)?),
+fn parse_run_args(args: &[String]) -> Result<RunArgs> {
+    let mut r = RunArgs {
+        only: SECTIONS.iter().map(|s| (*s).to_string()).collect(),
+        quick: false,
+        pin_loadgen: false,
+        build: true,
+        markdown: None,
     };
-    let verifier = Verifier::from_public_jwks(&mcpgate_jose::PublicJwks {
-        keys: vec![jwk.clone()],
-    })?;
-    Ok(Subject {
-        name,
-        token,
-        alg: jalg,
-        raw_key,
-        verifier: Arc::new(verifier),
-    })
-}
-
-/// RS256 with a 2048-bit key generated by aws-lc-rs; the token is signed by hand
-/// (mcpgate itself never signs RS256, but it accepts RS256 from external issuers).
-fn rs256_subject() -> Result<Subject> {
-    use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
-    use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
-    let kp = KeyPair::generate(KeySize::Rsa2048).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let kid = "RS256-kid";
-    let header = serde_json::json!({"alg": "RS256", "typ": "at+jwt", "kid": kid});
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?),
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims())?)
-    );
-    let mut sig = vec![0u8; kp.public_modulus_len()];
-    kp.sign(
-        &RSA_PKCS1_SHA256,
-        &aws_lc_rs::rand::SystemRandom::new(),
-        input.as_bytes(),
-        &mut sig,
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&sig));
-    let comps: PublicKeyComponents<Vec<u8>> = kp.public_key().into();
-    let n = URL_SAFE_NO_PAD.encode(&comps.n);
-    let e = URL_SAFE_NO_PAD.encode(&comps.e);
-    let raw_key = DecodingKey::from_rsa_components(&n, &e)?;
-    let verifier = Verifier::from_jwks_json(&serde_json::json!({"keys": [
-        {"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig", "n": n, "e": e}
-    ]}))?;
-    Ok(Subject {
-        name: "RS256",
-        token,
-        alg: Algorithm::RS256,
-        raw_key,
-        verifier: Arc::new(verifier),
-    })
-}
-
-fn guard(verifier: &Arc<Verifier>, cache_capacity: usize) -> Result<Guard> {
-    let mut config = GuardConfig::new(RESOURCE, PRM_URL)
-        .with_baseline(ScopeSet::parse("mcp:tools")?)
-        .with_issuer(TrustedIssuer::local(ISSUER, Arc::new(verifier.clone())))
-        .with_clock(Arc::new(FixedClock::new(NOW)));
-    config.cache_capacity = cache_capacity;
-    Ok(Guard::new(config)?)
-}
-
-struct Row {
-    alg: &'static str,
-    raw: f64,
-    cold: f64,
-    cached: f64,
-    token_len: usize,
-}
-
-async fn bench(s: &Subject) -> Result<Row> {
-    // (1) raw signature verification: decode with a fixed key, nothing else validated.
-    let mut validation = Validation::new(s.alg);
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
-    validation.required_spec_claims.clear();
-    jsonwebtoken::decode::<serde::de::IgnoredAny>(&s.token, &s.raw_key, &validation)
-        .context("raw verification of the bench token")?;
-    let raw = measure(|| {
-        let r = jsonwebtoken::decode::<serde::de::IgnoredAny>(
-            black_box(&s.token),
-            &s.raw_key,
-            &validation,
-        );
-        assert!(r.is_ok());
-        async {}
-    })
-    .await;
-
-    // (2) full validation, cold: cache off.
-    let cold_guard = guard(&s.verifier, 0)?;
-    let p = cold_guard
-        .validate_token(&s.token)
-        .await
-        .map_err(|c| anyhow::anyhow!("{}: guard refused the bench token: {c:?}", s.name))?;
-    if p.subject != "user-1" || p.client_id != "client-1" {
-        bail!("{}: unexpected principal {p:?}", s.name);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--only" => {
+                let v = it
+                    .next()
+                    .context("--only needs a list, e.g. gateway,scale")?;
+                r.only = v.split(',').map(|s| s.trim().to_string()).collect();
+                for s in &r.only {
+                    if !SECTIONS.contains(&s.as_str()) {
+                        bail!(
+                            "--only: unknown section {s:?} (sections: {})",
+                            SECTIONS.join(", ")
+                        );
+                    }
+                }
+            }
+            "--quick" => r.quick = true,
+            "--pin-loadgen" => r.pin_loadgen = true,
+            "--no-build" => r.build = false,
+            "--markdown" => {
+                r.markdown = Some(it.next().context("--markdown needs a PATH")?.into());
+            }
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
     }
-    let cold = measure(|| async {
-        let r = cold_guard.validate_token(black_box(&s.token)).await;
-        assert!(r.is_ok());
-    })
-    .await;
-    let stats = cold_guard.stats();
-    if stats.cache_hits != 0 {
-        bail!("{}: the cold guard hit its cache", s.name);
+    Ok(r)
+}
+
+/// The exact command line of this run, as a user would type it.
+fn command_line(args: &[String]) -> String {
+    let mut s = String::from("cargo run --release -p mcpgate-bench --");
+    for a in args {
+        s.push(' ');
+        s.push_str(a);
     }
+    s
+}
 
-    // (3) full validation, cached: one token repeated.
-    let warm_guard = guard(&s.verifier, 10_000)?;
-    let cached = measure(|| async {
-        let r = warm_guard.validate_token(black_box(&s.token)).await;
-        assert!(r.is_ok());
-    })
-    .await;
-    let stats = warm_guard.stats();
-    if stats.verifications != 1 {
-        bail!(
-            "{}: the cached guard verified {} times",
-            s.name,
-            stats.verifications
-        );
+/// Builds the release `mcpgate` binary next to this one (the gateway sections run it).
+fn build_mcpgate() -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("building the release mcpgate binary ...");
+    let st = std::process::Command::new(cargo)
+        .args(["build", "--release", "-p", "mcpgate", "--bin", "mcpgate"])
+        .status()
+        .context("running cargo build")?;
+    if !st.success() {
+        bail!("cargo build --release -p mcpgate failed ({st})");
     }
-    Ok(Row {
-        alg: s.name,
-        raw,
-        cold,
-        cached,
-        token_len: s.token.len(),
-    })
+    Ok(())
 }
 
-fn table(rows: &[Row]) -> String {
-    let mut out = String::new();
-    out.push_str(
-        "| alg | raw signature verify (µs/op) | full validation, cold (µs/op) | cold / raw | full validation, cached (µs/op) | cached / raw |\n",
-    );
-    out.push_str("|---|---:|---:|---:|---:|---:|\n");
-    for r in rows {
-        let _ = writeln!(
-            out,
-            "| {} | {:.2} | {:.2} | {:.2}x | {:.3} | {:.4}x |",
-            r.alg,
-            r.raw,
-            r.cold,
-            r.cold / r.raw,
-            r.cached,
-            r.cached / r.raw
-        );
+async fn run_section(name: &str, opts: &Opts) -> Result<Section> {
+    match name {
+        "validation" => validation::section(opts).await,
+        "gateway" => gateway::section(opts).await,
+        "scale" => scale::section(opts).await,
+        "peers" => peers::section(opts).await,
+        "authz" => authz::section(opts).await,
+        "memory" => memory::section(opts).await,
+        other => bail!("unknown section {other:?}"),
     }
-    out
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
+fn peer_versions() -> Vec<(String, String)> {
+    vec![
+        (
+            "rustc".into(),
+            report::command_version("rustc", &["--version"]),
+        ),
+        (
+            "node".into(),
+            report::command_version("node", &["--version"]),
+        ),
+        (
+            "python3".into(),
+            report::command_version("python3", &["--version"]),
+        ),
+        (
+            "taskset".into(),
+            report::command_version("taskset", &["--version"]),
+        ),
+    ]
 }
 
-fn rustc_version() -> String {
-    Command::new("rustc")
-        .arg("--version")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn markdown(rows: &[Row], skipped: &[String]) -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+fn header_markdown(command: &str, opts: &Opts, versions: &[(String, String)]) -> String {
     let mut md = String::new();
     md.push_str("# Benchmarks\n\n");
-    md.push_str("Generated by `mcpgate-bench` (issue 7). Benchmarks are not pass/fail tests; each comparison runs its baseline in the same run on the same machine.\n\n");
+    md.push_str("Generated by `mcpgate-bench` (issue 7). Benchmarks are not pass/fail tests; each comparison runs its baseline in the same run on the same machine. ");
+    md.push_str(report::SHARED_CORES_NOTE);
+    md.push_str("\n\n");
+    if opts.quick {
+        md.push_str("> **Quick run** (`--quick`): about 2 s per point. These numbers are noise; use them to check the harness, not mcpgate.\n\n");
+    }
     md.push_str("## Machine\n\n");
-    let _ = writeln!(md, "- cores (available parallelism / nproc): {cores}");
-    let _ = writeln!(md, "- CPU: {}", cpu_model());
-    let _ = writeln!(md, "- rustc: {}", rustc_version());
+    let _ = writeln!(md, "- cores (available parallelism): {}", report::cores());
+    let _ = writeln!(md, "- CPU: {}", report::cpu_model());
+    for (k, v) in versions {
+        let _ = writeln!(md, "- {k}: {v}");
+    }
     let _ = writeln!(
         md,
-        "- build: release profile (`opt-level = 3`), jsonwebtoken with aws-lc-rs\n"
+        "- mcpgate: {} (release profile, `opt-level = 3`), jsonwebtoken with aws-lc-rs\n",
+        env!("CARGO_PKG_VERSION")
     );
     md.push_str("## Command\n\n");
-    let _ = writeln!(md, "```\n{COMMAND}\n```\n");
-    md.push_str("## 1. Token validation\n\n");
-    let _ = writeln!(
-        md,
-        "Single thread, one process. Each cell is the median over {ROUNDS} rounds of µs per operation; each round runs N iterations, N sized so a round takes about {} ms, after {} ms of warm-up. Ratios are to the raw signature verification of the same algorithm.\n",
-        ROUND.as_millis(),
-        WARMUP.as_millis()
-    );
-    md.push_str(&table(rows));
-    md.push('\n');
-    for s in skipped {
-        let _ = writeln!(md, "{s}\n");
-    }
-    md.push_str("What is measured:\n\n");
-    md.push_str("- **raw signature verify** — the limit: `jsonwebtoken::decode` with a fixed `DecodingKey` and a `Validation` that checks nothing but the signature and algorithm (claims deserialised into `IgnoredAny`). Base64 decoding of the three parts plus the public-key operation.\n");
-    md.push_str("- **full validation, cold** — `mcpgate_guard::Guard::validate_token` with `cache_capacity: 0`: issuer peek, issuer lookup, key lookup by `kid`, `typ` check, signature, `iss`/`aud`/`exp` checks, claims into a `Principal` (subject, client, scopes), and the cache-key hash (SHA-256 of the token).\n");
-    md.push_str("- **full validation, cached** — the same guard with its cache on, one token repeated: SHA-256 of the token, a cache lookup, the check that the signing key is still published, and a clone of the `Principal`.\n\n");
-    md.push_str("## Reading\n\n");
-    md.push_str("- **Raw**: bound by the public-key crypto (aws-lc-rs). P-256 ECDSA verify (ES256) is the most expensive, Ed25519 (EdDSA) next; RSA-2048 verify with e = 65537 (RS256) is the cheapest of the three, so for RS256 the fixed per-token costs (base64, JSON) are a larger share of the total.\n");
-    md.push_str("- **Cold**: the crypto plus what mcpgate adds — a second header decode and claims peek to route by issuer, JSON parsing of the claims into a `serde_json::Value` and then into typed claims, scope parsing, a few `String` allocations, and the SHA-256 cache key. For ES256/EdDSA that overhead is small beside the signature; for RS256 it is a larger fraction because the signature is cheap.\n");
-    md.push_str("- **Cached**: no signature check; bound by hashing the token (SHA-256) for the cache key, the shard lock and map lookup, the key-still-published check, and cloning the `Principal` (strings and scope set). The SHA-256 share grows with token length, which is why the RS256 row (longest token: a 256-byte signature) is the slowest cached.\n\n");
-    md.push_str("Token sizes in this run: ");
-    let sizes: Vec<String> = rows
-        .iter()
-        .map(|r| format!("{} {} bytes", r.alg, r.token_len))
-        .collect();
-    md.push_str(&sizes.join(", "));
-    md.push_str(".\n\n");
-    md.push_str("## Not measured yet\n\n");
-    md.push_str("Issue 7 items 2-6:\n\n");
-    md.push_str("2. Gateway overhead on `tools/call` under closed-loop load (concurrency 1/16/128; direct vs through mcpgate over HTTP and stdio upstreams; requests/s and p50/p90/p99/p99.9).\n");
-    md.push_str("3. Peers on the same workload: the official TypeScript SDK server with bearer auth and the official Python SDK / FastMCP server with JWT verification.\n");
-    md.push_str("4. Authorization server throughput: code exchanges/s and refreshes/s at concurrency 16 on SQLite and PostgreSQL; DCR registrations/s.\n");
-    md.push_str("5. Memory: idle RSS, RSS with 10,000 open sessions, per-stdio-child cost.\n");
-    md.push_str("6. Scale: requests/s and p99 from 1 to 10,000 sessions and with 1 to 64 upstreams configured.\n");
+    let _ = writeln!(md, "```\n{command}\n```\n");
     md
 }
 
 fn main() -> Result<()> {
-    let mut args = std::env::args().skip(1);
-    let mut md_path: Option<String> = None;
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--markdown" => md_path = Some(args.next().context("--markdown needs a PATH")?),
-            "-h" | "--help" => {
-                println!("usage: mcpgate-bench [--markdown PATH]");
-                return Ok(());
-            }
-            other => bail!("unknown argument {other:?} (usage: mcpgate-bench [--markdown PATH])"),
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match args.first().map(String::as_str) {
+        Some("-h" | "--help") => {
+            println!("{USAGE}");
+            return Ok(());
         }
+        Some("load") => return rt.block_on(load::cli(&args[1..])),
+        Some("echo-upstream") => return rt.block_on(gateway::echo_upstream_cli(&args[1..])),
+        Some("bare-fixed") => return rt.block_on(gateway::bare_fixed_cli(&args[1..])),
+        Some("bare-hop") => return rt.block_on(gateway::bare_hop_cli(&args[1..])),
+        _ => {}
     }
+    let run = parse_run_args(&args)?;
     if cfg!(debug_assertions) {
         eprintln!("warning: debug build; numbers are meaningless. Use --release.");
     }
-
-    let mut subjects = vec![
-        jose_subject("ES256", KeyAlg::Es256)?,
-        jose_subject("EdDSA", KeyAlg::EdDsa)?,
-    ];
-    let mut skipped = Vec::new();
-    match rs256_subject() {
-        Ok(s) => subjects.push(s),
-        Err(e) => skipped.push(format!("RS256 skipped: {e}")),
+    let exe = std::env::current_exe().context("locating the bench binary")?;
+    let opts = Opts {
+        quick: run.quick,
+        pin_loadgen: run.pin_loadgen,
+        bin_dir: exe
+            .parent()
+            .context("the bench binary has no directory")?
+            .to_path_buf(),
+    };
+    if run.build && run.only.iter().any(|s| s != "validation") {
+        build_mcpgate()?;
     }
-
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let mut rows = Vec::new();
-    for s in &subjects {
-        eprintln!("benchmarking {} ...", s.name);
-        rows.push(rt.block_on(bench(s))?);
+    let versions = peer_versions();
+    let started = Instant::now();
+    let mut sections = Vec::new();
+    for name in SECTIONS.iter().filter(|s| run.only.iter().any(|o| o == *s)) {
+        eprintln!("== {name} ==");
+        let t = Instant::now();
+        // A failing section is reported as such; the others still run.
+        let s = rt.block_on(run_section(name, &opts)).unwrap_or_else(|e| {
+            eprintln!("section {name} failed: {e:#}");
+            Section {
+                title: format!("{name}: failed"),
+                markdown: format!("This section failed in this run: `{e:#}`\n"),
+                text: format!("failed: {e:#}\n"),
+            }
+        });
+        eprintln!("== {name}: {:.0} s ==", t.elapsed().as_secs_f64());
+        println!("## {}\n\n{}", s.title, s.text);
+        sections.push(s);
     }
-
-    print!("{}", table(&rows));
-    for s in &skipped {
-        println!("{s}");
-    }
-    if let Some(path) = md_path {
-        std::fs::write(&path, markdown(&rows, &skipped))
-            .with_context(|| format!("writing {path}"))?;
-        eprintln!("wrote {path}");
+    eprintln!("total: {:.0} s", started.elapsed().as_secs_f64());
+    if let Some(path) = run.markdown {
+        let mut md = header_markdown(&command_line(&args), &opts, &versions);
+        for s in &sections {
+            let _ = write!(md, "## {}\n\n{}\n", s.title, s.markdown.trim_end());
+            md.push('\n');
+        }
+        let _ = writeln!(
+            md,
+            "Total run time: {:.0} s.",
+            started.elapsed().as_secs_f64()
+        );
+        std::fs::write(&path, md).with_context(|| format!("writing {path:?}"))?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::*;
 
     #[test]
-    fn median_is_the_middle_value() {
-        assert_eq!(median(&[]), None);
-        assert_eq!(median(&[4.0]), Some(4.0));
-        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&[9.0, 1.0, 5.0, 3.0]), Some(4.0));
-        assert_eq!(median(&[2.0, 100.0, 1.0, 3.0, 2.5]), Some(2.5));
+    fn run_args_parse_and_refuse_unknown_sections() {
+        let a = |v: &[&str]| v.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
+        let r = parse_run_args(&a(&["--only", "gateway,scale", "--quick"])).unwrap();
+        assert_eq!(r.only, vec!["gateway", "scale"]);
+        assert!(r.quick && !r.pin_loadgen && r.build);
+        assert!(parse_run_args(&a(&["--only", "nope"])).is_err());
+        assert!(parse_run_args(&a(&["--bogus"])).is_err());
+        assert_eq!(
+            command_line(&a(&["--markdown", "docs/benchmarks.md"])),
+            "cargo run --release -p mcpgate-bench -- --markdown docs/benchmarks.md"
+        );
     }
 }
