@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use mcpgate_store::{
     AuthCodeRecord, ClientRecord, Redeem, RefreshFamilyRecord, RefreshTokenRecord, Rotate,
-    StoreError,
+    StoreError, UserRecord,
 };
 use mcpgate_types::secret::hash_secret;
 use mcpgate_types::token::{AccessTokenClaims, TokenResponse};
@@ -80,20 +80,103 @@ async fn authorization_code(
         .ok_or_else(|| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
     let now = app.now();
     let code_hash = hash_secret(code);
-    let rec = match app.store.redeem_code(&code_hash, now).await {
-        Ok(Redeem::Fresh(rec)) => rec,
-        Ok(Redeem::Replayed(rec)) => {
-            // OAuth 2.1 §4.1.3: a code used twice revokes what it issued.
-            let n = revoke_after_replay(app, &rec, &code_hash, now).await?;
-            tracing::warn!(client_id = %rec.client_id, revoked_families = n, "authorization code replayed; tokens revoked");
-            return Err(invalid_grant("the authorization code was already used"));
-        }
+    // Read first, check, then redeem: a code exchange costs one commit (the
+    // redemption and the refresh family together). A code that fails a
+    // check is consumed all the same, as if it had been redeemed first.
+    let rec = match app.store.get_code(&code_hash).await {
+        Ok(rec) => rec,
         Err(StoreError::NotFound) => {
             return Err(invalid_grant("the authorization code is invalid"));
         }
         Err(e) => return Err(e.into()),
     };
-    // The code is consumed from here on, whatever fails below.
+    if rec.used_at.is_some() {
+        return Err(replayed(app, &rec, &code_hash, now).await?);
+    }
+    let user = match check_code(app, &rec, client, p, verifier, now).await {
+        Ok(user) => user,
+        Err(refused) => {
+            consume(app, &code_hash, now).await?;
+            return Err(refused);
+        }
+    };
+    let scopes = ScopeSet::from_iter(rec.scopes.iter().cloned());
+    let access = mint(
+        app,
+        &user.id,
+        client,
+        &rec.resource,
+        &scopes,
+        Some(rec.auth_time),
+        &user.groups,
+    )?;
+    let wants_refresh = scopes.contains("offline_access")
+        || client.grant_types.iter().any(|g| g == "refresh_token");
+    let family = wants_refresh.then(|| first_family(app, &rec, &code_hash, now));
+    let start = family.as_ref().map(|(f, t, _)| (f, t));
+    let refresh_token = match app
+        .store
+        .redeem_code_with_family(&code_hash, now, start)
+        .await?
+    {
+        (Redeem::Fresh(_), true) => family.map(|(_, _, raw)| raw),
+        (Redeem::Fresh(_), false) => {
+            if wants_refresh {
+                // A replay of this code arrived while this first use was being
+                // served and left its revoked placeholder under the family id
+                // (see `revoke_after_replay`): no refresh token comes from it.
+                tracing::warn!(client_id = %client.client_id, "authorization code replayed during its first use; no refresh token issued");
+            }
+            None
+        }
+        // Another request redeemed the code between our read and our write.
+        (Redeem::Replayed(rec), _) => return Err(replayed(app, &rec, &code_hash, now).await?),
+    };
+    Ok(response(app, access, refresh_token, &scopes))
+}
+
+/// The refresh family a code starts, its first token and that token.
+fn first_family(
+    app: &AppState,
+    rec: &AuthCodeRecord,
+    code_hash: &str,
+    now: i64,
+) -> (RefreshFamilyRecord, RefreshTokenRecord, String) {
+    let raw = app.random(32);
+    let family = RefreshFamilyRecord {
+        family_id: family_id_for_code(code_hash),
+        client_id: rec.client_id.clone(),
+        user_id: rec.user_id.clone(),
+        resource: rec.resource.clone(),
+        scopes: rec.scopes.clone(),
+        auth_time: rec.auth_time,
+        code_hash: Some(code_hash.to_owned()),
+        created_at: now,
+        expires_at: now + app.settings.refresh_token_ttl,
+        revoked_at: None,
+    };
+    let first = RefreshTokenRecord {
+        token_hash: hash_secret(&raw),
+        family_id: family.family_id.clone(),
+        scopes: rec.scopes.clone(),
+        created_at: now,
+        expires_at: family.expires_at,
+        rotated_at: None,
+    };
+    (family, first, raw)
+}
+
+/// Everything a code exchange checks before redeeming (OAuth 2.1 §4.1.3):
+/// the client, expiry, `redirect_uri`, PKCE, `resource`, and that the user
+/// may still sign in. Returns the user.
+async fn check_code(
+    app: &AppState,
+    rec: &AuthCodeRecord,
+    client: &ClientRecord,
+    p: &Params,
+    verifier: &str,
+    now: i64,
+) -> ApiResult<UserRecord> {
     if rec.client_id != client.client_id {
         tracing::warn!(client_id = %client.client_id, "authorization code presented by another client");
         return Err(invalid_grant(
@@ -120,62 +203,36 @@ async fn authorization_code(
     {
         return Err(OAuthError::invalid_target("resource differs from the one authorized").into());
     }
-    let user = match app.store.get_user(&rec.user_id).await {
-        Ok(u) if !u.disabled => u,
+    match app.store.get_user(&rec.user_id).await {
+        Ok(u) if !u.disabled => Ok(u),
         Ok(_) | Err(StoreError::NotFound) => {
-            return Err(invalid_grant("the user is no longer allowed to sign in"));
+            Err(invalid_grant("the user is no longer allowed to sign in"))
         }
-        Err(e) => return Err(e.into()),
-    };
-    let scopes = ScopeSet::from_iter(rec.scopes.iter().cloned());
-    let access = mint(
-        app,
-        &user.id,
-        client,
-        &rec.resource,
-        &scopes,
-        Some(rec.auth_time),
-        &user.groups,
-    )?;
-    let wants_refresh = scopes.contains("offline_access")
-        || client.grant_types.iter().any(|g| g == "refresh_token");
-    let refresh_token = if wants_refresh {
-        let raw = app.random(32);
-        let family = RefreshFamilyRecord {
-            family_id: family_id_for_code(&code_hash),
-            client_id: client.client_id.clone(),
-            user_id: user.id.clone(),
-            resource: rec.resource.clone(),
-            scopes: rec.scopes.clone(),
-            auth_time: rec.auth_time,
-            code_hash: Some(code_hash),
-            created_at: now,
-            expires_at: now + app.settings.refresh_token_ttl,
-            revoked_at: None,
-        };
-        let first = RefreshTokenRecord {
-            token_hash: hash_secret(&raw),
-            family_id: family.family_id.clone(),
-            scopes: rec.scopes.clone(),
-            created_at: now,
-            expires_at: family.expires_at,
-            rotated_at: None,
-        };
-        match app.store.create_family(&family, &first).await {
-            Ok(()) => Some(raw),
-            // A replay of this code arrived while this first use was being
-            // served and left its revoked placeholder under the family id
-            // (see `revoke_after_replay`): no refresh token comes from it.
-            Err(StoreError::Conflict(_)) => {
-                tracing::warn!(client_id = %client.client_id, "authorization code replayed during its first use; no refresh token issued");
-                None
-            }
-            Err(e) => return Err(e.into()),
-        }
-    } else {
-        None
-    };
-    Ok(response(app, access, refresh_token, &scopes))
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Consumes a code whose exchange was refused; a replay found on the way
+/// is handled as one.
+async fn consume(app: &AppState, code_hash: &str, now: i64) -> ApiResult<()> {
+    match app.store.redeem_code(code_hash, now).await {
+        Ok(Redeem::Fresh(_)) | Err(StoreError::NotFound) => Ok(()),
+        Ok(Redeem::Replayed(rec)) => replayed(app, &rec, code_hash, now).await.map(drop),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// OAuth 2.1 §4.1.3: a code used twice revokes what it issued. Returns the
+/// error to answer with.
+async fn replayed(
+    app: &AppState,
+    rec: &AuthCodeRecord,
+    code_hash: &str,
+    now: i64,
+) -> ApiResult<ApiError> {
+    let n = revoke_after_replay(app, rec, code_hash, now).await?;
+    tracing::warn!(client_id = %rec.client_id, revoked_families = n, "authorization code replayed; tokens revoked");
+    Ok(invalid_grant("the authorization code was already used"))
 }
 
 /// The id of the refresh-token family an authorization code starts. It is

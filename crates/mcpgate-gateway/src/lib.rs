@@ -69,6 +69,7 @@ pub(crate) struct Upstream {
     pub http: Option<HttpUpstream>,
     pub limits: Option<Limits>,
     pub origin: OriginPolicy,
+    pub metrics: crate::metrics::RequestMetrics,
 }
 
 pub(crate) struct Inner {
@@ -78,7 +79,7 @@ pub(crate) struct Inner {
     pub children: Children,
     pub audit: Audit,
     pub authorization_servers: Vec<String>,
-    pub rng: Arc<dyn Rng>,
+    pub request_ids: audit::RequestIds,
     pub stop: CancellationToken,
 }
 
@@ -215,6 +216,7 @@ impl Gateway {
                         &origins,
                         settings.loopback_listener,
                     ),
+                    metrics: crate::metrics::RequestMetrics::new(&u.name),
                 }),
             );
         }
@@ -229,7 +231,7 @@ impl Gateway {
             children: Children::default(),
             audit,
             authorization_servers: deps.authorization_servers,
-            rng: deps.rng,
+            request_ids: audit::RequestIds::new(deps.rng.as_ref()),
             stop: CancellationToken::new(),
             upstreams,
             settings,
@@ -317,8 +319,8 @@ impl Gateway {
     }
 
     /// Stops accepting, ends every session (upstream sessions deleted,
-    /// children's process groups killed) and waits up to `grace` for the
-    /// children to exit.
+    /// children's process groups killed), waits up to `grace` for the
+    /// children to exit, then writes the audit records still queued.
     pub async fn shutdown(&self, grace: Duration) {
         self.0.stop.cancel();
         let mut children = Vec::new();
@@ -333,6 +335,8 @@ impl Gateway {
         if tokio::time::timeout(grace, wait).await.is_err() {
             tracing::warn!("some stdio upstreams did not exit in time");
         }
+        // Last: the records of everything above are queued by now.
+        self.0.audit.close(grace).await;
     }
 }
 

@@ -53,13 +53,16 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn audit(&self, decision: &str, reason: &str, status: StatusCode) {
+    fn audit(&self, decision: &'static str, reason: &'static str, status: StatusCode) {
         let elapsed = self.start.elapsed();
         let p = self.principal.as_ref();
         let time_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
+        self.up
+            .metrics
+            .record(status.as_u16(), decision, reason, elapsed);
         self.gw.0.audit.record(AuditRecord {
             time_ms,
             request_id: self.rid.clone(),
@@ -74,10 +77,6 @@ impl Ctx {
             status: i64::from(status.as_u16()),
             latency_ms: elapsed.as_millis() as i64,
         });
-        let upstream = self.up.cfg.name.clone();
-        metrics::counter!("mcpgate_gateway_requests_total", "upstream" => upstream.clone(), "status" => status.as_u16().to_string()).increment(1);
-        metrics::histogram!("mcpgate_gateway_request_duration_seconds", "upstream" => upstream)
-            .record(elapsed.as_secs_f64());
     }
 
     /// Audits `resp` under `reason` (the decision follows from the reason) and returns it.
@@ -120,7 +119,7 @@ async fn admit(
     let mut ctx = Ctx {
         gw: gw.clone(),
         up: up.clone(),
-        rid: mcpgate_jose::random_token(gw.0.rng.as_ref(), 9),
+        rid: gw.0.request_ids.next(),
         start: Instant::now(),
         principal: None,
         method: None,

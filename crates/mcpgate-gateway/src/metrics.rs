@@ -3,8 +3,11 @@
 //! processes, through the `metrics` facade. One recorder per process,
 //! installed on first use and shared by every gateway in it.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
 
+use metrics::{Counter, Histogram, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -36,4 +39,66 @@ pub fn handle() -> Option<PrometheusHandle> {
 /// The Prometheus text exposition.
 pub fn render() -> String {
     handle().map(|h| h.render()).unwrap_or_default()
+}
+
+/// One upstream's per-request metrics — `mcpgate_gateway_requests_total`
+/// {upstream, status}, `mcpgate_gateway_decisions_total` {upstream,
+/// decision, reason} and `mcpgate_gateway_request_duration_seconds`
+/// {upstream} — with their handles kept after first use, so a request
+/// records its outcome without building metric keys, allocating label
+/// strings or looking them up in the registry.
+pub struct RequestMetrics {
+    upstream: Arc<str>,
+    duration: OnceLock<Histogram>,
+    outcomes: RwLock<HashMap<Outcome, (Counter, Counter)>>,
+}
+
+/// (HTTP status, decision, reason).
+type Outcome = (u16, &'static str, &'static str);
+
+impl RequestMetrics {
+    pub fn new(upstream: &str) -> Self {
+        Self {
+            upstream: upstream.into(),
+            duration: OnceLock::new(),
+            outcomes: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn record(
+        &self,
+        status: u16,
+        decision: &'static str,
+        reason: &'static str,
+        elapsed: Duration,
+    ) {
+        let key = (status, decision, reason);
+        let known = self
+            .outcomes
+            .read()
+            .expect("metrics lock")
+            .get(&key)
+            .cloned();
+        let (requests, decisions) = known.unwrap_or_else(|| {
+            let up = SharedString::from_shared(self.upstream.clone());
+            let handles = (
+                metrics::counter!("mcpgate_gateway_requests_total", "upstream" => up.clone(), "status" => status.to_string()),
+                metrics::counter!("mcpgate_gateway_decisions_total", "upstream" => up, "decision" => decision, "reason" => reason),
+            );
+            self.outcomes
+                .write()
+                .expect("metrics lock")
+                .entry(key)
+                .or_insert(handles)
+                .clone()
+        });
+        requests.increment(1);
+        decisions.increment(1);
+        self.duration
+            .get_or_init(|| {
+                let up = SharedString::from_shared(self.upstream.clone());
+                metrics::histogram!("mcpgate_gateway_request_duration_seconds", "upstream" => up)
+            })
+            .record(elapsed.as_secs_f64());
+    }
 }

@@ -4,6 +4,7 @@
 //! filter (`tools/list`, `prompts/list`, `resources/list`,
 //! `resources/templates/list`) that never names an item the user can never get.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use mcpgate_guard::Principal;
@@ -164,9 +165,9 @@ pub fn required_scopes(up: &UpstreamConfig, tool: &str) -> ScopeSet {
 /// The scopes a token effectively holds: its own plus, transitively, every
 /// scope they imply under the upstream's `scope_implies` (MCP 2026-07-28:
 /// a broad scope satisfies the narrower ones it covers).
-pub fn effective_scopes(up: &UpstreamConfig, granted: &ScopeSet) -> ScopeSet {
+pub fn effective_scopes<'a>(up: &UpstreamConfig, granted: &'a ScopeSet) -> Cow<'a, ScopeSet> {
     if up.scope_implies.is_empty() {
-        return granted.clone();
+        return Cow::Borrowed(granted);
     }
     let mut out = granted.clone();
     let mut frontier: Vec<String> = granted.iter().map(str::to_string).collect();
@@ -180,7 +181,7 @@ pub fn effective_scopes(up: &UpstreamConfig, granted: &ScopeSet) -> ScopeSet {
             }
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// Decides a use of an item (`tools/call`, `prompts/get`, `resources/read`).
@@ -193,11 +194,11 @@ pub fn decide(up: &UpstreamConfig, p: &Principal, kind: ItemKind, id: &str) -> D
     if let Err(reason) = allowlisted(policy, p) {
         return Decision::Deny(reason);
     }
-    let required = required_scopes_of(up, kind, id);
-    if required.is_subset(&effective_scopes(up, &p.scopes)) {
+    let held = effective_scopes(up, &p.scopes);
+    if up.scopes.is_subset(&held) && policy.scopes.is_subset(&held) {
         Decision::Allow
     } else {
-        Decision::StepUp(required)
+        Decision::StepUp(required_scopes_of(up, kind, id))
     }
 }
 

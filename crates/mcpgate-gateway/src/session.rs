@@ -33,6 +33,11 @@ impl Owner {
             client_id: p.client_id.clone(),
         }
     }
+
+    /// Is `p` this owner (same issuer, subject and client)?
+    pub fn is(&self, p: &Principal) -> bool {
+        self.issuer == p.issuer && self.subject == p.subject && self.client_id == p.client_id
+    }
 }
 
 /// What stands behind a gateway session.
@@ -153,8 +158,7 @@ impl Sessions {
     pub fn get(&self, id: &str, upstream: &str, p: &Principal) -> Option<Arc<Session>> {
         let map = self.map.lock().expect("sessions lock");
         let s = map.get(id)?;
-        let owner = Owner::of(p);
-        if s.upstream != upstream || s.owner != owner {
+        if s.upstream != upstream || !s.owner.is(p) {
             return None;
         }
         if s.idle_for() > self.idle {

@@ -24,7 +24,7 @@ mod traits;
 
 pub use postgres::PostgresStore;
 pub use records::*;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteDurability, SqliteStore};
 /// Connection options for [`PostgresStore::connect_with`].
 pub use sqlx::postgres::PgConnectOptions;
 pub use traits::*;

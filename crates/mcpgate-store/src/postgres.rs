@@ -23,6 +23,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// The same pool: PostgreSQL runs concurrent writers itself.
+    writer: PgPool,
 }
 
 impl PostgresStore {
@@ -44,7 +46,10 @@ impl PostgresStore {
             .await
             .map_err(db_err)?;
         MIGRATOR.run(&pool).await.map_err(migrate_err)?;
-        Ok(Self { pool })
+        Ok(Self {
+            writer: pool.clone(),
+            pool,
+        })
     }
 
     /// Closes every connection, waiting for those in use to come back; the

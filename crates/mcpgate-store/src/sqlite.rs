@@ -1,11 +1,15 @@
 //! The SQLite backend: the embedded default store, one database file.
 //!
 //! Opened with WAL journaling and `synchronous=FULL` (a commit is on disk
-//! when it returns), `foreign_keys=ON` (cascading deletes), a 5 s busy
+//! when it returns; [`SqliteDurability::Normal`] trades that for speed), `foreign_keys=ON` (cascading deletes), a 5 s busy
 //! timeout, and the migrations in `migrations/sqlite` applied at open.
-//! Write transactions start with `BEGIN IMMEDIATE`, taking the write lock
-//! up front so concurrent writers wait their turn instead of failing with
-//! `SQLITE_BUSY` halfway through. A database file this opens is created
+//! Every write goes through one dedicated connection (a pool of one), so
+//! writers in this process queue in order without ever meeting
+//! `SQLITE_BUSY` and its sleeping busy handler; reads use a pool of their
+//! own, which WAL lets run beside the writer. Write transactions start with
+//! `BEGIN IMMEDIATE`, taking the write lock up front, so a writer in another
+//! process (the admin CLI) waits its turn on the busy timeout instead of
+//! failing halfway through. A database file this opens is created
 //! with mode 0600 (on Unix); SQLite gives its `-wal`/`-shm` files the same
 //! mode. Every trait body is the shared SQL of [`crate::sql`].
 
@@ -25,10 +29,31 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 /// How long a connection waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A store in one SQLite database file. Cloning shares the connection pool.
+/// When a commit is on disk (SQLite's `synchronous` in WAL mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SqliteDurability {
+    /// `synchronous=FULL`, the default: every commit waits for the WAL to
+    /// reach the disk (one fsync per transaction), so nothing committed is
+    /// lost on a crash or a power cut.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: commits are not synced, only checkpoints are.
+    /// A crash of mcpgate loses nothing; a power cut or an OS crash can lose
+    /// the last transactions — redeemed codes may become redeemable again,
+    /// and new refresh tokens, clients and consents may vanish.
+    Normal,
+}
+
+/// Read connections: WAL readers never wait for the writer.
+const READERS: u32 = 8;
+
+/// A store in one SQLite database file. Cloning shares the connections.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Reads.
     pool: SqlitePool,
+    /// Every write: one connection.
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -36,6 +61,11 @@ impl SqliteStore {
     /// missing, and applies pending migrations. The parent directory must
     /// exist.
     pub async fn open(path: &Path) -> StoreResult<Self> {
+        Self::open_with(path, SqliteDurability::Full).await
+    }
+
+    /// [`open`](Self::open) with a chosen durability.
+    pub async fn open_with(path: &Path, durability: SqliteDurability) -> StoreResult<Self> {
         create_private(path).map_err(|e| {
             StoreError::Backend(format!("create database file {}: {e}", path.display()))
         })?;
@@ -43,28 +73,38 @@ impl SqliteStore {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(match durability {
+                SqliteDurability::Full => SqliteSynchronous::Full,
+                SqliteDurability::Normal => SqliteSynchronous::Normal,
+            })
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await
+            .map_err(db_err)?;
+        MIGRATOR.run(&writer).await.map_err(migrate_err)?;
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(READERS)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await
             .map_err(db_err)?;
-        MIGRATOR.run(&pool).await.map_err(migrate_err)?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer })
     }
 
     /// Closes every connection, waiting for those in use to come back. Call
     /// before exit so the WAL is checkpointed; the store is unusable after.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
     /// A write transaction holding the database write lock from its start.
     async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.pool
+        self.writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_err)

@@ -81,6 +81,22 @@ pub trait AuthCodeStore: Send + Sync {
     /// number of concurrent callers gets `Fresh`; the others `Replayed`.
     /// Unknown hash → `NotFound`. Expiry is the caller's check.
     async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<Redeem>;
+    /// Reads a code without consuming it (to check a request before
+    /// redeeming). Unknown hash → `NotFound`.
+    async fn get_code(&self, code_hash: &str) -> StoreResult<AuthCodeRecord>;
+    /// [`redeem_code`](Self::redeem_code) and, in the same transaction when
+    /// the code was fresh, stores `family` and its first token — one commit
+    /// for a whole code exchange, and no window in which a code is used but
+    /// its family not yet stored. The flag says whether the family was
+    /// stored: `false` when none was given, on a replay, or when its id was
+    /// already taken (a concurrent replay's revoked placeholder); the code
+    /// is consumed all the same.
+    async fn redeem_code_with_family(
+        &self,
+        code_hash: &str,
+        now: i64,
+        family: Option<(&RefreshFamilyRecord, &RefreshTokenRecord)>,
+    ) -> StoreResult<(Redeem, bool)>;
     /// Deletes codes that expired before `before`; returns how many.
     async fn purge_codes(&self, before: i64) -> StoreResult<u64>;
 }
@@ -175,7 +191,8 @@ pub trait LoginSessionStore: Send + Sync {
 /// The gateway's audit log: append-only, read back newest first.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
-    async fn insert_audit(&self, record: &AuditRecord) -> StoreResult<()>;
+    /// Appends `records` in one transaction: all or none.
+    async fn insert_audit(&self, records: &[AuditRecord]) -> StoreResult<()>;
     /// Records at or after `since_ms`, newest first, at most `limit`.
     async fn list_audit(&self, since_ms: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
     /// Deletes records older than `before_ms`; returns how many.

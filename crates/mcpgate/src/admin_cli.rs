@@ -350,7 +350,9 @@ pub fn print_config(c: &Config) {
     );
     println!("data dir: {}", c.data_dir.display());
     match &c.store {
-        StoreConfig::Sqlite(p) => println!("store: sqlite {}", p.display()),
+        StoreConfig::Sqlite(p, durability) => {
+            println!("store: sqlite {} ({durability:?} durability)", p.display());
+        }
         StoreConfig::Postgres(_) => println!("store: postgres (url redacted)"),
     }
     match &c.master_key {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use mcpgate_authz::{AuthzSettings, ResourceDef, ScopeDef};
 use mcpgate_jose::KeyAlg;
+use mcpgate_store::SqliteDurability;
 use mcpgate_types::Secret;
 use mcpgate_types::client_metadata::TokenEndpointAuthMethod;
 use serde::Deserialize;
@@ -63,6 +64,7 @@ pub struct TlsFile {
 pub struct StoreFile {
     pub backend: Option<String>,
     pub sqlite_path: Option<PathBuf>,
+    pub sqlite_synchronous: Option<String>,
     pub postgres_url: Option<String>,
 }
 
@@ -137,7 +139,7 @@ pub struct ClientFile {
 /// Which database.
 #[derive(Debug, Clone)]
 pub enum StoreConfig {
-    Sqlite(PathBuf),
+    Sqlite(PathBuf, SqliteDurability),
     Postgres(Secret),
 }
 
@@ -451,7 +453,23 @@ impl Validator<'_> {
                     .sqlite_path
                     .clone()
                     .unwrap_or_else(|| data_dir.join("mcpgate.db")),
+                match f.store.sqlite_synchronous.as_deref() {
+                    None | Some("full") => SqliteDurability::Full,
+                    Some("normal") => SqliteDurability::Normal,
+                    Some(other) => {
+                        return Err(self.err(
+                            "store.sqlite_synchronous",
+                            format!("{other:?} is not \"full\" or \"normal\""),
+                        ));
+                    }
+                },
             ),
+            "postgres" if f.store.sqlite_synchronous.is_some() => {
+                return Err(self.err(
+                    "store.sqlite_synchronous",
+                    "only applies to store.backend = \"sqlite\"",
+                ));
+            }
             "postgres" => {
                 let raw = f.store.postgres_url.as_deref().ok_or_else(|| {
                     self.err(
@@ -722,8 +740,40 @@ mod tests {
         let c = load(None, &Overrides::default()).unwrap();
         assert_eq!(c.authz.issuer, "http://127.0.0.1:8080");
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert!(matches!(c.store, StoreConfig::Sqlite(_)));
+        assert!(matches!(
+            c.store,
+            StoreConfig::Sqlite(_, SqliteDurability::Full)
+        ));
         assert_eq!(c.authz.resources[0].uri, "http://127.0.0.1:8080/mcp/notes");
+    }
+
+    #[test]
+    fn sqlite_synchronous_is_full_unless_set_to_normal() {
+        let c = load_str("[store]\nsqlite_synchronous = \"normal\"\n").unwrap();
+        assert!(matches!(
+            c.store,
+            StoreConfig::Sqlite(_, SqliteDurability::Normal)
+        ));
+        let c = load_str("[store]\nsqlite_synchronous = \"full\"\n").unwrap();
+        assert!(matches!(
+            c.store,
+            StoreConfig::Sqlite(_, SqliteDurability::Full)
+        ));
+        for bad in ["\"off\"", "\"FULL\"", "\"\""] {
+            let e = load_str(&format!("[store]\nsqlite_synchronous = {bad}\n")).unwrap_err();
+            assert!(
+                e.to_string().contains("store.sqlite_synchronous"),
+                "{bad}: {e}"
+            );
+        }
+        // Not a string: refused by type, with the line.
+        let e = load_str("[store]\nsqlite_synchronous = 1\n").unwrap_err();
+        assert!(e.to_string().contains(":2"), "{e}");
+        let e = load_str(
+            "[store]\nbackend = \"postgres\"\npostgres_url = \"postgres://u@127.0.0.1/db\"\nsqlite_synchronous = \"normal\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("store.sqlite_synchronous"), "{e}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use mcpgate_authz::{AppState, Deps};
 use mcpgate_jose::{Clock, MasterKey, Rng, SystemClock, SystemRng};
 use mcpgate_net::SafeFetcher;
 use mcpgate_net::policy::FetchPolicy;
-use mcpgate_store::{DynStore, PostgresStore, SqliteStore, StoreError};
+use mcpgate_store::{DynStore, PostgresStore, SqliteDurability, SqliteStore, StoreError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -88,13 +88,23 @@ impl Runtime {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let master_key = Arc::new(load_master_key(&config.master_key, rng.as_ref())?);
         let store: DynStore = match &config.store {
-            StoreConfig::Sqlite(path) => {
+            StoreConfig::Sqlite(path, durability) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     private_dir(dir)?;
                 }
-                Arc::new(SqliteStore::open(path).await.map_err(|e| {
-                    anyhow::anyhow!("opening SQLite database {}: {e}", path.display())
-                })?)
+                if *durability == SqliteDurability::Normal {
+                    tracing::warn!(
+                        "store.sqlite_synchronous = \"normal\": commits are not synced to disk; \
+                         a power cut can lose the last grants and undo code redemptions"
+                    );
+                }
+                Arc::new(
+                    SqliteStore::open_with(path, *durability)
+                        .await
+                        .map_err(|e| {
+                            anyhow::anyhow!("opening SQLite database {}: {e}", path.display())
+                        })?,
+                )
             }
             StoreConfig::Postgres(url) => {
                 Arc::new(PostgresStore::connect(url.expose()).await.map_err(|e| {

@@ -68,8 +68,8 @@ async fn ids(store: &Arc<dyn AuditStore>) -> Vec<String> {
 async fn housekeeping_purges_rows_past_retention() {
     let as_ = TestAs::start().await;
     let store: Arc<dyn AuditStore> = as_.store.clone();
-    store.insert_audit(&row("old", 31)).await.unwrap();
-    store.insert_audit(&row("recent", 29)).await.unwrap();
+    store.insert_audit(&[row("old", 31)]).await.unwrap();
+    store.insert_audit(&[row("recent", 29)]).await.unwrap();
     // Started after the rows exist: its housekeeping purges at once.
     let gw = gateway(store.clone(), Some(30));
     eventually("the old row purged", async || {
@@ -77,7 +77,7 @@ async fn housekeeping_purges_rows_past_retention() {
     })
     .await;
     // On demand too.
-    store.insert_audit(&row("older", 400)).await.unwrap();
+    store.insert_audit(&[row("older", 400)]).await.unwrap();
     assert!(gw.purge_audit().await.is_some());
     assert_eq!(ids(&store).await, ["recent"]);
     gw.shutdown(Duration::from_secs(1)).await;
@@ -87,7 +87,7 @@ async fn housekeeping_purges_rows_past_retention() {
 async fn retention_off_keeps_everything() {
     let as_ = TestAs::start().await;
     let store: Arc<dyn AuditStore> = as_.store.clone();
-    store.insert_audit(&row("ancient", 4000)).await.unwrap();
+    store.insert_audit(&[row("ancient", 4000)]).await.unwrap();
     let gw = gateway(store.clone(), None);
     assert_eq!(gw.purge_audit().await, None);
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -33,9 +33,10 @@ pub(crate) async fn audit_append_list_purge(store: DynStore) {
     b.tool = None;
     b.status = 401;
     let c = record(ms + 5, "r3", "step_up");
-    for r in [&a, &b, &c] {
-        store.insert_audit(r).await.unwrap();
-    }
+    // One record, then a batch; an empty batch writes nothing.
+    store.insert_audit(std::slice::from_ref(&a)).await.unwrap();
+    store.insert_audit(&[b.clone(), c.clone()]).await.unwrap();
+    store.insert_audit(&[]).await.unwrap();
     assert_eq!(
         store.list_audit(0, 10).await.unwrap(),
         vec![c.clone(), b.clone(), a.clone()]

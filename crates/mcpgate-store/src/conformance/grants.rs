@@ -74,6 +74,163 @@ pub(crate) async fn code_redeem_concurrent_exactly_one(store: DynStore) {
     );
 }
 
+pub(crate) async fn code_get_does_not_consume(store: DynStore) {
+    seed(&store).await;
+    let issued = code("k1", "c1", "u1");
+    store.insert_code(&issued).await.unwrap();
+    assert_eq!(store.get_code("k1").await.unwrap(), issued);
+    assert_eq!(store.get_code("k1").await.unwrap(), issued);
+    assert_not_found(store.get_code("k404").await);
+    assert_not_found(store.get_code("K1").await);
+    let mut used = issued.clone();
+    used.used_at = Some(NOW + 1);
+    assert_eq!(
+        store.redeem_code("k1", NOW + 1).await.unwrap(),
+        Redeem::Fresh(used.clone())
+    );
+    assert_eq!(store.get_code("k1").await.unwrap(), used);
+}
+
+pub(crate) async fn code_redeem_with_family(store: DynStore) {
+    seed(&store).await;
+    let issued = code("k1", "c1", "u1");
+    store.insert_code(&issued).await.unwrap();
+    let mut fam = family("f1", "c1", "u1");
+    fam.code_hash = Some("k1".into());
+    let first = token("t1", "f1");
+    let mut used = issued.clone();
+    used.used_at = Some(NOW + 1);
+    assert_eq!(
+        store
+            .redeem_code_with_family("k1", NOW + 1, Some((&fam, &first)))
+            .await
+            .unwrap(),
+        (Redeem::Fresh(used.clone()), true)
+    );
+    assert_eq!(
+        store.get_refresh_token("t1").await.unwrap(),
+        (first.clone(), fam.clone())
+    );
+    // A replay: nothing stored, the first use's record returned.
+    let mut other = family("f2", "c1", "u1");
+    other.code_hash = Some("k1".into());
+    assert_eq!(
+        store
+            .redeem_code_with_family("k1", NOW + 2, Some((&other, &token("t2", "f2"))))
+            .await
+            .unwrap(),
+        (Redeem::Replayed(used), false)
+    );
+    assert_not_found(store.get_refresh_token("t2").await);
+    assert_not_found(store.redeem_code_with_family("k404", NOW, None).await);
+
+    // Without a family: the code is consumed and nothing else written.
+    store.insert_code(&code("k2", "c1", "u1")).await.unwrap();
+    let (r, stored) = store
+        .redeem_code_with_family("k2", NOW, None)
+        .await
+        .unwrap();
+    assert!(matches!(r, Redeem::Fresh(_)) && !stored);
+
+    // The family id is taken (a replay's placeholder): the code is consumed,
+    // the placeholder and its token are untouched, the new token not stored.
+    store.insert_code(&code("k3", "c1", "u1")).await.unwrap();
+    let mut placeholder = family("f3", "c1", "u1");
+    placeholder.revoked_at = Some(NOW);
+    store
+        .create_family(&placeholder, &token("t3", "f3"))
+        .await
+        .unwrap();
+    let (r, stored) = store
+        .redeem_code_with_family(
+            "k3",
+            NOW + 1,
+            Some((&family("f3", "c1", "u1"), &token("t4", "f3"))),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(r, Redeem::Fresh(_)) && !stored);
+    assert_eq!(store.get_refresh_token("t3").await.unwrap().1, placeholder);
+    assert_not_found(store.get_refresh_token("t4").await);
+    assert!(matches!(
+        store.redeem_code("k3", NOW + 2).await.unwrap(),
+        Redeem::Replayed(_)
+    ));
+
+    // A token that names another family is refused before anything is written.
+    store.insert_code(&code("k5", "c1", "u1")).await.unwrap();
+    assert_conflict(
+        store
+            .redeem_code_with_family(
+                "k5",
+                NOW,
+                Some((&family("f5", "c1", "u1"), &token("t5", "f1"))),
+            )
+            .await,
+    );
+    assert!(matches!(
+        store.redeem_code("k5", NOW).await.unwrap(),
+        Redeem::Fresh(_)
+    ));
+
+    // A token hash that exists already: the whole transaction is undone,
+    // so the code stays unused and no family is left behind.
+    store.insert_code(&code("k6", "c1", "u1")).await.unwrap();
+    assert_conflict(
+        store
+            .redeem_code_with_family(
+                "k6",
+                NOW,
+                Some((&family("f6", "c1", "u1"), &token("t1", "f6"))),
+            )
+            .await,
+    );
+    assert_eq!(store.get_code("k6").await.unwrap().used_at, None);
+    let ids: Vec<_> = store
+        .list_families(None, NOW)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.family_id)
+        .collect();
+    assert!(!ids.contains(&"f6".to_string()), "{ids:?}");
+}
+
+pub(crate) async fn code_redeem_with_family_concurrent_exactly_one(store: DynStore) {
+    seed(&store).await;
+    store.insert_code(&code("k1", "c1", "u1")).await.unwrap();
+    let start = Arc::new(Barrier::new(RACERS));
+    let racers: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (store, start) = (store.clone(), start.clone());
+            tokio::spawn(async move {
+                let fam = family(&format!("f{i}"), "c1", "u1");
+                let first = token(&format!("t{i}"), &fam.family_id);
+                start.wait().await;
+                store
+                    .redeem_code_with_family("k1", NOW + 1, Some((&fam, &first)))
+                    .await
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    let mut fresh = 0;
+    for racer in racers {
+        let (r, s) = racer
+            .await
+            .expect("task")
+            .expect("redeem must not fail under contention");
+        fresh += usize::from(matches!(r, Redeem::Fresh(_)));
+        stored += usize::from(s);
+    }
+    assert_eq!(
+        (fresh, stored),
+        (1, 1),
+        "exactly one redemption and one family"
+    );
+    assert_eq!(store.list_families(None, NOW).await.unwrap().len(), 1);
+}
+
 pub(crate) async fn code_purge(store: DynStore) {
     seed(&store).await;
     for (hash, expires_at) in [("old", NOW - 10), ("edge", NOW), ("live", NOW + 60)] {

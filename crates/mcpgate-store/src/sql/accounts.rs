@@ -29,7 +29,7 @@ macro_rules! impl_account_stores {
                 .bind(user.disabled)
                 .bind(user.created_at)
                 .bind(user.updated_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err($crate::sql::db_err)?;
                 Ok(())
@@ -88,7 +88,7 @@ macro_rules! impl_account_stores {
                 .bind(user.must_change_password)
                 .bind(user.disabled)
                 .bind(user.updated_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err($crate::sql::db_err)?;
                 if done.rows_affected() == 0 {
@@ -102,7 +102,7 @@ macro_rules! impl_account_stores {
                 // login sessions go with it: ON DELETE CASCADE.
                 let done = ::sqlx::query::<$db>("DELETE FROM users WHERE id = $1")
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err($crate::sql::db_err)?;
                 if done.rows_affected() == 0 {
@@ -136,7 +136,7 @@ macro_rules! impl_account_stores {
                 .bind(client.logo_uri.as_deref())
                 .bind(client.created_at)
                 .bind(client.expires_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err($crate::sql::db_err)?;
                 Ok(())
@@ -173,7 +173,7 @@ macro_rules! impl_account_stores {
                 .bind(client.logo_uri.as_deref())
                 .bind(client.created_at)
                 .bind(client.expires_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err($crate::sql::db_err)?;
                 Ok(())
@@ -212,7 +212,7 @@ macro_rules! impl_account_stores {
                 // with it: ON DELETE CASCADE.
                 let done = ::sqlx::query::<$db>("DELETE FROM clients WHERE client_id = $1")
                     .bind(client_id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err($crate::sql::db_err)?;
                 if done.rows_affected() == 0 {
@@ -254,7 +254,7 @@ macro_rules! impl_account_stores {
                 .bind($crate::sql::to_json(&consent.resources)?)
                 .bind(consent.granted_at)
                 .bind(consent.updated_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err($crate::sql::db_err)?;
                 Ok(())

@@ -1,34 +1,43 @@
 //! Shared SQL for the gateway's audit log (issue 3 "Audit"): one append-only
-//! table, read back newest first. Expanded per backend by
-//! [`impl_audit_store!`].
+//! table, written in batches (one transaction each), read back newest
+//! first. Expanded per backend by [`impl_audit_store!`].
 
 /// Expands `AuditStore` for `$store` over sqlx database `$db`.
 macro_rules! impl_audit_store {
     ($store:ty, $db:ty) => {
         #[::async_trait::async_trait]
         impl $crate::AuditStore for $store {
-            async fn insert_audit(&self, r: &$crate::AuditRecord) -> $crate::StoreResult<()> {
-                ::sqlx::query::<$db>(concat!(
-                    "INSERT INTO audit_log (",
-                    $crate::sql::rows::audit_cols!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-                ))
-                .bind(r.time_ms)
-                .bind(r.request_id.as_str())
-                .bind(r.issuer.as_deref())
-                .bind(r.subject.as_deref())
-                .bind(r.client_id.as_deref())
-                .bind(r.upstream.as_str())
-                .bind(r.method.as_deref())
-                .bind(r.tool.as_deref())
-                .bind(r.decision.as_str())
-                .bind(r.reason.as_str())
-                .bind(r.status)
-                .bind(r.latency_ms)
-                .execute(&self.pool)
-                .await
-                .map_err($crate::sql::db_err)?;
-                Ok(())
+            async fn insert_audit(
+                &self,
+                records: &[$crate::AuditRecord],
+            ) -> $crate::StoreResult<()> {
+                if records.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.write_tx().await?;
+                for r in records {
+                    ::sqlx::query::<$db>(concat!(
+                        "INSERT INTO audit_log (",
+                        $crate::sql::rows::audit_cols!(),
+                        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                    ))
+                    .bind(r.time_ms)
+                    .bind(r.request_id.as_str())
+                    .bind(r.issuer.as_deref())
+                    .bind(r.subject.as_deref())
+                    .bind(r.client_id.as_deref())
+                    .bind(r.upstream.as_str())
+                    .bind(r.method.as_deref())
+                    .bind(r.tool.as_deref())
+                    .bind(r.decision.as_str())
+                    .bind(r.reason.as_str())
+                    .bind(r.status)
+                    .bind(r.latency_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::sql::db_err)?;
+                }
+                tx.commit().await.map_err($crate::sql::db_err)
             }
 
             async fn list_audit(
@@ -52,7 +61,7 @@ macro_rules! impl_audit_store {
             async fn purge_audit(&self, before_ms: i64) -> $crate::StoreResult<u64> {
                 let done = ::sqlx::query::<$db>("DELETE FROM audit_log WHERE time_ms < $1")
                     .bind(before_ms)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err($crate::sql::db_err)?;
                 Ok(done.rows_affected())

@@ -51,6 +51,59 @@ macro_rules! impl_grant_stores {
                 .map_err($crate::sql::db_err)?
                 .try_into()
             }
+
+            /// Inserts `family` and its first token in `tx`; `false` (and
+            /// nothing written) when the family id is taken.
+            async fn insert_family_in(
+                tx: &mut ::sqlx::Transaction<'static, $db>,
+                family: &$crate::RefreshFamilyRecord,
+                first: &$crate::RefreshTokenRecord,
+            ) -> $crate::StoreResult<bool> {
+                let done = ::sqlx::query::<$db>(concat!(
+                    "INSERT INTO refresh_families (",
+                    $crate::sql::rows::family_cols!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     ON CONFLICT (family_id) DO NOTHING"
+                ))
+                .bind(family.family_id.as_str())
+                .bind(family.client_id.as_str())
+                .bind(family.user_id.as_str())
+                .bind(family.resource.as_str())
+                .bind($crate::sql::to_json(&family.scopes)?)
+                .bind(family.auth_time)
+                .bind(family.code_hash.as_deref())
+                .bind(family.created_at)
+                .bind(family.expires_at)
+                .bind(family.revoked_at)
+                .execute(&mut **tx)
+                .await
+                .map_err($crate::sql::db_err)?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                Self::insert_token_in(&mut **tx, first).await?;
+                Ok(true)
+            }
+
+            /// The conditional `UPDATE` that decides who redeems a code.
+            async fn mark_code_used_in<'c, E: ::sqlx::Executor<'c, Database = $db>>(
+                ex: E,
+                code_hash: &str,
+                now: i64,
+            ) -> $crate::StoreResult<Option<$crate::AuthCodeRecord>> {
+                ::sqlx::query_as::<$db, $crate::sql::rows::CodeRow>(concat!(
+                    "UPDATE auth_codes SET used_at = $1 \
+                     WHERE code_hash = $2 AND used_at IS NULL RETURNING ",
+                    $crate::sql::rows::code_cols!()
+                ))
+                .bind(now)
+                .bind(code_hash)
+                .fetch_optional(ex)
+                .await
+                .map_err($crate::sql::db_err)?
+                .map(TryInto::try_into)
+                .transpose()
+            }
         }
 
         #[::async_trait::async_trait]
@@ -72,7 +125,7 @@ macro_rules! impl_grant_stores {
                 .bind(code.created_at)
                 .bind(code.expires_at)
                 .bind(code.used_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err($crate::sql::db_err)?;
                 Ok(())
@@ -85,21 +138,15 @@ macro_rules! impl_grant_stores {
             ) -> $crate::StoreResult<$crate::Redeem> {
                 // The one statement that decides: only the caller whose UPDATE
                 // matched an unused row gets it back.
-                let fresh = ::sqlx::query_as::<$db, $crate::sql::rows::CodeRow>(concat!(
-                    "UPDATE auth_codes SET used_at = $1 \
-                     WHERE code_hash = $2 AND used_at IS NULL RETURNING ",
-                    $crate::sql::rows::code_cols!()
-                ))
-                .bind(now)
-                .bind(code_hash)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err($crate::sql::db_err)?;
-                if let Some(row) = fresh {
-                    return Ok($crate::Redeem::Fresh(row.try_into()?));
+                if let Some(rec) = Self::mark_code_used_in(&self.writer, code_hash, now).await? {
+                    return Ok($crate::Redeem::Fresh(rec));
                 }
                 // Lost (or no such code): read it only to tell replay from unknown.
-                let stored = ::sqlx::query_as::<$db, $crate::sql::rows::CodeRow>(concat!(
+                Ok($crate::Redeem::Replayed(self.get_code(code_hash).await?))
+            }
+
+            async fn get_code(&self, code_hash: &str) -> $crate::StoreResult<$crate::AuthCodeRecord> {
+                ::sqlx::query_as::<$db, $crate::sql::rows::CodeRow>(concat!(
                     "SELECT ",
                     $crate::sql::rows::code_cols!(),
                     " FROM auth_codes WHERE code_hash = $1"
@@ -107,14 +154,37 @@ macro_rules! impl_grant_stores {
                 .bind(code_hash)
                 .fetch_one(&self.pool)
                 .await
-                .map_err($crate::sql::db_err)?;
-                Ok($crate::Redeem::Replayed(stored.try_into()?))
+                .map_err($crate::sql::db_err)?
+                .try_into()
+            }
+
+            async fn redeem_code_with_family(
+                &self,
+                code_hash: &str,
+                now: i64,
+                family: Option<(&$crate::RefreshFamilyRecord, &$crate::RefreshTokenRecord)>,
+            ) -> $crate::StoreResult<($crate::Redeem, bool)> {
+                if let Some((f, first)) = family {
+                    $crate::sql::same_family(&f.family_id, &first.family_id)?;
+                }
+                let mut tx = self.write_tx().await?;
+                let Some(rec) = Self::mark_code_used_in(&mut *tx, code_hash, now).await? else {
+                    tx.rollback().await.map_err($crate::sql::db_err)?;
+                    let stored = self.get_code(code_hash).await?;
+                    return Ok(($crate::Redeem::Replayed(stored), false));
+                };
+                let stored = match family {
+                    Some((f, first)) => Self::insert_family_in(&mut tx, f, first).await?,
+                    None => false,
+                };
+                tx.commit().await.map_err($crate::sql::db_err)?;
+                Ok(($crate::Redeem::Fresh(rec), stored))
             }
 
             async fn purge_codes(&self, before: i64) -> $crate::StoreResult<u64> {
                 let done = ::sqlx::query::<$db>("DELETE FROM auth_codes WHERE expires_at < $1")
                     .bind(before)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err($crate::sql::db_err)?;
                 Ok(done.rows_affected())
@@ -130,25 +200,11 @@ macro_rules! impl_grant_stores {
             ) -> $crate::StoreResult<()> {
                 $crate::sql::same_family(&family.family_id, &first.family_id)?;
                 let mut tx = self.write_tx().await?;
-                ::sqlx::query::<$db>(concat!(
-                    "INSERT INTO refresh_families (",
-                    $crate::sql::rows::family_cols!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-                ))
-                .bind(family.family_id.as_str())
-                .bind(family.client_id.as_str())
-                .bind(family.user_id.as_str())
-                .bind(family.resource.as_str())
-                .bind($crate::sql::to_json(&family.scopes)?)
-                .bind(family.auth_time)
-                .bind(family.code_hash.as_deref())
-                .bind(family.created_at)
-                .bind(family.expires_at)
-                .bind(family.revoked_at)
-                .execute(&mut *tx)
-                .await
-                .map_err($crate::sql::db_err)?;
-                Self::insert_token_in(&mut *tx, first).await?;
+                if !Self::insert_family_in(&mut tx, family, first).await? {
+                    return Err($crate::StoreError::Conflict(
+                        "the refresh family exists".to_owned(),
+                    ));
+                }
                 tx.commit().await.map_err($crate::sql::db_err)
             }
 
@@ -254,7 +310,7 @@ macro_rules! impl_grant_stores {
                 )
                 .bind(now)
                 .bind(family_id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err($crate::sql::db_err)?;
                 if done.rows_affected() == 0 {
@@ -274,7 +330,7 @@ macro_rules! impl_grant_stores {
                 )
                 .bind(now)
                 .bind(code_hash)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err($crate::sql::db_err)?;
                 Ok(done.rows_affected())
@@ -293,7 +349,7 @@ macro_rules! impl_grant_stores {
                 .bind(now)
                 .bind(user_id)
                 .bind(client_id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err($crate::sql::db_err)?;
                 Ok(done.rows_affected())

@@ -117,7 +117,7 @@ macro_rules! impl_identity_store {
                 .bind(s.request_params.as_str())
                 .bind(s.created_at)
                 .bind(s.expires_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err($crate::sql::db_err)?;
                 Ok(())
@@ -138,7 +138,7 @@ macro_rules! impl_identity_store {
                 .bind(state_hash)
                 .bind(binding_hash)
                 .bind(now)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.writer)
                 .await
                 .map_err($crate::sql::db_err)
             }
@@ -147,7 +147,7 @@ macro_rules! impl_identity_store {
                 let done =
                     ::sqlx::query::<$db>("DELETE FROM upstream_states WHERE expires_at < $1")
                         .bind(before)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await
                         .map_err($crate::sql::db_err)?;
                 Ok(done.rows_affected())

@@ -57,7 +57,7 @@ macro_rules! impl_key_stores {
         #[::async_trait::async_trait]
         impl $crate::SigningKeyStore for $store {
             async fn insert_key(&self, key: &$crate::SigningKeyRecord) -> $crate::StoreResult<()> {
-                Self::insert_key_in(&self.pool, key, key.state).await
+                Self::insert_key_in(&self.writer, key, key.state).await
             }
 
             async fn list_keys(&self) -> $crate::StoreResult<Vec<$crate::SigningKeyRecord>> {
@@ -94,7 +94,7 @@ macro_rules! impl_key_stores {
             }
 
             async fn retire_keys(&self, retire_before: i64, now: i64) -> $crate::StoreResult<u64> {
-                Self::retire_keys_in(&self.pool, retire_before, now).await
+                Self::retire_keys_in(&self.writer, retire_before, now).await
             }
         }
 
@@ -114,7 +114,7 @@ macro_rules! impl_key_stores {
                 .bind(session.auth_time)
                 .bind(session.created_at)
                 .bind(session.expires_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err($crate::sql::db_err)?;
                 Ok(())
@@ -140,7 +140,7 @@ macro_rules! impl_key_stores {
                 let done =
                     ::sqlx::query::<$db>("DELETE FROM login_sessions WHERE session_hash = $1")
                         .bind(session_hash)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await
                         .map_err($crate::sql::db_err)?;
                 if done.rows_affected() == 0 {
@@ -152,7 +152,7 @@ macro_rules! impl_key_stores {
             async fn purge_sessions(&self, before: i64) -> $crate::StoreResult<u64> {
                 let done = ::sqlx::query::<$db>("DELETE FROM login_sessions WHERE expires_at < $1")
                     .bind(before)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err($crate::sql::db_err)?;
                 Ok(done.rows_affected())

@@ -5,10 +5,14 @@
 //! driver both accept, so each query is written once. Rows are decoded into
 //! the plain `*Row` structs of [`rows`] (derived `FromRow`, generic over the
 //! backend) and converted to records in ordinary Rust. The expanded impls
-//! call two things on the store type: a `pool` field and a `write_tx()`
-//! method that opens a write transaction (`BEGIN IMMEDIATE` on SQLite, so
-//! concurrent writers queue on the busy timeout instead of failing
-//! mid-transaction; a plain `BEGIN` on PostgreSQL).
+//! use three things on the store type: a `pool` field for reads, a `writer`
+//! field for every statement that writes, and a `write_tx()` method that
+//! opens a write transaction on the writer. On SQLite `writer` is a pool of
+//! one connection: the database has one writer at a time anyway, and
+//! queueing in the pool (async, first come first served) is far cheaper than
+//! contending connections sleeping in SQLite's busy handler; its
+//! transactions start with `BEGIN IMMEDIATE`. On PostgreSQL `writer` is the
+//! same pool as `pool` and transactions start with a plain `BEGIN`.
 //!
 //! Single use and rotation are decided by the database: `redeem_code` is one
 //! conditional `UPDATE … RETURNING`; `rotate_refresh_token` is a conditional
