@@ -638,9 +638,21 @@ async fn run_store(
     Ok(())
 }
 
+/// The store label of the `sqlite_synchronous = "normal"` rows.
+const SQLITE_NORMAL: &str = "SQLite, `synchronous=NORMAL`";
+
 pub async fn section(opts: &Opts) -> Result<Section> {
     let mut rows = Vec::new();
     run_store(opts, "SQLite", "", &mut rows, true).await?;
+    // The opt-in trade of durability for speed, measured beside the default.
+    run_store(
+        opts,
+        SQLITE_NORMAL,
+        "[store]\nsqlite_synchronous = \"normal\"\n",
+        &mut rows,
+        false,
+    )
+    .await?;
     let mut pg_note = String::new();
     match PgDb::create().await {
         Ok(db) => {
@@ -673,6 +685,10 @@ pub async fn section(opts: &Opts) -> Result<Section> {
         .iter()
         .find(|r| r.store == "SQLite" && r.what.starts_with("code"))
         .map_or(f64::NAN, |r| r.stats.rps());
+    let normal_codes = rows
+        .iter()
+        .find(|r| r.store == SQLITE_NORMAL && r.what.starts_with("code"))
+        .map_or(f64::NAN, |r| r.stats.rps());
     let mut md = String::new();
     let _ = writeln!(
         md,
@@ -684,20 +700,22 @@ pub async fn section(opts: &Opts) -> Result<Section> {
     md.push_str(&pg_note);
     let _ = writeln!(
         md,
-        "Goal: ≥ 2,000 code exchanges/s on SQLite — measured {} ({}).\n",
+        "Goal: ≥ 2,000 code exchanges/s on SQLite — measured {} with the default `synchronous=FULL` ({}); {} with the opt-in `synchronous=NORMAL`.\n",
         fmt_rps(sqlite_codes),
         if sqlite_codes >= 2000.0 {
             "met"
         } else {
             "missed"
-        }
+        },
+        fmt_rps(normal_codes),
     );
-    md.push_str("**Reading.** Codes are real: the bench user signs in through the login page and approves the consent page once; the remembered consent then lets every `GET /oauth/authorize` redirect with a fresh code at once. Codes live 60 s, so code exchanges run in rounds: a pool is minted (not timed), then exchanged as fast as the closed loop allows (timed; the window of a round ends at its last answer). Every exchange asks `mcp:tools offline_access`, so it also starts a refresh-token family (one more row written). Each refresh worker rotates its own chain. Every answer is checked (200 + `access_token`, and `refresh_token` for codes and refreshes; 201 + `client_id` for registrations). SQLite runs with WAL and `synchronous=FULL`, so each code redemption and each rotation is a durable commit on the single SQLite writer. Registration limits are raised for the bench (`[authorization_server.dcr] per_ip_per_hour`, `max_per_hour`). Server CPU µs/req is the AS process's CPU time over the window divided by the successful requests (not shown for codes, whose rounds interleave untimed minting).\n");
+    md.push_str("**Reading.** Codes are real: the bench user signs in through the login page and approves the consent page once; the remembered consent then lets every `GET /oauth/authorize` redirect with a fresh code at once. Codes live 60 s, so code exchanges run in rounds: a pool is minted (not timed), then exchanged as fast as the closed loop allows (timed; the window of a round ends at its last answer). Every exchange asks `mcp:tools offline_access`, so it also starts a refresh-token family (one more row written). Each refresh worker rotates its own chain. Every answer is checked (200 + `access_token`, and `refresh_token` for codes and refreshes; 201 + `client_id` for registrations). SQLite runs with WAL and, by default, `synchronous=FULL`: each code exchange (its redemption and its refresh family in one transaction) and each rotation is one durable commit — one fsync — on SQLite's single writer, which every write in the process goes through in turn. The rows marked `synchronous=NORMAL` run the same workload with `[store] sqlite_synchronous = \"normal\"`, which skips that fsync at the cost of durability across a power cut (see docs/configuration.md); it is opt-in and never the default. **What bounds SQLite here** (perf with DWARF call graphs on the AS during the code-exchange and refresh runs): the server is CPU-bound, not disk-bound. sqlx runs each SQLite connection on its own thread, and every statement is a round trip to it over a channel (flume) with a futex wake on each side. About 40% of the AS's samples were in `futex` and a third in flume. A code exchange takes eight statements: the client, the code and the user are read, then `BEGIN`, the `UPDATE` of the code, two `INSERT`s and `COMMIT`. The fsync is about 6% of samples and the ES256 signature about 3%. `synchronous=NORMAL` removes only the fsync. With the server CPU-bound on those round trips, what it gains is small: on this 2-core machine it is within the run-to-run noise, and repeated quick runs of this section moved by ±30%. Reaching 2,000/s would take fewer statement round trips per request, for example group commit or a driver without a thread per connection. That is not done yet. Registration limits are raised for the bench (`[authorization_server.dcr] per_ip_per_hour`, `max_per_hour`). Server CPU µs/req is the AS process's CPU time over the window divided by the successful requests (not shown for codes, whose rounds interleave untimed minting).\n");
     let mut text = table.clone();
     let _ = writeln!(
         text,
-        "\ngoal ≥ 2000 code exchanges/s on SQLite: {}",
-        fmt_rps(sqlite_codes)
+        "\ngoal ≥ 2000 code exchanges/s on SQLite: {} (synchronous=NORMAL: {})",
+        fmt_rps(sqlite_codes),
+        fmt_rps(normal_codes)
     );
     for r in &rows {
         if let Some(e) = &r.stats.first_error {

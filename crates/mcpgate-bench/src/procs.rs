@@ -364,6 +364,15 @@ pub fn base_config(extra: &str) -> String {
 /// Starts `mcpgate serve` with [`base_config`]`(config_toml_extra)` and waits for `/readyz`.
 /// `{dir}` in `config_toml_extra` is replaced by the gateway's temp dir (for audit files etc.).
 pub fn start_gateway(opts: &Opts, config_toml_extra: &str) -> Result<Gateway> {
+    start_gateway_env(opts, config_toml_extra, &[])
+}
+
+/// [`start_gateway`] with extra environment variables for the `mcpgate serve` process.
+pub fn start_gateway_env(
+    opts: &Opts,
+    config_toml_extra: &str,
+    env: &[(&str, &str)],
+) -> Result<Gateway> {
     let bin = opts.mcpgate_bin();
     if !bin.exists() {
         bail!(
@@ -380,6 +389,7 @@ pub fn start_gateway(opts: &Opts, config_toml_extra: &str) -> Result<Gateway> {
         std::fs::write(dir.path().join("mcpgate.toml"), base_config(&extra))?;
         let port = free_port();
         let mut cmd = command(opts, dir.path());
+        cmd.envs(env.iter().copied());
         cmd.arg("serve")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"));
