@@ -122,9 +122,11 @@ async fn authorization_code(
         (Redeem::Fresh(_), true) => family.map(|(_, _, raw)| raw),
         (Redeem::Fresh(_), false) => {
             if wants_refresh {
-                // A replay of this code arrived while this first use was being
-                // served and left its revoked placeholder under the family id
-                // (see `revoke_after_replay`): no refresh token comes from it.
+                // The family id was taken: a revoked placeholder left by a
+                // replay (see `revoke_after_replay`). The code is consumed in
+                // the same transaction as its family, so a replay can only
+                // see it used after the family is stored; this guards the
+                // invariant all the same. No refresh token comes from it.
                 tracing::warn!(client_id = %client.client_id, "authorization code replayed during its first use; no refresh token issued");
             }
             None
