@@ -28,12 +28,10 @@ use crate::report::{self, Opts, Section, fmt_rps, fmt_us, md_table};
 
 /// Closed-loop concurrency of every measurement here.
 pub const CONCURRENCY: usize = 16;
-/// Measured time per figure (full run / `--quick`).
+/// Measured time per figure (full run; `--quick` shortens it).
 pub const DURATION: Duration = Duration::from_secs(10);
-pub const QUICK_DURATION: Duration = Duration::from_secs(2);
 /// Warm-up before the refresh and registration windows.
 pub const WARMUP: Duration = Duration::from_secs(2);
-pub const QUICK_WARMUP: Duration = Duration::from_millis(500);
 /// Codes minted per round at most, and the longest a round's minting may take (codes live 60 s).
 pub const ROUND_CODES: usize = 6_000;
 pub const ROUND_MINT_LIMIT: Duration = Duration::from_secs(15);
@@ -597,11 +595,7 @@ async fn run_store(
     rows: &mut Vec<Row>,
     with_dcr: bool,
 ) -> Result<()> {
-    let (warmup, measure) = if opts.quick {
-        (QUICK_WARMUP, QUICK_DURATION)
-    } else {
-        (WARMUP, DURATION)
-    };
+    let (warmup, measure) = opts.times(WARMUP, DURATION);
     let gw = procs::start_gateway(opts, &config(store_toml))?;
     let pid = gw.proc.pid();
     let s = Arc::new(sign_in_and_consent(opts, &gw).await?);

@@ -50,24 +50,12 @@ pub const PINNED_CONCURRENCY: &[usize] = &[1, 16];
 /// Warm-up and measured time per point (full run).
 pub const WARMUP: Duration = Duration::from_secs(3);
 pub const DURATION: Duration = Duration::from_secs(20);
-/// The same with `--quick`.
-pub const QUICK_WARMUP: Duration = Duration::from_millis(500);
-pub const QUICK_DURATION: Duration = Duration::from_secs(2);
 /// The `echo` argument every call sends.
 pub const ECHO_TEXT: &str = "hello from mcpgate-bench";
 /// The MCP path of the upstream and the bare servers.
 pub const MCP_PATH: &str = "/mcp";
 /// The gateway upstream's name (its endpoint is `/mcp/echo`).
 pub const UPSTREAM: &str = "echo";
-
-/// Warm-up and measured time for `opts`.
-pub fn times(opts: &Opts) -> (Duration, Duration) {
-    if opts.quick {
-        (QUICK_WARMUP, QUICK_DURATION)
-    } else {
-        (WARMUP, DURATION)
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The echo upstream (rmcp)
@@ -362,7 +350,7 @@ pub fn spec(
     concurrency: usize,
     sessions: usize,
 ) -> LoadSpec {
-    let (warmup, duration) = times(opts);
+    let (warmup, duration) = opts.times(WARMUP, DURATION);
     LoadSpec {
         url: url.to_string(),
         bearer: bearer.map(str::to_string),
@@ -652,7 +640,7 @@ fn goals(points: &[Point]) -> String {
 }
 
 pub async fn section(opts: &Opts) -> Result<Section> {
-    let (warmup, duration) = times(opts);
+    let (warmup, duration) = opts.times(WARMUP, DURATION);
     let points = run_points(opts, false).await?;
     let main_table = points_table(&points);
     let goal_lines = goals(&points);

@@ -27,8 +27,6 @@ use crate::report::{self, Opts, Section, fmt_rps, fmt_us, md_table};
 pub const CONCURRENCY: &[usize] = &[1, 16, 128];
 pub const WARMUP: Duration = Duration::from_secs(2);
 pub const DURATION: Duration = Duration::from_secs(10);
-pub const QUICK_WARMUP: Duration = Duration::from_millis(500);
-pub const QUICK_DURATION: Duration = Duration::from_secs(2);
 
 const TS_SCRIPT: &str = include_str!("../peers/ts-server.mjs");
 const PY_SCRIPT: &str = include_str!("../peers/py_server.py");
@@ -231,11 +229,7 @@ struct Point {
 }
 
 fn spec(opts: &Opts, t: &Target, c: usize) -> LoadSpec {
-    let (warmup, duration) = if opts.quick {
-        (QUICK_WARMUP, QUICK_DURATION)
-    } else {
-        (WARMUP, DURATION)
-    };
+    let (warmup, duration) = opts.times(WARMUP, DURATION);
     LoadSpec {
         url: t.url.clone(),
         bearer: t.bearer.clone(),
@@ -378,11 +372,7 @@ pub async fn section(opts: &Opts) -> Result<Section> {
         .collect();
     let ver_table = md_table(&["component", "version"], &ver_rows);
 
-    let (warmup, duration) = if opts.quick {
-        (QUICK_WARMUP, QUICK_DURATION)
-    } else {
-        (WARMUP, DURATION)
-    };
+    let (warmup, duration) = opts.times(WARMUP, DURATION);
     let mut md = String::new();
     let _ = writeln!(
         md,

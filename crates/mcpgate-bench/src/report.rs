@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 /// Options of one bench run.
 #[derive(Debug, Clone)]
@@ -15,7 +16,21 @@ pub struct Opts {
     pub bin_dir: PathBuf,
 }
 
+/// Warm-up and measured time per point under `--quick`, in every section.
+pub const QUICK_WARMUP: Duration = Duration::from_millis(500);
+pub const QUICK_DURATION: Duration = Duration::from_secs(2);
+
 impl Opts {
+    /// Warm-up and measured time per point: a section's full-run pair, or
+    /// [`QUICK_WARMUP`] and [`QUICK_DURATION`] under `--quick`.
+    pub fn times(&self, warmup: Duration, duration: Duration) -> (Duration, Duration) {
+        if self.quick {
+            (QUICK_WARMUP, QUICK_DURATION)
+        } else {
+            (warmup, duration)
+        }
+    }
+
     /// The release `mcpgate` binary.
     pub fn mcpgate_bin(&self) -> PathBuf {
         self.bin_dir.join("mcpgate")

@@ -18,17 +18,9 @@ pub const SESSIONS: &[usize] = &[1, 100, 1_000, 10_000];
 pub const UPSTREAMS: &[usize] = &[1, 8, 64];
 /// Concurrency of every point.
 pub const CONCURRENCY: usize = 16;
-/// Warm-up and measured time per point (full run; `--quick` uses the gateway section's).
+/// Warm-up and measured time per point (full run; `--quick` shortens it).
 pub const WARMUP: Duration = Duration::from_secs(3);
 pub const DURATION: Duration = Duration::from_secs(10);
-
-fn times(opts: &Opts) -> (Duration, Duration) {
-    if opts.quick {
-        gateway::times(opts)
-    } else {
-        (WARMUP, DURATION)
-    }
-}
 
 /// `n` upstream blocks, all pointing at `url`; the first is named [`UPSTREAM`].
 fn upstreams_toml(n: usize, url: &str) -> String {
@@ -71,7 +63,7 @@ fn table(first: &str, rows: &[Row]) -> String {
 }
 
 pub async fn section(opts: &Opts) -> Result<Section> {
-    let (warmup, duration) = times(opts);
+    let (warmup, duration) = opts.times(WARMUP, DURATION);
     let (echo, echo_url) = gateway::start_echo_http()?;
     let max_sessions = SESSIONS.iter().copied().max().unwrap_or(1) + CONCURRENCY;
 
