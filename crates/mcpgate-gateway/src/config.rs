@@ -163,6 +163,9 @@ pub struct UpstreamFile {
     pub allowed_origins: Vec<String>,
     /// Seconds to wait for the upstream's response head (default 60).
     pub timeout_secs: Option<u64>,
+    /// `[upstream.sandbox]` (stdio only): widens or switches off the sandbox
+    /// every stdio child runs in (see docs/sandbox.md).
+    pub sandbox: Option<mcpgate_sandbox::SandboxFile>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -243,6 +246,8 @@ pub struct StdioConfig {
     pub args: Vec<String>,
     pub cwd: Option<PathBuf>,
     pub env: Vec<(String, Secret)>,
+    /// The sandbox the child runs in (the strict default unless widened).
+    pub sandbox: mcpgate_sandbox::SandboxConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -384,6 +389,9 @@ pub struct GatewaySettings {
     pub advertise_own_issuer: bool,
     /// `gateway.authentication` (default [`Authentication::Bearer`]).
     pub authentication: Authentication,
+    /// Paths no stdio child's sandbox may open (mcpgate's data dir, database,
+    /// config file); a rule that contains one refuses to start.
+    pub protected_paths: Vec<PathBuf>,
 }
 
 /// A validated `[[gateway.trusted_issuer]]`.
@@ -419,6 +427,7 @@ impl GatewaySettings {
             trusted_issuers: Vec::new(),
             advertise_own_issuer: true,
             authentication: Authentication::Bearer,
+            protected_paths: Vec::new(),
         }
     }
 
@@ -676,14 +685,32 @@ pub fn validate(
                     }
                     env.push((k.clone(), secret(&f(&format!("stdio.env.{k}")), v, true)?));
                 }
+                if let Some(c) = &st.cwd
+                    && !c.is_absolute()
+                {
+                    return Err(err(f("stdio.cwd"), "must be an absolute path"));
+                }
+                let sandbox = u
+                    .sandbox
+                    .clone()
+                    .unwrap_or_default()
+                    .validate()
+                    .map_err(|e| err(f(&format!("sandbox.{}", e.field)), e.message))?;
                 Transport::Stdio(StdioConfig {
                     command: st.command.clone(),
                     args: st.args.clone(),
                     cwd: st.cwd.clone(),
                     env,
+                    sandbox,
                 })
             }
             (None, Some(h)) => {
+                if u.sandbox.is_some() {
+                    return Err(err(
+                        f("sandbox"),
+                        "only stdio upstreams run as child processes; an http upstream has no sandbox",
+                    ));
+                }
                 let parsed = url::Url::parse(&h.url).map_err(|_| {
                     err(f("http.url"), format!("{:?} is not an absolute URL", h.url))
                 })?;

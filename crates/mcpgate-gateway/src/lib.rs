@@ -67,6 +67,8 @@ pub(crate) struct Upstream {
     pub auth: Arc<dyn Authenticate>,
     pub prm_url: String,
     pub http: Option<HttpUpstream>,
+    /// How stdio children start (sandbox plan and helper); `None` for http.
+    pub launch: Option<crate::upstream::stdio::Launch>,
     pub limits: Option<Limits>,
     pub origin: OriginPolicy,
     pub metrics: crate::metrics::RequestMetrics,
@@ -176,11 +178,50 @@ pub fn authorization_servers(settings: &GatewaySettings, issuer: &str) -> Vec<St
         .collect()
 }
 
+/// Says at start how each stdio upstream is confined; a best-effort sandbox
+/// that lacks kernel features, and a switched-off one, are warnings.
+fn log_sandbox(
+    name: &str,
+    cfg: &config::StdioConfig,
+    launch: &upstream::stdio::Launch,
+    support: mcpgate_sandbox::Support,
+) {
+    use mcpgate_sandbox::Mode;
+    match (launch, cfg.sandbox.mode) {
+        (upstream::stdio::Launch::Direct, _) => tracing::warn!(
+            upstream = name,
+            "stdio upstream runs WITHOUT a sandbox ([upstream.sandbox] mode = \"off\"): it can read everything mcpgate can"
+        ),
+        (upstream::stdio::Launch::Sandboxed { plan, .. }, mode) => {
+            let missing = mcpgate_sandbox::plan::missing(&cfg.sandbox, support);
+            if mode == Mode::BestEffort && !missing.is_empty() {
+                tracing::warn!(
+                    upstream = name,
+                    missing = %missing.join(", "),
+                    "stdio upstream sandbox is incomplete on this kernel (best-effort)"
+                );
+            }
+            tracing::info!(
+                upstream = name,
+                mode = mode.as_str(),
+                landlock_abi = support.landlock_abi,
+                uid = plan.ids.map(|i| i.uid),
+                "stdio upstream sandboxed"
+            );
+        }
+    }
+}
+
 impl Gateway {
     /// Builds the gateway and starts its housekeeping task (idle sessions,
     /// idle per-user children, rate-limiter memory, audit rows past
     /// `retain_days`). Call from a tokio runtime.
     pub fn new(settings: GatewaySettings, deps: GatewayDeps) -> Result<Self, GatewayError> {
+        // Children and other processes of this uid must not read our memory.
+        if let Err(e) = mcpgate_sandbox::protect_self() {
+            tracing::warn!(error = %e, "could not make the gateway non-dumpable");
+        }
+        let support = mcpgate_sandbox::Support::detect();
         let mut upstreams = HashMap::new();
         let no_auth = settings.authentication == config::Authentication::None;
         for u in &settings.upstreams {
@@ -201,6 +242,16 @@ impl Gateway {
                 ),
                 config::Transport::Stdio(_) => None,
             };
+            let launch = match &u.transport {
+                config::Transport::Stdio(st) => {
+                    let l =
+                        upstream::stdio::Launch::prepare(st, &settings.protected_paths, support)
+                            .map_err(|e| GatewayError::Upstream(u.name.clone(), e))?;
+                    log_sandbox(&u.name, st, &l, support);
+                    Some(l)
+                }
+                config::Transport::Http(_) => None,
+            };
             let mut origins = settings.allowed_origins.clone();
             origins.extend(u.allowed_origins.iter().cloned());
             upstreams.insert(
@@ -210,6 +261,7 @@ impl Gateway {
                     auth,
                     prm_url: prm_url(&u.resource),
                     http,
+                    launch,
                     limits: u.rate_limit.map(Limits::new),
                     origin: OriginPolicy::new(
                         &settings.public_url,

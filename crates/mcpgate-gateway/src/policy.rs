@@ -311,6 +311,7 @@ mod tests {
                 args: vec![],
                 cwd: None,
                 env: vec![],
+                sandbox: Default::default(),
             }),
             auth: UpstreamAuth::None,
             scopes: ScopeSet::parse("n:read").unwrap(),

@@ -213,15 +213,14 @@ impl SandboxFile {
             Some(s) => parse_run_as(s)?,
         };
         let d = Limits::default();
-        let limit = |v: Option<u64>, default: Option<u64>, scale: u64, field: &'static str| {
-            match v {
-                None => Ok(default),
-                Some(0) => Ok(None),
-                Some(n) => n
-                    .checked_mul(scale)
-                    .map(Some)
-                    .ok_or_else(|| field_err(field, "too large")),
-            }
+        let limit = |v: Option<u64>, default: Option<u64>, scale: u64, field: &'static str| match v
+        {
+            None => Ok(default),
+            Some(0) => Ok(None),
+            Some(n) => n
+                .checked_mul(scale)
+                .map(Some)
+                .ok_or_else(|| field_err(field, "too large")),
         };
         cfg.limits = Limits {
             address_space: limit(
@@ -346,7 +345,10 @@ mod tests {
         );
         assert_eq!(c.limits.cpu_secs, None);
         assert_eq!(c.limits.open_files, Some(1024));
-        assert_eq!(parse(r#"{"network": "allow"}"#).unwrap().network, Network::Allow);
+        assert_eq!(
+            parse(r#"{"network": "allow"}"#).unwrap().network,
+            Network::Allow
+        );
         assert_eq!(parse(r#"{"mode": "off"}"#).unwrap().mode, Mode::Off);
     }
 }

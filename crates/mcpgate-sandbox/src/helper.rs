@@ -135,8 +135,8 @@ fn run(rest: &[OsString]) -> Result<Never, ApplyError> {
         [plan, dashes, args @ ..] if dashes == "--" => (plan, args),
         _ => return Err(ApplyError::Usage),
     };
-    let plan: Plan = serde_json::from_str(plan.to_str().ok_or(ApplyError::Usage)?)
-        .map_err(ApplyError::Plan)?;
+    let plan: Plan =
+        serde_json::from_str(plan.to_str().ok_or(ApplyError::Usage)?).map_err(ApplyError::Plan)?;
     apply(&plan)?;
     let err = std::process::Command::new(&plan.program)
         .arg0(&plan.arg0)

@@ -244,10 +244,7 @@ impl Plan {
         ] {
             for p in list {
                 if !p.exists() {
-                    return Err(plan_err(
-                        field,
-                        format!("{} does not exist", p.display()),
-                    ));
+                    return Err(plan_err(field, format!("{} does not exist", p.display())));
                 }
                 // A declared path wins over a default rule of the same path.
                 rules.retain(|r| &r.path != p);
@@ -390,7 +387,9 @@ fn missing_for(network: &Network, support: Support) -> Vec<String> {
         m.push("Landlock (file system rules)".to_string());
     }
     if abi < ABI_NET && *network != Network::Allow {
-        m.push(format!("Landlock ABI {ABI_NET} (TCP rules; kernel has {abi})"));
+        m.push(format!(
+            "Landlock ABI {ABI_NET} (TCP rules; kernel has {abi})"
+        ));
     }
     if abi < ABI_SCOPE {
         m.push(format!(
@@ -486,7 +485,10 @@ mod tests {
             install_dir(Path::new("/srv/target/debug/x")),
             Some(PathBuf::from("/srv/target/debug"))
         );
-        assert_eq!(install_dir(Path::new("/bin/true")), Some(PathBuf::from("/bin")));
+        assert_eq!(
+            install_dir(Path::new("/bin/true")),
+            Some(PathBuf::from("/bin"))
+        );
         assert_eq!(install_dir(Path::new("/x")), None);
     }
 
@@ -498,9 +500,17 @@ mod tests {
         let ids = p.ids.expect("root gateway switches uid");
         assert_ne!(ids.uid, 0);
         assert!(p.program.is_absolute());
-        assert!(p.rules.iter().any(|r| r.path == Path::new("/usr") && r.access == Access::Read));
+        assert!(
+            p.rules
+                .iter()
+                .any(|r| r.path == Path::new("/usr") && r.access == Access::Read)
+        );
         assert!(!p.rules.iter().any(|r| r.access == Access::Write));
-        assert!(!p.rules.iter().any(|r| r.path == Path::new("/") || r.path == Path::new("/tmp")));
+        assert!(
+            !p.rules
+                .iter()
+                .any(|r| r.path == Path::new("/") || r.path == Path::new("/tmp"))
+        );
     }
 
     #[test]
@@ -535,7 +545,16 @@ mod tests {
 
     #[test]
     fn run_as_needs_root_and_never_resolves_to_root() {
-        assert!(resolve_ids(&RunAs::Ids { uid: 4242, gid: 4242 }, false).is_err());
+        assert!(
+            resolve_ids(
+                &RunAs::Ids {
+                    uid: 4242,
+                    gid: 4242
+                },
+                false
+            )
+            .is_err()
+        );
         assert_eq!(resolve_ids(&RunAs::Default, false).unwrap(), None);
         let nobody = resolve_ids(&RunAs::Default, true).unwrap().unwrap();
         assert_ne!(nobody.uid, 0);

@@ -108,7 +108,9 @@ fn default_sandbox_confines_the_file_system() {
     let s = secret.display();
     let dir = d.path().display();
     // Control: without the sandbox the same user reads and writes it.
-    ok(&sh_unsandboxed(&format!("cat {s} && touch {dir}/x && ls /")));
+    ok(&sh_unsandboxed(&format!(
+        "cat {s} && touch {dir}/x && ls /"
+    )));
     // Inside: system files are readable, the private dir is writable ...
     let out = ok(&c.sh(
         &cfg,
@@ -244,7 +246,10 @@ fn seccomp_denies_what_no_server_needs() {
     let c = Child::new();
     let py = syscall_probe();
     let python = "/usr/bin/python3";
-    assert!(Path::new(python).exists(), "the test needs Debian's python3");
+    assert!(
+        Path::new(python).exists(),
+        "the test needs Debian's python3"
+    );
     // Control: outside the sandbox each call works for this unprivileged user.
     let mut control = Command::new(python);
     control.args(["-c", &py]).env_clear();
@@ -253,13 +258,20 @@ fn seccomp_denies_what_no_server_needs() {
     }
     let control = ok(&control.output().unwrap());
     for line in control.lines() {
-        assert!(line.ends_with(" 0"), "not allowed outside the sandbox: {line}");
+        assert!(
+            line.ends_with(" 0"),
+            "not allowed outside the sandbox: {line}"
+        );
     }
     let out = ok(&c.run(&SandboxConfig::default(), python, &["-c", &py]));
     for line in out.lines() {
         // EPERM (1) from seccomp; keyctl may be EPERM or EACCES (13).
         let errno: i32 = line.rsplit(' ').next().unwrap().parse().unwrap();
-        assert_eq!(errno, libc::EPERM, "not denied in the sandbox: {line}\n{out}");
+        assert_eq!(
+            errno,
+            libc::EPERM,
+            "not denied in the sandbox: {line}\n{out}"
+        );
     }
 }
 

@@ -334,7 +334,7 @@ pub async fn keys(rt: &Runtime, cmd: KeysCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn print_config(c: &Config) {
+pub fn print_config(c: &Config) -> anyhow::Result<()> {
     println!("config: {}", c.source);
     println!("issuer (public_url): {}", c.authz.issuer);
     println!("listen: {}", c.listen);
@@ -399,6 +399,7 @@ pub fn print_config(c: &Config) {
     );
     println!("clients from config: {}", c.clients.len());
     println!("upstreams:");
+    let support = mcpgate_sandbox::Support::detect();
     for u in &c.gateway.upstreams {
         let transport = match &u.transport {
             mcpgate_gateway::config::Transport::Stdio(s) => {
@@ -414,7 +415,23 @@ pub fn print_config(c: &Config) {
             u.scopes,
             u.tools.len()
         );
+        if let mcpgate_gateway::config::Transport::Stdio(s) = &u.transport {
+            use mcpgate_gateway::upstream::stdio::Launch;
+            match Launch::prepare(s, &c.gateway.protected_paths, support)
+                .map_err(|e| anyhow::anyhow!("upstream {:?}: {e}", u.name))?
+            {
+                Launch::Direct => {
+                    println!("    sandbox: OFF (the server can read and do everything mcpgate can)")
+                }
+                Launch::Sandboxed { plan, .. } => {
+                    for line in plan.describe(support) {
+                        println!("    {line}");
+                    }
+                }
+            }
+        }
     }
+    Ok(())
 }
 
 /// `serve --demo`: an `admin` user with a one-time password, and directions.

@@ -287,6 +287,7 @@ fn demo_upstream() -> mcpgate_gateway::config::UpstreamFile {
         rate_limit: None,
         allowed_origins: Vec::new(),
         timeout_secs: None,
+        sandbox: None,
     }
 }
 
@@ -507,7 +508,7 @@ impl Validator<'_> {
             |field, raw| self.secret(field, raw, false),
             |field, m| self.err(field, m),
         )?;
-        let gateway = self.gateway(&f, &public_url, listen.ip().is_loopback(), &mut authz)?;
+        let mut gateway = self.gateway(&f, &public_url, listen.ip().is_loopback(), &mut authz)?;
         let mut clients = Vec::new();
         for (i, c) in f.clients.iter().enumerate() {
             let field = |n: &str| format!("client[{i}].{n}");
@@ -547,6 +548,20 @@ impl Validator<'_> {
                     secret: secret.map(|s| s.expose().to_string()),
                 },
             });
+        }
+        // What no stdio child's sandbox may open: mcpgate's own files.
+        gateway.protected_paths.push(data_dir.clone());
+        if let StoreConfig::Sqlite(p, _) = &store {
+            gateway.protected_paths.push(p.clone());
+        }
+        if let MasterKeySource::DataDirFile(p) = &master_key {
+            gateway.protected_paths.push(p.clone());
+        }
+        if let TlsConfig::Files { key, .. } = &tls {
+            gateway.protected_paths.push(key.clone());
+        }
+        if self.source != EMBEDDED {
+            gateway.protected_paths.push(PathBuf::from(self.source));
         }
         Ok(Config {
             source: self.source.to_string(),

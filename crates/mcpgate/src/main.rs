@@ -88,6 +88,9 @@ fn init_logging(json: bool) {
 }
 
 fn main() -> std::process::ExitCode {
+    // `mcpgate __sandbox-exec …` is the sandbox helper of stdio children: it
+    // applies the sandbox and executes the server, before anything else runs.
+    mcpgate_sandbox::helper::init();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -137,10 +140,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = config::load(path.as_deref(), &overrides)?;
     init_logging(cfg.log_json);
     match cli.cmd {
-        Cmd::CheckConfig => {
-            admin_cli::print_config(&cfg);
-            Ok(())
-        }
+        Cmd::CheckConfig => admin_cli::print_config(&cfg),
         Cmd::DemoUpstream | Cmd::Client(_) => Ok(()),
         Cmd::Serve { .. } => {
             let runtime = serve::Runtime::open(cfg).await?;

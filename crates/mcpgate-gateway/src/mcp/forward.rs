@@ -55,6 +55,10 @@ fn spawn_child(ctx: &Ctx, shared: bool) -> Result<Arc<StdioChild>, std::io::Erro
         Transport::Stdio(cfg) => StdioChild::spawn(
             &ctx.up.cfg.name,
             cfg,
+            ctx.up
+                .launch
+                .as_ref()
+                .ok_or_else(|| std::io::Error::other("stdio upstream without a launch plan"))?,
             shared,
             ctx.gw.0.settings.max_message_bytes,
         ),

@@ -11,6 +11,7 @@
 //! that exits fails its in-flight requests with a JSON-RPC error.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -81,14 +82,62 @@ pub struct StdioChild {
     max_message_bytes: usize,
 }
 
+/// The `PATH` every child gets.
+pub const CHILD_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// How the children of one upstream start: through the sandbox helper with a
+/// resolved plan (the default), or directly (`[upstream.sandbox] mode = "off"`).
+#[derive(Debug, Clone)]
+pub enum Launch {
+    Sandboxed {
+        helper: PathBuf,
+        plan: Box<mcpgate_sandbox::Plan>,
+    },
+    Direct,
+}
+
+impl Launch {
+    /// Resolves the sandbox of one stdio upstream against the running
+    /// kernel. Fails (naming the field) when the sandbox is required and
+    /// cannot be applied in full, `run_as` cannot be honoured, a rule would
+    /// expose one of `protected`, or no helper binary can be found.
+    pub fn prepare(
+        cfg: &StdioConfig,
+        protected: &[PathBuf],
+        support: mcpgate_sandbox::Support,
+    ) -> Result<Self, String> {
+        if cfg.sandbox.mode == mcpgate_sandbox::Mode::Off {
+            return Ok(Self::Direct);
+        }
+        let path_env = cfg
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.expose().to_string())
+            .unwrap_or_else(|| CHILD_PATH.to_string());
+        let plan = mcpgate_sandbox::Plan::build(&mcpgate_sandbox::PlanInput {
+            config: &cfg.sandbox,
+            command: &cfg.command,
+            path_env: &path_env,
+            cwd: cfg.cwd.as_deref(),
+            protected,
+            support,
+        })
+        .map_err(|e| e.to_string())?;
+        let helper = mcpgate_sandbox::helper::locate().map_err(|e| format!("sandbox: {e}"))?;
+        Ok(Self::Sandboxed {
+            helper,
+            plan: Box::new(plan),
+        })
+    }
+}
+
 /// The environment a child gets: nothing of the gateway's own but a minimal
 /// `PATH`, `HOME` and `LANG`, then the declared variables.
 pub fn child_env(cfg: &StdioConfig) -> Vec<(String, String)> {
     let mut env = vec![
-        (
-            "PATH".to_string(),
-            "/usr/local/bin:/usr/bin:/bin".to_string(),
-        ),
+        ("PATH".to_string(), CHILD_PATH.to_string()),
         (
             "HOME".to_string(),
             std::env::var("HOME").unwrap_or_else(|_| "/".into()),
@@ -104,24 +153,57 @@ pub fn child_env(cfg: &StdioConfig) -> Vec<(String, String)> {
 
 impl StdioChild {
     /// Spawns the child and its reader, writer, stderr and reaper tasks.
+    /// A sandboxed child gets a private directory (its `HOME` and `TMPDIR`,
+    /// owned by its uid, removed when it has been reaped) and starts through
+    /// the helper, which applies the plan and then executes the command.
     pub fn spawn(
         upstream: &str,
         cfg: &StdioConfig,
+        launch: &Launch,
         shared: bool,
         max_message_bytes: usize,
     ) -> std::io::Result<Arc<Self>> {
-        let mut cmd = Command::new(&cfg.command);
-        cmd.args(&cfg.args)
-            .env_clear()
-            .envs(child_env(cfg))
+        let mut env = child_env(cfg);
+        let (mut cmd, private) = match launch {
+            Launch::Direct => {
+                let mut cmd = Command::new(&cfg.command);
+                cmd.args(&cfg.args);
+                if let Some(cwd) = &cfg.cwd {
+                    cmd.current_dir(cwd);
+                }
+                (cmd, None)
+            }
+            Launch::Sandboxed { helper, plan } => {
+                let dir = tempfile::Builder::new()
+                    .prefix(&format!("mcpgate-{upstream}-"))
+                    .tempdir()?;
+                if let Some(ids) = plan.ids {
+                    nix::unistd::chown(
+                        dir.path(),
+                        Some(nix::unistd::Uid::from_raw(ids.uid)),
+                        Some(nix::unistd::Gid::from_raw(ids.gid)),
+                    )?;
+                }
+                let plan = plan.as_ref().clone().with_private_dir(dir.path());
+                let home = dir.path().display().to_string();
+                for var in ["HOME", "TMPDIR"] {
+                    if !cfg.env.iter().any(|(k, _)| k == var) {
+                        env.retain(|(k, _)| k != var);
+                        env.push((var.to_string(), home.clone()));
+                    }
+                }
+                let mut cmd = Command::new(helper);
+                cmd.args(mcpgate_sandbox::helper::helper_args(&plan, &cfg.args));
+                (cmd, Some(dir))
+            }
+        };
+        cmd.env_clear()
+            .envs(env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
-        if let Some(cwd) = &cfg.cwd {
-            cmd.current_dir(cwd);
-        }
         let mut child = cmd.spawn()?;
         let pid = child.id();
         let (stdin, stdout, stderr) =
@@ -163,6 +245,7 @@ impl StdioChild {
             upstream.to_string(),
             child,
             pid,
+            private,
             this.kill.clone(),
             this.dead.clone(),
             this.reaped.clone(),
@@ -618,6 +701,7 @@ async fn reap(
     upstream: String,
     mut child: Child,
     pid: Option<u32>,
+    private: Option<tempfile::TempDir>,
     kill: CancellationToken,
     dead: CancellationToken,
     reaped: CancellationToken,
@@ -635,8 +719,14 @@ async fn reap(
             }
         }
     };
-    // Anything the child left behind in its group goes too.
+    // Anything the child left behind in its group goes too, then its
+    // private directory.
     signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+    if let Some(dir) = private
+        && let Err(e) = dir.close()
+    {
+        tracing::warn!(upstream, error = %e, "removing the child's private directory failed");
+    }
     dead.cancel();
     kill.cancel();
     reaped.cancel();
@@ -687,6 +777,7 @@ mod tests {
                 ("LANG".into(), mcpgate_types::Secret::new("de_DE.UTF-8")),
                 ("TOKEN".into(), mcpgate_types::Secret::new("t")),
             ],
+            sandbox: Default::default(),
         };
         let env = child_env(&cfg);
         let names: Vec<_> = env.iter().map(|(k, _)| k.as_str()).collect();
@@ -703,8 +794,9 @@ mod tests {
             args: vec!["-c".into(), script.into()],
             cwd: None,
             env: vec![],
+            sandbox: Default::default(),
         };
-        let c = StdioChild::spawn("t", &cfg, false, 1024).unwrap();
+        let c = StdioChild::spawn("t", &cfg, &Launch::Direct, false, 1024).unwrap();
         let mut rx = c
             .request("s1", json!({"jsonrpc":"2.0","id":1,"result":{}}))
             .await
@@ -731,8 +823,9 @@ mod tests {
             args: vec![],
             cwd: None,
             env: vec![],
+            sandbox: Default::default(),
         };
-        let c = StdioChild::spawn("t", &cfg, false, 1024).unwrap();
+        let c = StdioChild::spawn("t", &cfg, &Launch::Direct, false, 1024).unwrap();
         let mut rx = c
             .request("s1", json!({"jsonrpc":"2.0","id":7,"result":{}}))
             .await

@@ -198,10 +198,20 @@ async fn stdio_child_environment_is_clean() {
     assert!(env.get(CANARY).is_none(), "canary leaked: {keys:?}");
     assert_eq!(env["DECLARED_VAR"], "declared-value");
     assert_eq!(env["PATH"], "/usr/local/bin:/usr/bin:/bin");
-    let allowed = ["PATH", "HOME", "LANG", "DECLARED_VAR"];
+    let allowed = ["PATH", "HOME", "TMPDIR", "LANG", "DECLARED_VAR"];
     assert!(
         keys.iter().all(|k| allowed.contains(&k.as_str())),
         "unexpected variables: {keys:?}"
+    );
+    // HOME and TMPDIR are the child's private directory, not the gateway's home.
+    let home = env["HOME"].as_str().expect("HOME");
+    assert_eq!(env["TMPDIR"], home);
+    assert_ne!(Some(home.to_string()), std::env::var("HOME").ok());
+    assert!(
+        std::path::Path::new(home)
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("mcpgate-stdio-")),
+        "{home}"
     );
 }
 

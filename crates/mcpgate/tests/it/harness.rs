@@ -195,6 +195,9 @@ impl Env {
                 .arg(format!("127.0.0.1:{port}"))
                 .args(&opts.args);
             cmd.envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            if let Some(id) = opts.uid {
+                cmd.uid(id).gid(id);
+            }
             cmd.stderr(Stdio::from(std::fs::File::create(&log).expect("log file")));
             cmd.stdout(Stdio::from(
                 std::fs::File::create(&out).expect("stdout file"),
@@ -246,6 +249,8 @@ pub struct ServeOpts {
     pub config: Option<Box<dyn Fn(u16) -> String + Send + Sync>>,
     /// The server speaks TLS as `https://localhost:PORT`.
     pub https: bool,
+    /// Run as this uid (and the gid of the same number); the temp dir must be theirs.
+    pub uid: Option<u32>,
 }
 
 /// A running `mcpgate serve`.
@@ -266,6 +271,11 @@ pub struct Server {
 impl Server {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.issuer)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("server still running")
     }
 
     pub fn log_text(&self) -> String {

@@ -12,4 +12,5 @@ mod demo;
 mod durability;
 mod no_auth;
 mod no_secrets;
+mod sandbox;
 mod transport;

@@ -75,7 +75,7 @@ fn config(authentication: Option<&str>) -> String {
     )
 }
 
-async fn post(
+pub(crate) async fn post(
     http: &reqwest::Client,
     url: &str,
     session: Option<&str>,
@@ -93,7 +93,7 @@ async fn post(
 }
 
 /// The JSON-RPC message of a JSON or single-event SSE body.
-async fn message(r: reqwest::Response) -> Value {
+pub(crate) async fn message(r: reqwest::Response) -> Value {
     let text = r.text().await.expect("body");
     let data = text
         .lines()
