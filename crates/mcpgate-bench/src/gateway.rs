@@ -428,7 +428,6 @@ async fn run_points(opts: &Opts, pinned: bool) -> Result<Vec<Point>> {
     } else {
         CONCURRENCY
     };
-    let max_c = conc.iter().copied().max().unwrap_or(1);
     let mut points = Vec::new();
 
     // The echo upstream over HTTP serves the direct, hop and gateway-HTTP rows.
@@ -488,22 +487,31 @@ async fn run_points(opts: &Opts, pinned: bool) -> Result<Vec<Point>> {
         gw_rows.push((T_GW_SHARED, stdio_transport(true)?));
     }
     for (target, transport) in gw_rows {
-        let gw = start_mcpgate(opts, &echo_upstream_toml(UPSTREAM, &transport), max_c * 4)?;
-        let url = gw.mcp_url(UPSTREAM);
-        let token = procs::token_for(&gw, &url, "mcp:tools mcp:echo").await?;
-        for &c in conc {
-            points.push(
-                measure(
-                    target,
-                    &spec(opts, &url, Some(&token), c, 0),
-                    Some(gw.proc.pid()),
-                    pinned,
-                )
-                .await?,
-            );
-        }
+        let upstream = echo_upstream_toml(UPSTREAM, &transport);
+        points.extend(measure_gateway(opts, target, &upstream, conc, pinned).await?);
     }
     drop(echo);
+    Ok(points)
+}
+
+/// `mcpgate serve` with one upstream block (named [`UPSTREAM`]), measured at each
+/// concurrency with a token for it; the CPU counted is the gateway's and its children's.
+pub async fn measure_gateway(
+    opts: &Opts,
+    target: &'static str,
+    upstream_toml: &str,
+    conc: &[usize],
+    pinned: bool,
+) -> Result<Vec<Point>> {
+    let max_c = conc.iter().copied().max().unwrap_or(1);
+    let gw = start_mcpgate(opts, upstream_toml, max_c * 4)?;
+    let url = gw.mcp_url(UPSTREAM);
+    let token = procs::token_for(&gw, &url, "mcp:tools mcp:echo").await?;
+    let mut points = Vec::new();
+    for &c in conc {
+        let sp = spec(opts, &url, Some(&token), c, 0);
+        points.push(measure(target, &sp, Some(gw.proc.pid()), pinned).await?);
+    }
     Ok(points)
 }
 

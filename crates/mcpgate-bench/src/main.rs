@@ -2,7 +2,8 @@
 //!
 //! `cargo run --release -p mcpgate-bench -- --markdown docs/benchmarks.md`
 //!
-//! Sections, in order: validation (1), gateway (2), peers (3), authz (4), memory (5), scale (6).
+//! Sections, in order: validation (1), gateway (2), peers (3), authz (4), memory (5), scale (6),
+//! sandbox (7).
 //! Subcommands used by the sections (each also usable by hand):
 //!
 //! - `load --url U [--bearer T] --concurrency N --sessions S --warmup-ms W --duration-ms D
@@ -18,6 +19,7 @@ mod memory;
 mod peers;
 mod procs;
 mod report;
+mod sandbox;
 mod scale;
 mod validation;
 
@@ -30,14 +32,22 @@ use anyhow::{Context, Result, bail};
 use crate::report::{Opts, Section};
 
 /// Every section, in report order.
-const SECTIONS: &[&str] = &["validation", "gateway", "peers", "authz", "memory", "scale"];
+const SECTIONS: &[&str] = &[
+    "validation",
+    "gateway",
+    "peers",
+    "authz",
+    "memory",
+    "scale",
+    "sandbox",
+];
 
 const USAGE: &str = "usage: mcpgate-bench [--only a,b] [--quick] [--pin-loadgen] [--no-build] [--markdown PATH]
        mcpgate-bench load --url U [--bearer T] --concurrency N --sessions S --warmup-ms W --duration-ms D --tool NAME --arguments JSON [--json]
        mcpgate-bench echo-upstream (--http PORT | --stdio)
        mcpgate-bench bare-fixed --port PORT
        mcpgate-bench bare-hop --port PORT --upstream URL
-sections: validation, gateway, peers, authz, memory, scale";
+sections: validation, gateway, peers, authz, memory, scale, sandbox";
 
 struct RunArgs {
     only: Vec<String>,
@@ -116,6 +126,7 @@ async fn run_section(name: &str, opts: &Opts) -> Result<Section> {
         "peers" => peers::section(opts).await,
         "authz" => authz::section(opts).await,
         "memory" => memory::section(opts).await,
+        "sandbox" => sandbox::section(opts).await,
         other => bail!("unknown section {other:?}"),
     }
 }

@@ -226,10 +226,10 @@ fn drop_privileges(plan: &Plan, strict: bool) -> Result<(), ApplyError> {
         CapSet::Effective,
         CapSet::Permitted,
     ] {
-        if let Err(e) = caps::clear(None, set) {
-            if strict {
-                return Err(ApplyError::Caps(format!("clearing {set:?}: {e}")));
-            }
+        if let Err(e) = caps::clear(None, set)
+            && strict
+        {
+            return Err(ApplyError::Caps(format!("clearing {set:?}: {e}")));
         }
     }
     Ok(())

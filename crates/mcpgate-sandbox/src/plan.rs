@@ -329,10 +329,15 @@ impl Plan {
                 .filter(|r| r.access == access)
                 .map(|r| r.path.display().to_string())
                 .collect();
-            out.push(format!("  {label}: {}", paths.join(" ")));
+            let paths = if paths.is_empty() {
+                "(none)".to_string()
+            } else {
+                paths.join(" ")
+            };
+            out.push(format!("  {label}: {paths}"));
         }
         out.push(format!(
-            "  also: its own {PROC_SELF}; a private temp dir (read-write, HOME and TMPDIR{})",
+            "  also: its own /proc/<pid>; a private temp dir (read-write, HOME and TMPDIR{})",
             if self.cwd.is_none() {
                 ", working directory"
             } else {

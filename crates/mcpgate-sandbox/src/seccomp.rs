@@ -150,9 +150,20 @@ pub fn filters(network: &Network) -> Result<Vec<BpfProgram>, SeccompError> {
 #[cfg(target_arch = "x86_64")]
 fn x32_filter() -> BpfProgram {
     use seccompiler::sock_filter;
-    const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
-    const BPF_JMP_JSET_K: u16 = 0x05 | 0x40 | 0x00;
-    const BPF_RET_K: u16 = 0x06;
+    // Instruction codes from the kernel's UAPI, as the libc crate spells them.
+    const fn code(parts: &[u32]) -> u16 {
+        let mut c = 0;
+        let mut i = 0;
+        while i < parts.len() {
+            c |= parts[i];
+            i += 1;
+        }
+        c as u16
+    }
+    const BPF_LD_W_ABS: u16 = code(&[libc::BPF_LD, libc::BPF_W, libc::BPF_ABS]);
+    const BPF_JMP_JSET_K: u16 = code(&[libc::BPF_JMP, libc::BPF_JSET, libc::BPF_K]);
+    const BPF_RET_K: u16 = code(&[libc::BPF_RET, libc::BPF_K]);
+    // The kernel's `__X32_SYSCALL_BIT` (asm/unistd.h); libc exports it only for x32 targets.
     const X32_BIT: u32 = 0x4000_0000;
     let nr_offset = 0; // seccomp_data.nr
     vec![

@@ -255,3 +255,91 @@ fn chown_tree(dir: &Path, id: u32) {
         }
     }
 }
+
+#[tokio::test]
+async fn check_config_prints_the_sandbox_and_refuses_what_would_expose_mcpgate() {
+    let env = Env::new();
+    let data = env.data_dir();
+    std::fs::create_dir_all(&data).unwrap();
+    let hostile = upstream("h", "");
+    let p = env.write("ok.toml", &hostile);
+    let out = env
+        .cli_ok(&["--config", p.to_str().unwrap(), "check-config"])
+        .await;
+    for want in [
+        "sandbox: required (Landlock ABI",
+        "runs as: uid 65534",
+        "program: /usr/bin/python3",
+        "network: none",
+        "write: (none)",
+    ] {
+        assert!(
+            out.stdout.contains(want),
+            "{want:?} missing:\n{}",
+            out.stdout
+        );
+    }
+    let rules: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("read:") || l.trim_start().starts_with("write:"))
+        .collect();
+    assert_eq!(rules.len(), 2, "{}", out.stdout);
+    assert!(
+        rules
+            .iter()
+            .all(|l| !l.contains(env.path().to_str().unwrap())),
+        "the data dir is in no rule:\n{}",
+        out.stdout
+    );
+    let cases = [
+        (
+            "over-data.toml",
+            upstream(
+                "h",
+                &format!(
+                    "[upstream.sandbox]\nwrite = [\"{}\"]\n",
+                    env.path().display()
+                ),
+            ),
+            "sandbox.write",
+        ),
+        (
+            "root.toml",
+            upstream("h", "[upstream.sandbox]\nrun_as = \"root\"\n"),
+            "upstream[0].sandbox.run_as",
+        ),
+        (
+            "missing.toml",
+            upstream("h", "[upstream.sandbox]\nread = [\"/nonexistent/dir\"]\n"),
+            "sandbox.read: /nonexistent/dir does not exist",
+        ),
+        (
+            "off-with-rules.toml",
+            upstream(
+                "h",
+                "[upstream.sandbox]\nmode = \"off\"\nnetwork = \"allow\"\n",
+            ),
+            "upstream[0].sandbox.mode",
+        ),
+        (
+            "http.toml",
+            "[[upstream]]\nname = \"web\"\nhttp = { url = \"http://127.0.0.1:9/mcp\" }\n\
+             [upstream.sandbox]\nnetwork = \"allow\"\n"
+                .to_string(),
+            "upstream[0].sandbox",
+        ),
+    ];
+    for (name, text, field) in cases {
+        let p = env.write(name, &text);
+        let out = env
+            .cli(&["--config", p.to_str().unwrap(), "check-config"])
+            .await;
+        assert!(!out.status.success(), "{name}: accepted:\n{}", out.stdout);
+        assert!(
+            out.stderr.contains(field),
+            "{name}: the error does not name {field}:\n{}",
+            out.stderr
+        );
+    }
+}
