@@ -335,11 +335,12 @@ mod tests {
         let a = ids.next();
         let b = ids.next();
         assert_ne!(a, b);
-        let (pa, _) = a.split_once('-').unwrap();
-        let (pb, _) = b.split_once('-').unwrap();
+        // The prefix is base64url and may itself hold a '-': split at the last one.
+        let (pa, _) = a.rsplit_once('-').unwrap();
+        let (pb, _) = b.rsplit_once('-').unwrap();
         assert_eq!(pa, pb);
         assert_eq!(pa.len(), 8);
         let other = RequestIds::new(&mcpgate_jose::SystemRng::new());
-        assert_ne!(other.next().split_once('-').unwrap().0, pa);
+        assert_ne!(other.next().rsplit_once('-').unwrap().0, pa);
     }
 }

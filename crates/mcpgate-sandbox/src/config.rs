@@ -127,7 +127,8 @@ pub struct SandboxConfig {
     pub limits: Limits,
 }
 
-/// A field of `[upstream.sandbox]` (relative to the table) and what is wrong with it.
+/// A field (relative to `[upstream.sandbox]`, or to the upstream for a
+/// [`crate::Plan`]) and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct FieldError {
@@ -135,7 +136,7 @@ pub struct FieldError {
     pub message: String,
 }
 
-fn field_err(field: &'static str, message: impl Into<String>) -> FieldError {
+pub(crate) fn field_err(field: &'static str, message: impl Into<String>) -> FieldError {
     FieldError {
         field,
         message: message.into(),

@@ -11,7 +11,7 @@
 //! the gateway (tests, benchmarks).
 
 use std::ffi::{OsStr, OsString};
-use std::os::unix::process::CommandExt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -137,15 +137,47 @@ fn run(rest: &[OsString]) -> Result<Never, ApplyError> {
     };
     let plan: Plan =
         serde_json::from_str(plan.to_str().ok_or(ApplyError::Usage)?).map_err(ApplyError::Plan)?;
-    apply(&plan)?;
-    let err = std::process::Command::new(&plan.program)
-        .arg0(&plan.arg0)
-        .args(args)
-        .exec();
-    Err(ApplyError::Sys {
+    let cannot_exec = |err: std::io::Error| ApplyError::Sys {
         what: format!("cannot execute {}", plan.program.display()),
         err,
-    })
+    };
+    // Opened before the uid changes, so a program whose directory the
+    // unprivileged user cannot enter still starts; the file's own execute
+    // bits and Landlock's EXECUTE right are checked at exec all the same.
+    let program = open_program(&plan.program).map_err(cannot_exec)?;
+    let cstr = |s: &OsStr| std::ffi::CString::new(s.as_bytes()).map_err(|_| ApplyError::Usage);
+    let mut argv = vec![cstr(OsStr::new(&plan.arg0))?];
+    for a in args {
+        argv.push(cstr(a)?);
+    }
+    let mut env = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        let mut kv = k;
+        kv.push("=");
+        kv.push(v);
+        env.push(cstr(&kv)?);
+    }
+    apply(&plan)?;
+    let err = match nix::unistd::fexecve(&program, &argv, &env) {
+        Ok(never) => match never {},
+        Err(e) => std::io::Error::from(e),
+    };
+    Err(cannot_exec(err))
+}
+
+/// Opens the program to execute. A `#!` script is read again by its
+/// interpreter through `/dev/fd/N`, so its descriptor stays open across exec.
+fn open_program(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path)?;
+    let mut head = [0u8; 2];
+    if f.read_at(&mut head, 0)? == 2 && &head == b"#!" {
+        nix::fcntl::fcntl(
+            &f,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        )?;
+    }
+    Ok(f)
 }
 
 /// Applies `plan` to the calling (single-threaded) process, in this order:

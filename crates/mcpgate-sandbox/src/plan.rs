@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Limits, Mode, Network, RunAs, SandboxConfig};
+use crate::config::{FieldError, Limits, Mode, Network, RunAs, SandboxConfig};
 use crate::support::{ABI_NET, ABI_SCOPE, Support};
 
 /// What a path rule grants.
@@ -55,18 +55,10 @@ pub struct Plan {
 }
 
 /// Why a plan cannot be made; `field` is relative to the upstream.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct PlanError {
-    pub field: &'static str,
-    pub message: String,
-}
+pub type PlanError = FieldError;
 
 fn plan_err(field: &'static str, message: impl Into<String>) -> PlanError {
-    PlanError {
-        field,
-        message: message.into(),
-    }
+    crate::config::field_err(field, message)
 }
 
 /// Read-only paths every child gets (those that exist): system libraries

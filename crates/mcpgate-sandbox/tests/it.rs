@@ -333,3 +333,36 @@ fn protect_self_makes_the_process_non_dumpable() {
     mcpgate_sandbox::protect_self().unwrap();
     assert!(!mcpgate_sandbox::is_dumpable());
 }
+
+#[test]
+fn a_program_the_unprivileged_user_cannot_reach_still_starts() {
+    use std::os::unix::fs::PermissionsExt;
+    // A directory only root may enter (like /root), holding a binary and a script.
+    let hidden = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(hidden.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let bin = hidden.path().join("hello-bin");
+    std::fs::copy("/bin/echo", &bin).unwrap();
+    let script = hidden.path().join("hello-script");
+    std::fs::write(&script, "#!/bin/sh\necho script says \"$1\"\n").unwrap();
+    for p in [&bin, &script] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    if nix::unistd::geteuid().is_root() {
+        // Control: as nobody, the path itself is out of reach.
+        let o = sh_unsandboxed(&format!("{} hi", bin.display()));
+        assert!(!o.status.success(), "{}", text(&o));
+    }
+    let c = Child::new();
+    let cfg = SandboxConfig::default();
+    assert_eq!(
+        ok(&c.run(&cfg, bin.to_str().unwrap(), &["from", "a", "binary"])),
+        "from a binary"
+    );
+    assert_eq!(
+        ok(&c.run(&cfg, script.to_str().unwrap(), &["hi"])),
+        "script says hi"
+    );
+    // Its siblings stay unreadable: only the program was opened for it.
+    let o = c.sh(&cfg, &format!("ls {}", hidden.path().display()));
+    assert!(!o.status.success(), "{}", text(&o));
+}

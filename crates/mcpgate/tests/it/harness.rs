@@ -172,6 +172,23 @@ impl Env {
         .await;
     }
 
+    /// Writes each `(file name, config text, expected text)` and checks that
+    /// `check-config` refuses it with the expected text (a field name) on stderr.
+    pub async fn check_config_refuses(&self, cases: &[(&str, String, &str)]) {
+        for (name, text, field) in cases {
+            let p = self.write(name, text);
+            let out = self
+                .cli(&["--config", p.to_str().unwrap(), "check-config"])
+                .await;
+            assert!(!out.status.success(), "{name}: accepted:\n{}", out.stdout);
+            assert!(
+                out.stderr.contains(field),
+                "{name}: the error does not name {field}:\n{}",
+                out.stderr
+            );
+        }
+    }
+
     pub async fn serve(&self) -> Server {
         self.serve_with(ServeOpts::default()).await
     }

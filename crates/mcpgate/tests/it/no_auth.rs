@@ -41,18 +41,7 @@ async fn check_config_refuses_no_auth_off_loopback_and_with_token_rules() {
             "typo.toml:2: (syntax): unknown variant `off`, expected `bearer` or `none`",
         ),
     ];
-    for (name, text, field) in cases {
-        let p = env.write(name, &text);
-        let out = env
-            .cli(&["--config", p.to_str().unwrap(), "check-config"])
-            .await;
-        assert!(!out.status.success(), "{name}: accepted:\n{}", out.stdout);
-        assert!(
-            out.stderr.contains(field),
-            "{name}: the error does not name {field}:\n{}",
-            out.stderr
-        );
-    }
+    env.check_config_refuses(&cases).await;
     // On loopback, with nothing that needs a token, it is accepted.
     let p = env.write(
         "ok.toml",

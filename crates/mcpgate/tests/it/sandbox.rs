@@ -111,12 +111,18 @@ fn assert_denied(name: &str, report: &Map<String, Value>, except: &[&str]) {
         allowed.is_empty(),
         "{name}: escaped the sandbox: {allowed:#?}"
     );
-    assert!(
-        report["write_home"]
-            .as_str()
-            .is_some_and(|v| v.starts_with("allowed")),
-        "{name}: its private directory is writable: {report:?}"
-    );
+    assert_allowed(name, report, &["write_home"]);
+}
+
+fn assert_allowed(name: &str, report: &Map<String, Value>, keys: &[&str]) {
+    for k in keys {
+        assert!(
+            report[*k]
+                .as_str()
+                .is_some_and(|v| v.starts_with("allowed")),
+            "{name}: {k} was not allowed: {report:?}"
+        );
+    }
 }
 
 fn shared_dir(env: &Env) -> PathBuf {
@@ -176,15 +182,11 @@ async fn contained(env: Env, uid: Option<u32>) {
         &report,
         &["write_declared_dir", "connect_gateway_port"],
     );
-    for k in ["write_declared_dir", "connect_gateway_port"] {
-        assert!(
-            report[k]
-                .as_str()
-                .unwrap_or_default()
-                .starts_with("allowed"),
-            "{k}: {report:?}"
-        );
-    }
+    assert_allowed(
+        "widened sandbox",
+        &report,
+        &["write_declared_dir", "connect_gateway_port"],
+    );
     assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 1);
 
     // Control: without a sandbox the same server reads mcpgate's secrets.
@@ -196,15 +198,11 @@ async fn contained(env: Env, uid: Option<u32>) {
         json!({"read": {"master_key": data.join("master.key")}, "data_dir": data}),
     )
     .await;
-    for k in ["read_master_key", "list_data_dir"] {
-        assert!(
-            report[k]
-                .as_str()
-                .unwrap_or_default()
-                .starts_with("allowed"),
-            "the control run could not {k}: {report:?}"
-        );
-    }
+    assert_allowed(
+        "the control run",
+        &report,
+        &["read_master_key", "list_data_dir"],
+    );
     let _ = std::fs::remove_file(env.data_dir().join("pwned"));
     let log = srv.stop().await;
     assert!(
@@ -330,16 +328,5 @@ async fn check_config_prints_the_sandbox_and_refuses_what_would_expose_mcpgate()
             "upstream[0].sandbox",
         ),
     ];
-    for (name, text, field) in cases {
-        let p = env.write(name, &text);
-        let out = env
-            .cli(&["--config", p.to_str().unwrap(), "check-config"])
-            .await;
-        assert!(!out.status.success(), "{name}: accepted:\n{}", out.stdout);
-        assert!(
-            out.stderr.contains(field),
-            "{name}: the error does not name {field}:\n{}",
-            out.stderr
-        );
-    }
+    env.check_config_refuses(&cases).await;
 }
