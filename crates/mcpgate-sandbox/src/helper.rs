@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 
 use landlock::{
     Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, PathBeneath, PathFd, Ruleset,
-    RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
+    RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope,
 };
 use nix::sys::resource::{Resource, setrlimit};
 
@@ -181,18 +181,32 @@ fn open_program(path: &std::path::Path) -> std::io::Result<std::fs::File> {
 }
 
 /// Applies `plan` to the calling (single-threaded) process, in this order:
-/// limits, capability bounding set, groups, gid, uid, remaining
-/// capabilities, working directory, Landlock (which also sets
-/// `no_new_privs`), seccomp. After it returns, `execve` is the only thing
+/// limits, the Landlock ruleset (built, not yet enforced), capability
+/// bounding set, groups, gid, uid, remaining capabilities, working
+/// directory, Landlock enforced (which also sets `no_new_privs`), seccomp. After it returns, `execve` is the only thing
 /// left to do.
 pub fn apply(plan: &Plan) -> Result<(), ApplyError> {
     let strict = plan.mode == Mode::Required;
     set_limits(plan)?;
+    // The rule paths are opened with mcpgate's privileges (a declared path may
+    // lie below a directory the child's user cannot enter; Landlock then
+    // allows, and the file modes still decide); the ruleset is enforced after
+    // the uid has changed.
+    let ruleset = landlock_ruleset(plan, strict)?;
     drop_privileges(plan, strict)?;
     if let Some(cwd) = &plan.cwd {
         nix::unistd::chdir(cwd).map_err(sys(format!("chdir {}", cwd.display())))?;
     }
-    landlock(plan, strict)?;
+    let status = ruleset.restrict_self()?;
+    if strict && status.ruleset != RulesetStatus::FullyEnforced {
+        return Err(ApplyError::LandlockPartial);
+    }
+    if status.ruleset != RulesetStatus::FullyEnforced {
+        eprintln!(
+            "mcpgate sandbox: Landlock {:?} (best-effort)",
+            status.ruleset
+        );
+    }
     for f in crate::seccomp::filters(&plan.network)? {
         if let Err(e) = seccompiler::apply_filter(&f) {
             if strict {
@@ -267,7 +281,7 @@ fn drop_privileges(plan: &Plan, strict: bool) -> Result<(), ApplyError> {
     Ok(())
 }
 
-fn landlock(plan: &Plan, strict: bool) -> Result<(), ApplyError> {
+fn landlock_ruleset(plan: &Plan, strict: bool) -> Result<RulesetCreated, ApplyError> {
     let abi = LANDLOCK_ABI;
     let level = if strict {
         CompatLevel::HardRequirement
@@ -311,15 +325,5 @@ fn landlock(plan: &Plan, strict: bool) -> Result<(), ApplyError> {
             rs = rs.add_rule(NetPort::new(*p, AccessNet::ConnectTcp))?;
         }
     }
-    let status = rs.restrict_self()?;
-    if strict && status.ruleset != RulesetStatus::FullyEnforced {
-        return Err(ApplyError::LandlockPartial);
-    }
-    if status.ruleset != RulesetStatus::FullyEnforced {
-        eprintln!(
-            "mcpgate sandbox: Landlock {:?} (best-effort)",
-            status.ruleset
-        );
-    }
-    Ok(())
+    Ok(rs)
 }

@@ -338,11 +338,15 @@ fn protect_self_makes_the_process_non_dumpable() {
 fn a_program_the_unprivileged_user_cannot_reach_still_starts() {
     use std::os::unix::fs::PermissionsExt;
     // A directory only root may enter (like /root), holding a binary and a script.
+    // Its install directory lies inside, so its Landlock rule must be opened
+    // before the uid changes.
     let hidden = tempfile::tempdir().unwrap();
     std::fs::set_permissions(hidden.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    let bin = hidden.path().join("hello-bin");
+    let dir = hidden.path().join("tools");
+    std::fs::create_dir(&dir).unwrap();
+    let bin = dir.join("hello-bin");
     std::fs::copy("/bin/echo", &bin).unwrap();
-    let script = hidden.path().join("hello-script");
+    let script = dir.join("hello-script");
     std::fs::write(&script, "#!/bin/sh\necho script says \"$1\"\n").unwrap();
     for p in [&bin, &script] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -364,5 +368,7 @@ fn a_program_the_unprivileged_user_cannot_reach_still_starts() {
     );
     // Its siblings stay unreadable: only the program was opened for it.
     let o = c.sh(&cfg, &format!("ls {}", hidden.path().display()));
+    assert!(!o.status.success(), "{}", text(&o));
+    let o = c.sh(&cfg, &format!("ls {}", dir.display()));
     assert!(!o.status.success(), "{}", text(&o));
 }
