@@ -1,9 +1,11 @@
 //! stdio upstreams (MCP transports "stdio", checklist §2(f)): one child
 //! process speaking newline-delimited JSON-RPC on stdin/stdout.
 //!
-//! The child starts with a cleared environment (only the declared `env`
-//! plus a minimal `PATH`, `HOME` and `LANG`), in its own process group that
-//! is killed as a whole when the child is no longer needed. Messages longer
+//! The child starts in the sandbox of `mcpgate-sandbox` (unless its
+//! upstream says `mode = "off"`), with a cleared environment (only the
+//! declared `env` plus a minimal `PATH` and `LANG`, and `HOME`/`TMPDIR` in
+//! its private directory), in its own process group that is killed as a
+//! whole when the child is no longer needed. Messages longer
 //! than the configured maximum end the child. stderr goes to the log, rate
 //! limited. Ids of client requests are rewritten to gateway ids (so several
 //! sessions can share one child and never answer each other's requests),
@@ -134,7 +136,8 @@ impl Launch {
 }
 
 /// The environment a child gets: nothing of the gateway's own but a minimal
-/// `PATH`, `HOME` and `LANG`, then the declared variables.
+/// `PATH`, `HOME` and `LANG`, then the declared variables. A sandboxed child's
+/// `HOME` and `TMPDIR` are then pointed at its private directory.
 pub fn child_env(cfg: &StdioConfig) -> Vec<(String, String)> {
     let mut env = vec![
         ("PATH".to_string(), CHILD_PATH.to_string()),
