@@ -1,7 +1,16 @@
 //! The JSON-RPC 2.0 envelope of MCP messages (MCP basic/transports,
-//! checklist §2(e)): the gateway parses only what policy needs (kind, id,
-//! method, tool name, the 2026-07-28 `_meta` protocol version) and forwards
-//! the bytes it received. Error bodies carry no internal detail.
+//! checklist §2(e)): the gateway parses each message once, strictly, reads
+//! what policy needs (kind, id, method, tool name, the 2026-07-28 `_meta`
+//! protocol version) and forwards that parsed message serialised again
+//! ([`Envelope::to_bytes`]), never the bytes it received. Error bodies carry
+//! no internal detail.
+//!
+//! Strict means no parser can read the message differently from us: a
+//! duplicate key at any depth, two keys of one object that are equal under
+//! Unicode case folding (Go's `encoding/json` matches keys that way), a key
+//! that folds to a protocol member the gateway reads without being it
+//! (`"Name"` for `name`), invalid UTF-8, a lone surrogate, a batch, or an id
+//! that is neither a string nor an integer: each is refused, not forwarded.
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -63,6 +72,12 @@ impl Envelope {
     pub fn is(&self, method: &str) -> bool {
         self.method.as_deref() == Some(method)
     }
+
+    /// The message the gateway decided on, serialised again: what it
+    /// forwards, so the upstream reads exactly what policy saw.
+    pub fn to_bytes(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(&self.value).expect("a JSON value serialises"))
+    }
 }
 
 /// Why a body is not one JSON-RPC message.
@@ -94,10 +109,123 @@ fn valid_id(id: &Value) -> bool {
     matches!(id, Value::String(_)) || id.as_i64().is_some() || id.as_u64().is_some()
 }
 
-/// Parses one message. Batches (removed in 2025-06-18) are refused.
+/// Parses one message strictly (see the module docs). Batches (removed in
+/// 2025-06-18) are refused.
 pub fn parse(body: &[u8]) -> Result<Envelope, ParseError> {
-    let value: Value = serde_json::from_slice(body).map_err(|_| ParseError::NotJson)?;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde::de::DeserializeSeed::deserialize(strict::StrictValue, &mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| match strict::refusal(&e) {
+            Some(m) => ParseError::Invalid(m),
+            None => ParseError::NotJson,
+        })?;
     parse_value(value)
+}
+
+/// Members of the envelope and of `params` that the gateway reads: a key
+/// that folds to one of them without being it is refused.
+const ENVELOPE_MEMBERS: &[&str] = &["jsonrpc", "id", "method", "params", "result", "error"];
+const PARAMS_MEMBERS: &[&str] = &["name", "uri", "arguments", "_meta", "ref", "cursor"];
+
+/// A key that differs from a member only in case (Unicode simple folding).
+fn near_miss(obj: &serde_json::Map<String, Value>, members: &[&str]) -> bool {
+    obj.keys().any(|k| {
+        !members.contains(&k.as_str()) && members.iter().any(|m| strict::fold(m) == strict::fold(k))
+    })
+}
+
+mod strict {
+    //! A `serde_json::Value` built by a visitor that refuses duplicate and
+    //! case-colliding keys, since `serde_json` alone keeps the last duplicate.
+
+    use std::collections::HashSet;
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Value};
+
+    pub const DUPLICATE: &str = "duplicate key in a JSON object";
+    pub const CASE: &str = "keys of a JSON object differ only in case";
+
+    /// The error texts this visitor raises, mapped back to refusals.
+    pub fn refusal(e: &serde_json::Error) -> Option<&'static str> {
+        let text = e.to_string();
+        [DUPLICATE, CASE].into_iter().find(|m| text.starts_with(m))
+    }
+
+    /// Unicode simple case folding, as far as `char` offers it: `S`, `s`
+    /// and `ſ` (long s), `K`, `k` and `K` (Kelvin sign) fold together.
+    pub fn fold(s: &str) -> String {
+        s.chars()
+            .flat_map(char::to_uppercase)
+            .flat_map(char::to_lowercase)
+            .collect()
+    }
+
+    pub struct StrictValue;
+
+    impl<'de> DeserializeSeed<'de> for StrictValue {
+        type Value = Value;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for StrictValue {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+            serde_json::Number::from_f64(v)
+                .map(Value::Number)
+                .ok_or_else(|| E::custom("not a finite number"))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(v) = seq.next_element_seed(StrictValue)? {
+                out.push(v);
+            }
+            Ok(Value::Array(out))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = Map::new();
+            let mut folded = HashSet::new();
+            while let Some(k) = map.next_key::<String>()? {
+                if out.contains_key(&k) {
+                    return Err(A::Error::custom(DUPLICATE));
+                }
+                if !folded.insert(fold(&k)) {
+                    return Err(A::Error::custom(CASE));
+                }
+                let v = map.next_value_seed(StrictValue)?;
+                out.insert(k, v);
+            }
+            Ok(Value::Object(out))
+        }
+    }
 }
 
 pub fn parse_value(value: Value) -> Result<Envelope, ParseError> {
@@ -106,6 +234,16 @@ pub fn parse_value(value: Value) -> Result<Envelope, ParseError> {
         Value::Array(_) => return Err(ParseError::Invalid("JSON-RPC batches are not supported")),
         _ => return Err(ParseError::Invalid("not a JSON-RPC message")),
     };
+    if near_miss(obj, ENVELOPE_MEMBERS)
+        || obj
+            .get("params")
+            .and_then(Value::as_object)
+            .is_some_and(|p| near_miss(p, PARAMS_MEMBERS))
+    {
+        return Err(ParseError::Invalid(
+            "a key differs only in case from a JSON-RPC or MCP member",
+        ));
+    }
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(ParseError::Invalid("jsonrpc must be \"2.0\""));
     }
@@ -221,6 +359,70 @@ mod tests {
                 .is_err()
         );
         assert!(parse(br#"{"jsonrpc":"2.0","id":1}"#).is_err());
+    }
+
+    /// Messages that two common JSON parsers read differently from each
+    /// other (first duplicate wins, last wins, keys matched without regard to
+    /// case) are refused, at any depth, with -32600.
+    #[test]
+    fn parser_differentials_are_refused() {
+        let cases: &[&[u8]] = &[
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"tools/list"}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","METHOD":"tools/call"}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","Name":"b"}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"Name":"secret"}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"},"params":{"name":"b"}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"x":1,"x":2}}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"K":1,"k":2}}}"#,
+            // U+017F LATIN SMALL LETTER LONG S folds to "s": Go reads "params".
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"param\u{17f}\":{\"name\":\"b\"}}".as_bytes(),
+            // U+212A KELVIN SIGN folds to "k".
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":{\"\u{212a}\":1,\"k\":2}}".as_bytes(),
+            br#"{"jsonrpc":"2.0","id":1,"Id":2,"method":"ping"}"#,
+        ];
+        for body in cases {
+            let e = parse(body).expect_err(&String::from_utf8_lossy(body));
+            assert_eq!(
+                e.code(),
+                codes::INVALID_REQUEST,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_text_is_a_parse_error() {
+        for body in [
+            &b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}"[..],
+            br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"\ud800"}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"ping"} {}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":1e999}}"#,
+        ] {
+            assert_eq!(
+                parse(body).unwrap_err(),
+                ParseError::NotJson,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn what_is_forwarded_is_what_was_parsed() {
+        let body = br#" { "params" : {"arguments":{"b":[1,2.5,"\u00e9"],"a":null},"name":"echo"},
+            "method":"tools/call", "id":"7", "jsonrpc":"2.0" } "#;
+        let env = parse(body).unwrap();
+        let out = env.to_bytes();
+        assert_eq!(
+            &out[..],
+            r#"{"id":"7","jsonrpc":"2.0","method":"tools/call","params":{"arguments":{"a":null,"b":[1,2.5,"é"]},"name":"echo"}}"#.as_bytes()
+        );
+        // Parsing the forwarded bytes gives the same decision.
+        let again = parse(&out).unwrap();
+        assert_eq!(again.value, env.value);
+        assert_eq!(again.tool(), Some("echo"));
     }
 
     #[test]

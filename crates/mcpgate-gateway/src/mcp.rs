@@ -261,6 +261,10 @@ pub(crate) async fn post(
             );
         }
     };
+    // From here on the gateway decides on `env` and forwards `env` serialised
+    // again, never the bytes it received: an upstream whose JSON parser
+    // disagrees with ours still reads what policy saw.
+    let bytes = env.to_bytes();
     ctx.method = env.method.clone();
     // The audit `tool` column holds the tool, prompt or resource used.
     ctx.tool = env.name.clone();

@@ -4,6 +4,7 @@
 
 mod attacks;
 mod audit_purge;
+mod differential;
 mod e2e;
 mod external;
 mod harness;
