@@ -92,7 +92,12 @@ impl Env {
 
     /// `mcpgate --data-dir DIR`, isolated from the caller's environment.
     pub fn command(&self) -> Command {
-        let mut c = Command::new(bin());
+        self.command_of(Path::new(bin()))
+    }
+
+    /// [`Env::command`] with another copy of the binary.
+    pub fn command_of(&self, program: &Path) -> Command {
+        let mut c = Command::new(program);
         c.arg("--data-dir")
             .arg(self.data_dir())
             .current_dir(self.dir.path())
@@ -201,7 +206,10 @@ impl Env {
             let n = self.starts.fetch_add(1, Ordering::SeqCst);
             let log = self.dir.path().join(format!("serve-{n}.stderr"));
             let out = self.dir.path().join(format!("serve-{n}.stdout"));
-            let mut cmd = self.command();
+            let mut cmd = match &opts.bin {
+                Some(b) => self.command_of(b),
+                None => self.command(),
+            };
             if let Some(make) = &opts.config {
                 assert!(self.config.is_none(), "one config file at a time");
                 let p = self.write(&format!("mcpgate-{n}.toml"), &make(port));
@@ -268,6 +276,8 @@ pub struct ServeOpts {
     pub https: bool,
     /// Run as this uid (and the gid of the same number); the temp dir must be theirs.
     pub uid: Option<u32>,
+    /// Run this copy of `mcpgate` instead of Cargo's (which may lie where `uid` cannot go).
+    pub bin: Option<PathBuf>,
 }
 
 /// A running `mcpgate serve`.

@@ -133,7 +133,7 @@ fn shared_dir(env: &Env) -> PathBuf {
     d
 }
 
-async fn contained(env: Env, uid: Option<u32>) {
+async fn contained(env: Env, uid: Option<u32>, bin: Option<PathBuf>) {
     assert!(
         Path::new(PYTHON).is_file(),
         "the test needs Debian's python3"
@@ -144,6 +144,7 @@ async fn contained(env: Env, uid: Option<u32>) {
         .serve_with(ServeOpts {
             config: Some(Box::new(move |_| config(&s))),
             uid,
+            bin,
             ..Default::default()
         })
         .await;
@@ -217,7 +218,7 @@ async fn hostile_server_is_contained_with_mcpgate_as_root() {
         nix_is_root(),
         "these tests run as root (as CI does); the unprivileged case runs mcpgate as nobody"
     );
-    contained(Env::new(), None).await;
+    contained(Env::new(), None, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,8 +228,12 @@ async fn hostile_server_is_contained_with_mcpgate_unprivileged() {
         "switching to an unprivileged user needs root"
     );
     let env = Env::new();
+    // Cargo's binary may lie where nobody cannot enter (a checkout under
+    // /root): run a copy from the installation's own directory.
+    let copy = env.path().join("mcpgate");
+    std::fs::copy(crate::harness::bin(), &copy).unwrap();
     chown_tree(env.path(), NOBODY);
-    contained(env, Some(NOBODY)).await;
+    contained(env, Some(NOBODY), Some(copy)).await;
 }
 
 fn nix_is_root() -> bool {
