@@ -3,7 +3,7 @@
 //! `cargo run --release -p mcpgate-bench -- --markdown docs/benchmarks.md`
 //!
 //! Sections, in order: validation (1), gateway (2), peers (3), authz (4), memory (5), scale (6),
-//! sandbox (7).
+//! sandbox (7), envelope (8).
 //! Subcommands used by the sections (each also usable by hand):
 //!
 //! - `load --url U [--bearer T] --concurrency N --sessions S --warmup-ms W --duration-ms D
@@ -13,6 +13,7 @@
 //! - `bare-hop --port PORT --upstream URL` — a bare hyper proxy hop.
 
 mod authz;
+mod envelope;
 mod gateway;
 mod load;
 mod memory;
@@ -40,6 +41,7 @@ const SECTIONS: &[&str] = &[
     "memory",
     "scale",
     "sandbox",
+    "envelope",
 ];
 
 const USAGE: &str = "usage: mcpgate-bench [--only a,b] [--quick] [--pin-loadgen] [--no-build] [--markdown PATH]
@@ -47,7 +49,7 @@ const USAGE: &str = "usage: mcpgate-bench [--only a,b] [--quick] [--pin-loadgen]
        mcpgate-bench echo-upstream (--http PORT | --stdio)
        mcpgate-bench bare-fixed --port PORT
        mcpgate-bench bare-hop --port PORT --upstream URL
-sections: validation, gateway, peers, authz, memory, scale, sandbox";
+sections: validation, gateway, peers, authz, memory, scale, sandbox, envelope";
 
 struct RunArgs {
     only: Vec<String>,
@@ -127,6 +129,7 @@ async fn run_section(name: &str, opts: &Opts) -> Result<Section> {
         "authz" => authz::section(opts).await,
         "memory" => memory::section(opts).await,
         "sandbox" => sandbox::section(opts).await,
+        "envelope" => envelope::section(opts).await,
         other => bail!("unknown section {other:?}"),
     }
 }
@@ -206,7 +209,12 @@ fn main() -> Result<()> {
             .context("the bench binary has no directory")?
             .to_path_buf(),
     };
-    if run.build && run.only.iter().any(|s| s != "validation") {
+    if run.build
+        && run
+            .only
+            .iter()
+            .any(|s| s != "validation" && s != "envelope")
+    {
         build_mcpgate()?;
     }
     let versions = peer_versions();

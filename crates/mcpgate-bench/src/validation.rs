@@ -50,7 +50,7 @@ fn median(samples: &[f64]) -> Option<f64> {
 
 /// Runs `op` for the warm-up time, sizes N so a round takes about `ROUND`, then runs `ROUNDS`
 /// rounds of N iterations and returns the median µs/op.
-async fn measure<F, Fut>(mut op: F) -> f64
+pub(crate) async fn measure<F, Fut>(mut op: F) -> f64
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = ()>,

@@ -129,9 +129,8 @@ const PARAMS_MEMBERS: &[&str] = &["name", "uri", "arguments", "_meta", "ref", "c
 
 /// A key that differs from a member only in case (Unicode simple folding).
 fn near_miss(obj: &serde_json::Map<String, Value>, members: &[&str]) -> bool {
-    obj.keys().any(|k| {
-        !members.contains(&k.as_str()) && members.iter().any(|m| strict::fold(m) == strict::fold(k))
-    })
+    obj.keys()
+        .any(|k| !members.contains(&k.as_str()) && members.iter().any(|m| strict::fold_eq(m, k)))
 }
 
 mod strict {
@@ -156,11 +155,28 @@ mod strict {
     /// Unicode simple case folding, as far as `char` offers it: `S`, `s`
     /// and `ſ` (long s), `K`, `k` and `K` (Kelvin sign) fold together.
     pub fn fold(s: &str) -> String {
+        if s.is_ascii() {
+            return s.to_ascii_lowercase();
+        }
         s.chars()
             .flat_map(char::to_uppercase)
             .flat_map(char::to_lowercase)
             .collect()
     }
+
+    /// `fold(a) == fold(b)`, without allocating for ASCII keys.
+    pub fn fold_eq(a: &str, b: &str) -> bool {
+        if a.is_ascii() && b.is_ascii() {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            fold(a) == fold(b)
+        }
+    }
+
+    /// Objects up to this many keys are checked by comparing each new key
+    /// with the earlier ones (no allocation); larger ones keep a set of
+    /// folded keys, so a huge object costs linear time, not quadratic.
+    const SMALL: usize = 16;
 
     pub struct StrictValue;
 
@@ -212,16 +228,23 @@ mod strict {
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
             let mut out = Map::new();
-            let mut folded = HashSet::new();
+            let mut folded: Option<HashSet<String>> = None;
             while let Some(k) = map.next_key::<String>()? {
                 if out.contains_key(&k) {
                     return Err(A::Error::custom(DUPLICATE));
                 }
-                if !folded.insert(fold(&k)) {
+                let collides = match &mut folded {
+                    Some(set) => !set.insert(fold(&k)),
+                    None => out.keys().any(|e| fold_eq(e, &k)),
+                };
+                if collides {
                     return Err(A::Error::custom(CASE));
                 }
                 let v = map.next_value_seed(StrictValue)?;
                 out.insert(k, v);
+                if folded.is_none() && out.len() >= SMALL {
+                    folded = Some(out.keys().map(|k| fold(k)).collect());
+                }
             }
             Ok(Value::Object(out))
         }
@@ -388,6 +411,29 @@ mod tests {
                 codes::INVALID_REQUEST,
                 "{}",
                 String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    /// Past the small-object path, the folded-key set still catches
+    /// collisions, and a large object with distinct keys passes.
+    #[test]
+    fn large_objects_are_checked_too() {
+        let keys: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+        let ok = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"x","params":{{{}}}}}"#,
+            keys.join(",")
+        );
+        assert!(parse(ok.as_bytes()).is_ok());
+        for extra in [r#""K39":0"#, r#""k3":0"#, "\"\u{212a}20\":0"] {
+            let bad = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"x","params":{{{},{extra}}}}}"#,
+                keys.join(",")
+            );
+            assert_eq!(
+                parse(bad.as_bytes()).unwrap_err().code(),
+                codes::INVALID_REQUEST,
+                "{extra}"
             );
         }
     }

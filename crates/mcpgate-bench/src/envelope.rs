@@ -1,0 +1,86 @@
+//! Item 8: the gateway's JSON-RPC envelope. Before the strict parse the gateway read a body
+//! with `serde_json::from_slice` (the last duplicate key wins) and forwarded the bytes it
+//! received; now it parses strictly (duplicate and case-colliding keys refused) and forwards
+//! its own serialisation. Both, in one process, on three message sizes, with the timing
+//! harness of item 1 (median µs/op over several rounds).
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+
+use anyhow::Result;
+use mcpgate_gateway::jsonrpc;
+use serde_json::{Value, json};
+
+use crate::report::{self, Opts, Section};
+use crate::validation::measure;
+
+fn message(argument_bytes: usize) -> Vec<u8> {
+    let items: Vec<Value> = (0..argument_bytes / 32)
+        .map(|i| json!({"k": i, "text": "lorem ipsum dolor"}))
+        .collect();
+    serde_json::to_vec(&json!({
+        "jsonrpc": "2.0", "id": 42, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"items": items, "flag": true},
+                   "_meta": {"progressToken": "p-1"}}
+    }))
+    .expect("serialises")
+}
+
+pub async fn section(_opts: &Opts) -> Result<Section> {
+    let mut rows = Vec::new();
+    let mut text = String::new();
+    for (label, size) in [("small", 0), ("2 KiB", 2048), ("64 KiB", 65536)] {
+        let body = message(size);
+        let before = measure(|| {
+            let b = &body;
+            async move {
+                let v: Value = serde_json::from_slice(black_box(b)).expect("json");
+                black_box(jsonrpc::parse_value(v).expect("valid"));
+            }
+        })
+        .await;
+        let strict = measure(|| {
+            let b = &body;
+            async move {
+                black_box(jsonrpc::parse(black_box(b)).expect("valid"));
+            }
+        })
+        .await;
+        let now = measure(|| {
+            let b = &body;
+            async move {
+                let env = jsonrpc::parse(black_box(b)).expect("valid");
+                black_box(env.to_bytes());
+            }
+        })
+        .await;
+        let _ = writeln!(
+            text,
+            "envelope {label} ({} B): before {before:.2} µs, strict {strict:.2} µs, strict + serialise {now:.2} µs",
+            body.len()
+        );
+        rows.push(vec![
+            format!("{label} ({} B)", body.len()),
+            report::fmt_us(before),
+            report::fmt_us(strict),
+            report::fmt_us(now),
+            report::fmt_ratio(now / before),
+        ]);
+    }
+    let mut md = report::md_table(
+        &[
+            "tools/call body",
+            "before: serde_json parse",
+            "strict parse",
+            "strict parse + serialise (now)",
+            "now ÷ before",
+        ],
+        &rows,
+    );
+    md.push_str("\nReading: the strict visitor compares each object key with the keys seen before it. It does this without allocating for ASCII keys, and it keeps a folded-key set only for objects of 16 keys or more, so it runs at serde_json's speed. The cost that remains is serialising the decided message once more before it is forwarded: about 0.4 µs for a typical call, against a gateway CPU per request of about 100 to 300 µs (section 2).\n");
+    Ok(Section {
+        title: "8. JSON-RPC envelope".into(),
+        markdown: md,
+        text,
+    })
+}
