@@ -301,24 +301,21 @@ pub(crate) async fn post(
         );
         return ctx.done(r, "header_mismatch");
     }
-    let used = match env.method.as_deref() {
-        Some(m) if env.kind == Kind::Request => policy::ItemKind::of_use(m),
-        _ => None,
-    };
-    if let Some(kind) = used {
-        let Some(item) = env.name.as_deref() else {
-            let what = match kind {
-                policy::ItemKind::Resource => "params.uri",
-                _ => "params.name",
-            };
-            let r = error_response(
-                StatusCode::BAD_REQUEST,
-                id_of(&env),
-                codes::INVALID_PARAMS,
-                &format!("{} needs {what}", env.method.as_deref().unwrap_or_default()),
-            );
-            return ctx.done(r, "malformed");
+    if let Some(item) = policy::item_of(&env) {
+        let (kind, item) = match item {
+            Ok(x) => x,
+            Err(what) => {
+                let r = error_response(
+                    StatusCode::BAD_REQUEST,
+                    id_of(&env),
+                    codes::INVALID_PARAMS,
+                    &format!("{} needs {what}", env.method.as_deref().unwrap_or_default()),
+                );
+                return ctx.done(r, "malformed");
+            }
         };
+        // The audit `tool` column names the item, however it was reached.
+        ctx.tool = Some(item.to_string());
         match policy::decide(&ctx.up.cfg, &p, kind, item) {
             Decision::Allow => {}
             Decision::Deny(reason) => {

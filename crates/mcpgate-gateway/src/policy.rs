@@ -12,6 +12,7 @@ use mcpgate_types::ScopeSet;
 use serde_json::Value;
 
 use crate::config::{ListMode, ToolPolicy, UpstreamConfig};
+use crate::jsonrpc::{Envelope, Kind};
 
 /// The outcome of a policy check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,17 +45,49 @@ pub enum ItemKind {
     Resource,
 }
 
-impl ItemKind {
-    /// The kind a use method governs: `tools/call`, `prompts/get`, `resources/read`.
-    pub fn of_use(method: &str) -> Option<Self> {
-        match method {
-            "tools/call" => Some(Self::Tool),
-            "prompts/get" => Some(Self::Prompt),
-            "resources/read" => Some(Self::Resource),
-            _ => None,
-        }
+/// The item a request reaches and the kind of policy entry that governs it,
+/// for every way MCP offers to reach one: `tools/call` (by `name`),
+/// `prompts/get` (by `name`), `resources/read` and `resources/subscribe` (by
+/// `uri`), and `completion/complete`, which completes an argument of a
+/// prompt (`ref/prompt`, by `name`) or of a resource template (`ref/resource`,
+/// by the template's `uri`, the key `resources/templates/list` is filtered
+/// by). `None`: the request reaches no item. `Some(Err(what))`: it should,
+/// but `what` is missing or malformed.
+pub fn item_of(env: &Envelope) -> Option<Result<(ItemKind, &str), &'static str>> {
+    if env.kind != Kind::Request {
+        return None;
     }
+    let params = env.value.get("params");
+    fn field<'a>(v: Option<&'a Value>, k: &str) -> Option<&'a str> {
+        v.and_then(|v| v.get(k)).and_then(Value::as_str)
+    }
+    Some(match env.method.as_deref()? {
+        "tools/call" => field(params, "name")
+            .map(|n| (ItemKind::Tool, n))
+            .ok_or("params.name"),
+        "prompts/get" => field(params, "name")
+            .map(|n| (ItemKind::Prompt, n))
+            .ok_or("params.name"),
+        "resources/read" | "resources/subscribe" => field(params, "uri")
+            .map(|u| (ItemKind::Resource, u))
+            .ok_or("params.uri"),
+        "completion/complete" => {
+            let r = params.and_then(|p| p.get("ref"));
+            match field(r, "type") {
+                Some("ref/prompt") => field(r, "name")
+                    .map(|n| (ItemKind::Prompt, n))
+                    .ok_or("params.ref.name"),
+                Some("ref/resource") => field(r, "uri")
+                    .map(|u| (ItemKind::Resource, u))
+                    .ok_or("params.ref.uri"),
+                _ => Err("params.ref.type \"ref/prompt\" or \"ref/resource\""),
+            }
+        }
+        _ => return None,
+    })
+}
 
+impl ItemKind {
     /// The item's noun in messages.
     pub fn noun(self) -> &'static str {
         match self {
@@ -467,8 +500,50 @@ mod tests {
         assert_eq!(filter_response_message(&u, &alice, listing, &mut m), 1);
         assert_eq!(m["result"]["prompts"], json!([{"name": "a"}]));
         assert!(Listing::of_method("prompts/get").is_none());
-        assert_eq!(ItemKind::of_use("resources/read"), Some(ItemKind::Resource));
-        assert_eq!(ItemKind::of_use("tools/list"), None);
+        let item = |body: Value| {
+            let env = crate::jsonrpc::parse_value(body).unwrap();
+            item_of(&env).map(|r| r.map(|(k, i)| (k, i.to_string())))
+        };
+        let req = |method: &str, params: Value| json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        assert_eq!(
+            item(req("resources/read", json!({"uri": "a://b"}))),
+            Some(Ok((ItemKind::Resource, "a://b".into())))
+        );
+        assert_eq!(
+            item(req("resources/subscribe", json!({"uri": "a://b"}))),
+            Some(Ok((ItemKind::Resource, "a://b".into())))
+        );
+        assert_eq!(
+            item(req(
+                "completion/complete",
+                json!({"ref": {"type": "ref/prompt", "name": "p"}, "argument": {"name": "x", "value": ""}})
+            )),
+            Some(Ok((ItemKind::Prompt, "p".into())))
+        );
+        assert_eq!(
+            item(req(
+                "completion/complete",
+                json!({"ref": {"type": "ref/resource", "uri": "n://{id}"}})
+            )),
+            Some(Ok((ItemKind::Resource, "n://{id}".into())))
+        );
+        assert!(matches!(
+            item(req(
+                "completion/complete",
+                json!({"ref": {"type": "ref/other"}})
+            )),
+            Some(Err(_))
+        ));
+        assert!(matches!(
+            item(req("resources/subscribe", json!({}))),
+            Some(Err("params.uri"))
+        ));
+        assert_eq!(item(req("tools/list", json!({}))), None);
+        assert_eq!(
+            item(json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "t"}})),
+            None,
+            "a notification reaches no item"
+        );
     }
 
     #[test]

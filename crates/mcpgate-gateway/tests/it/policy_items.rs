@@ -157,6 +157,63 @@ async fn policy_on(s: &Stack, name: &str) {
     assert_step_up(&read(&mut c, "fixture://plans").await, s, name, "resource");
     assert_denied(&read(&mut c, "fixture://internal").await);
 
+    // Every other way to reach an item is decided the same way: subscribing
+    // to a resource, and completing an argument of a prompt or a template.
+    let subscribe = |uri: &str| json!({"uri": uri});
+    assert_denied(
+        &c.rpc("resources/subscribe", subscribe("fixture://internal"))
+            .await,
+    );
+    assert_step_up(
+        &c.rpc("resources/subscribe", subscribe("fixture://plans"))
+            .await,
+        s,
+        name,
+        "resource",
+    );
+    let complete = |kind: &str, key: &str, id: &str| json!({"ref": {"type": kind, key: id}, "argument": {"name": "x", "value": ""}});
+    assert_denied(
+        &c.rpc(
+            "completion/complete",
+            complete("ref/prompt", "name", "internal"),
+        )
+        .await,
+    );
+    assert_step_up(
+        &c.rpc(
+            "completion/complete",
+            complete("ref/prompt", "name", "plan"),
+        )
+        .await,
+        s,
+        name,
+        "prompt",
+    );
+    assert_denied(
+        &c.rpc(
+            "completion/complete",
+            complete("ref/resource", "uri", "fixture://notes/{id}"),
+        )
+        .await,
+    );
+    for (method, params) in [
+        ("resources/subscribe", subscribe("fixture://readme")),
+        (
+            "completion/complete",
+            complete("ref/prompt", "name", "greet"),
+        ),
+    ] {
+        let r = c.rpc(method, params).await;
+        assert_eq!(r.status, 200, "{method} of an allowed item: {}", r.text);
+    }
+    let r = c
+        .rpc(
+            "completion/complete",
+            json!({"ref": {"type": "ref/unknown"}}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+
     // With the union of scopes the step-up items go through.
     let better = s.token("alice", "notes:read notes:write", name).await;
     let mut c = s.client(name, &better);
