@@ -341,6 +341,9 @@ pub struct UpstreamConfig {
     pub default_prompt: ToolPolicy,
     /// Per-resource policy, by exact URI (or `uriTemplate`).
     pub resources: BTreeMap<String, ToolPolicy>,
+    /// The canonical form of each `resources` key ([`crate::uri::canonical`])
+    /// → the key, so every spelling of a configured URI finds its entry.
+    pub resource_aliases: BTreeMap<String, String>,
     pub default_resource: ToolPolicy,
     /// Scope → the narrower scopes it implies (see [`UpstreamFile::scope_implies`]).
     pub scope_implies: BTreeMap<String, ScopeSet>,
@@ -803,6 +806,17 @@ pub fn validate(
         let tools = items("tools", &u.tools)?;
         let prompts = items("prompts", &u.prompts)?;
         let resources = items("resources", &u.resources)?;
+        let mut resource_aliases = BTreeMap::new();
+        for key in resources.keys() {
+            if let Some(other) = resource_aliases.insert(crate::uri::canonical(key), key.clone()) {
+                return Err(err(
+                    f(&format!("resources.{key}")),
+                    format!(
+                        "{other:?} and {key:?} are spellings of the same URI (RFC 3986 §6.2.2)"
+                    ),
+                ));
+            }
+        }
         let mut scope_implies = BTreeMap::new();
         for (broad, narrower) in &u.scope_implies {
             let field = f(&format!("scope_implies.{broad}"));
@@ -848,6 +862,7 @@ pub fn validate(
             prompts,
             default_prompt: default("default_prompt", &u.default_prompt)?,
             resources,
+            resource_aliases,
             default_resource: default("default_resource", &u.default_resource)?,
             scope_implies,
             list,
@@ -1033,6 +1048,29 @@ mod tests {
         // allow = true/false is fine.
         assert!(parse(&format!("{none}[upstream.tools.x]\nallow = false\n")).is_ok());
         assert!(parse("[gateway]\nauthentication = \"off\"\n").is_err());
+    }
+
+    #[test]
+    fn two_spellings_of_one_resource_are_refused() {
+        let up = "[[upstream]]\nname = \"t\"\nstdio = { command = \"x\" }\n";
+        let e = parse(&format!(
+            "{up}[upstream.resources.\"file:///srv/a\"]\nallow = false\n\
+             [upstream.resources.\"FILE:///srv/./a\"]\nallow = true\n"
+        ))
+        .unwrap_err();
+        assert!(e.field.starts_with("upstream[0].resources."), "{e}");
+        assert!(e.message.contains("same URI"), "{e}");
+        let ok = parse(&format!(
+            "{up}[upstream.resources.\"file:///srv/a\"]\nallow = false\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            ok.upstreams[0]
+                .resource_aliases
+                .get("file:///srv/a")
+                .map(String::as_str),
+            Some("file:///srv/a")
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod ratelimit;
 pub mod relay;
 pub mod session;
 pub mod upstream;
+pub mod uri;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -146,9 +146,21 @@ impl Listing {
 }
 
 /// The policy for an item: its own entry or the upstream's default for its kind.
+/// A resource is found under any spelling of its URI that RFC 3986 makes
+/// equivalent ([`crate::uri::canonical`]), so another spelling of a denied
+/// URI is denied too.
 pub fn policy_of<'a>(up: &'a UpstreamConfig, kind: ItemKind, id: &str) -> &'a ToolPolicy {
     let (items, default) = kind.table(up);
-    items.get(id).unwrap_or(default)
+    if let Some(p) = items.get(id) {
+        return p;
+    }
+    if kind == ItemKind::Resource
+        && let Some(key) = up.resource_aliases.get(&crate::uri::canonical(id))
+        && let Some(p) = items.get(key)
+    {
+        return p;
+    }
+    default
 }
 
 /// The policy for `tool`: its own entry or the upstream's default.
@@ -365,6 +377,7 @@ mod tests {
                     ..ToolPolicy::default()
                 },
             )]),
+            resource_aliases: BTreeMap::from([("x://w".to_string(), "x://w".to_string())]),
             default_resource: ToolPolicy {
                 groups: Some(vec!["ops".into()]),
                 ..ToolPolicy::default()

@@ -156,6 +156,15 @@ async fn policy_on(s: &Stack, name: &str) {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_step_up(&read(&mut c, "fixture://plans").await, s, name, "resource");
     assert_denied(&read(&mut c, "fixture://internal").await);
+    // Another spelling of the same URI (RFC 3986 §6.2.2) is the same resource.
+    for spelling in [
+        "FIXTURE://internal",
+        "fixture://INTERNAL",
+        "fixture://%69nternal",
+    ] {
+        assert_denied(&read(&mut c, spelling).await);
+    }
+    assert_step_up(&read(&mut c, "Fixture://plans").await, s, name, "resource");
 
     // Every other way to reach an item is decided the same way: subscribing
     // to a resource, and completing an argument of a prompt or a template.
