@@ -167,9 +167,23 @@ fn run(rest: &[OsString]) -> Result<Never, ApplyError> {
 
 /// Opens the program to execute. A `#!` script is read again by its
 /// interpreter through `/dev/fd/N`, so its descriptor stays open across exec.
-fn open_program(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+/// A program mcpgate may execute but not read (mode 0711) is opened with
+/// `O_PATH`, which is enough for `fexecve`.
+fn open_program(path: &std::path::Path) -> std::io::Result<std::os::fd::OwnedFd> {
     use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path)?;
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            use nix::fcntl::OFlag;
+            let fd = nix::fcntl::open(
+                path,
+                OFlag::O_PATH | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )?;
+            return Ok(fd);
+        }
+        Err(e) => return Err(e),
+    };
     let mut head = [0u8; 2];
     if f.read_at(&mut head, 0)? == 2 && &head == b"#!" {
         nix::fcntl::fcntl(
@@ -177,14 +191,14 @@ fn open_program(path: &std::path::Path) -> std::io::Result<std::fs::File> {
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
         )?;
     }
-    Ok(f)
+    Ok(f.into())
 }
 
 /// Applies `plan` to the calling (single-threaded) process, in this order:
 /// limits, the Landlock ruleset (built, not yet enforced), capability
 /// bounding set, groups, gid, uid, remaining capabilities, working
-/// directory, Landlock enforced (which also sets `no_new_privs`), seccomp. After it returns, `execve` is the only thing
-/// left to do.
+/// directory, Landlock enforced (which also sets `no_new_privs`), seccomp.
+/// After it returns, executing the server is the only thing left to do.
 pub fn apply(plan: &Plan) -> Result<(), ApplyError> {
     let strict = plan.mode == Mode::Required;
     set_limits(plan)?;

@@ -372,3 +372,47 @@ fn a_program_the_unprivileged_user_cannot_reach_still_starts() {
     let o = c.sh(&cfg, &format!("ls {}", dir.display()));
     assert!(!o.status.success(), "{}", text(&o));
 }
+
+#[test]
+fn an_execute_only_program_starts_for_an_unprivileged_gateway() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    // mcpgate runs as nobody; the program may be executed but not read.
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = d.path().join("exec-only");
+    std::fs::copy("/bin/echo", &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o711)).unwrap();
+    let c = Child::new();
+    let plan = Plan::build(&PlanInput {
+        config: &SandboxConfig::default(),
+        command: bin.to_str().unwrap(),
+        path_env: PATH,
+        cwd: None,
+        protected: &[],
+        support: Support {
+            root: false,
+            ..Support::detect()
+        },
+    })
+    .unwrap()
+    .with_private_dir(c.dir.path());
+    assert_eq!(plan.ids, None);
+    // Cargo's helper may lie where nobody cannot go (a checkout under /root).
+    let helper = d.path().join("helper");
+    std::fs::copy(HELPER, &helper).unwrap();
+    let o = Command::new(&helper)
+        .args(helper_args(
+            &plan,
+            &["still".to_string(), "runs".to_string()],
+        ))
+        .env_clear()
+        .env("PATH", PATH)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    assert_eq!(ok(&o), "still runs");
+}
