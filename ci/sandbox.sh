@@ -24,6 +24,10 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
 log() { printf '== %s\n' "$*" >&2; }
 
+if [[ ! -x $NODE ]]; then
+    log "installing Debian's nodejs"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
+fi
 [[ -x $NODE ]] || { log "Debian's nodejs ($NODE) is required"; exit 1; }
 if [[ ! -f $PKG/package.json ]]; then
     log "installing @modelcontextprotocol/server-filesystem@$FS_VERSION into $PREFIX"
