@@ -477,7 +477,27 @@ impl StdioChild {
             }
         };
         let Some(session) = target else {
-            tracing::debug!(upstream = %self.upstream, "server message with no unambiguous session; dropped");
+            // No single session can take it (a shared child with requests of
+            // several sessions in flight, or none). A request is answered with
+            // an error, so the server does not wait for a reply that never
+            // comes; either way the refusal is logged.
+            let method = msg
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            tracing::warn!(upstream = %self.upstream, method, "server message refused: no single client session to route it to");
+            if let Some(child_id) = id {
+                let err = jsonrpc::error_value(
+                    Some(&child_id),
+                    codes::INTERNAL_ERROR,
+                    "mcpgate: no single client session to route this request to",
+                );
+                let mut line = serde_json::to_vec(&err).unwrap_or_default();
+                line.push(b'\n');
+                if self.stdin.try_send(Bytes::from(line)).is_err() {
+                    tracing::warn!(upstream = %self.upstream, "could not answer the refused server request (child busy or gone)");
+                }
+            }
             return;
         };
         if let Some(child_id) = id {
@@ -812,6 +832,44 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(n["method"], "notifications/x");
+        c.kill();
+        tokio::time::timeout(Duration::from_secs(5), c.exited())
+            .await
+            .unwrap();
+    }
+
+    /// A server→client request that no single session can take (here: a
+    /// shared child with nothing in flight) is answered with an error on the
+    /// child's stdin, not dropped while the server waits.
+    #[tokio::test]
+    async fn a_server_request_no_session_can_take_is_answered_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("reply");
+        let script = format!(
+            r#"echo '{{"jsonrpc":"2.0","id":"s1","method":"elicitation/create","params":{{}}}}'; read -r reply; printf '%s' "$reply" > {}; sleep 5"#,
+            out.display()
+        );
+        let cfg = StdioConfig {
+            command: "/bin/sh".into(),
+            args: vec!["-c".into(), script],
+            cwd: None,
+            env: vec![],
+            sandbox: Default::default(),
+        };
+        let c = StdioChild::spawn("t", &cfg, &Launch::Direct, true, 1024).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let reply = loop {
+            if let Ok(r) = std::fs::read_to_string(&out)
+                && !r.is_empty()
+            {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "the child got no answer");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let v: Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(v["id"], "s1", "{reply}");
+        assert_eq!(v["error"]["code"], codes::INTERNAL_ERROR, "{reply}");
         c.kill();
         tokio::time::timeout(Duration::from_secs(5), c.exited())
             .await
