@@ -41,13 +41,7 @@ impl Starter {
             c.args(args).env_clear().env("PATH", PATH);
             return Ok((c, None));
         };
-        let dir = tempfile::Builder::new()
-            .prefix("mcpgate-bench-")
-            .tempdir()?;
-        if let Some(ids) = plan.ids {
-            std::os::unix::fs::chown(dir.path(), Some(ids.uid), Some(ids.gid))?;
-        }
-        let plan = plan.clone().with_private_dir(dir.path());
+        let (plan, dir) = plan.with_new_private_dir("mcpgate-bench-")?;
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let mut c = Command::new(&self.helper);
         c.args(mcpgate_sandbox::helper::helper_args(&plan, &args))

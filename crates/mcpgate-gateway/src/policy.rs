@@ -61,14 +61,13 @@ pub fn item_of(env: &Envelope) -> Option<Result<(ItemKind, &str), &'static str>>
     fn field<'a>(v: Option<&'a Value>, k: &str) -> Option<&'a str> {
         v.and_then(|v| v.get(k)).and_then(Value::as_str)
     }
+    // `name`/`uri` of the three methods `Mcp-Name` covers, as the envelope parsed them.
+    let named = |kind, what| env.name.as_deref().map(|n| (kind, n)).ok_or(what);
     Some(match env.method.as_deref()? {
-        "tools/call" => field(params, "name")
-            .map(|n| (ItemKind::Tool, n))
-            .ok_or("params.name"),
-        "prompts/get" => field(params, "name")
-            .map(|n| (ItemKind::Prompt, n))
-            .ok_or("params.name"),
-        "resources/read" | "resources/subscribe" => field(params, "uri")
+        "tools/call" => named(ItemKind::Tool, "params.name"),
+        "prompts/get" => named(ItemKind::Prompt, "params.name"),
+        "resources/read" => named(ItemKind::Resource, "params.uri"),
+        "resources/subscribe" => field(params, "uri")
             .map(|u| (ItemKind::Resource, u))
             .ok_or("params.uri"),
         "completion/complete" => {

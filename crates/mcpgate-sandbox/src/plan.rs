@@ -246,10 +246,14 @@ impl Plan {
                 });
             }
         }
+        let protected: Vec<(&PathBuf, PathBuf)> = input
+            .protected
+            .iter()
+            .map(|p| (p, p.canonicalize().unwrap_or_else(|_| p.clone())))
+            .collect();
         for r in &rules {
             let rp = r.path.canonicalize().unwrap_or_else(|_| r.path.clone());
-            for prot in input.protected {
-                let pp = prot.canonicalize().unwrap_or_else(|_| prot.clone());
+            for (prot, pp) in &protected {
                 if pp.starts_with(&rp) {
                     let field = match r.access {
                         Access::Write => "sandbox.write",
@@ -291,6 +295,19 @@ impl Plan {
             self.cwd = Some(dir.to_path_buf());
         }
         self
+    }
+
+    /// Creates the child's private directory in the temp dir (`{prefix}XXXXXX`,
+    /// mode 0700, owned by the child's uid) and gives it to the plan. The
+    /// directory is removed when the returned guard is dropped: keep it as
+    /// long as the child runs.
+    pub fn with_new_private_dir(&self, prefix: &str) -> std::io::Result<(Plan, tempfile::TempDir)> {
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+        if let Some(ids) = self.ids {
+            std::os::unix::fs::chown(dir.path(), Some(ids.uid), Some(ids.gid))?;
+        }
+        let plan = self.clone().with_private_dir(dir.path());
+        Ok((plan, dir))
     }
 
     /// Lines for `check-config`: the effective sandbox of one upstream.

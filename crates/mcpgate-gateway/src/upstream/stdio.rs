@@ -111,12 +111,10 @@ impl Launch {
         if cfg.sandbox.mode == mcpgate_sandbox::Mode::Off {
             return Ok(Self::Direct);
         }
-        let path_env = cfg
-            .env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.expose().to_string())
+        // The PATH the child will have, the way `spawn` sets it.
+        let path_env = child_env(cfg)
+            .into_iter()
+            .find_map(|(k, v)| (k == "PATH").then_some(v))
             .unwrap_or_else(|| CHILD_PATH.to_string());
         let plan = mcpgate_sandbox::Plan::build(&mcpgate_sandbox::PlanInput {
             config: &cfg.sandbox,
@@ -177,17 +175,7 @@ impl StdioChild {
                 (cmd, None)
             }
             Launch::Sandboxed { helper, plan } => {
-                let dir = tempfile::Builder::new()
-                    .prefix(&format!("mcpgate-{upstream}-"))
-                    .tempdir()?;
-                if let Some(ids) = plan.ids {
-                    nix::unistd::chown(
-                        dir.path(),
-                        Some(nix::unistd::Uid::from_raw(ids.uid)),
-                        Some(nix::unistd::Gid::from_raw(ids.gid)),
-                    )?;
-                }
-                let plan = plan.as_ref().clone().with_private_dir(dir.path());
+                let (plan, dir) = plan.with_new_private_dir(&format!("mcpgate-{upstream}-"))?;
                 let home = dir.path().display().to_string();
                 for var in ["HOME", "TMPDIR"] {
                     if !cfg.env.iter().any(|(k, _)| k == var) {
