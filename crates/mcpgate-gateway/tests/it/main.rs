@@ -9,6 +9,7 @@ mod e2e;
 mod external;
 mod harness;
 mod hierarchy;
+mod parser_props;
 mod policy_items;
 mod sdk;
 mod snapshots;
