@@ -125,7 +125,23 @@ pub fn parse(body: &[u8]) -> Result<Envelope, ParseError> {
 /// Members of the envelope and of `params` that the gateway reads: a key
 /// that folds to one of them without being it is refused.
 const ENVELOPE_MEMBERS: &[&str] = &["jsonrpc", "id", "method", "params", "result", "error"];
-const PARAMS_MEMBERS: &[&str] = &["name", "uri", "arguments", "_meta", "ref", "cursor"];
+const PARAMS_MEMBERS: &[&str] = &[
+    "name",
+    "uri",
+    "arguments",
+    "_meta",
+    "ref",
+    "cursor",
+    "requestState",
+];
+/// Members of a server's `result` that the gateway filters or rewrites.
+const RESULT_MEMBERS: &[&str] = &[
+    "tools",
+    "prompts",
+    "resources",
+    "resourceTemplates",
+    "requestState",
+];
 
 /// A key that differs from a member only in case (Unicode simple folding).
 fn near_miss(obj: &serde_json::Map<String, Value>, members: &[&str]) -> bool {
@@ -257,11 +273,10 @@ pub fn parse_value(value: Value) -> Result<Envelope, ParseError> {
         Value::Array(_) => return Err(ParseError::Invalid("JSON-RPC batches are not supported")),
         _ => return Err(ParseError::Invalid("not a JSON-RPC message")),
     };
+    let member_of = |key: &str| obj.get(key).and_then(Value::as_object);
     if near_miss(obj, ENVELOPE_MEMBERS)
-        || obj
-            .get("params")
-            .and_then(Value::as_object)
-            .is_some_and(|p| near_miss(p, PARAMS_MEMBERS))
+        || member_of("params").is_some_and(|p| near_miss(p, PARAMS_MEMBERS))
+        || member_of("result").is_some_and(|r| near_miss(r, RESULT_MEMBERS))
     {
         return Err(ParseError::Invalid(
             "a key differs only in case from a JSON-RPC or MCP member",
@@ -322,6 +337,14 @@ pub fn parse_value(value: Value) -> Result<Envelope, ParseError> {
         meta_version,
         value,
     })
+}
+
+/// The id of a message that failed [`parse`], read leniently, so that the
+/// request it answers can be failed instead of left waiting. Never used to
+/// forward anything.
+pub fn id_hint(body: &[u8]) -> Option<Value> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    v.get("id").filter(|i| valid_id(i)).cloned()
 }
 
 /// A JSON-RPC error object body. `id` is `null` when the request's id is
@@ -403,6 +426,11 @@ mod tests {
             // U+212A KELVIN SIGN folds to "k".
             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":{\"\u{212a}\":1,\"k\":2}}".as_bytes(),
             br#"{"jsonrpc":"2.0","id":1,"Id":2,"method":"ping"}"#,
+            // Server answers: a list or a request state under another spelling.
+            br#"{"jsonrpc":"2.0","id":1,"result":{"Tools":[{"name":"secret"}]}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[],"tools":[{"name":"secret"}]}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"result":{"requeststate":"x"}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","RequestState":"x"}}"#,
         ];
         for body in cases {
             let e = parse(body).expect_err(&String::from_utf8_lossy(body));

@@ -16,10 +16,12 @@ pub mod jsonrpc;
 mod mcp;
 pub mod metrics;
 pub mod origin;
+pub mod outbound;
 pub mod policy;
 pub mod ratelimit;
 pub mod relay;
 pub mod session;
+pub mod sse;
 pub mod upstream;
 pub mod uri;
 
@@ -50,6 +52,10 @@ pub struct GatewayDeps {
     pub authorization_servers: Vec<String>,
     pub audit_store: Option<Arc<dyn AuditStore>>,
     pub rng: Arc<dyn Rng>,
+    /// The key that binds upstream `requestState` handles to the user they
+    /// were issued to. Replicas that share a database must share it (mcpgate
+    /// derives it from the master key); `None` draws one per process.
+    pub request_state_key: Option<[u8; 32]>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +89,7 @@ pub(crate) struct Inner {
     pub audit: Audit,
     pub authorization_servers: Vec<String>,
     pub request_ids: audit::RequestIds,
+    pub states: Arc<outbound::RequestStates>,
     pub stop: CancellationToken,
 }
 
@@ -275,7 +282,13 @@ impl Gateway {
         }
         let audit = Audit::start(&settings.audit, deps.audit_store)
             .map_err(|e| GatewayError::Audit(e.to_string()))?;
+        let state_key = deps.request_state_key.unwrap_or_else(|| {
+            let mut k = [0u8; 32];
+            deps.rng.fill(&mut k);
+            k
+        });
         let inner = Arc::new(Inner {
+            states: Arc::new(outbound::RequestStates::new(state_key, deps.rng.clone())),
             sessions: Sessions::new(
                 settings.session_idle,
                 settings.max_sessions_per_user,

@@ -53,6 +53,11 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// The decision on what the upstream sends back to `p`.
+    fn outbound(&self, p: &Principal) -> crate::outbound::Outbound {
+        crate::outbound::Outbound::new(self.up.clone(), p.clone(), self.gw.0.states.clone())
+    }
+
     fn audit(&self, decision: &'static str, reason: &'static str, status: StatusCode) {
         let elapsed = self.start.elapsed();
         let p = self.principal.as_ref();
@@ -252,7 +257,7 @@ pub(crate) async fn post(
         );
         return ctx.done(r, "too_large");
     };
-    let env = match jsonrpc::parse(&bytes) {
+    let mut env = match jsonrpc::parse(&bytes) {
         Ok(e) => e,
         Err(e) => {
             return ctx.done(
@@ -261,10 +266,6 @@ pub(crate) async fn post(
             );
         }
     };
-    // From here on the gateway decides on `env` and forwards `env` serialised
-    // again, never the bytes it received: an upstream whose JSON parser
-    // disagrees with ours still reads what policy saw.
-    let bytes = env.to_bytes();
     ctx.method = env.method.clone();
     // The audit `tool` column holds the tool, prompt or resource used.
     ctx.tool = env.name.clone();
@@ -339,6 +340,29 @@ pub(crate) async fn post(
             }
         }
     }
+    // A request state goes back to the upstream only from the user it was
+    // sealed for (see `outbound`).
+    if let Err(e) = ctx.outbound(&p).unseal_request(&mut env.value) {
+        let message = match e {
+            crate::outbound::StateRefusal::Malformed => {
+                "Invalid params: requestState was not issued by this gateway"
+            }
+            crate::outbound::StateRefusal::NotYours => {
+                "Invalid params: requestState was issued to another user, client or server"
+            }
+        };
+        let r = error_response(
+            StatusCode::BAD_REQUEST,
+            id_of(&env),
+            codes::INVALID_PARAMS,
+            message,
+        );
+        return ctx.done(r, "foreign_request_state");
+    }
+    // The gateway decided on `env` and forwards `env` serialised again, never
+    // the bytes it received: an upstream whose JSON parser disagrees with
+    // ours still reads what policy saw.
+    let bytes = env.to_bytes();
     let (resp, reason) = if stateless {
         stateless_post(&ctx, &p, headers, &env, bytes).await
     } else {
@@ -471,7 +495,10 @@ pub(crate) async fn get(
                 );
                 return ctx.done(r, "not_acceptable");
             }
-            (relay::stdio_get_stream(child.open_stream(&s.id)), "allowed")
+            (
+                relay::stdio_get_stream(child.open_stream(&s.id), ctx.outbound(&p)),
+                "allowed",
+            )
         }
     };
     ctx.done(r, reason)

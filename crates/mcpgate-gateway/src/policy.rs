@@ -131,16 +131,39 @@ impl Listing {
         key: "name",
     };
 
+    /// `prompts/list`, `resources/list`, `resources/templates/list`.
+    pub const PROMPTS: Listing = Listing {
+        kind: ItemKind::Prompt,
+        array: "prompts",
+        key: "name",
+    };
+    pub const RESOURCES: Listing = Listing {
+        kind: ItemKind::Resource,
+        array: "resources",
+        key: "uri",
+    };
+    pub const TEMPLATES: Listing = Listing {
+        kind: ItemKind::Resource,
+        array: "resourceTemplates",
+        key: "uriTemplate",
+    };
+    /// Every listing the policy filters.
+    pub const ALL: [Listing; 4] = [Self::TOOLS, Self::PROMPTS, Self::RESOURCES, Self::TEMPLATES];
+
     /// The listing a method answers, if it is one the policy filters.
     pub fn of_method(method: &str) -> Option<Self> {
-        let (kind, array, key) = match method {
-            "tools/list" => return Some(Self::TOOLS),
-            "prompts/list" => (ItemKind::Prompt, "prompts", "name"),
-            "resources/list" => (ItemKind::Resource, "resources", "uri"),
-            "resources/templates/list" => (ItemKind::Resource, "resourceTemplates", "uriTemplate"),
+        Some(match method {
+            "tools/list" => Self::TOOLS,
+            "prompts/list" => Self::PROMPTS,
+            "resources/list" => Self::RESOURCES,
+            "resources/templates/list" => Self::TEMPLATES,
             _ => return None,
-        };
-        Some(Self { kind, array, key })
+        })
+    }
+
+    /// The result member that holds the list (`tools`, `prompts`, ...).
+    pub fn array(&self) -> &'static str {
+        self.array
     }
 }
 
@@ -292,18 +315,19 @@ pub fn filter_tools_list(up: &UpstreamConfig, p: &Principal, result: &mut Value)
     filter_list(up, p, Listing::TOOLS, result)
 }
 
-/// Filters a JSON-RPC response message answering `listing`'s method.
-/// Returns how many items were hidden.
-pub fn filter_response_message(
-    up: &UpstreamConfig,
-    p: &Principal,
-    listing: Listing,
-    msg: &mut Value,
-) -> usize {
-    match msg.get_mut("result") {
-        Some(result) => filter_list(up, p, listing, result),
-        None => 0,
-    }
+/// Filters every list a JSON-RPC response message's result holds
+/// (`tools`, `prompts`, `resources`, `resourceTemplates`), whatever request
+/// it answers: an answer replayed on a resumed stream, or a list the
+/// upstream puts in another method's result, is filtered like a fresh
+/// `tools/list`. Returns how many items were hidden.
+pub fn filter_response_message(up: &UpstreamConfig, p: &Principal, msg: &mut Value) -> usize {
+    let Some(result) = msg.get_mut("result") else {
+        return 0;
+    };
+    Listing::ALL
+        .into_iter()
+        .map(|l| filter_list(up, p, l, result))
+        .sum()
 }
 
 #[cfg(test)]
@@ -508,9 +532,13 @@ mod tests {
         filter_list(&u, &who("bob", "n:read", &["ops"]), listing, &mut v);
         assert_eq!(v["resourceTemplates"].as_array().unwrap().len(), 2);
         let mut m = json!({"jsonrpc": "2.0", "id": 1, "result": {"prompts": [{"name": "a"}, {"name": "off"}]}});
-        let listing = Listing::of_method("prompts/list").unwrap();
-        assert_eq!(filter_response_message(&u, &alice, listing, &mut m), 1);
+        assert_eq!(filter_response_message(&u, &alice, &mut m), 1);
         assert_eq!(m["result"]["prompts"], json!([{"name": "a"}]));
+        // Every list in a result is filtered, whatever request it answers.
+        let mut m = json!({"jsonrpc": "2.0", "id": 1, "result": {
+            "prompts": [{"name": "off"}], "tools": [{"name": "off"}, {"name": "read"}]}});
+        assert_eq!(filter_response_message(&u, &alice, &mut m), 2);
+        assert_eq!(m["result"]["tools"], json!([{"name": "read"}]));
         assert!(Listing::of_method("prompts/get").is_none());
         let item = |body: Value| {
             let env = crate::jsonrpc::parse_value(body).unwrap();

@@ -1,9 +1,9 @@
 //! Relaying upstream answers to the client (MCP Streamable HTTP, checklist
 //! §2(e)): SSE streams for stdio children (the POST response stream and the
-//! standalone GET stream), upstream HTTP responses passed through without
-//! buffering, and the one exception — list answers (`tools/list`,
-//! `prompts/list`, `resources/list`, `resources/templates/list`), buffered
-//! and filtered by policy (JSON or SSE) before they reach the client.
+//! standalone GET stream) and HTTP upstreams' answers. No upstream byte
+//! reaches a client as it came: every message is parsed strictly and
+//! decided by [`Outbound`] (lists filtered by policy, request state sealed)
+//! and written again — a JSON body whole, an event stream event by event.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,6 +20,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::jsonrpc::{self, codes};
+use crate::outbound::Outbound;
+use crate::sse;
 use crate::upstream::stdio::StdioChild;
 
 /// A JSON-RPC error answer with `Cache-Control: no-store`.
@@ -79,17 +81,15 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Transforms the final response (policy filter for list answers).
-pub type Finisher = Box<dyn FnMut(&mut Value) + Send>;
-
 /// The POST answer for a stdio child: an SSE stream of the server→client
-/// messages routed to this request, ending with the response.
+/// messages routed to this request, ending with the response. Each message
+/// is decided by `out` (lists filtered, request state sealed).
 pub fn stdio_sse(
     child: Arc<StdioChild>,
     session: String,
     client_id: Value,
     rx: mpsc::UnboundedReceiver<Value>,
-    finish: Option<Finisher>,
+    out: Outbound,
 ) -> Response {
     let guard = CancelOnDrop {
         child,
@@ -97,22 +97,18 @@ pub fn stdio_sse(
         client_id,
         done: false,
     };
-    let stream = futures_util::stream::unfold(
-        (rx, guard, finish),
-        |(mut rx, mut guard, mut finish)| async move {
+    let stream =
+        futures_util::stream::unfold((rx, guard, out), |(mut rx, mut guard, out)| async move {
             if guard.done {
                 return None;
             }
             let mut m = rx.recv().await?;
             if m.get("method").is_none() {
                 guard.done = true;
-                if let Some(f) = finish.as_mut() {
-                    f(&mut m);
-                }
             }
-            Some((Ok::<_, Infallible>(event(&m)), (rx, guard, finish)))
-        },
-    );
+            out.decide(&mut m);
+            Some((Ok::<_, Infallible>(event(&m)), (rx, guard, out)))
+        });
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
@@ -122,15 +118,12 @@ pub fn stdio_sse(
 /// take SSE): server→client messages in between are dropped.
 pub async fn stdio_json(
     mut rx: mpsc::UnboundedReceiver<Value>,
-    finish: Option<Finisher>,
+    out: &Outbound,
     client_id: &Value,
 ) -> Response {
-    let mut finish = finish;
     while let Some(mut m) = rx.recv().await {
         if m.get("method").is_none() {
-            if let Some(f) = finish.as_mut() {
-                f(&mut m);
-            }
+            out.decide(&mut m);
             return json_response(&m);
         }
     }
@@ -143,114 +136,171 @@ pub async fn stdio_json(
 }
 
 /// The standalone GET stream of a stdio session.
-pub fn stdio_get_stream(rx: mpsc::UnboundedReceiver<Value>) -> Response {
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        let m = rx.recv().await?;
-        Some((Ok::<_, Infallible>(event(&m)), rx))
+pub fn stdio_get_stream(rx: mpsc::UnboundedReceiver<Value>, out: Outbound) -> Response {
+    let stream = futures_util::stream::unfold((rx, out), |(mut rx, out)| async move {
+        let mut m = rx.recv().await?;
+        out.decide(&mut m);
+        Some((Ok::<_, Infallible>(event(&m)), (rx, out)))
     });
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
 }
 
-/// An upstream HTTP response, streamed: status and allowlisted headers,
-/// body untouched.
-pub fn passthrough(parts: http::response::Parts, body: hyper::body::Incoming) -> Response {
-    let mut r = Response::new(Body::new(body));
-    *r.status_mut() = parts.status;
-    *r.headers_mut() = crate::upstream::http::response_headers(&parts.headers);
-    r
+/// Why an HTTP upstream's answer could not be relayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unrelayable {
+    /// Larger than `max_message_bytes`, or the connection broke.
+    Unreadable,
+    /// Not one strict JSON-RPC message (see [`jsonrpc::parse`]).
+    Malformed,
+    /// Neither JSON nor an event stream, and not empty.
+    ContentType,
 }
 
-/// Buffers an upstream response body (at most `max` bytes) and rewrites
-/// every JSON-RPC message in it with `f` — a JSON body or each `data:` of
-/// an SSE body. `None` when the body is too large or unreadable.
-pub async fn rewrite_body(
+impl Unrelayable {
+    pub fn what(self) -> &'static str {
+        match self {
+            Unrelayable::Unreadable => "the upstream answer was unreadable or too large",
+            Unrelayable::Malformed => "the upstream answer was not one strict JSON-RPC message",
+            Unrelayable::ContentType => "the upstream answer had an unexpected content type",
+        }
+    }
+}
+
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Relays an HTTP upstream's answer, deciding on every message in it: a
+/// JSON body (at most `max` bytes) is parsed strictly and written again; an
+/// event stream is read event by event ([`crate::sse`]) and each event
+/// written again with its message decided. `request_id` is the client's id
+/// on a POST stream: a malformed or oversized event there ends the stream
+/// with an error answering that request; on a GET stream it is dropped.
+pub async fn upstream_answer(
     parts: http::response::Parts,
     body: hyper::body::Incoming,
     max: usize,
-    mut f: impl FnMut(&mut Value),
-) -> Option<Response> {
-    let limited = http_body_util::Limited::new(body, max);
-    let bytes = limited.collect().await.ok()?.to_bytes();
-    let is_sse = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    let out = if is_sse {
-        Bytes::from(rewrite_sse(&String::from_utf8_lossy(&bytes), &mut f))
+    out: Outbound,
+    request_id: Option<Value>,
+) -> Result<Response, Unrelayable> {
+    let headers = crate::upstream::http::response_headers(&parts.headers);
+    let media = media_type(&parts.headers);
+    let body = if media == "text/event-stream" {
+        Body::from_stream(decided_events(body, max, out, request_id))
     } else {
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(mut v) => {
-                f(&mut v);
-                Bytes::from(v.to_string())
-            }
-            Err(_) => bytes,
+        let bytes = http_body_util::Limited::new(body, max)
+            .collect()
+            .await
+            .map_err(|_| Unrelayable::Unreadable)?
+            .to_bytes();
+        if media == "application/json" {
+            let v = out
+                .decide_bytes(&bytes)
+                .map_err(|_| Unrelayable::Malformed)?;
+            Body::from(serde_json::to_vec(&v).expect("a JSON value serialises"))
+        } else if bytes.is_empty() {
+            Body::empty()
+        } else {
+            return Err(Unrelayable::ContentType);
         }
     };
-    let mut r = Response::new(Body::from(out));
+    let mut r = Response::new(body);
     *r.status_mut() = parts.status;
-    *r.headers_mut() = crate::upstream::http::response_headers(&parts.headers);
-    Some(r)
+    *r.headers_mut() = headers;
+    Ok(r)
 }
 
-/// Rewrites the `data` of every SSE event that holds a JSON-RPC message;
-/// other fields (`id`, `event`, `retry`, comments) are kept.
-pub fn rewrite_sse(text: &str, f: &mut impl FnMut(&mut Value)) -> String {
-    let mut out = String::with_capacity(text.len());
-    let normalised = text.replace("\r\n", "\n");
-    for block in normalised.split("\n\n") {
-        if block.trim().is_empty() {
-            continue;
-        }
-        let mut data = Vec::new();
-        let mut other = Vec::new();
-        for line in block.lines() {
-            match line.strip_prefix("data:") {
-                Some(d) => data.push(d.strip_prefix(' ').unwrap_or(d)),
-                None => other.push(line),
+/// The events of an upstream stream, each decided and written again.
+fn decided_events(
+    body: hyper::body::Incoming,
+    max: usize,
+    out: Outbound,
+    request_id: Option<Value>,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
+    struct St {
+        body: hyper::body::Incoming,
+        decoder: sse::Decoder,
+        queue: std::collections::VecDeque<Bytes>,
+        out: Outbound,
+        request_id: Option<Value>,
+        ended: bool,
+    }
+    impl St {
+        /// Ends a POST stream with an error for its request (a GET stream
+        /// just ends).
+        fn fail(&mut self, what: &str) {
+            tracing::warn!(upstream = %self.out.upstream(), "{what}; event stream ended");
+            if let Some(id) = self.request_id.take() {
+                let err = jsonrpc::error_value(
+                    Some(&id),
+                    codes::UPSTREAM_ERROR,
+                    "the upstream sent a malformed message",
+                );
+                let data = serde_json::to_vec(&err).expect("a JSON value serialises");
+                self.queue
+                    .push_back(sse::Event::default().write(Some(&data)));
             }
+            self.ended = true;
         }
-        for l in &other {
-            out.push_str(l);
-            out.push('\n');
-        }
-        if !data.is_empty() {
-            let joined = data.join("\n");
-            let rewritten = match serde_json::from_str::<Value>(&joined) {
-                Ok(mut v) => {
-                    f(&mut v);
-                    v.to_string()
-                }
-                Err(_) => joined,
+
+        fn take(&mut self, chunk: &[u8]) {
+            let events = match self.decoder.push(chunk) {
+                Ok(e) => e,
+                Err(sse::Refused(what)) => return self.fail(what),
             };
-            for l in rewritten.split('\n') {
-                out.push_str("data: ");
-                out.push_str(l);
-                out.push('\n');
+            for e in events {
+                let data = match &e.data {
+                    Some(d) if !d.is_empty() => match self.out.decide_bytes(d) {
+                        Ok(v) => Some(serde_json::to_vec(&v).expect("a JSON value serialises")),
+                        Err(_) if self.request_id.is_some() => {
+                            return self
+                                .fail("an upstream event was not one strict JSON-RPC message");
+                        }
+                        Err(_) => {
+                            tracing::warn!(upstream = %self.out.upstream(), "an upstream event was not one strict JSON-RPC message; dropped");
+                            continue;
+                        }
+                    },
+                    Some(_) => Some(Vec::new()),
+                    None => None,
+                };
+                self.queue.push_back(e.write(data.as_deref()));
             }
         }
-        out.push('\n');
     }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sse_rewrite_keeps_fields() {
-        let text = "id: 1\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"a\"},{\"name\":\"b\"}]}}\n\n: comment\n\n";
-        let out = rewrite_sse(text, &mut |v: &mut Value| {
-            v["result"]["tools"]
-                .as_array_mut()
-                .unwrap()
-                .retain(|t| t["name"] == "a");
-        });
-        assert!(out.starts_with("id: 1\nevent: message\ndata: "));
-        assert!(!out.contains("\"b\""));
-        assert!(out.contains(": comment\n"));
-    }
+    let st = St {
+        body,
+        decoder: sse::Decoder::new(max),
+        queue: Default::default(),
+        out,
+        request_id,
+        ended: false,
+    };
+    futures_util::stream::unfold(st, |mut st| async move {
+        loop {
+            if let Some(b) = st.queue.pop_front() {
+                return Some((Ok(b), st));
+            }
+            if st.ended {
+                return None;
+            }
+            match st.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(d) = frame.data_ref() {
+                        st.take(d);
+                    }
+                }
+                // The upstream closed or broke the stream: so does the gateway
+                // (a resumable client reconnects with Last-Event-ID).
+                Some(Err(_)) | None => st.ended = true,
+            }
+        }
+    })
 }

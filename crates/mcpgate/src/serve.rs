@@ -199,6 +199,11 @@ pub fn gateway(rt: &Runtime, state: &AppState) -> anyhow::Result<mcpgate_gateway
             ),
             audit_store: Some(audit_store),
             rng: rt.rng.clone(),
+            // Every replica sharing the master key opens the others' states.
+            request_state_key: Some(
+                rt.master_key
+                    .derive_subkey("mcpgate/gateway/request-state/v1"),
+            ),
         },
     )?;
     for u in &gw.settings().upstreams {

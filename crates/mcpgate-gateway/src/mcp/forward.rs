@@ -16,20 +16,9 @@ use serde_json::{Value, json};
 use super::{CHILD_VERSION, Ctx, SESSION, header, id_of, lookup};
 use crate::config::Transport;
 use crate::jsonrpc::{Envelope, Kind, codes};
-use crate::policy;
 use crate::relay::{self, error_response};
 use crate::session::{Backend, Owner, Session};
 use crate::upstream::stdio::StdioChild;
-
-/// The policy-filtered listing a request asks for (`tools/list`,
-/// `prompts/list`, `resources/list`, `resources/templates/list`): only
-/// these answers are buffered and filtered.
-fn listing(env: &Envelope) -> Option<policy::Listing> {
-    if env.kind != Kind::Request {
-        return None;
-    }
-    env.method.as_deref().and_then(policy::Listing::of_method)
-}
 
 fn upstream_failure(
     ctx: &Ctx,
@@ -140,9 +129,21 @@ async fn initialize(
             };
             let (parts, body) = resp.into_parts();
             if !parts.status.is_success() {
-                return upstream_status(ctx, id_of(env), parts, body);
+                return upstream_status(ctx, p, id_of(env), parts, body).await;
             }
             let upstream_session = parts.headers.get(SESSION).cloned();
+            let answer = match relay::upstream_answer(
+                parts,
+                body,
+                gw.settings.max_message_bytes,
+                ctx.outbound(p),
+                env.id.clone(),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => return upstream_failure(ctx, id_of(env), e.what(), "upstream_error"),
+            };
             let id = gw.sessions.mint_id();
             let backend = Backend::Http {
                 upstream_session: std::sync::Mutex::new(upstream_session),
@@ -151,10 +152,7 @@ async fn initialize(
             if let Some(e) = evicted {
                 gw.end_session(&e);
             }
-            (
-                with_session(relay::passthrough(parts, body), &id),
-                "allowed",
-            )
+            (with_session(answer, &id), "allowed")
         }
         Transport::Stdio(_) => {
             let shared = ctx.up.cfg.shared;
@@ -291,13 +289,7 @@ async fn stdio_forward(
             Err(_) => gone(ctx),
         },
         Kind::Request => {
-            let finish: Option<relay::Finisher> = listing(env).map(|listing| {
-                let up = ctx.up.clone();
-                let p = p.clone();
-                Box::new(move |m: &mut Value| {
-                    policy::filter_response_message(&up.cfg, &p, listing, m);
-                }) as relay::Finisher
-            });
+            let out = ctx.outbound(p);
             let client_id = env.id.clone().unwrap_or(Value::Null);
             let mut rx = match child.request(session, env.value.clone()).await {
                 Ok(rx) => rx,
@@ -312,9 +304,7 @@ async fn stdio_forward(
                 };
                 if first.get("method").is_none() {
                     let mut m = first;
-                    if let Some(mut f) = finish {
-                        f(&mut m);
-                    }
+                    out.decide(&mut m);
                     let mut r = relay::json_response(&m);
                     *r.status_mut() = stateless_error_status(&m);
                     return (r, "allowed");
@@ -332,11 +322,11 @@ async fn stdio_forward(
             }
             if relay::accepts_sse(headers) {
                 (
-                    relay::stdio_sse(child, session.to_string(), client_id, rx, finish),
+                    relay::stdio_sse(child, session.to_string(), client_id, rx, out),
                     "allowed",
                 )
             } else {
-                let r = relay::stdio_json(rx, finish, &client_id).await;
+                let r = relay::stdio_json(rx, &out, &client_id).await;
                 let reason = if r.status().is_success() {
                     "allowed"
                 } else {
@@ -350,9 +340,10 @@ async fn stdio_forward(
 
 /// Maps an unsuccessful upstream answer: its own credentials refused or a
 /// server error become 502 without detail; a 4xx is the client's business
-/// and passes through.
-fn upstream_status(
+/// and is relayed (decided like any answer).
+async fn upstream_status(
     ctx: &Ctx,
+    p: &Principal,
     id: Option<&Value>,
     parts: http::response::Parts,
     body: hyper::body::Incoming,
@@ -370,7 +361,31 @@ fn upstream_status(
             &format!("the upstream answered {s}"),
             "upstream_error",
         ),
-        _ => (relay::passthrough(parts, body), "upstream_refused"),
+        _ => relay_answer(ctx, p, id, parts, body, "upstream_refused").await,
+    }
+}
+
+/// Relays an upstream answer through [`relay::upstream_answer`]; one that
+/// cannot be relayed is a 502.
+async fn relay_answer(
+    ctx: &Ctx,
+    p: &Principal,
+    id: Option<&Value>,
+    parts: http::response::Parts,
+    body: hyper::body::Incoming,
+    reason: &'static str,
+) -> (Response, &'static str) {
+    match relay::upstream_answer(
+        parts,
+        body,
+        ctx.gw.0.settings.max_message_bytes,
+        ctx.outbound(p),
+        id.cloned(),
+    )
+    .await
+    {
+        Ok(r) => (r, reason),
+        Err(e) => upstream_failure(ctx, id, e.what(), "upstream_error"),
     }
 }
 
@@ -412,31 +427,9 @@ pub(super) async fn http_forward(
         );
     }
     if !parts.status.is_success() {
-        return upstream_status(ctx, id, parts, body);
+        return upstream_status(ctx, p, id, parts, body).await;
     }
-    if let Some(listing) = env.and_then(listing) {
-        let up = ctx.up.clone();
-        let p = p.clone();
-        return match relay::rewrite_body(
-            parts,
-            body,
-            ctx.gw.0.settings.max_message_bytes,
-            move |m| {
-                policy::filter_response_message(&up.cfg, &p, listing, m);
-            },
-        )
-        .await
-        {
-            Some(r) => (r, "allowed"),
-            None => upstream_failure(
-                ctx,
-                id,
-                "the upstream list answer was unreadable or too large",
-                "upstream_error",
-            ),
-        };
-    }
-    (relay::passthrough(parts, body), "allowed")
+    relay_answer(ctx, p, id, parts, body, "allowed").await
 }
 
 pub(super) async fn stateless_post(

@@ -548,6 +548,24 @@ impl StdioChild {
         sink.backlog.push_back(msg);
     }
 
+    /// A line that is not one strict JSON-RPC message is not forwarded. If
+    /// it reads (leniently) as the answer to a request in flight, that
+    /// request is failed instead of left waiting.
+    fn malformed(&self, line: &[u8], why: &str) {
+        tracing::warn!(upstream = %self.upstream, why, "stdio upstream wrote something that is not one strict JSON-RPC message; not forwarded");
+        let Some(gid) = jsonrpc::id_hint(line) else {
+            return;
+        };
+        let mut st = self.state.lock().expect("child state lock");
+        if let Some(p) = gid.as_str().and_then(|g| st.pending.remove(g)) {
+            let _ = p.tx.send(jsonrpc::error_value(
+                Some(&p.client_id),
+                codes::UPSTREAM_ERROR,
+                "the upstream sent a malformed message",
+            ));
+        }
+    }
+
     /// Fails every in-flight request (the child is gone).
     fn fail_all(&self) {
         let mut st = self.state.lock().expect("child state lock");
@@ -643,11 +661,11 @@ async fn reader(
                     continue;
                 }
                 let Some(c) = child.upgrade() else { break };
-                match serde_json::from_slice::<Value>(line) {
-                    Ok(v) if v.is_object() => c.dispatch(v),
-                    _ => {
-                        tracing::warn!(upstream = %c.upstream, "stdio upstream wrote something that is not a JSON-RPC message; ignored")
-                    }
+                // Parsed once, strictly, like every message crossing the
+                // gateway: what is routed (and later decided) is this value.
+                match jsonrpc::parse(line) {
+                    Ok(env) => c.dispatch(env.value),
+                    Err(e) => c.malformed(line, e.message()),
                 }
             }
             Ok(false) => break,
@@ -824,6 +842,38 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), c.exited())
             .await
             .unwrap();
+    }
+
+    /// A child's line that two parsers could read differently (here a
+    /// duplicate `result`) is not forwarded; the request it answers fails
+    /// with an upstream error instead of waiting for the timeout.
+    #[tokio::test]
+    async fn a_malformed_answer_fails_its_request() {
+        // Turns each request into an answer with the same id and two results.
+        let script = r#"while read l; do echo "$l" | sed 's/"method".*$/"result":{},"result":{"x":1}}/'; done"#;
+        let cfg = StdioConfig {
+            command: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            cwd: None,
+            env: vec![],
+            sandbox: Default::default(),
+        };
+        let c = StdioChild::spawn("t", &cfg, &Launch::Direct, false, 1024).unwrap();
+        let mut rx = c
+            .request(
+                "s1",
+                json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{}}),
+            )
+            .await
+            .unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m["id"], 7, "{m}");
+        assert_eq!(m["error"]["code"], codes::UPSTREAM_ERROR, "{m}");
+        assert!(m.get("result").is_none(), "{m}");
+        c.kill();
     }
 
     /// A server→client request that no single session can take (here: a

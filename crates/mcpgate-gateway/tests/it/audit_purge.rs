@@ -47,6 +47,7 @@ fn gateway(store: Arc<dyn AuditStore>, retain_days: Option<u64>) -> Gateway {
             authorization_servers: vec![],
             audit_store: Some(store),
             rng: Arc::new(SystemRng::new()),
+            request_state_key: None,
         },
     )
     .expect("gateway")
