@@ -20,6 +20,7 @@ pub mod outbound;
 pub mod policy;
 pub mod ratelimit;
 pub mod relay;
+pub mod resume;
 pub mod session;
 pub mod sse;
 pub mod upstream;
@@ -440,7 +441,7 @@ impl Inner {
     /// forgets the session).
     pub(crate) fn end_session(&self, s: &session::Session) {
         match &s.backend {
-            session::Backend::Stdio { child, shared } => {
+            session::Backend::Stdio { child, shared, .. } => {
                 if *shared {
                     child.close_session(&s.id);
                 } else {

@@ -485,7 +485,7 @@ pub(crate) async fn get(
         Backend::Http { .. } => {
             http_forward(&ctx, &p, Method::GET, headers, Some(&s), None, Bytes::new()).await
         }
-        Backend::Stdio { child, .. } => {
+        Backend::Stdio { child, streams, .. } => {
             if !relay::accepts_sse(headers) {
                 let r = error_response(
                     StatusCode::NOT_ACCEPTABLE,
@@ -495,10 +495,25 @@ pub(crate) async fn get(
                 );
                 return ctx.done(r, "not_acceptable");
             }
-            (
-                relay::stdio_get_stream(child.open_stream(&s.id), ctx.outbound(&p)),
-                "allowed",
-            )
+            match header(headers, "last-event-id") {
+                // Resuming: what followed that event on the same stream.
+                Some(last) => match streams.resume(last) {
+                    Some((log, after)) => (relay::log_sse(log, after, false), "allowed"),
+                    None => {
+                        let r = error_response(
+                            StatusCode::BAD_REQUEST,
+                            None,
+                            codes::INVALID_REQUEST,
+                            "Last-Event-ID names no stream of this session that can be resumed",
+                        );
+                        return ctx.done(r, "unknown_event_id");
+                    }
+                },
+                None => (
+                    relay::logged_get_stream(streams, child.open_stream(&s.id), ctx.outbound(&p)),
+                    "allowed",
+                ),
+            }
         }
     };
     ctx.done(r, reason)

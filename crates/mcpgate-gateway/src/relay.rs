@@ -21,8 +21,8 @@ use tokio::sync::mpsc;
 
 use crate::jsonrpc::{self, codes};
 use crate::outbound::Outbound;
-use crate::sse;
 use crate::upstream::stdio::StdioChild;
+use crate::{resume, sse};
 
 /// A JSON-RPC error answer with `Cache-Control: no-store`.
 pub fn error_response(
@@ -81,9 +81,66 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// The POST answer for a stdio child: an SSE stream of the server→client
-/// messages routed to this request, ending with the response. Each message
-/// is decided by `out` (lists filtered, request state sealed).
+/// The POST answer of a stdio session: the request's messages are decided
+/// by `out` and written to a new stream of the session by a task of their
+/// own, and the client reads that stream (priming event first). A client
+/// that drops it can resume it with `GET` and `Last-Event-ID`; the request
+/// goes on (only a `notifications/cancelled` cancels it).
+pub fn logged_sse(
+    streams: &resume::Streams,
+    mut rx: mpsc::UnboundedReceiver<Value>,
+    out: Outbound,
+) -> Response {
+    let log = streams.open();
+    let writer = log.clone();
+    tokio::spawn(async move {
+        while let Some(mut m) = rx.recv().await {
+            let last = m.get("method").is_none();
+            out.decide(&mut m);
+            writer.push(m);
+            if last {
+                break;
+            }
+        }
+        writer.finish();
+    });
+    log_sse(log, 0, true)
+}
+
+/// The standalone GET stream of a stdio session, logged like a POST stream
+/// so that it can be resumed too.
+pub fn logged_get_stream(
+    streams: &resume::Streams,
+    mut rx: mpsc::UnboundedReceiver<Value>,
+    out: Outbound,
+) -> Response {
+    let log = streams.open();
+    let writer = log.clone();
+    tokio::spawn(async move {
+        while let Some(mut m) = rx.recv().await {
+            out.decide(&mut m);
+            writer.push(m);
+        }
+        writer.finish();
+    });
+    log_sse(log, 0, true)
+}
+
+/// A stream's events after `after`, as an SSE answer.
+pub fn log_sse(log: Arc<resume::Log>, after: u64, prime: bool) -> Response {
+    let mut r = Response::new(Body::from_stream(log.events(after, prime)));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// The POST answer of a stateless (2026-07-28) request to a stdio child:
+/// an SSE stream of the server→client messages routed to this request,
+/// ending with the response. Each message is decided by `out` (lists
+/// filtered, request state sealed). There is no session to resume in, and
+/// closing the stream cancels the request.
 pub fn stdio_sse(
     child: Arc<StdioChild>,
     session: String,
@@ -133,18 +190,6 @@ pub async fn stdio_json(
         codes::UPSTREAM_ERROR,
         "the upstream server exited",
     )
-}
-
-/// The standalone GET stream of a stdio session.
-pub fn stdio_get_stream(rx: mpsc::UnboundedReceiver<Value>, out: Outbound) -> Response {
-    let stream = futures_util::stream::unfold((rx, out), |(mut rx, out)| async move {
-        let mut m = rx.recv().await?;
-        out.decide(&mut m);
-        Some((Ok::<_, Infallible>(event(&m)), (rx, out)))
-    });
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
 }
 
 /// Why an HTTP upstream's answer could not be relayed.

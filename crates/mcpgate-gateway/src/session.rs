@@ -46,10 +46,12 @@ pub enum Backend {
     Http {
         upstream_session: Mutex<Option<HeaderValue>>,
     },
-    /// A stdio child: this session's own, or a shared one.
+    /// A stdio child: this session's own, or a shared one, and the
+    /// session's resumable streams.
     Stdio {
         child: Arc<StdioChild>,
         shared: bool,
+        streams: crate::resume::Streams,
     },
 }
 

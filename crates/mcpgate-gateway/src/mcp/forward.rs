@@ -89,8 +89,17 @@ pub(super) async fn session_post(
         Backend::Http { .. } => {
             http_forward(ctx, p, Method::POST, headers, Some(&s), Some(env), bytes).await
         }
-        Backend::Stdio { child, shared } => {
-            stdio_forward(ctx, p, headers, child.clone(), &s.id, *shared, env).await
+        Backend::Stdio {
+            child,
+            shared,
+            streams,
+        } => {
+            let stream = Stream::Session {
+                id: &s.id,
+                shared: *shared,
+                streams,
+            };
+            stdio_forward(ctx, p, headers, child.clone(), stream, env).await
         }
     }
 }
@@ -205,7 +214,11 @@ async fn initialize(
                 id.clone(),
                 name,
                 Owner::of(p),
-                Backend::Stdio { child, shared },
+                Backend::Stdio {
+                    child,
+                    shared,
+                    streams: Default::default(),
+                },
             );
             if let Some(e) = evicted {
                 gw.end_session(&e);
@@ -257,15 +270,30 @@ fn stateless_error_status(m: &Value) -> StatusCode {
     }
 }
 
+/// Where a stdio request's answer goes.
+enum Stream<'a> {
+    /// A session (2025-11-25 and before): resumable streams, no cancel on drop.
+    Session {
+        id: &'a str,
+        shared: bool,
+        streams: &'a crate::resume::Streams,
+    },
+    /// A stateless (2026-07-28) request on the user's own child.
+    Stateless,
+}
+
 async fn stdio_forward(
     ctx: &Ctx,
     p: &Principal,
     headers: &HeaderMap,
     child: Arc<StdioChild>,
-    session: &str,
-    shared: bool,
+    stream: Stream<'_>,
     env: &Envelope,
 ) -> (Response, &'static str) {
+    let (session, shared) = match &stream {
+        Stream::Session { id, shared, .. } => (*id, *shared),
+        Stream::Stateless => (STATELESS_SESSION, false),
+    };
     let gone = |ctx: &Ctx| {
         upstream_failure(
             ctx,
@@ -295,7 +323,7 @@ async fn stdio_forward(
                 Ok(rx) => rx,
                 Err(_) => return gone(ctx),
             };
-            if session == STATELESS_SESSION {
+            if matches!(stream, Stream::Stateless) {
                 // 2026-07-28 over HTTP: an error answer carries its HTTP status
                 // (404 method not found, 400 missing capability, ...), so wait
                 // for the first message before choosing between JSON and SSE.
@@ -321,10 +349,13 @@ async fn stdio_forward(
                 rx = rest;
             }
             if relay::accepts_sse(headers) {
-                (
-                    relay::stdio_sse(child, session.to_string(), client_id, rx, out),
-                    "allowed",
-                )
+                let r = match stream {
+                    Stream::Session { streams, .. } => relay::logged_sse(streams, rx, out),
+                    Stream::Stateless => {
+                        relay::stdio_sse(child, session.to_string(), client_id, rx, out)
+                    }
+                };
+                (r, "allowed")
             } else {
                 let r = relay::stdio_json(rx, &out, &client_id).await;
                 let reason = if r.status().is_success() {
@@ -484,7 +515,7 @@ pub(super) async fn stateless_post(
                     "allowed",
                 );
             }
-            stdio_forward(ctx, p, headers, child, STATELESS_SESSION, false, env).await
+            stdio_forward(ctx, p, headers, child, Stream::Stateless, env).await
         }
     }
 }

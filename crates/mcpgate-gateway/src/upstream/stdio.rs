@@ -43,6 +43,9 @@ pub struct ChildGone;
 
 struct Pending {
     client_id: Value,
+    /// The client's `_meta.progressToken`, replaced by the gateway id on the
+    /// way to the child (tokens of two sessions may be equal).
+    progress_token: Option<Value>,
     session: String,
     seq: u64,
     tx: mpsc::UnboundedSender<Value>,
@@ -287,6 +290,12 @@ impl StdioChild {
     ) -> Result<mpsc::UnboundedReceiver<Value>, ChildGone> {
         let gid = self.gateway_id("c");
         let client_id = msg.get("id").cloned().unwrap_or(Value::Null);
+        // Progress notifications name the request by its token: the child
+        // sees the gateway id there too, so each one maps back to exactly
+        // one request, and so to its session, even on a shared child.
+        let progress_token = msg
+            .pointer_mut("/params/_meta/progressToken")
+            .map(|t| std::mem::replace(t, Value::String(gid.clone())));
         let (tx, rx) = mpsc::unbounded_channel();
         {
             let mut st = self.state.lock().expect("child state lock");
@@ -295,6 +304,7 @@ impl StdioChild {
                 gid.clone(),
                 Pending {
                     client_id,
+                    progress_token,
                     session: session.to_string(),
                     seq,
                     tx,
@@ -448,6 +458,17 @@ impl StdioChild {
                 let _ = p.tx.send(msg);
             }
             return;
+        }
+        // Progress for a request goes to that request's stream, whoever's it is.
+        if msg.get("method").and_then(Value::as_str) == Some("notifications/progress") {
+            let token = msg.pointer("/params/progressToken").and_then(Value::as_str);
+            if let Some(p) = token.and_then(|t| st.pending.get(t))
+                && let Some(client_token) = &p.progress_token
+            {
+                msg["params"]["progressToken"] = client_token.clone();
+                let _ = p.tx.send(msg);
+                return;
+            }
         }
         // Pick the session (and stream) this server-initiated message belongs to.
         let target = {
@@ -873,6 +894,37 @@ mod tests {
         assert_eq!(m["id"], 7, "{m}");
         assert_eq!(m["error"]["code"], codes::UPSTREAM_ERROR, "{m}");
         assert!(m.get("result").is_none(), "{m}");
+        c.kill();
+    }
+
+    /// Two sessions on one shared child use the same progress token; each
+    /// progress notification still reaches the request (and session) it is
+    /// about, with the client's own token, although both are in flight.
+    #[tokio::test]
+    async fn progress_reaches_its_own_request_on_a_shared_child() {
+        let script = r#"while read -r l; do tok=$(printf '%s' "$l" | sed 's/.*"progressToken":"\([^"]*\)".*/\1/'); echo "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":\"$tok\",\"progress\":1}}"; done"#;
+        let cfg = StdioConfig {
+            command: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            cwd: None,
+            env: vec![],
+            sandbox: Default::default(),
+        };
+        let c = StdioChild::spawn("t", &cfg, &Launch::Direct, true, 4096).unwrap();
+        let call = |id: i64| {
+            json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
+            "params":{"name":"x","_meta":{"progressToken":1}}})
+        };
+        let mut a = c.request("s1", call(10)).await.unwrap();
+        let mut b = c.request("s2", call(20)).await.unwrap();
+        for rx in [&mut a, &mut b] {
+            let m = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("progress in time")
+                .unwrap();
+            assert_eq!(m["method"], "notifications/progress", "{m}");
+            assert_eq!(m["params"]["progressToken"], 1, "{m}");
+        }
         c.kill();
     }
 

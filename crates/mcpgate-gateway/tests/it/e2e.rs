@@ -598,3 +598,88 @@ auth = {{ type = "token_exchange", token_url = "{token_url}", client_id = "gw", 
             .all(|r| r.header("authorization") != Some(&format!("Bearer {bob}")))
     );
 }
+
+/// A stdio session's POST stream starts with a priming event and numbers
+/// its events; a client that drops it resumes with `GET` and
+/// `Last-Event-ID` and gets the rest of that stream, the answer included:
+/// the disconnection did not cancel the request (2025-11-25).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_streams_resume_after_a_disconnect() {
+    let cfg = r#"
+[gateway.audit]
+stdout = false
+[[upstream]]
+name = "stdio"
+scopes = ["notes:read"]
+stdio = { command = "{bin}", args = ["testing-stdio"] }
+"#;
+    let s = Stack::start(cfg).await;
+    let token = s.token("alice", "notes:read", "stdio").await;
+    let mut c = s.client("stdio", &token);
+    c.initialize().await;
+    let id = c.id();
+    let mut post = c
+        .send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "slow", "arguments": {"ms": 1500}}}))
+        .await;
+    assert_eq!(post.status(), 200);
+    // The priming event: an id and empty data, before anything else.
+    let first = tokio::time::timeout(Duration::from_secs(10), post.chunk())
+        .await
+        .expect("priming event in time")
+        .unwrap()
+        .unwrap();
+    let first = String::from_utf8_lossy(&first).to_string();
+    let primed = first
+        .lines()
+        .find_map(|l| l.strip_prefix("id:"))
+        .map(|i| i.trim().to_string())
+        .unwrap_or_else(|| panic!("no event id in {first:?}"));
+    assert!(first.contains("data:"), "{first:?}");
+    drop(post);
+
+    let resume = |last: String| {
+        c.request(reqwest::Method::GET)
+            .header("last-event-id", last)
+            .send()
+    };
+    let mut get = resume(primed.clone()).await.unwrap();
+    assert_eq!(get.status(), 200);
+    let mut buf = String::new();
+    let answer = read_until(&mut get, &mut buf, |m| m["id"] == id).await;
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "slept 1500 ms",
+        "not cancelled: {buf}"
+    );
+    let answer_id = buf
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("id:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_ne!(answer_id, primed);
+    // Resuming after the last event: the finished stream has nothing more.
+    let done = into_resp(resume(answer_id).await.unwrap()).await;
+    assert_eq!(done.status, 200);
+    assert!(done.messages().is_empty(), "{}", done.text);
+    // An id of no stream of this session is refused, not answered with
+    // another stream.
+    for bad in ["999-0", "nonsense", "1-x"] {
+        let r = into_resp(resume(bad.to_string()).await.unwrap()).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+    }
+    // Another user cannot resume alice's stream (the session is not theirs).
+    let bob = s.token("bob", "notes:read", "stdio").await;
+    let mut b = s.client("stdio", &bob);
+    b.session = c.session.clone();
+    let r = into_resp(
+        b.request(reqwest::Method::GET)
+            .header("last-event-id", primed)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+}
