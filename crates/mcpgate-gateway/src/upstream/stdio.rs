@@ -295,6 +295,7 @@ impl StdioChild {
         // one request, and so to its session, even on a shared child.
         let progress_token = msg
             .pointer_mut("/params/_meta/progressToken")
+            .filter(|t| t.is_string() || t.is_number())
             .map(|t| std::mem::replace(t, Value::String(gid.clone())));
         let (tx, rx) = mpsc::unbounded_channel();
         {
