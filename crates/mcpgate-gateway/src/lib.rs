@@ -19,6 +19,7 @@ pub mod origin;
 pub mod outbound;
 pub mod policy;
 pub mod ratelimit;
+pub mod refusal;
 pub mod relay;
 pub mod resume;
 pub mod session;

@@ -18,20 +18,21 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use mcpgate_guard::{Challenge, Principal, challenge_response};
+use http::{HeaderMap, Method, StatusCode};
+use mcpgate_guard::Principal;
 use mcpgate_store::AuditRecord;
 use serde_json::Value;
 
-use crate::jsonrpc::{self, Envelope, Kind, codes};
-use crate::origin::Refusal;
+use crate::jsonrpc::{self, Envelope, Kind};
+use crate::origin;
 use crate::policy::{self, Decision};
-use crate::relay::{self, error_response};
+use crate::refusal::{ChallengeParams, Refusal};
+use crate::relay;
 use crate::session::{Backend, Session};
 use crate::{Gateway, Upstream};
 
 mod forward;
-use forward::{http_forward, session_post, stateless_post};
+use forward::{Forwarded, http_forward, session_post, stateless_post};
 
 /// Protocol versions the gateway speaks to clients.
 pub const SUPPORTED_VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
@@ -40,6 +41,10 @@ pub const STATELESS_VERSION: &str = "2026-07-28";
 const SESSION: &str = "mcp-session-id";
 /// The version the gateway initializes per-user and shared children with.
 const CHILD_VERSION: &str = "2025-11-25";
+
+/// What a phase of the request path gives back: the answer to relay, or
+/// why not (with the request's id once it is known).
+type Outcome = Result<(Response, Forwarded), (Refusal, Option<Value>)>;
 
 /// The per-request context: what the audit record needs.
 struct Ctx {
@@ -84,29 +89,49 @@ impl Ctx {
         });
     }
 
-    /// Audits `resp` under `reason` (the decision follows from the reason) and returns it.
-    fn done(&self, resp: Response, reason: &'static str) -> Response {
-        let decision = match reason {
-            "allowed" => "allow",
-            "insufficient_scope" => "step_up",
-            r if r.starts_with("upstream") => "error",
-            r if r.ends_with("rate_limit") => "rate_limited",
-            _ => "deny",
+    /// Answers and audits a refusal.
+    fn refuse(&self, r: Refusal, id: Option<&Value>) -> Response {
+        let params = ChallengeParams {
+            resource_metadata_url: &self.up.prm_url,
+            baseline: &self.up.cfg.scopes,
         };
+        let resp = r.response(id, &params);
+        self.audit(r.decision(), r.reason(), resp.status());
+        resp
+    }
+
+    /// Audits what was forwarded and returns the answer.
+    fn forwarded(&self, resp: Response, f: Forwarded) -> Response {
+        let (decision, reason) = f.audit();
         self.audit(decision, reason, resp.status());
         resp
     }
+
+    /// Audits the outcome of a phase list.
+    fn finish(&self, outcome: Outcome) -> Response {
+        match outcome {
+            Ok((resp, f)) => self.forwarded(resp, f),
+            Err((r, id)) => self.refuse(r, id.as_ref()),
+        }
+    }
+}
+
+/// 404 for a name that is no upstream (not audited: there is none to name).
+fn no_such_endpoint() -> Response {
+    let none = mcpgate_types::ScopeSet::new();
+    let params = ChallengeParams {
+        resource_metadata_url: "",
+        baseline: &none,
+    };
+    Refusal::NoSuchEndpoint.response(None, &params)
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn id_of(env: &Envelope) -> Option<&Value> {
-    env.id.as_ref()
-}
-
-/// Steps 1-3, common to POST, GET and DELETE.
+/// The phases common to POST, GET and DELETE: the upstream by name, `Host`
+/// and `Origin`, authentication, rate limits, the baseline scopes.
 async fn admit(
     gw: &Gateway,
     name: &str,
@@ -114,12 +139,7 @@ async fn admit(
     query: Option<&str>,
 ) -> Result<(Ctx, Principal), Response> {
     let Some(up) = gw.0.upstreams.get(name).cloned() else {
-        return Err(error_response(
-            StatusCode::NOT_FOUND,
-            None,
-            codes::INVALID_REQUEST,
-            "no such MCP endpoint",
-        ));
+        return Err(no_such_endpoint());
     };
     let mut ctx = Ctx {
         gw: gw.clone(),
@@ -131,78 +151,33 @@ async fn admit(
         tool: None,
     };
     if gw.0.stop.is_cancelled() {
-        let r = error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            None,
-            codes::SERVER_ERROR,
-            "the gateway is shutting down",
-        );
-        return Err(ctx.done(r, "shutting_down"));
+        return Err(ctx.refuse(Refusal::ShuttingDown, None));
     }
-    match up.origin.check(headers) {
-        Ok(()) => {}
-        Err(Refusal::Origin) => {
-            let r = error_response(
-                StatusCode::FORBIDDEN,
-                None,
-                codes::SERVER_ERROR,
-                "Origin not allowed",
-            );
-            return Err(ctx.done(r, "foreign_origin"));
-        }
-        Err(Refusal::Host) => {
-            let r = error_response(
-                StatusCode::MISDIRECTED_REQUEST,
-                None,
-                codes::SERVER_ERROR,
-                "Host not allowed",
-            );
-            return Err(ctx.done(r, "foreign_host"));
-        }
+    if let Err(e) = up.origin.check(headers) {
+        let r = match e {
+            origin::Refusal::Origin => Refusal::ForeignOrigin,
+            origin::Refusal::Host => Refusal::ForeignHost,
+        };
+        return Err(ctx.refuse(r, None));
     }
     let p = match up.auth.authenticate(headers, query).await {
         Ok(p) => p,
-        Err(ch) => {
-            let reason = match &ch {
-                Challenge::Missing => "missing_token",
-                Challenge::InvalidToken(_) => "invalid_token",
-                Challenge::InvalidRequest(_) => "invalid_request",
-                Challenge::InsufficientScope { .. } => "insufficient_scope",
-            };
-            let r = challenge_response(&ch, &up.prm_url, &up.cfg.scopes);
-            let decision = if matches!(ch, Challenge::InsufficientScope { .. }) {
-                "step_up"
-            } else {
-                "unauthenticated"
-            };
-            ctx.audit(decision, reason, r.status());
-            return Err(r);
-        }
+        Err(ch) => return Err(ctx.refuse(Refusal::Challenge(ch), None)),
     };
     ctx.principal = Some(p.clone());
     if let Some(l) = &up.limits
-        && let Err((reason, wait)) = l.check(&p)
+        && let Err((reason, retry_after)) = l.check(&p)
     {
-        let mut r = error_response(
-            StatusCode::TOO_MANY_REQUESTS,
+        return Err(ctx.refuse(
+            Refusal::RateLimited {
+                reason,
+                retry_after,
+            },
             None,
-            codes::SERVER_ERROR,
-            "rate limit exceeded",
-        );
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        r.headers_mut()
-            .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-        return Err(ctx.done(r, reason));
+        ));
     }
     if let Decision::StepUp(required) = policy::decide_baseline(&up.cfg, &p) {
-        let ch = Challenge::InsufficientScope {
-            required,
-            description: "this resource needs more scope".into(),
-        };
-        return Err(ctx.done(
-            challenge_response(&ch, &up.prm_url, &up.cfg.scopes),
-            "insufficient_scope",
-        ));
+        return Err(ctx.refuse(Refusal::step_up(required, None), None));
     }
     Ok((ctx, p))
 }
@@ -216,6 +191,8 @@ fn protocol_version(headers: &HeaderMap) -> Result<Option<&str>, ()> {
     }
 }
 
+/// POST: admit → version → one strict parse → the stateless rules → policy
+/// → request state → forward → audit.
 pub(crate) async fn post(
     State(gw): State<Gateway>,
     Path(name): Path<String>,
@@ -226,149 +203,87 @@ pub(crate) async fn post(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let headers = &parts.headers;
+    let outcome = post_phases(&mut ctx, &p, &parts.headers, body).await;
+    ctx.finish(outcome)
+}
+
+async fn post_phases(
+    ctx: &mut Ctx,
+    p: &Principal,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Outcome {
+    let max = ctx.gw.0.settings.max_message_bytes;
     let Ok(version) = protocol_version(headers) else {
-        // UnsupportedProtocolVersionError (2026-07-28, also right before):
-        // the versions we speak and the one asked for, with the request's id.
-        let bytes = axum::body::to_bytes(body, gw.0.settings.max_message_bytes)
-            .await
-            .unwrap_or_default();
+        // Answered with the request's id, when it has one.
+        let bytes = axum::body::to_bytes(body, max).await.unwrap_or_default();
         let id = jsonrpc::parse(&bytes).ok().and_then(|e| e.id);
         let requested = header(headers, "mcp-protocol-version").unwrap_or_default();
-        let mut r = relay::json_response(&serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": id,
-            "error": {
-                "code": codes::UNSUPPORTED_PROTOCOL_VERSION,
-                "message": "unsupported MCP-Protocol-Version",
-                "data": { "supported": SUPPORTED_VERSIONS, "requested": requested },
-            },
-        }));
-        *r.status_mut() = StatusCode::BAD_REQUEST;
-        return ctx.done(r, "unsupported_protocol_version");
+        let r = Refusal::UnsupportedVersion {
+            requested: requested.to_string(),
+        };
+        return Err((r, id));
     };
     let stateless = version == Some(STATELESS_VERSION);
-    let Ok(bytes) = axum::body::to_bytes(body, gw.0.settings.max_message_bytes).await else {
-        let r = error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            None,
-            codes::INVALID_REQUEST,
-            "message too large",
-        );
-        return ctx.done(r, "too_large");
-    };
-    let mut env = match jsonrpc::parse(&bytes) {
-        Ok(e) => e,
-        Err(e) => {
-            return ctx.done(
-                error_response(StatusCode::BAD_REQUEST, None, e.code(), e.message()),
-                "malformed",
-            );
-        }
-    };
+    let bytes = axum::body::to_bytes(body, max)
+        .await
+        .map_err(|_| (Refusal::TooLarge, None))?;
+    let mut env = jsonrpc::parse(&bytes).map_err(|e| (Refusal::Malformed(e), None))?;
     ctx.method = env.method.clone();
     // The audit `tool` column holds the tool, prompt or resource used.
     ctx.tool = env.name.clone();
-    if stateless && let Some(m) = missing_stateless_meta(&env) {
-        let r = error_response(
-            StatusCode::BAD_REQUEST,
-            id_of(&env),
-            codes::INVALID_PARAMS,
-            m,
-        );
-        return ctx.done(r, "malformed");
-    }
-    if stateless
-        && env.kind == Kind::Request
-        && env
-            .method
-            .as_deref()
-            .is_some_and(|m| REMOVED_IN_STATELESS.contains(&m))
-    {
-        let r = error_response(
-            StatusCode::NOT_FOUND,
-            id_of(&env),
-            codes::METHOD_NOT_FOUND,
-            "Method not found (removed in 2026-07-28)",
-        );
-        return ctx.done(r, "method_not_found");
-    }
-    if stateless && let Err(m) = check_stateless_headers(headers, &env) {
-        let r = error_response(
-            StatusCode::BAD_REQUEST,
-            id_of(&env),
-            codes::HEADER_MISMATCH,
-            m,
-        );
-        return ctx.done(r, "header_mismatch");
+    let id = env.id.clone();
+    let with_id = |r: Refusal| (r, id.clone());
+    if stateless {
+        stateless_rules(headers, &env).map_err(with_id)?;
     }
     if let Some(item) = policy::item_of(&env) {
-        let (kind, item) = match item {
-            Ok(x) => x,
-            Err(what) => {
-                let r = error_response(
-                    StatusCode::BAD_REQUEST,
-                    id_of(&env),
-                    codes::INVALID_PARAMS,
-                    &format!("{} needs {what}", env.method.as_deref().unwrap_or_default()),
-                );
-                return ctx.done(r, "malformed");
-            }
-        };
+        let (kind, item) = item.map_err(|what| {
+            let m = format!("{} needs {what}", env.method.as_deref().unwrap_or_default());
+            with_id(Refusal::InvalidParams(m.into()))
+        })?;
         // The audit `tool` column names the item, however it was reached.
         ctx.tool = Some(item.to_string());
-        match policy::decide(&ctx.up.cfg, &p, kind, item) {
+        match policy::decide(&ctx.up.cfg, p, kind, item) {
             Decision::Allow => {}
-            Decision::Deny(reason) => {
-                let r = error_response(
-                    StatusCode::FORBIDDEN,
-                    id_of(&env),
-                    codes::SERVER_ERROR,
-                    &format!("this {} is not available to you", kind.noun()),
-                );
-                return ctx.done(r, reason);
-            }
+            Decision::Deny(reason) => return Err(with_id(Refusal::Denied { kind, reason })),
             Decision::StepUp(required) => {
-                let ch = Challenge::InsufficientScope {
-                    required,
-                    description: format!("this {} needs more scope", kind.noun()),
-                };
-                return ctx.done(
-                    challenge_response(&ch, &ctx.up.prm_url, &ctx.up.cfg.scopes),
-                    "insufficient_scope",
-                );
+                return Err(with_id(Refusal::step_up(required, Some(kind))));
             }
         }
     }
     // A request state goes back to the upstream only from the user it was
     // sealed for (see `outbound`).
-    if let Err(e) = ctx.outbound(&p).unseal_request(&mut env.value) {
-        let message = match e {
-            crate::outbound::StateRefusal::Malformed => {
-                "Invalid params: requestState was not issued by this gateway"
-            }
-            crate::outbound::StateRefusal::NotYours => {
-                "Invalid params: requestState was issued to another user, client or server"
-            }
-        };
-        let r = error_response(
-            StatusCode::BAD_REQUEST,
-            id_of(&env),
-            codes::INVALID_PARAMS,
-            message,
-        );
-        return ctx.done(r, "foreign_request_state");
-    }
+    ctx.outbound(p)
+        .unseal_request(&mut env.value)
+        .map_err(|e| with_id(Refusal::ForeignRequestState(e)))?;
     // The gateway decided on `env` and forwards `env` serialised again, never
     // the bytes it received: an upstream whose JSON parser disagrees with
     // ours still reads what policy saw.
     let bytes = env.to_bytes();
-    let (resp, reason) = if stateless {
-        stateless_post(&ctx, &p, headers, &env, bytes).await
+    let forwarded = if stateless {
+        stateless_post(ctx, p, headers, &env, bytes).await
     } else {
-        session_post(&ctx, &p, headers, &env, bytes).await
+        session_post(ctx, p, headers, &env, bytes).await
     };
-    ctx.done(resp, reason)
+    forwarded.map_err(with_id)
+}
+
+/// 2026-07-28: `_meta` with version and capabilities, no removed method,
+/// and `Mcp-*` headers that agree with the body.
+fn stateless_rules(headers: &HeaderMap, env: &Envelope) -> Result<(), Refusal> {
+    if let Some(m) = missing_stateless_meta(env) {
+        return Err(Refusal::InvalidParams(m.into()));
+    }
+    if env.kind == Kind::Request
+        && env
+            .method
+            .as_deref()
+            .is_some_and(|m| REMOVED_IN_STATELESS.contains(&m))
+    {
+        return Err(Refusal::MethodRemoved);
+    }
+    check_stateless_headers(headers, env).map_err(Refusal::HeaderMismatch)
 }
 
 /// Methods 2026-07-28 removed: the gateway (the HTTP server its clients
@@ -443,7 +358,17 @@ fn lookup(ctx: &Ctx, sid: &str, p: &Principal) -> Option<Arc<Session>> {
     Some(s)
 }
 
-/// GET opens the session's standalone SSE stream (405 for stateless clients).
+/// The session a GET or DELETE names (stateless clients have none: 405).
+fn session_of(ctx: &Ctx, headers: &HeaderMap, p: &Principal) -> Result<Arc<Session>, Refusal> {
+    if header(headers, "mcp-protocol-version") == Some(STATELESS_VERSION) {
+        return Err(Refusal::MethodNotAllowed);
+    }
+    let sid = header(headers, SESSION).ok_or(Refusal::MissingSession)?;
+    lookup(ctx, sid, p).ok_or(Refusal::UnknownSession)
+}
+
+/// GET opens the session's standalone SSE stream, or resumes one of its
+/// streams (`Last-Event-ID`).
 pub(crate) async fn get(
     State(gw): State<Gateway>,
     Path(name): Path<String>,
@@ -455,82 +380,39 @@ pub(crate) async fn get(
         Err(r) => return r,
     };
     ctx.method = Some("GET".into());
-    let headers = &parts.headers;
-    if let Some(r) = stateless_refusal(headers) {
-        return ctx.done(r, "method_not_allowed");
-    }
-    let Some(sid) = header(headers, SESSION) else {
-        return ctx.done(
-            error_response(
-                StatusCode::BAD_REQUEST,
-                None,
-                codes::INVALID_REQUEST,
-                "Mcp-Session-Id required",
-            ),
-            "missing_session",
-        );
-    };
-    let Some(s) = lookup(&ctx, sid, &p) else {
-        return ctx.done(
-            error_response(
-                StatusCode::NOT_FOUND,
-                None,
-                codes::INVALID_REQUEST,
-                "session not found",
-            ),
-            "unknown_session",
-        );
-    };
-    let (r, reason) = match &s.backend {
+    let outcome = get_phases(&ctx, &p, &parts.headers)
+        .await
+        .map_err(|r| (r, None));
+    ctx.finish(outcome)
+}
+
+async fn get_phases(
+    ctx: &Ctx,
+    p: &Principal,
+    headers: &HeaderMap,
+) -> Result<(Response, Forwarded), Refusal> {
+    let s = session_of(ctx, headers, p)?;
+    match &s.backend {
         Backend::Http { .. } => {
-            http_forward(&ctx, &p, Method::GET, headers, Some(&s), None, Bytes::new()).await
+            http_forward(ctx, p, Method::GET, headers, Some(&s), None, Bytes::new()).await
         }
         Backend::Stdio { child, streams, .. } => {
             if !relay::accepts_sse(headers) {
-                let r = error_response(
-                    StatusCode::NOT_ACCEPTABLE,
-                    None,
-                    codes::INVALID_REQUEST,
-                    "GET needs Accept: text/event-stream",
-                );
-                return ctx.done(r, "not_acceptable");
+                return Err(Refusal::NotAcceptable);
             }
-            match header(headers, "last-event-id") {
+            let r = match header(headers, "last-event-id") {
                 // Resuming: what followed that event on the same stream.
-                Some(last) => match streams.resume(last) {
-                    Some((log, after)) => (relay::log_sse(log, after, false), "allowed"),
-                    None => {
-                        let r = error_response(
-                            StatusCode::BAD_REQUEST,
-                            None,
-                            codes::INVALID_REQUEST,
-                            "Last-Event-ID names no stream of this session that can be resumed",
-                        );
-                        return ctx.done(r, "unknown_event_id");
-                    }
-                },
-                None => (
-                    relay::logged_get_stream(streams, child.open_stream(&s.id), ctx.outbound(&p)),
-                    "allowed",
-                ),
-            }
+                Some(last) => {
+                    let (log, after) = streams.resume(last).ok_or(Refusal::UnknownEventId)?;
+                    relay::log_sse(log, after, false)
+                }
+                None => {
+                    relay::logged_get_stream(streams, child.open_stream(&s.id), ctx.outbound(p))
+                }
+            };
+            Ok((r, Forwarded::Allowed))
         }
-    };
-    ctx.done(r, reason)
-}
-
-fn stateless_refusal(headers: &HeaderMap) -> Option<Response> {
-    (header(headers, "mcp-protocol-version") == Some(STATELESS_VERSION)).then(|| {
-        let mut r = error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            None,
-            codes::INVALID_REQUEST,
-            "no sessions in this protocol version",
-        );
-        r.headers_mut()
-            .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
-        r
-    })
+    }
 }
 
 /// DELETE ends the session: the upstream session is deleted, or the
@@ -546,48 +428,23 @@ pub(crate) async fn delete(
         Err(r) => return r,
     };
     ctx.method = Some("DELETE".into());
-    if let Some(r) = stateless_refusal(&parts.headers) {
-        return ctx.done(r, "method_not_allowed");
-    }
-    let Some(sid) = header(&parts.headers, SESSION) else {
-        return ctx.done(
-            error_response(
-                StatusCode::BAD_REQUEST,
-                None,
-                codes::INVALID_REQUEST,
-                "Mcp-Session-Id required",
-            ),
-            "missing_session",
-        );
-    };
-    if lookup(&ctx, sid, &p).is_none() {
-        return ctx.done(
-            error_response(
-                StatusCode::NOT_FOUND,
-                None,
-                codes::INVALID_REQUEST,
-                "session not found",
-            ),
-            "unknown_session",
-        );
-    }
-    if let Some(s) = gw.0.sessions.remove(sid) {
-        gw.0.end_session(&s);
-    }
-    let mut r = Response::new(axum::body::Body::empty());
-    *r.status_mut() = StatusCode::NO_CONTENT;
-    ctx.done(r, "allowed")
+    let outcome = session_of(&ctx, &parts.headers, &p)
+        .map(|s| {
+            if let Some(s) = gw.0.sessions.remove(&s.id) {
+                gw.0.end_session(&s);
+            }
+            let mut r = Response::new(axum::body::Body::empty());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            (r, Forwarded::Allowed)
+        })
+        .map_err(|r| (r, None));
+    ctx.finish(outcome)
 }
 
 /// RFC 9728 metadata of one upstream.
 pub(crate) async fn prm(State(gw): State<Gateway>, Path(name): Path<String>) -> Response {
     let Some(up) = gw.0.upstreams.get(&name) else {
-        return error_response(
-            StatusCode::NOT_FOUND,
-            None,
-            codes::INVALID_REQUEST,
-            "no such MCP endpoint",
-        );
+        return no_such_endpoint();
     };
     let doc = mcpgate_guard::prm_document(
         up.cfg.resource.clone(),
@@ -600,6 +457,7 @@ pub(crate) async fn prm(State(gw): State<Gateway>, Path(name): Path<String>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn env(body: &str) -> Envelope {
         jsonrpc::parse(body.as_bytes()).unwrap()

@@ -172,24 +172,19 @@ pub fn stdio_sse(
 }
 
 /// The POST answer for a stdio child as one JSON body (the client does not
-/// take SSE): server→client messages in between are dropped.
+/// take SSE): server→client messages in between are dropped. `None` when
+/// the child went away before answering.
 pub async fn stdio_json(
     mut rx: mpsc::UnboundedReceiver<Value>,
     out: &Outbound,
-    client_id: &Value,
-) -> Response {
+) -> Option<Response> {
     while let Some(mut m) = rx.recv().await {
         if m.get("method").is_none() {
             out.decide(&mut m);
-            return json_response(&m);
+            return Some(json_response(&m));
         }
     }
-    error_response(
-        StatusCode::BAD_GATEWAY,
-        Some(client_id),
-        codes::UPSTREAM_ERROR,
-        "the upstream server exited",
-    )
+    None
 }
 
 /// Why an HTTP upstream's answer could not be relayed.

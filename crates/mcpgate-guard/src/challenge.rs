@@ -84,7 +84,7 @@ pub fn www_authenticate(
 }
 
 /// The message of the JSON-RPC error body.
-fn message(ch: &Challenge) -> &str {
+pub fn message(ch: &Challenge) -> &str {
     match ch {
         Challenge::Missing => "Authentication required",
         Challenge::InvalidToken(d) | Challenge::InvalidRequest(d) => d,

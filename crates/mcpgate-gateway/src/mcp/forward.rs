@@ -13,30 +13,41 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use mcpgate_guard::Principal;
 use serde_json::{Value, json};
 
-use super::{CHILD_VERSION, Ctx, SESSION, header, id_of, lookup};
+use super::{CHILD_VERSION, Ctx, SESSION, header, lookup};
 use crate::config::Transport;
 use crate::jsonrpc::{Envelope, Kind, codes};
-use crate::relay::{self, error_response};
+use crate::refusal::Refusal;
+use crate::relay;
 use crate::session::{Backend, Owner, Session};
 use crate::upstream::stdio::StdioChild;
 
-fn upstream_failure(
-    ctx: &Ctx,
-    id: Option<&Value>,
-    what: &str,
-    reason: &'static str,
-) -> (Response, &'static str) {
+/// What reached the client from the upstream, for the audit record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Forwarded {
+    /// Forwarded, and the upstream's answer relayed.
+    Allowed,
+    /// Forwarded; the upstream answered with a 4xx, relayed.
+    UpstreamRefused,
+}
+
+impl Forwarded {
+    /// (decision, reason) of the audit record.
+    pub(super) fn audit(self) -> (&'static str, &'static str) {
+        match self {
+            Forwarded::Allowed => ("allow", "allowed"),
+            Forwarded::UpstreamRefused => ("error", "upstream_refused"),
+        }
+    }
+}
+
+type Forward = Result<(Response, Forwarded), Refusal>;
+
+/// An upstream failure: logged and counted here with its detail; the
+/// client gets a bare 502.
+fn upstream_failure(ctx: &Ctx, what: &str, reason: &'static str) -> Refusal {
     tracing::warn!(upstream = %ctx.up.cfg.name, request_id = %ctx.rid, "{what}");
     metrics::counter!("mcpgate_gateway_upstream_errors_total", "upstream" => ctx.up.cfg.name.clone(), "reason" => reason).increment(1);
-    (
-        error_response(
-            StatusCode::BAD_GATEWAY,
-            id,
-            codes::UPSTREAM_ERROR,
-            "upstream server unavailable",
-        ),
-        reason,
-    )
+    Refusal::Upstream { reason }
 }
 
 fn spawn_child(ctx: &Ctx, shared: bool) -> Result<Arc<StdioChild>, std::io::Error> {
@@ -61,30 +72,12 @@ pub(super) async fn session_post(
     headers: &HeaderMap,
     env: &Envelope,
     bytes: Bytes,
-) -> (Response, &'static str) {
+) -> Forward {
     if env.kind == Kind::Request && env.is("initialize") {
         return initialize(ctx, p, headers, env, bytes).await;
     }
-    let Some(sid) = header(headers, SESSION) else {
-        let r = error_response(
-            StatusCode::BAD_REQUEST,
-            id_of(env),
-            codes::INVALID_REQUEST,
-            "Mcp-Session-Id required",
-        );
-        return (r, "missing_session");
-    };
-    let Some(s) = lookup(ctx, sid, p) else {
-        return (
-            error_response(
-                StatusCode::NOT_FOUND,
-                id_of(env),
-                codes::INVALID_REQUEST,
-                "session not found",
-            ),
-            "unknown_session",
-        );
-    };
+    let sid = header(headers, SESSION).ok_or(Refusal::MissingSession)?;
+    let s = lookup(ctx, sid, p).ok_or(Refusal::UnknownSession)?;
     match &s.backend {
         Backend::Http { .. } => {
             http_forward(ctx, p, Method::POST, headers, Some(&s), Some(env), bytes).await
@@ -117,28 +110,27 @@ async fn initialize(
     headers: &HeaderMap,
     env: &Envelope,
     bytes: Bytes,
-) -> (Response, &'static str) {
+) -> Forward {
     let gw = &ctx.gw.0;
     let name = &ctx.up.cfg.name;
     match &ctx.up.cfg.transport {
         Transport::Http(_) => {
             let Some(h) = &ctx.up.http else {
-                return upstream_failure(ctx, id_of(env), "no HTTP client", "upstream_error");
+                return Err(upstream_failure(ctx, "no HTTP client", "upstream_error"));
             };
             let resp = match h.send(Method::POST, headers, None, bytes).await {
                 Ok(r) => r,
                 Err(e) => {
-                    return upstream_failure(
+                    return Err(upstream_failure(
                         ctx,
-                        id_of(env),
                         &e.to_string(),
                         "upstream_unreachable",
-                    );
+                    ));
                 }
             };
             let (parts, body) = resp.into_parts();
             if !parts.status.is_success() {
-                return upstream_status(ctx, p, id_of(env), parts, body).await;
+                return upstream_status(ctx, p, env.id.as_ref(), parts, body).await;
             }
             let upstream_session = parts.headers.get(SESSION).cloned();
             let answer = match relay::upstream_answer(
@@ -151,7 +143,7 @@ async fn initialize(
             .await
             {
                 Ok(r) => r,
-                Err(e) => return upstream_failure(ctx, id_of(env), e.what(), "upstream_error"),
+                Err(e) => return Err(upstream_failure(ctx, e.what(), "upstream_error")),
             };
             let id = gw.sessions.mint_id();
             let backend = Backend::Http {
@@ -161,7 +153,7 @@ async fn initialize(
             if let Some(e) = evicted {
                 gw.end_session(&e);
             }
-            (with_session(answer, &id), "allowed")
+            Ok((with_session(answer, &id), Forwarded::Allowed))
         }
         Transport::Stdio(_) => {
             let shared = ctx.up.cfg.shared;
@@ -173,12 +165,11 @@ async fn initialize(
             let child = match child {
                 Ok(c) => c,
                 Err(e) => {
-                    return upstream_failure(
+                    return Err(upstream_failure(
                         ctx,
-                        id_of(env),
                         &format!("starting the stdio upstream failed: {e}"),
                         "upstream_spawn_failed",
-                    );
+                    ));
                 }
             };
             let id = gw.sessions.mint_id();
@@ -197,18 +188,17 @@ async fn initialize(
                 if !shared {
                     child.kill();
                 }
-                return upstream_failure(
+                return Err(upstream_failure(
                     ctx,
-                    id_of(env),
                     "the stdio upstream did not answer initialize",
                     "upstream_error",
-                );
+                ));
             };
             if answer.get("error").is_some() {
                 if !shared {
                     child.kill();
                 }
-                return (relay::json_response(&answer), "allowed");
+                return Ok((relay::json_response(&answer), Forwarded::Allowed));
             }
             let (_, evicted) = gw.sessions.insert(
                 id.clone(),
@@ -223,7 +213,10 @@ async fn initialize(
             if let Some(e) = evicted {
                 gw.end_session(&e);
             }
-            (with_session(relay::json_response(&answer), &id), "allowed")
+            Ok((
+                with_session(relay::json_response(&answer), &id),
+                Forwarded::Allowed,
+            ))
         }
     }
 }
@@ -289,31 +282,31 @@ async fn stdio_forward(
     child: Arc<StdioChild>,
     stream: Stream<'_>,
     env: &Envelope,
-) -> (Response, &'static str) {
+) -> Forward {
     let (session, shared) = match &stream {
         Stream::Session { id, shared, .. } => (*id, *shared),
         Stream::Stateless => (STATELESS_SESSION, false),
     };
     let gone = |ctx: &Ctx| {
-        upstream_failure(
+        Err(upstream_failure(
             ctx,
-            id_of(env),
             "the stdio upstream is not running",
             "upstream_exited",
-        )
+        ))
     };
+    let accepted = || Ok((relay::accepted(), Forwarded::Allowed));
     match env.kind {
         Kind::Notification => {
             if shared && env.is("notifications/initialized") {
-                return (relay::accepted(), "allowed");
+                return accepted();
             }
             match child.notify(session, env.value.clone()).await {
-                Ok(()) => (relay::accepted(), "allowed"),
+                Ok(()) => accepted(),
                 Err(_) => gone(ctx),
             }
         }
         Kind::Response => match child.respond(session, env.value.clone()).await {
-            Ok(_) => (relay::accepted(), "allowed"),
+            Ok(_) => accepted(),
             Err(_) => gone(ctx),
         },
         Kind::Request => {
@@ -335,7 +328,7 @@ async fn stdio_forward(
                     out.decide(&mut m);
                     let mut r = relay::json_response(&m);
                     *r.status_mut() = stateless_error_status(&m);
-                    return (r, "allowed");
+                    return Ok((r, Forwarded::Allowed));
                 }
                 let (tx, rest) = tokio::sync::mpsc::unbounded_channel();
                 let _ = tx.send(first);
@@ -355,15 +348,12 @@ async fn stdio_forward(
                         relay::stdio_sse(child, session.to_string(), client_id, rx, out)
                     }
                 };
-                (r, "allowed")
+                Ok((r, Forwarded::Allowed))
             } else {
-                let r = relay::stdio_json(rx, &out, &client_id).await;
-                let reason = if r.status().is_success() {
-                    "allowed"
-                } else {
-                    "upstream_exited"
-                };
-                (r, reason)
+                match relay::stdio_json(rx, &out).await {
+                    Some(r) => Ok((r, Forwarded::Allowed)),
+                    None => gone(ctx),
+                }
             }
         }
     }
@@ -378,21 +368,19 @@ async fn upstream_status(
     id: Option<&Value>,
     parts: http::response::Parts,
     body: hyper::body::Incoming,
-) -> (Response, &'static str) {
+) -> Forward {
     match parts.status.as_u16() {
-        401 | 403 => upstream_failure(
+        401 | 403 => Err(upstream_failure(
             ctx,
-            id,
             "the upstream refused the gateway's credentials",
             "upstream_auth",
-        ),
-        s if s >= 500 => upstream_failure(
+        )),
+        s if s >= 500 => Err(upstream_failure(
             ctx,
-            id,
             &format!("the upstream answered {s}"),
             "upstream_error",
-        ),
-        _ => relay_answer(ctx, p, id, parts, body, "upstream_refused").await,
+        )),
+        _ => relay_answer(ctx, p, id, parts, body, Forwarded::UpstreamRefused).await,
     }
 }
 
@@ -404,8 +392,8 @@ async fn relay_answer(
     id: Option<&Value>,
     parts: http::response::Parts,
     body: hyper::body::Incoming,
-    reason: &'static str,
-) -> (Response, &'static str) {
+    how: Forwarded,
+) -> Forward {
     match relay::upstream_answer(
         parts,
         body,
@@ -415,8 +403,8 @@ async fn relay_answer(
     )
     .await
     {
-        Ok(r) => (r, reason),
-        Err(e) => upstream_failure(ctx, id, e.what(), "upstream_error"),
+        Ok(r) => Ok((r, how)),
+        Err(e) => Err(upstream_failure(ctx, e.what(), "upstream_error")),
     }
 }
 
@@ -428,10 +416,10 @@ pub(super) async fn http_forward(
     session: Option<&Arc<Session>>,
     env: Option<&Envelope>,
     bytes: Bytes,
-) -> (Response, &'static str) {
-    let id = env.and_then(id_of);
+) -> Forward {
+    let id = env.and_then(|e| e.id.as_ref());
     let Some(h) = &ctx.up.http else {
-        return upstream_failure(ctx, id, "no HTTP client", "upstream_error");
+        return Err(upstream_failure(ctx, "no HTTP client", "upstream_error"));
     };
     let upstream_session = session.and_then(|s| s.upstream_session());
     let resp = match h
@@ -439,7 +427,13 @@ pub(super) async fn http_forward(
         .await
     {
         Ok(r) => r,
-        Err(e) => return upstream_failure(ctx, id, &e.to_string(), "upstream_unreachable"),
+        Err(e) => {
+            return Err(upstream_failure(
+                ctx,
+                &e.to_string(),
+                "upstream_unreachable",
+            ));
+        }
     };
     let (parts, body) = resp.into_parts();
     if parts.status == StatusCode::NOT_FOUND
@@ -447,20 +441,12 @@ pub(super) async fn http_forward(
     {
         // The upstream ended its session: so does the gateway.
         ctx.gw.0.sessions.remove(&s.id);
-        return (
-            error_response(
-                StatusCode::NOT_FOUND,
-                id,
-                codes::INVALID_REQUEST,
-                "session not found",
-            ),
-            "upstream_session_gone",
-        );
+        return Err(Refusal::UpstreamSessionGone);
     }
     if !parts.status.is_success() {
         return upstream_status(ctx, p, id, parts, body).await;
     }
-    relay_answer(ctx, p, id, parts, body, "allowed").await
+    relay_answer(ctx, p, id, parts, body, Forwarded::Allowed).await
 }
 
 pub(super) async fn stateless_post(
@@ -469,7 +455,7 @@ pub(super) async fn stateless_post(
     headers: &HeaderMap,
     env: &Envelope,
     bytes: Bytes,
-) -> (Response, &'static str) {
+) -> Forward {
     match &ctx.up.cfg.transport {
         Transport::Http(_) => {
             http_forward(ctx, p, Method::POST, headers, None, Some(env), bytes).await
@@ -483,12 +469,11 @@ pub(super) async fn stateless_post(
             {
                 Ok(c) => c,
                 Err(e) => {
-                    return upstream_failure(
+                    return Err(upstream_failure(
                         ctx,
-                        id_of(env),
                         &format!("starting the stdio upstream failed: {e}"),
                         "upstream_spawn_failed",
-                    );
+                    ));
                 }
             };
             let params = json!({
@@ -499,21 +484,16 @@ pub(super) async fn stateless_post(
             let result = match child.ensure_initialized(params).await {
                 Ok(r) => r,
                 Err(_) => {
-                    return upstream_failure(
+                    return Err(upstream_failure(
                         ctx,
-                        id_of(env),
                         "the stdio upstream did not initialize",
                         "upstream_error",
-                    );
+                    ));
                 }
             };
             if env.kind == Kind::Request && env.is("initialize") {
-                return (
-                    relay::json_response(
-                        &json!({"jsonrpc": "2.0", "id": env.id, "result": result}),
-                    ),
-                    "allowed",
-                );
+                let answer = json!({"jsonrpc": "2.0", "id": env.id, "result": result});
+                return Ok((relay::json_response(&answer), Forwarded::Allowed));
             }
             stdio_forward(ctx, p, headers, child, Stream::Stateless, env).await
         }

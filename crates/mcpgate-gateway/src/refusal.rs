@@ -1,0 +1,395 @@
+//! Every answer of the MCP endpoint that is not the upstream's: one enum,
+//! and one exhaustive mapping from each refusal to its HTTP status, JSON-RPC
+//! error code and message, extra headers, and audit decision and reason.
+//! The handlers in `mcp.rs` only say *which* refusal applies; how it looks on
+//! the wire and in the audit log is decided here, and a snapshot test pins
+//! every variant's status, headers and body.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use axum::response::Response;
+use http::{HeaderValue, StatusCode};
+use mcpgate_guard::{Challenge, challenge_response};
+use mcpgate_types::ScopeSet;
+use serde_json::{Value, json};
+
+use crate::jsonrpc::{ParseError, codes};
+use crate::outbound::StateRefusal;
+use crate::policy::ItemKind;
+use crate::relay::{error_response, json_response};
+
+/// Why the gateway answered a request itself instead of forwarding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No upstream of that name (not audited: there is no upstream to name).
+    NoSuchEndpoint,
+    ShuttingDown,
+    /// A present `Origin` that is neither the public URL's nor configured.
+    ForeignOrigin,
+    /// A `Host` that is not loopback or the public host, on a loopback listener.
+    ForeignHost,
+    /// The guard's challenge: no token, a bad one (401 / 400) or too little
+    /// scope (403 `insufficient_scope`, a step-up).
+    Challenge(Challenge),
+    /// A per-user or per-client rate limit (`reason` names which).
+    RateLimited {
+        reason: &'static str,
+        retry_after: Duration,
+    },
+    /// `MCP-Protocol-Version` names a version the gateway does not speak.
+    UnsupportedVersion {
+        requested: String,
+    },
+    TooLarge,
+    /// Not one strict JSON-RPC message.
+    Malformed(ParseError),
+    /// A request whose params miss what the method needs.
+    InvalidParams(Cow<'static, str>),
+    /// A method 2026-07-28 removed.
+    MethodRemoved,
+    /// 2026-07-28: an `Mcp-*` header disagrees with the body.
+    HeaderMismatch(&'static str),
+    /// Policy: the item is disabled or not on the user's allowlist.
+    Denied {
+        kind: ItemKind,
+        reason: &'static str,
+    },
+    /// A `requestState` not sealed for this user, client and upstream.
+    ForeignRequestState(StateRefusal),
+    /// GET or DELETE from a stateless (2026-07-28) client.
+    MethodNotAllowed,
+    MissingSession,
+    /// Unknown, expired, or another principal's session: indistinguishable.
+    UnknownSession,
+    /// GET without `Accept: text/event-stream`.
+    NotAcceptable,
+    /// `Last-Event-ID` names no stream this session still holds.
+    UnknownEventId,
+    /// The upstream ended its session, so the gateway ended its own.
+    UpstreamSessionGone,
+    /// The upstream failed: unreachable, refused our credentials, a 5xx, a
+    /// malformed answer, a child that did not start or exited. The detail is
+    /// logged where it happens; the client learns nothing more.
+    Upstream {
+        reason: &'static str,
+    },
+}
+
+/// What the challenge of a [`Refusal::Challenge`] is built from.
+pub struct ChallengeParams<'a> {
+    pub resource_metadata_url: &'a str,
+    pub baseline: &'a ScopeSet,
+}
+
+impl Refusal {
+    /// A step-up to `required` scopes for `kind` (or the upstream's baseline).
+    pub fn step_up(required: ScopeSet, kind: Option<ItemKind>) -> Self {
+        let description = match kind {
+            Some(k) => format!("this {} needs more scope", k.noun()),
+            None => "this resource needs more scope".to_string(),
+        };
+        Refusal::Challenge(Challenge::InsufficientScope {
+            required,
+            description,
+        })
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::NoSuchEndpoint | Refusal::UnknownSession | Refusal::UpstreamSessionGone => {
+                StatusCode::NOT_FOUND
+            }
+            Refusal::MethodRemoved => StatusCode::NOT_FOUND,
+            Refusal::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::ForeignOrigin | Refusal::Denied { .. } => StatusCode::FORBIDDEN,
+            Refusal::ForeignHost => StatusCode::MISDIRECTED_REQUEST,
+            Refusal::Challenge(ch) => mcpgate_guard::challenge::status(ch),
+            Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::UnsupportedVersion { .. }
+            | Refusal::Malformed(_)
+            | Refusal::InvalidParams(_)
+            | Refusal::HeaderMismatch(_)
+            | Refusal::ForeignRequestState(_)
+            | Refusal::MissingSession
+            | Refusal::UnknownEventId => StatusCode::BAD_REQUEST,
+            Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            Refusal::Upstream { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The JSON-RPC error code.
+    pub fn code(&self) -> i64 {
+        match self {
+            Refusal::NoSuchEndpoint
+            | Refusal::TooLarge
+            | Refusal::MethodNotAllowed
+            | Refusal::MissingSession
+            | Refusal::UnknownSession
+            | Refusal::NotAcceptable
+            | Refusal::UnknownEventId
+            | Refusal::UpstreamSessionGone => codes::INVALID_REQUEST,
+            Refusal::Challenge(_) => mcpgate_guard::AUTH_ERROR_CODE,
+            Refusal::ShuttingDown
+            | Refusal::ForeignOrigin
+            | Refusal::ForeignHost
+            | Refusal::RateLimited { .. }
+            | Refusal::Denied { .. } => codes::SERVER_ERROR,
+            Refusal::UnsupportedVersion { .. } => codes::UNSUPPORTED_PROTOCOL_VERSION,
+            Refusal::Malformed(e) => e.code(),
+            Refusal::InvalidParams(_) | Refusal::ForeignRequestState(_) => codes::INVALID_PARAMS,
+            Refusal::MethodRemoved => codes::METHOD_NOT_FOUND,
+            Refusal::HeaderMismatch(_) => codes::HEADER_MISMATCH,
+            Refusal::Upstream { .. } => codes::UPSTREAM_ERROR,
+        }
+    }
+
+    pub fn message(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
+            Refusal::NoSuchEndpoint => "no such MCP endpoint",
+            Refusal::ShuttingDown => "the gateway is shutting down",
+            Refusal::ForeignOrigin => "Origin not allowed",
+            Refusal::ForeignHost => "Host not allowed",
+            Refusal::Challenge(ch) => {
+                return Cow::Owned(mcpgate_guard::challenge::message(ch).to_string());
+            }
+            Refusal::RateLimited { .. } => "rate limit exceeded",
+            Refusal::UnsupportedVersion { .. } => "unsupported MCP-Protocol-Version",
+            Refusal::TooLarge => "message too large",
+            Refusal::Malformed(e) => e.message(),
+            Refusal::InvalidParams(m) => return m.clone(),
+            Refusal::MethodRemoved => "Method not found (removed in 2026-07-28)",
+            Refusal::HeaderMismatch(m) => m,
+            Refusal::Denied { kind, .. } => {
+                return Cow::Owned(format!("this {} is not available to you", kind.noun()));
+            }
+            Refusal::ForeignRequestState(StateRefusal::Malformed) => {
+                "Invalid params: requestState was not issued by this gateway"
+            }
+            Refusal::ForeignRequestState(StateRefusal::NotYours) => {
+                "Invalid params: requestState was issued to another user, client or server"
+            }
+            Refusal::MethodNotAllowed => "no sessions in this protocol version",
+            Refusal::MissingSession => "Mcp-Session-Id required",
+            Refusal::UnknownSession | Refusal::UpstreamSessionGone => "session not found",
+            Refusal::NotAcceptable => "GET needs Accept: text/event-stream",
+            Refusal::UnknownEventId => {
+                "Last-Event-ID names no stream of this session that can be resumed"
+            }
+            Refusal::Upstream { .. } => "upstream server unavailable",
+        })
+    }
+
+    /// The audit decision.
+    pub fn decision(&self) -> &'static str {
+        match self {
+            Refusal::Challenge(Challenge::InsufficientScope { .. }) => "step_up",
+            Refusal::Challenge(_) => "unauthenticated",
+            Refusal::RateLimited { .. } => "rate_limited",
+            Refusal::Upstream { .. } | Refusal::UpstreamSessionGone => "error",
+            Refusal::NoSuchEndpoint
+            | Refusal::ShuttingDown
+            | Refusal::ForeignOrigin
+            | Refusal::ForeignHost
+            | Refusal::UnsupportedVersion { .. }
+            | Refusal::TooLarge
+            | Refusal::Malformed(_)
+            | Refusal::InvalidParams(_)
+            | Refusal::MethodRemoved
+            | Refusal::HeaderMismatch(_)
+            | Refusal::Denied { .. }
+            | Refusal::ForeignRequestState(_)
+            | Refusal::MethodNotAllowed
+            | Refusal::MissingSession
+            | Refusal::UnknownSession
+            | Refusal::NotAcceptable
+            | Refusal::UnknownEventId => "deny",
+        }
+    }
+
+    /// The audit reason (also a `reason` label of the decision metric).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::NoSuchEndpoint => "no_such_endpoint",
+            Refusal::ShuttingDown => "shutting_down",
+            Refusal::ForeignOrigin => "foreign_origin",
+            Refusal::ForeignHost => "foreign_host",
+            Refusal::Challenge(Challenge::Missing) => "missing_token",
+            Refusal::Challenge(Challenge::InvalidToken(_)) => "invalid_token",
+            Refusal::Challenge(Challenge::InvalidRequest(_)) => "invalid_request",
+            Refusal::Challenge(Challenge::InsufficientScope { .. }) => "insufficient_scope",
+            Refusal::RateLimited { reason, .. } => reason,
+            Refusal::UnsupportedVersion { .. } => "unsupported_protocol_version",
+            Refusal::TooLarge => "too_large",
+            Refusal::Malformed(_) | Refusal::InvalidParams(_) => "malformed",
+            Refusal::MethodRemoved => "method_not_found",
+            Refusal::HeaderMismatch(_) => "header_mismatch",
+            Refusal::Denied { reason, .. } => reason,
+            Refusal::ForeignRequestState(_) => "foreign_request_state",
+            Refusal::MethodNotAllowed => "method_not_allowed",
+            Refusal::MissingSession => "missing_session",
+            Refusal::UnknownSession => "unknown_session",
+            Refusal::NotAcceptable => "not_acceptable",
+            Refusal::UnknownEventId => "unknown_event_id",
+            Refusal::UpstreamSessionGone => "upstream_session_gone",
+            Refusal::Upstream { reason } => reason,
+        }
+    }
+
+    /// The answer: a JSON-RPC error with `id` (when known) and the
+    /// variant's headers (`WWW-Authenticate`, `Retry-After`, `Allow`).
+    pub fn response(&self, id: Option<&Value>, challenge: &ChallengeParams<'_>) -> Response {
+        match self {
+            Refusal::Challenge(ch) => {
+                challenge_response(ch, challenge.resource_metadata_url, challenge.baseline)
+            }
+            Refusal::UnsupportedVersion { requested } => {
+                // UnsupportedProtocolVersionError: the versions spoken and the
+                // one asked for, with the request's id.
+                let mut r = json_response(&json!({
+                    "jsonrpc": "2.0",
+                    "id": id,
+                    "error": {
+                        "code": self.code(),
+                        "message": self.message(),
+                        "data": {
+                            "supported": crate::mcp::SUPPORTED_VERSIONS,
+                            "requested": requested,
+                        },
+                    },
+                }));
+                *r.status_mut() = self.status();
+                r.headers_mut().insert(
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                );
+                r
+            }
+            _ => {
+                let mut r = error_response(self.status(), id, self.code(), &self.message());
+                let h = r.headers_mut();
+                match self {
+                    Refusal::RateLimited { retry_after, .. } => {
+                        let secs =
+                            retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                        h.insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+                    }
+                    Refusal::MethodNotAllowed => {
+                        h.insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+                    }
+                    _ => {}
+                }
+                r
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// One of each variant. The `match` has no wildcard: a new variant does
+    /// not compile until it is added here, and so to the snapshot.
+    fn every_variant() -> Vec<Refusal> {
+        let all = vec![
+            Refusal::NoSuchEndpoint,
+            Refusal::ShuttingDown,
+            Refusal::ForeignOrigin,
+            Refusal::ForeignHost,
+            Refusal::Challenge(Challenge::Missing),
+            Refusal::Challenge(Challenge::InvalidToken("expired".into())),
+            Refusal::Challenge(Challenge::InvalidRequest("token in query".into())),
+            Refusal::step_up(
+                ScopeSet::parse("n:read n:write").unwrap(),
+                Some(ItemKind::Tool),
+            ),
+            Refusal::step_up(ScopeSet::parse("n:read").unwrap(), None),
+            Refusal::RateLimited {
+                reason: "user_rate_limit",
+                retry_after: Duration::from_millis(1500),
+            },
+            Refusal::UnsupportedVersion {
+                requested: "1999-01-01".into(),
+            },
+            Refusal::TooLarge,
+            Refusal::Malformed(ParseError::NotJson),
+            Refusal::Malformed(ParseError::Invalid("duplicate key in a JSON object")),
+            Refusal::InvalidParams("tools/call needs params.name".into()),
+            Refusal::MethodRemoved,
+            Refusal::HeaderMismatch("Mcp-Name does not match the body"),
+            Refusal::Denied {
+                kind: ItemKind::Prompt,
+                reason: "prompt_disabled",
+            },
+            Refusal::ForeignRequestState(StateRefusal::Malformed),
+            Refusal::ForeignRequestState(StateRefusal::NotYours),
+            Refusal::MethodNotAllowed,
+            Refusal::MissingSession,
+            Refusal::UnknownSession,
+            Refusal::NotAcceptable,
+            Refusal::UnknownEventId,
+            Refusal::UpstreamSessionGone,
+            Refusal::Upstream {
+                reason: "upstream_unreachable",
+            },
+        ];
+        for r in &all {
+            match r {
+                Refusal::NoSuchEndpoint
+                | Refusal::ShuttingDown
+                | Refusal::ForeignOrigin
+                | Refusal::ForeignHost
+                | Refusal::Challenge(_)
+                | Refusal::RateLimited { .. }
+                | Refusal::UnsupportedVersion { .. }
+                | Refusal::TooLarge
+                | Refusal::Malformed(_)
+                | Refusal::InvalidParams(_)
+                | Refusal::MethodRemoved
+                | Refusal::HeaderMismatch(_)
+                | Refusal::Denied { .. }
+                | Refusal::ForeignRequestState(_)
+                | Refusal::MethodNotAllowed
+                | Refusal::MissingSession
+                | Refusal::UnknownSession
+                | Refusal::NotAcceptable
+                | Refusal::UnknownEventId
+                | Refusal::UpstreamSessionGone
+                | Refusal::Upstream { .. } => {}
+            }
+        }
+        all
+    }
+
+    #[tokio::test]
+    async fn every_refusal_on_the_wire() {
+        let baseline = ScopeSet::parse("n:read").unwrap();
+        let params = ChallengeParams {
+            resource_metadata_url: "https://gw.example/.well-known/oauth-protected-resource/mcp/n",
+            baseline: &baseline,
+        };
+        let mut out = String::new();
+        for r in every_variant() {
+            let resp = r.response(Some(&json!(7)), &params);
+            let (parts, body) = resp.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            out.push_str(&format!(
+                "{r:?}\n  audit: {} / {}\n  {}\n",
+                r.decision(),
+                r.reason(),
+                parts.status
+            ));
+            let mut headers: Vec<_> = parts.headers.iter().collect();
+            headers.sort_by_key(|(k, _)| k.as_str());
+            for (k, v) in headers {
+                out.push_str(&format!("  {k}: {}\n", v.to_str().unwrap()));
+            }
+            out.push_str(&format!("  {}\n\n", String::from_utf8_lossy(&body)));
+        }
+        insta::assert_snapshot!(out);
+    }
+}
