@@ -65,6 +65,8 @@ pub struct Decoder {
     pending: Event,
     size: usize,
     max: usize,
+    /// How much of `buf` is known to hold no line end.
+    scanned: usize,
 }
 
 impl Decoder {
@@ -74,6 +76,7 @@ impl Decoder {
             pending: Event::default(),
             size: 0,
             max,
+            scanned: 0,
         }
     }
 
@@ -84,7 +87,14 @@ impl Decoder {
         let mut start = 0;
         loop {
             let rest = &self.buf[start..];
-            let Some(end) = rest.iter().position(|b| *b == b'\n' || *b == b'\r') else {
+            // The partial line kept from the last chunk was searched already:
+            // a long line in many chunks costs linear time, not quadratic.
+            let from = if start == 0 { self.scanned } else { 0 };
+            let Some(end) = rest[from..]
+                .iter()
+                .position(|b| *b == b'\n' || *b == b'\r')
+                .map(|i| i + from)
+            else {
                 break;
             };
             // A CR at the very end may be the first half of a CRLF.
@@ -100,6 +110,8 @@ impl Decoder {
             }
         }
         self.buf.drain(..start);
+        // What is left holds no line end, but for a CR that may start a CRLF.
+        self.scanned = self.buf.len().saturating_sub(1);
         if self.buf.len() > self.max {
             return Err(Refused("an event stream line is too long"));
         }
