@@ -151,7 +151,7 @@ pub async fn section(_opts: &Opts) -> Result<Section> {
         ],
         &rows,
     );
-    md.push_str("\n");
+    md.push('\n');
     md.push_str(&report::md_table(
         &[
             "tools/call answer (SSE event)",
