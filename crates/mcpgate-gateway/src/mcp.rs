@@ -407,7 +407,7 @@ async fn get_phases(
                     relay::log_sse(log, after, false)
                 }
                 None => {
-                    relay::logged_get_stream(streams, child.open_stream(&s.id), ctx.outbound(p))
+                    relay::logged_sse(streams, child.open_stream(&s.id), ctx.outbound(p), false)
                 }
             };
             Ok((r, Forwarded::Allowed))

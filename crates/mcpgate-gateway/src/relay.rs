@@ -81,45 +81,29 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// The POST answer of a stdio session: the request's messages are decided
-/// by `out` and written to a new stream of the session by a task of their
-/// own, and the client reads that stream (priming event first). A client
-/// that drops it can resume it with `GET` and `Last-Event-ID`; the request
-/// goes on (only a `notifications/cancelled` cancels it).
+/// A stream of a stdio session: the messages of `rx` are decided by `out`
+/// and written to a new log of the session by a task of their own, and the
+/// client reads that log (priming event first). For a POST (`until_answer`)
+/// the stream ends with the response; the standalone GET stream lasts as
+/// long as the session. A client that drops either can resume it with `GET`
+/// and `Last-Event-ID`; a request goes on (only `notifications/cancelled`
+/// cancels it).
 pub fn logged_sse(
     streams: &resume::Streams,
     mut rx: mpsc::UnboundedReceiver<Value>,
     out: Outbound,
+    until_answer: bool,
 ) -> Response {
     let log = streams.open();
     let writer = log.clone();
     tokio::spawn(async move {
         while let Some(mut m) = rx.recv().await {
-            let last = m.get("method").is_none();
+            let answer = m.get("method").is_none();
             out.decide(&mut m);
             writer.push(m);
-            if last {
+            if until_answer && answer {
                 break;
             }
-        }
-        writer.finish();
-    });
-    log_sse(log, 0, true)
-}
-
-/// The standalone GET stream of a stdio session, logged like a POST stream
-/// so that it can be resumed too.
-pub fn logged_get_stream(
-    streams: &resume::Streams,
-    mut rx: mpsc::UnboundedReceiver<Value>,
-    out: Outbound,
-) -> Response {
-    let log = streams.open();
-    let writer = log.clone();
-    tokio::spawn(async move {
-        while let Some(mut m) = rx.recv().await {
-            out.decide(&mut m);
-            writer.push(m);
         }
         writer.finish();
     });

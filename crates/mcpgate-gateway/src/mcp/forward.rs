@@ -184,7 +184,7 @@ async fn initialize(
             } else {
                 first_response(&child, &id, env.value.clone(), ctx.up.cfg.timeout).await
             };
-            let Some(answer) = answer else {
+            let Some(mut answer) = answer else {
                 if !shared {
                     child.kill();
                 }
@@ -194,6 +194,7 @@ async fn initialize(
                     "upstream_error",
                 ));
             };
+            ctx.outbound(p).decide(&mut answer);
             if answer.get("error").is_some() {
                 if !shared {
                     child.kill();
@@ -343,7 +344,7 @@ async fn stdio_forward(
             }
             if relay::accepts_sse(headers) {
                 let r = match stream {
-                    Stream::Session { streams, .. } => relay::logged_sse(streams, rx, out),
+                    Stream::Session { streams, .. } => relay::logged_sse(streams, rx, out, true),
                     Stream::Stateless => {
                         relay::stdio_sse(child, session.to_string(), client_id, rx, out)
                     }

@@ -800,6 +800,17 @@ fn signal_group(pid: Option<u32>, sig: nix::sys::signal::Signal) {
 mod tests {
     use super::*;
 
+    /// A child that runs `script` under `/bin/sh`, outside the sandbox.
+    fn sh(script: &str) -> StdioConfig {
+        StdioConfig {
+            command: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            cwd: None,
+            env: vec![],
+            sandbox: Default::default(),
+        }
+    }
+
     #[tokio::test]
     async fn bounded_lines() {
         let data: &[u8] = b"abc\n\ndefg\nxyz";
@@ -840,13 +851,7 @@ mod tests {
     async fn unsolicited_messages_wait_for_the_get_stream() {
         // Echoes each line, then sends a notification of its own.
         let script = r#"while read l; do echo "$l"; echo '{"jsonrpc":"2.0","method":"notifications/x"}'; done"#;
-        let cfg = StdioConfig {
-            command: "/bin/sh".into(),
-            args: vec!["-c".into(), script.into()],
-            cwd: None,
-            env: vec![],
-            sandbox: Default::default(),
-        };
+        let cfg = sh(script);
         let c = StdioChild::spawn("t", &cfg, &Launch::Direct, false, 1024).unwrap();
         let mut rx = c
             .request("s1", json!({"jsonrpc":"2.0","id":1,"result":{}}))
@@ -873,13 +878,7 @@ mod tests {
     async fn a_malformed_answer_fails_its_request() {
         // Turns each request into an answer with the same id and two results.
         let script = r#"while read l; do echo "$l" | sed 's/"method".*$/"result":{},"result":{"x":1}}/'; done"#;
-        let cfg = StdioConfig {
-            command: "/bin/sh".into(),
-            args: vec!["-c".into(), script.into()],
-            cwd: None,
-            env: vec![],
-            sandbox: Default::default(),
-        };
+        let cfg = sh(script);
         let c = StdioChild::spawn("t", &cfg, &Launch::Direct, false, 1024).unwrap();
         let mut rx = c
             .request(
@@ -904,13 +903,7 @@ mod tests {
     #[tokio::test]
     async fn progress_reaches_its_own_request_on_a_shared_child() {
         let script = r#"while read -r l; do tok=$(printf '%s' "$l" | sed 's/.*"progressToken":"\([^"]*\)".*/\1/'); echo "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":\"$tok\",\"progress\":1}}"; done"#;
-        let cfg = StdioConfig {
-            command: "/bin/sh".into(),
-            args: vec!["-c".into(), script.into()],
-            cwd: None,
-            env: vec![],
-            sandbox: Default::default(),
-        };
+        let cfg = sh(script);
         let c = StdioChild::spawn("t", &cfg, &Launch::Direct, true, 4096).unwrap();
         let call = |id: i64| {
             json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
@@ -940,13 +933,7 @@ mod tests {
             r#"echo '{{"jsonrpc":"2.0","id":"s1","method":"elicitation/create","params":{{}}}}'; read -r reply; printf '%s' "$reply" > {}; sleep 5"#,
             out.display()
         );
-        let cfg = StdioConfig {
-            command: "/bin/sh".into(),
-            args: vec!["-c".into(), script],
-            cwd: None,
-            env: vec![],
-            sandbox: Default::default(),
-        };
+        let cfg = sh(&script);
         let c = StdioChild::spawn("t", &cfg, &Launch::Direct, true, 1024).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         let reply = loop {
