@@ -49,6 +49,10 @@ pub struct IdentityProviderFile {
     pub allowed_email_domains: Vec<String>,
     #[serde(default)]
     pub allowed_groups: Vec<String>,
+    /// Admit every account of the provider (required when neither
+    /// allowlist is set).
+    #[serde(default)]
+    pub allow_any_account: bool,
     /// `oauth2` only.
     pub authorization_endpoint: Option<String>,
     pub token_endpoint: Option<String>,
@@ -217,8 +221,24 @@ pub fn providers<E>(
                 *target = v.clone();
             }
         }
+        let limited = !f.allowed_email_domains.is_empty() || !f.allowed_groups.is_empty();
+        if !limited && !f.allow_any_account {
+            return Err(invalid(
+                &field("allowed_email_domains"),
+                "this provider would admit every account it has: set allowed_email_domains \
+                 or allowed_groups, or allow_any_account = true to admit them all"
+                    .into(),
+            ));
+        }
+        if limited && f.allow_any_account {
+            return Err(invalid(
+                &field("allow_any_account"),
+                "contradicts allowed_email_domains / allowed_groups: remove one".into(),
+            ));
+        }
         p.allowed_email_domains = f.allowed_email_domains.clone();
         p.allowed_groups = f.allowed_groups.clone();
+        p.allow_any_account = f.allow_any_account;
         out.push(p);
     }
     Ok(out)
@@ -280,6 +300,7 @@ mod tests {
              "allowed_email_domains": ["corp.example"]},
             {"name": "gh", "kind": "oauth2", "issuer": "https://github.com", "client_id": "c",
              "client_secret": "s", "token_endpoint_auth": "client_secret_post", "subject_claim": "id",
+             "allowed_groups": ["mcp-users"],
              "authorization_endpoint": "https://github.com/login/oauth/authorize",
              "token_endpoint": "https://github.com/login/oauth/access_token",
              "userinfo_endpoint": "https://api.github.com/user"}
@@ -290,6 +311,31 @@ mod tests {
         assert_eq!(ps[1].subject_claim, "id");
         assert_eq!(ps[1].token_endpoint_auth, TokenAuth::ClientSecretPost);
         assert!(matches!(ps[1].kind, ProviderKind::OAuth2 { .. }));
+    }
+
+    /// A provider admits only the accounts its allowlist names, or every
+    /// account when the operator says so explicitly; never by omission.
+    #[test]
+    fn a_provider_without_an_allowlist_needs_allow_any_account() {
+        let one = |extra: serde_json::Value| {
+            let mut v = serde_json::json!({"name": "corp", "issuer": "https://idp.example",
+                "client_id": "c", "client_secret": "s"});
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            parse(serde_json::json!([v]))
+        };
+        let e = one(serde_json::json!({})).unwrap_err();
+        assert!(
+            e.contains("[0].allowed_email_domains") && e.contains("allow_any_account = true"),
+            "{e}"
+        );
+        let open = one(serde_json::json!({"allow_any_account": true})).unwrap();
+        assert!(open[0].allow_any_account);
+        let e = one(serde_json::json!({"allow_any_account": true, "allowed_groups": ["g"]}))
+            .unwrap_err();
+        assert!(e.contains("[0].allow_any_account"), "{e}");
+        assert!(one(serde_json::json!({"allowed_groups": ["g"]})).is_ok());
     }
 
     #[test]
@@ -335,7 +381,8 @@ mod tests {
 
     fn pkjwt(extra: serde_json::Value) -> Result<Vec<IdentityProvider>, String> {
         let mut v = serde_json::json!({"name": "corp", "issuer": "https://idp.example",
-            "client_id": "c", "token_endpoint_auth": "private_key_jwt"});
+            "client_id": "c", "token_endpoint_auth": "private_key_jwt",
+            "allowed_groups": ["mcp-users"]});
         for (k, x) in extra.as_object().unwrap() {
             v[k] = x.clone();
         }

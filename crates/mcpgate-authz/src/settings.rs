@@ -201,6 +201,10 @@ pub struct IdentityProvider {
     pub allowed_email_domains: Vec<String>,
     /// When non-empty, only users in one of these groups may sign in.
     pub allowed_groups: Vec<String>,
+    /// Admit every account of the provider. Without it, a provider with no
+    /// allowlist admits nobody (and its configuration is refused): a
+    /// provider such as Google or GitHub has every account on the internet.
+    pub allow_any_account: bool,
 }
 
 impl IdentityProvider {
@@ -228,6 +232,7 @@ impl IdentityProvider {
             groups_claim: "groups".into(),
             allowed_email_domains: Vec::new(),
             allowed_groups: Vec::new(),
+            allow_any_account: false,
         }
     }
 

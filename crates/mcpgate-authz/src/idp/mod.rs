@@ -339,14 +339,25 @@ pub async fn callback(
 }
 
 /// The local user linked to this upstream identity; created (and linked,
-/// in one transaction) on first sign-in.
+/// in one transaction) on first sign-in. The provider is the source of a
+/// linked user's groups: they are replaced by this sign-in's, so a user
+/// removed from a group at the provider loses it here at the next sign-in.
 async fn linked_user(
     app: &AppState,
     p: &IdentityProvider,
     id: &upstream::Identity,
 ) -> Result<UserRecord, StoreError> {
     match app.store.get_linked_identity(&p.name, &id.subject).await {
-        Ok(link) => return app.store.get_user(&link.user_id).await,
+        Ok(link) => {
+            let mut user = app.store.get_user(&link.user_id).await?;
+            if user.groups != id.groups {
+                tracing::info!(provider = %p.name, user = %user.id, "groups refreshed from the provider");
+                user.groups = id.groups.clone();
+                user.updated_at = app.now();
+                app.store.update_user(&user).await?;
+            }
+            return Ok(user);
+        }
         Err(StoreError::NotFound) => {}
         Err(e) => return Err(e),
     }

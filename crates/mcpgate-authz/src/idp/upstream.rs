@@ -404,6 +404,9 @@ fn identity_from(p: &IdentityProvider, claims: &Value) -> Result<Identity, Upstr
 
 /// The provider's allowlist: `Err` with the reason shown to the user.
 pub(crate) fn allowed(p: &IdentityProvider, id: &Identity) -> Result<(), &'static str> {
+    if p.allowed_email_domains.is_empty() && p.allowed_groups.is_empty() && !p.allow_any_account {
+        return Err("This server accepts no account of this provider.");
+    }
     if !p.allowed_email_domains.is_empty() {
         let domain = id
             .email

@@ -37,6 +37,7 @@ pub fn trials() -> Vec<Trial> {
         iss_parameter_missing_refused,
         discovery_issuer_mismatch_refused,
         allowlist_refuses_outsider,
+        no_allowlist_admits_nobody,
         login_csrf_required_to_start,
     ]
 }
@@ -187,6 +188,7 @@ impl FakeIdp {
 pub fn provider(issuer: &str) -> IdentityProvider {
     let mut p = IdentityProvider::oidc("corp", issuer, CLIENT_ID, Secret::new(CLIENT_SECRET));
     p.display_name = "Corp SSO".into();
+    p.allow_any_account = true;
     p
 }
 
@@ -717,6 +719,35 @@ async fn discovery_issuer_mismatch_refused() {
     let go = b.post_form(&as_.url("/login/idp/corp"), &form).await;
     assert_error_page(&go, 400);
     assert!(upstream_cookie_set(&go).is_none());
+}
+
+/// A provider built in code without an allowlist and without
+/// `allow_any_account` admits nobody (the configuration file refuses it
+/// before this; this is the rule at sign-in).
+async fn no_allowlist_admits_nobody() {
+    let idp = FakeIdp::start().await;
+    let mut p = provider(idp.issuer());
+    p.allow_any_account = false;
+    let as_ = as_with(p).await;
+    let mut b = Browser::new();
+    let begun = begin(
+        &as_,
+        &mut b,
+        &app_request(&as_),
+        &format!("{}/authorize", idp.issuer()),
+    )
+    .await;
+    let claims = good_claims(&as_, &idp, &begun);
+    idp.set_next(claims);
+    let page = callback(
+        &as_,
+        &mut b,
+        Some(&begun.params["state"]),
+        Some(idp.issuer()),
+    )
+    .await;
+    assert_refused(&as_, &b, &page, 403, "accepts no account of this provider");
+    no_linked_users(&as_).await;
 }
 
 async fn allowlist_refuses_outsider() {

@@ -1,6 +1,6 @@
 //! More upstream sign-in trials against the fake provider of `idp`: a plain
 //! OAuth 2.0 (GitHub-style) provider with a userinfo URL, the group
-//! allowlist, a provider's error answer, a disabled linked user, and an
+//! allowlist and groups refreshed at each sign-in, a provider's error answer, a disabled linked user, and an
 //! unknown provider name.
 
 use libtest_mimic::Trial;
@@ -87,6 +87,22 @@ async fn group_allowlist() {
         .unwrap();
     let user = as_.store.get_user(&link.user_id).await.unwrap();
     assert_eq!(user.groups, ["eng", "mcp-users"]);
+    // The next sign-in brings the provider's groups of now: "eng" is gone.
+    let mut b = Browser::new();
+    let begun = begin(&as_, &mut b, &app_request(&as_), &auth).await;
+    let mut claims = good_claims(&as_, &idp, &begun);
+    claims["groups"] = json!(["mcp-users", "ops"]);
+    idp.set_next(claims);
+    let page = callback(
+        &as_,
+        &mut b,
+        Some(&begun.params["state"]),
+        Some(idp.issuer()),
+    )
+    .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let user = as_.store.get_user(&link.user_id).await.unwrap();
+    assert_eq!(user.groups, ["mcp-users", "ops"], "groups refreshed");
 }
 
 async fn provider_error_answer_refused() {
