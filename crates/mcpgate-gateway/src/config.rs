@@ -225,8 +225,24 @@ pub struct ToolFile {
     #[serde(default)]
     pub scopes: Vec<String>,
     pub allow: Option<bool>,
-    pub users: Option<Vec<String>>,
+    pub users: Option<Vec<UserFile>>,
     pub groups: Option<Vec<String>>,
+}
+
+/// One entry of a `users` allowlist: a subject of mcpgate's own AS
+/// (`"alice"`), or `{ issuer, subject }` for a user of a trusted issuer.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum UserFile {
+    Subject(String),
+    Qualified(QualifiedUserFile),
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct QualifiedUserFile {
+    pub issuer: String,
+    pub subject: String,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -294,10 +310,18 @@ pub struct ToolPolicy {
     /// Scopes the tool needs beyond the baseline.
     pub scopes: ScopeSet,
     pub allow: bool,
-    /// Token subjects (`sub`) allowed; `None` = anyone.
-    pub users: Option<Vec<String>>,
+    /// Users allowed, each an (issuer, subject) pair; `None` = anyone.
+    pub users: Option<Vec<UserRef>>,
     /// Groups (`groups` claim) allowed; `None` = anyone.
     pub groups: Option<Vec<String>>,
+}
+
+/// A user as tokens name them: the subject is only unique per issuer, so a
+/// rule for mcpgate's own `alice` never admits another issuer's `alice`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRef {
+    pub issuer: String,
+    pub subject: String,
 }
 
 impl Default for ToolPolicy {
@@ -482,11 +506,46 @@ fn scopes(field: &str, list: &[String]) -> Result<ScopeSet, ConfigError> {
     Ok(s)
 }
 
-fn tool_policy(field: &str, t: &ToolFile) -> Result<ToolPolicy, ConfigError> {
+/// A policy table. Bare `users` entries are subjects of mcpgate's own AS
+/// (`own_issuer`); qualified ones must name that issuer or a trusted one.
+fn tool_policy(
+    field: &str,
+    t: &ToolFile,
+    own_issuer: &str,
+    trusted: &[ExternalIssuer],
+) -> Result<ToolPolicy, ConfigError> {
+    let users = match &t.users {
+        None => None,
+        Some(list) => Some(
+            list.iter()
+                .map(|u| match u {
+                    UserFile::Subject(s) => Ok(UserRef {
+                        issuer: own_issuer.to_string(),
+                        subject: s.clone(),
+                    }),
+                    UserFile::Qualified(q) => {
+                        if q.issuer != own_issuer && !trusted.iter().any(|t| t.issuer == q.issuer) {
+                            return Err(err(
+                                format!("{field}.users"),
+                                format!(
+                                    "issuer {:?} is neither mcpgate's own ({own_issuer:?}) nor a [[gateway.trusted_issuer]]",
+                                    q.issuer
+                                ),
+                            ));
+                        }
+                        Ok(UserRef {
+                            issuer: q.issuer.clone(),
+                            subject: q.subject.clone(),
+                        })
+                    }
+                })
+                .collect::<Result<Vec<_>, ConfigError>>()?,
+        ),
+    };
     Ok(ToolPolicy {
         scopes: scopes(&format!("{field}.scopes"), &t.scopes)?,
         allow: t.allow.unwrap_or(true),
-        users: t.users.clone(),
+        users,
         groups: t.groups.clone(),
     })
 }
@@ -796,11 +855,17 @@ pub fn validate(
         }
         let items = |what: &str, m: &BTreeMap<String, ToolFile>| {
             m.iter()
-                .map(|(name, t)| Ok((name.clone(), tool_policy(&f(&format!("{what}.{name}")), t)?)))
+                .map(|(name, t)| {
+                    let field = f(&format!("{what}.{name}"));
+                    Ok((
+                        name.clone(),
+                        tool_policy(&field, t, public_url, &s.trusted_issuers)?,
+                    ))
+                })
                 .collect::<Result<BTreeMap<_, _>, ConfigError>>()
         };
         let default = |what: &str, t: &Option<ToolFile>| match t {
-            Some(t) => tool_policy(&f(what), t),
+            Some(t) => tool_policy(&f(what), t, public_url, &s.trusted_issuers),
             None => Ok(ToolPolicy::default()),
         };
         let tools = items("tools", &u.tools)?;
@@ -1048,6 +1113,38 @@ mod tests {
         // allow = true/false is fine.
         assert!(parse(&format!("{none}[upstream.tools.x]\nallow = false\n")).is_ok());
         assert!(parse("[gateway]\nauthentication = \"off\"\n").is_err());
+    }
+
+    /// A bare `users` entry is a subject of mcpgate's own AS; another
+    /// issuer's user is named with its issuer, which must be trusted.
+    #[test]
+    fn users_are_issuer_and_subject() {
+        let trusted = "[[gateway.trusted_issuer]]\nissuer = \"https://idp.example\"\njwks_uri = \"https://idp.example/jwks\"\n";
+        let up = "[[upstream]]\nname = \"t\"\nstdio = { command = \"x\" }\n[upstream.tools.x]\n";
+        let s = parse(&format!(
+            "{trusted}{up}users = [\"alice\", {{ issuer = \"https://idp.example\", subject = \"u-1\" }}]\n"
+        ))
+        .unwrap();
+        let users = s.upstreams[0].tools["x"].users.clone().unwrap();
+        assert_eq!(
+            users,
+            [
+                UserRef {
+                    issuer: "http://127.0.0.1:8080".into(),
+                    subject: "alice".into()
+                },
+                UserRef {
+                    issuer: "https://idp.example".into(),
+                    subject: "u-1".into()
+                },
+            ]
+        );
+        let e = parse(&format!(
+            "{trusted}{up}users = [{{ issuer = \"https://other.example\", subject = \"u-1\" }}]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.field, "upstream[0].tools.x.users");
+        assert!(e.message.contains("trusted_issuer"), "{}", e.message);
     }
 
     #[test]

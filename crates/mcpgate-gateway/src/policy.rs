@@ -196,10 +196,10 @@ fn allowlisted(policy: &ToolPolicy, p: &Principal) -> Result<(), &'static str> {
     if policy.users.is_none() && policy.groups.is_none() {
         return Ok(());
     }
-    let by_user = policy
-        .users
-        .as_ref()
-        .is_some_and(|u| u.contains(&p.subject));
+    let by_user = policy.users.as_ref().is_some_and(|u| {
+        u.iter()
+            .any(|r| r.subject == p.subject && r.issuer == p.issuer)
+    });
     let by_group = policy
         .groups
         .as_ref()
@@ -338,7 +338,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::config::{StdioConfig, Transport, UpstreamAuth};
+    use crate::config::{StdioConfig, Transport, UpstreamAuth, UserRef};
 
     fn up(list: ListMode) -> UpstreamConfig {
         let mut tools = BTreeMap::new();
@@ -366,7 +366,10 @@ mod tests {
         tools.insert(
             "bob".into(),
             ToolPolicy {
-                users: Some(vec!["bob".into()]),
+                users: Some(vec![UserRef {
+                    issuer: "i".into(),
+                    subject: "bob".into(),
+                }]),
                 ..ToolPolicy::default()
             },
         );
@@ -449,6 +452,13 @@ mod tests {
         assert_eq!(
             decide_tool(&u, &who("bob", "n:read", &[]), "bob"),
             Decision::Allow
+        );
+        // Another issuer's "bob" is another user.
+        let mut other_bob = who("bob", "n:read", &[]);
+        other_bob.issuer = "https://elsewhere.example".into();
+        assert_eq!(
+            decide_tool(&u, &other_bob, "bob"),
+            Decision::Deny("not_in_allowlist")
         );
         // Denial wins over missing scope: no step-up for a tool one can never get.
         assert_eq!(
