@@ -333,10 +333,13 @@ fn start_mcpgate_env(
 }
 
 /// The stdio transport line for the echo upstream (`shared` or one child per session).
+/// Every child runs as `nobody`, and the sandbox's `processes` limit counts
+/// the threads of all of them: 128 per-session echo servers need more than
+/// the default 256, so the bench raises it (docs/sandbox.md, `processes`).
 pub fn stdio_transport(shared: bool) -> Result<String> {
     let exe = self_exe()?;
     Ok(format!(
-        "stdio = {{ command = \"{}\", args = [\"echo-upstream\", \"--stdio\"] }}{}",
+        "stdio = {{ command = \"{}\", args = [\"echo-upstream\", \"--stdio\"] }}\nsandbox = {{ processes = 4096 }}{}",
         exe.display(),
         if shared { "\nshared = true" } else { "" }
     ))

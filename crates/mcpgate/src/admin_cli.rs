@@ -31,6 +31,15 @@ pub enum UsersCmd {
     Remove {
         username: String,
     },
+    /// Refuse the user's sign-in, codes, refresh tokens and sessions (their
+    /// access tokens already issued run until they expire).
+    Disable {
+        username: String,
+    },
+    /// Let a disabled user sign in again.
+    Enable {
+        username: String,
+    },
     /// Set a new password (or print a new one-time password).
     Passwd {
         username: String,
@@ -167,6 +176,23 @@ pub async fn users(rt: &Runtime, cmd: UsersCmd) -> anyhow::Result<()> {
         UsersCmd::Remove { username } => {
             admin::remove_user(&ctx, &username).await?;
             println!("removed user {username} with their consents, sessions and tokens");
+        }
+        UsersCmd::Disable { username } => {
+            if admin::set_disabled(&ctx, &username, true).await? {
+                println!(
+                    "disabled user {username}: sign-in, codes, refresh tokens and sessions refused \
+                     (access tokens already issued run until they expire)"
+                );
+            } else {
+                println!("user {username} was already disabled");
+            }
+        }
+        UsersCmd::Enable { username } => {
+            if admin::set_disabled(&ctx, &username, false).await? {
+                println!("enabled user {username}");
+            } else {
+                println!("user {username} was not disabled");
+            }
         }
         UsersCmd::Passwd {
             username,

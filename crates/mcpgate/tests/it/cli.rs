@@ -113,6 +113,55 @@ async fn users_add_list_passwd_remove() {
         at.claims
     );
 
+    // disable: dave cannot sign in and his refresh token is refused; enable
+    // lets him back.
+    let out = env.cli_ok(&["users", "disable", "dave"]).await;
+    assert!(out.stdout.contains("disabled user dave"), "{}", out.stdout);
+    let list = env.cli_ok(&["users", "list"]).await.stdout;
+    assert!(
+        user_line(&list, "dave").unwrap().contains("disabled"),
+        "{list}"
+    );
+    let req = flow::request(&srv, &client_id);
+    let failed = flow::sign_in(
+        &mut Browser::new(),
+        &srv,
+        &req.url(&srv.issuer),
+        "dave",
+        "dave's long password",
+        None,
+    )
+    .await;
+    assert_eq!(failed.status, 401, "a disabled user signed in");
+    let (status, v) = flow::refresh_raw(&srv, &client_id, dave_tokens.refresh(), None).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+    assert!(
+        env.cli(&["users", "disable", "nobody-here"])
+            .await
+            .stderr
+            .contains("nobody-here")
+    );
+    env.cli_ok(&["users", "enable", "dave"]).await;
+    let list = env.cli_ok(&["users", "list"]).await.stdout;
+    assert!(
+        !user_line(&list, "dave").unwrap().contains("disabled"),
+        "{list}"
+    );
+    let req = flow::request(&srv, &client_id);
+    let code = flow::authorize(
+        &mut Browser::new(),
+        &srv,
+        &req,
+        "dave",
+        "dave's long password",
+    )
+    .await;
+    flow::redeem(&srv, &req, &code, None).await;
+
     // passwd with a file: the old password stops working, the new one works.
     let f = env.write("bob2.pw", "bob's second password\n");
     let out = env
