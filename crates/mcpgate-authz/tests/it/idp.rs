@@ -310,6 +310,22 @@ pub fn good_claims(as_: &TestAs, idp: &FakeIdp, begun: &Begun) -> Value {
 }
 
 /// The provider's redirect back to mcpgate, as a browser would follow it.
+/// One whole sign-in through the fake provider in browser `b`: begin,
+/// the provider answers with good claims changed by `tweak`, callback.
+pub async fn sign_in_with(
+    as_: &TestAs,
+    idp: &FakeIdp,
+    b: &mut Browser,
+    tweak: impl FnOnce(&mut Value),
+) -> Page {
+    let auth = format!("{}/authorize", idp.issuer());
+    let begun = begin(as_, b, &app_request(as_), &auth).await;
+    let mut claims = good_claims(as_, idp, &begun);
+    tweak(&mut claims);
+    idp.set_next(claims);
+    callback(as_, b, Some(&begun.params["state"]), Some(idp.issuer())).await
+}
+
 pub async fn callback(
     as_: &TestAs,
     b: &mut Browser,
@@ -730,22 +746,7 @@ async fn no_allowlist_admits_nobody() {
     p.allow_any_account = false;
     let as_ = as_with(p).await;
     let mut b = Browser::new();
-    let begun = begin(
-        &as_,
-        &mut b,
-        &app_request(&as_),
-        &format!("{}/authorize", idp.issuer()),
-    )
-    .await;
-    let claims = good_claims(&as_, &idp, &begun);
-    idp.set_next(claims);
-    let page = callback(
-        &as_,
-        &mut b,
-        Some(&begun.params["state"]),
-        Some(idp.issuer()),
-    )
-    .await;
+    let page = sign_in_with(&as_, &idp, &mut b, |_| {}).await;
     assert_refused(&as_, &b, &page, 403, "accepts no account of this provider");
     no_linked_users(&as_).await;
 }

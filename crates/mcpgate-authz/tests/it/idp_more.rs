@@ -88,17 +88,9 @@ async fn group_allowlist() {
     let user = as_.store.get_user(&link.user_id).await.unwrap();
     assert_eq!(user.groups, ["eng", "mcp-users"]);
     // The next sign-in brings the provider's groups of now: "eng" is gone.
-    let mut b = Browser::new();
-    let begun = begin(&as_, &mut b, &app_request(&as_), &auth).await;
-    let mut claims = good_claims(&as_, &idp, &begun);
-    claims["groups"] = json!(["mcp-users", "ops"]);
-    idp.set_next(claims);
-    let page = callback(
-        &as_,
-        &mut b,
-        Some(&begun.params["state"]),
-        Some(idp.issuer()),
-    )
+    let page = sign_in_with(&as_, &idp, &mut Browser::new(), |c| {
+        c["groups"] = json!(["mcp-users", "ops"]);
+    })
     .await;
     assert_eq!(page.status, 303, "{}", page.body);
     let user = as_.store.get_user(&link.user_id).await.unwrap();
