@@ -204,7 +204,9 @@ fn media_type(headers: &HeaderMap) -> String {
 /// Relays an HTTP upstream's answer, deciding on every message in it: a
 /// JSON body (at most `max` bytes) is parsed strictly and written again; an
 /// event stream is read event by event ([`crate::sse`]) and each event
-/// written again with its message decided. `request_id` is the client's id
+/// written again with its message decided. An empty body, or the body of
+/// an error status that is neither, is not forwarded (the status is); a
+/// success with such a body is refused. `request_id` is the client's id
 /// on a POST stream: a malformed or oversized event there ends the stream
 /// with an error answering that request; on a GET stream it is dropped.
 pub async fn upstream_answer(
@@ -214,7 +216,7 @@ pub async fn upstream_answer(
     out: Outbound,
     request_id: Option<Value>,
 ) -> Result<Response, Unrelayable> {
-    let headers = crate::upstream::http::response_headers(&parts.headers);
+    let mut headers = crate::upstream::http::response_headers(&parts.headers);
     let media = media_type(&parts.headers);
     let body = if media == "text/event-stream" {
         Body::from_stream(decided_events(body, max, out, request_id))
@@ -224,12 +226,20 @@ pub async fn upstream_answer(
             .await
             .map_err(|_| Unrelayable::Unreadable)?
             .to_bytes();
-        if media == "application/json" {
+        if bytes.is_empty() {
+            // 202 to a notification, 204, a bare 405 for GET: whatever its
+            // content type says, there is nothing to decide on.
+            Body::empty()
+        } else if media == "application/json" {
             let v = out
                 .decide_bytes(&bytes)
                 .map_err(|_| Unrelayable::Malformed)?;
             Body::from(serde_json::to_vec(&v).expect("a JSON value serialises"))
-        } else if bytes.is_empty() {
+        } else if !parts.status.is_success() {
+            // An error page (a 405 "Method Not Allowed" in text/plain, a
+            // proxy's HTML): the status is what the client acts on, and is
+            // relayed; the body is not a message and is not forwarded.
+            headers.remove(CONTENT_TYPE);
             Body::empty()
         } else {
             return Err(Unrelayable::ContentType);

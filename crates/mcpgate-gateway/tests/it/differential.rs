@@ -112,7 +112,8 @@ type States = Arc<Mutex<Vec<Value>>>;
 ///   state is recorded;
 /// - `sse_bad`: an event stream with one good notification, then an event
 ///   that is not strict JSON-RPC;
-/// - `html`: a `text/html` answer.
+/// - `html`: a `text/html` answer; `plain_4xx`: a 409 with a text body;
+///   `empty_json_202`: a 202 with a JSON content type and no body.
 ///
 /// Its GET stream replays (as a resumed stream would) a `tools/list`
 /// answer that names the denied tool.
@@ -177,6 +178,18 @@ async fn scripted(
                 "params": {"level": "info", "data": "hi"}}),
         )),
         "html" => ([("content-type", "text/html")], "<p>hi</p>").into_response(),
+        "plain_4xx" => (
+            http::StatusCode::CONFLICT,
+            [("content-type", "text/plain")],
+            "secret_tool is busy",
+        )
+            .into_response(),
+        "empty_json_202" => (
+            http::StatusCode::ACCEPTED,
+            [("content-type", "application/json")],
+            "",
+        )
+            .into_response(),
         _ => ok(json!({"content": []})),
     }
 }
@@ -245,6 +258,13 @@ async fn the_gateway_decides_on_what_upstreams_send() {
             r.text
         );
     }
+    // An error status is relayed without a body that is no message; an
+    // empty body is nothing to decide on, whatever its content type.
+    let r = alice.call("plain_4xx", json!({})).await;
+    assert_eq!((r.status, r.text.as_str()), (409, ""), "{r:?}");
+    assert!(r.header("content-type").is_none(), "{r:?}");
+    let r = alice.call("empty_json_202", json!({})).await;
+    assert_eq!((r.status, r.text.as_str()), (202, ""), "{r:?}");
     // On an event stream: the good event passes, the bad one ends the
     // stream with an error answering the request.
     let r = alice.call("sse_bad", json!({})).await;
