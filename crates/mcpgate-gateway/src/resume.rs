@@ -10,14 +10,14 @@
 //! a client is reading, and read by any number of cursors. A client that
 //! drops a POST stream therefore loses nothing, and the request is not
 //! cancelled (a disconnection is not a cancellation before 2026-07-28).
-//! Memory is bounded: [`MAX_EVENTS`] per stream (older events are dropped
-//! and can no longer be replayed) and [`MAX_STREAMS`] per session (the
-//! oldest finished streams go first).
+//! Memory is bounded, also against a child that floods its streams:
+//! [`MAX_EVENTS`] and [`MAX_LOG_BYTES`] per stream (older events are
+//! dropped and can no longer be replayed; the newest is always kept) and
+//! [`MAX_STREAMS`] per session (the oldest finished streams go first).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,8 +28,10 @@ use crate::sse;
 
 /// Events kept per stream.
 pub const MAX_EVENTS: usize = 1024;
+/// Bytes of serialised messages kept per stream (beyond the newest event).
+pub const MAX_LOG_BYTES: usize = 4 * 1024 * 1024;
 /// Streams kept per session.
-pub const MAX_STREAMS: usize = 32;
+pub const MAX_STREAMS: usize = 16;
 /// A comment is sent after this long without an event, so that proxies
 /// keep the connection and a client that left is noticed.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -46,7 +48,9 @@ struct LogInner {
     /// Sequence number of `events[0]` (events are numbered from 1; 0 is the
     /// priming event).
     base: u64,
-    events: VecDeque<Value>,
+    /// The decided messages, serialised once for every reader.
+    events: VecDeque<Bytes>,
+    bytes: usize,
 }
 
 impl Log {
@@ -56,6 +60,7 @@ impl Log {
             inner: Mutex::new(LogInner {
                 base: 1,
                 events: VecDeque::new(),
+                bytes: 0,
             }),
             seen: watch::Sender::new((0, false)),
         }
@@ -63,12 +68,17 @@ impl Log {
 
     /// Appends one decided message.
     pub fn push(&self, msg: Value) {
+        let data = Bytes::from(serde_json::to_vec(&msg).expect("a JSON value serialises"));
         let mut inner = self.inner.lock().expect("stream log lock");
-        if inner.events.len() >= MAX_EVENTS {
-            inner.events.pop_front();
+        inner.bytes += data.len();
+        inner.events.push_back(data);
+        while inner.events.len() > MAX_EVENTS
+            || (inner.bytes > MAX_LOG_BYTES && inner.events.len() > 1)
+        {
+            let gone = inner.events.pop_front().map_or(0, |e| e.len());
+            inner.bytes -= gone;
             inner.base += 1;
         }
-        inner.events.push_back(msg);
         let total = inner.base - 1 + inner.events.len() as u64;
         drop(inner);
         self.seen.send_modify(|s| s.0 = total);
@@ -88,7 +98,7 @@ impl Log {
     }
 
     /// The event `seq` if it is still kept; `Err(())` when it was dropped.
-    fn get(&self, seq: u64) -> Result<Option<Value>, ()> {
+    fn get(&self, seq: u64) -> Result<Option<Bytes>, ()> {
         let inner = self.inner.lock().expect("stream log lock");
         if seq < inner.base {
             return Err(());
@@ -121,13 +131,12 @@ impl Log {
                         let next = cursor + 1;
                         // An event dropped for space ends the replay rather than
                         // skip silently over it.
-                        let msg = log.get(next).ok()??;
+                        let data = log.get(next).ok()??;
                         let e = sse::Event {
                             id: Some(log.id(next)),
                             event: Some("message".into()),
                             ..Default::default()
                         };
-                        let data = serde_json::to_vec(&msg).expect("a JSON value serialises");
                         return Some((Ok(e.write(Some(&data))), (log, rx, next, prime)));
                     }
                     if finished {
@@ -235,6 +244,28 @@ mod tests {
         }
         assert!(streams.resume("1-5").is_some());
         assert!(streams.resume(&format!("1-{}", MAX_EVENTS + 5)).is_some());
+    }
+
+    /// A flood of large messages keeps at most MAX_LOG_BYTES (and always
+    /// the newest), so a hostile child cannot grow a session's memory.
+    #[test]
+    fn a_stream_is_bounded_in_bytes() {
+        let streams = Streams::default();
+        let log = streams.open();
+        let big = json!("x".repeat(MAX_LOG_BYTES / 4));
+        for _ in 0..20 {
+            log.push(big.clone());
+        }
+        let inner = log.inner.lock().unwrap();
+        assert!(inner.bytes <= MAX_LOG_BYTES, "{}", inner.bytes);
+        assert!(inner.events.len() >= 3, "{}", inner.events.len());
+        assert_eq!(inner.base - 1 + inner.events.len() as u64, 20);
+        drop(inner);
+        assert!(streams.resume("1-0").is_none(), "the first events are gone");
+        assert!(streams.resume("1-19").is_some());
+        // One message larger than the budget is still kept, alone.
+        log.push(json!("y".repeat(MAX_LOG_BYTES + 1)));
+        assert_eq!(log.inner.lock().unwrap().events.len(), 1);
     }
 
     #[test]
