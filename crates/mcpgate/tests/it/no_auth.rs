@@ -81,12 +81,14 @@ pub(crate) async fn post(
     r.body(body.to_string()).send().await.expect("POST")
 }
 
-/// The JSON-RPC message of a JSON or single-event SSE body.
+/// The JSON-RPC message of a JSON body, or the first message of an SSE
+/// body (events with empty data, such as a priming event, carry none).
 pub(crate) async fn message(r: reqwest::Response) -> Value {
     let text = r.text().await.expect("body");
     let data = text
         .lines()
-        .find_map(|l| l.strip_prefix("data:"))
+        .filter_map(|l| l.strip_prefix("data:"))
+        .find(|d| !d.trim().is_empty())
         .unwrap_or(&text);
     serde_json::from_str(data.trim()).unwrap_or_else(|_| panic!("not JSON: {text}"))
 }
