@@ -20,9 +20,17 @@ async function rpc(url, session, id, method, params) {
   const body = id === undefined ? { jsonrpc: "2.0", method, params } : { jsonrpc: "2.0", id, method, params };
   const r = await fetch(url, { method: "POST", headers, body: JSON.stringify(body) });
   const text = await r.text();
-  const data = text.split("\n").find((l) => l.startsWith("data:"));
+  // A JSON body, or the event stream's message answering this id (events
+  // without data, such as the priming event, carry none).
   let msg = null;
-  try { msg = JSON.parse(data ? data.slice(5) : text); } catch { /* no body */ }
+  try { msg = JSON.parse(text); } catch { /* an event stream, or no body */ }
+  for (const line of text.split("\n")) {
+    if (!line.startsWith("data:") || line.slice(5).trim() === "") continue;
+    try {
+      const m = JSON.parse(line.slice(5));
+      if (m.id === id) msg = m;
+    } catch { /* not a message */ }
+  }
   return { status: r.status, session: r.headers.get("mcp-session-id"), msg };
 }
 
