@@ -254,8 +254,10 @@ async fn post_phases(
     }
     // A request state goes back to the upstream only from the user it was
     // sealed for (see `outbound`).
-    ctx.outbound(p)
-        .unseal_request(&mut env.value)
+    ctx.gw
+        .0
+        .states
+        .unseal_request(p, &ctx.up.cfg.name, &mut env.value)
         .map_err(|e| with_id(Refusal::ForeignRequestState(e)))?;
     // The gateway decided on `env` and forwards `env` serialised again, never
     // the bytes it received: an upstream whose JSON parser disagrees with

@@ -77,6 +77,25 @@ impl RequestStates {
         format!("{SEALED_PREFIX}{}", URL_SAFE_NO_PAD.encode(sealed))
     }
 
+    /// The client's side: a request carrying `params.requestState` gets the
+    /// upstream's original state back, if and only if it was sealed for
+    /// `p` at `upstream`. A request without one is left as it is.
+    pub fn unseal_request(
+        &self,
+        p: &Principal,
+        upstream: &str,
+        msg: &mut Value,
+    ) -> Result<(), StateRefusal> {
+        let Some(state) = msg
+            .get_mut("params")
+            .and_then(|params| params.get_mut("requestState"))
+        else {
+            return Ok(());
+        };
+        *state = self.open(p, upstream, state)?;
+        Ok(())
+    }
+
     /// Opens a state the client sent back: the upstream's original value.
     pub fn open(
         &self,
@@ -133,22 +152,6 @@ impl Outbound {
         let mut v = jsonrpc::parse(raw)?.value;
         self.decide(&mut v);
         Ok(v)
-    }
-
-    /// The client's side: a request carrying `params.requestState` gets the
-    /// upstream's original state back, if and only if it was sealed for
-    /// this user, client and upstream.
-    pub fn unseal_request(&self, msg: &mut Value) -> Result<(), StateRefusal> {
-        let Some(state) = msg
-            .get_mut("params")
-            .and_then(|p| p.get_mut("requestState"))
-        else {
-            return Ok(());
-        };
-        *state = self
-            .states
-            .open(&self.principal, &self.up.cfg.name, state)?;
-        Ok(())
     }
 
     pub fn upstream(&self) -> &str {

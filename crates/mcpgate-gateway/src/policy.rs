@@ -114,8 +114,8 @@ impl ItemKind {
     }
 }
 
-/// A list method whose answer is filtered: the result's array and the
-/// member field that names the item.
+/// A list the policy filters wherever it appears in a result: the result's
+/// array and the member field that names the item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listing {
     pub kind: ItemKind,
@@ -131,17 +131,19 @@ impl Listing {
         key: "name",
     };
 
-    /// `prompts/list`, `resources/list`, `resources/templates/list`.
+    /// `prompts/list`.
     pub const PROMPTS: Listing = Listing {
         kind: ItemKind::Prompt,
         array: "prompts",
         key: "name",
     };
+    /// `resources/list`.
     pub const RESOURCES: Listing = Listing {
         kind: ItemKind::Resource,
         array: "resources",
         key: "uri",
     };
+    /// `resources/templates/list`.
     pub const TEMPLATES: Listing = Listing {
         kind: ItemKind::Resource,
         array: "resourceTemplates",
@@ -149,22 +151,6 @@ impl Listing {
     };
     /// Every listing the policy filters.
     pub const ALL: [Listing; 4] = [Self::TOOLS, Self::PROMPTS, Self::RESOURCES, Self::TEMPLATES];
-
-    /// The listing a method answers, if it is one the policy filters.
-    pub fn of_method(method: &str) -> Option<Self> {
-        Some(match method {
-            "tools/list" => Self::TOOLS,
-            "prompts/list" => Self::PROMPTS,
-            "resources/list" => Self::RESOURCES,
-            "resources/templates/list" => Self::TEMPLATES,
-            _ => return None,
-        })
-    }
-
-    /// The result member that holds the list (`tools`, `prompts`, ...).
-    pub fn array(&self) -> &'static str {
-        self.array
-    }
 }
 
 /// The policy for an item: its own entry or the upstream's default for its kind.
@@ -529,7 +515,7 @@ mod tests {
         );
         let mut v =
             json!({"resources": [{"uri": "x://w"}, {"uri": "x://other"}, {"name": "no uri"}]});
-        let listing = Listing::of_method("resources/list").unwrap();
+        let listing = Listing::RESOURCES;
         assert_eq!(filter_list(&u, &alice, listing, &mut v), 2);
         assert_eq!(
             v["resources"],
@@ -538,7 +524,7 @@ mod tests {
         );
         let mut v =
             json!({"resourceTemplates": [{"uriTemplate": "x://w"}, {"uriTemplate": "x://{id}"}]});
-        let listing = Listing::of_method("resources/templates/list").unwrap();
+        let listing = Listing::TEMPLATES;
         filter_list(&u, &who("bob", "n:read", &["ops"]), listing, &mut v);
         assert_eq!(v["resourceTemplates"].as_array().unwrap().len(), 2);
         let mut m = json!({"jsonrpc": "2.0", "id": 1, "result": {"prompts": [{"name": "a"}, {"name": "off"}]}});
@@ -549,7 +535,6 @@ mod tests {
             "prompts": [{"name": "off"}], "tools": [{"name": "off"}, {"name": "read"}]}});
         assert_eq!(filter_response_message(&u, &alice, &mut m), 2);
         assert_eq!(m["result"]["tools"], json!([{"name": "read"}]));
-        assert!(Listing::of_method("prompts/get").is_none());
         let item = |body: Value| {
             let env = crate::jsonrpc::parse_value(body).unwrap();
             item_of(&env).map(|r| r.map(|(k, i)| (k, i.to_string())))
