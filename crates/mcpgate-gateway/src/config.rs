@@ -514,39 +514,45 @@ fn tool_policy(
     own_issuer: &str,
     trusted: &[ExternalIssuer],
 ) -> Result<ToolPolicy, ConfigError> {
-    let users = match &t.users {
-        None => None,
-        Some(list) => Some(
+    let users = t
+        .users
+        .as_ref()
+        .map(|list| {
             list.iter()
-                .map(|u| match u {
-                    UserFile::Subject(s) => Ok(UserRef {
-                        issuer: own_issuer.to_string(),
-                        subject: s.clone(),
-                    }),
-                    UserFile::Qualified(q) => {
-                        if q.issuer != own_issuer && !trusted.iter().any(|t| t.issuer == q.issuer) {
-                            return Err(err(
-                                format!("{field}.users"),
-                                format!(
-                                    "issuer {:?} is neither mcpgate's own ({own_issuer:?}) nor a [[gateway.trusted_issuer]]",
-                                    q.issuer
-                                ),
-                            ));
-                        }
-                        Ok(UserRef {
-                            issuer: q.issuer.clone(),
-                            subject: q.subject.clone(),
-                        })
-                    }
-                })
-                .collect::<Result<Vec<_>, ConfigError>>()?,
-        ),
-    };
+                .map(|u| user_ref(&format!("{field}.users"), u, own_issuer, trusted))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
     Ok(ToolPolicy {
         scopes: scopes(&format!("{field}.scopes"), &t.scopes)?,
         allow: t.allow.unwrap_or(true),
         users,
         groups: t.groups.clone(),
+    })
+}
+
+/// One `users` entry as (issuer, subject).
+fn user_ref(
+    field: &str,
+    u: &UserFile,
+    own_issuer: &str,
+    trusted: &[ExternalIssuer],
+) -> Result<UserRef, ConfigError> {
+    let (issuer, subject) = match u {
+        UserFile::Subject(s) => (own_issuer, s),
+        UserFile::Qualified(q) => (q.issuer.as_str(), &q.subject),
+    };
+    if issuer != own_issuer && !trusted.iter().any(|t| t.issuer == issuer) {
+        return Err(err(
+            field,
+            format!(
+                "issuer {issuer:?} is neither mcpgate's own ({own_issuer:?}) nor a [[gateway.trusted_issuer]]"
+            ),
+        ));
+    }
+    Ok(UserRef {
+        issuer: issuer.to_string(),
+        subject: subject.clone(),
     })
 }
 
