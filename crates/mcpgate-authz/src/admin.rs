@@ -123,13 +123,7 @@ pub async fn set_password(
     username: &str,
     password: Option<&str>,
 ) -> Result<Option<String>, AdminError> {
-    let mut user = match ctx.store.get_user_by_username(username).await {
-        Ok(u) => u,
-        Err(StoreError::NotFound) => {
-            return Err(AdminError::NotFound(format!("user {username:?}")));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let mut user = user_named(ctx, username).await?;
     let (pw, otp) = chosen_or_one_time(ctx, password)?;
     user.password_hash = Some(hash_password(ctx, &pw)?);
     user.must_change_password = otp.is_some();
@@ -138,14 +132,17 @@ pub async fn set_password(
     Ok(otp)
 }
 
+/// The user called `username`, or `NotFound` naming it.
+async fn user_named(ctx: &Ctx<'_>, username: &str) -> Result<UserRecord, AdminError> {
+    match ctx.store.get_user_by_username(username).await {
+        Ok(u) => Ok(u),
+        Err(StoreError::NotFound) => Err(AdminError::NotFound(format!("user {username:?}"))),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub async fn remove_user(ctx: &Ctx<'_>, username: &str) -> Result<(), AdminError> {
-    let user = match ctx.store.get_user_by_username(username).await {
-        Ok(u) => u,
-        Err(StoreError::NotFound) => {
-            return Err(AdminError::NotFound(format!("user {username:?}")));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let user = user_named(ctx, username).await?;
     ctx.store.delete_user(&user.id).await?;
     Ok(())
 }
@@ -159,13 +156,7 @@ pub async fn set_disabled(
     username: &str,
     disabled: bool,
 ) -> Result<bool, AdminError> {
-    let mut user = match ctx.store.get_user_by_username(username).await {
-        Ok(u) => u,
-        Err(StoreError::NotFound) => {
-            return Err(AdminError::NotFound(format!("user {username:?}")));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let mut user = user_named(ctx, username).await?;
     if user.disabled == disabled {
         return Ok(false);
     }
