@@ -24,6 +24,7 @@ pub mod relay;
 pub mod resume;
 pub mod session;
 pub mod sse;
+pub(crate) mod transport;
 pub mod upstream;
 pub mod uri;
 
@@ -44,7 +45,6 @@ use crate::audit::Audit;
 use crate::origin::OriginPolicy;
 use crate::ratelimit::Limits;
 use crate::session::{Children, Sessions};
-use crate::upstream::http::HttpUpstream;
 
 /// What the gateway is built from besides its settings.
 pub struct GatewayDeps {
@@ -54,6 +54,8 @@ pub struct GatewayDeps {
     pub authorization_servers: Vec<String>,
     pub audit_store: Option<Arc<dyn AuditStore>>,
     pub rng: Arc<dyn Rng>,
+    /// Wall-clock time: audit records and retention.
+    pub clock: Arc<dyn Clock>,
     /// The key that binds upstream `requestState` handles to the user they
     /// were issued to. Replicas that share a database must share it (mcpgate
     /// derives it from the master key); `None` draws one per process.
@@ -75,9 +77,7 @@ pub(crate) struct Upstream {
     pub cfg: UpstreamConfig,
     pub auth: Arc<dyn Authenticate>,
     pub prm_url: String,
-    pub http: Option<HttpUpstream>,
-    /// How stdio children start (sandbox plan and helper); `None` for http.
-    pub launch: Option<crate::upstream::stdio::Launch>,
+    pub transport: Arc<dyn transport::Transport>,
     pub limits: Option<Limits>,
     pub origin: OriginPolicy,
     pub metrics: crate::metrics::RequestMetrics,
@@ -92,6 +92,7 @@ pub(crate) struct Inner {
     pub authorization_servers: Vec<String>,
     pub request_ids: audit::RequestIds,
     pub states: Arc<outbound::RequestStates>,
+    pub clock: Arc<dyn Clock>,
     pub stop: CancellationToken,
 }
 
@@ -188,40 +189,6 @@ pub fn authorization_servers(settings: &GatewaySettings, issuer: &str) -> Vec<St
         .collect()
 }
 
-/// Says at start how each stdio upstream is confined; a best-effort sandbox
-/// that lacks kernel features, and a switched-off one, are warnings.
-fn log_sandbox(
-    name: &str,
-    cfg: &config::StdioConfig,
-    launch: &upstream::stdio::Launch,
-    support: mcpgate_sandbox::Support,
-) {
-    use mcpgate_sandbox::Mode;
-    match (launch, cfg.sandbox.mode) {
-        (upstream::stdio::Launch::Direct, _) => tracing::warn!(
-            upstream = name,
-            "stdio upstream runs WITHOUT a sandbox ([upstream.sandbox] mode = \"off\"): it can read everything mcpgate can"
-        ),
-        (upstream::stdio::Launch::Sandboxed { plan, .. }, mode) => {
-            let missing = mcpgate_sandbox::plan::missing(&cfg.sandbox, support);
-            if mode == Mode::BestEffort && !missing.is_empty() {
-                tracing::warn!(
-                    upstream = name,
-                    missing = %missing.join(", "),
-                    "stdio upstream sandbox is incomplete on this kernel (best-effort)"
-                );
-            }
-            tracing::info!(
-                upstream = name,
-                mode = mode.as_str(),
-                landlock_abi = support.landlock_abi,
-                uid = plan.ids.map(|i| i.uid),
-                "stdio upstream sandboxed"
-            );
-        }
-    }
-}
-
 impl Gateway {
     /// Builds the gateway and starts its housekeeping task (idle sessions,
     /// idle per-user children, rate-limiter memory, audit rows past
@@ -245,23 +212,8 @@ impl Gateway {
                     .cloned()
                     .ok_or_else(|| GatewayError::NoAuthenticator(u.name.clone()))?
             };
-            let http = match &u.transport {
-                config::Transport::Http(h) => Some(
-                    HttpUpstream::new(h, &u.auth, u.timeout)
-                        .map_err(|e| GatewayError::Upstream(u.name.clone(), e))?,
-                ),
-                config::Transport::Stdio(_) => None,
-            };
-            let launch = match &u.transport {
-                config::Transport::Stdio(st) => {
-                    let l =
-                        upstream::stdio::Launch::prepare(st, &settings.protected_paths, support)
-                            .map_err(|e| GatewayError::Upstream(u.name.clone(), e))?;
-                    log_sandbox(&u.name, st, &l, support);
-                    Some(l)
-                }
-                config::Transport::Http(_) => None,
-            };
+            let transport = transport::build(u, &settings.protected_paths, support)
+                .map_err(|e| GatewayError::Upstream(u.name.clone(), e))?;
             let mut origins = settings.allowed_origins.clone();
             origins.extend(u.allowed_origins.iter().cloned());
             upstreams.insert(
@@ -270,8 +222,7 @@ impl Gateway {
                     cfg: u.clone(),
                     auth,
                     prm_url: prm_url(&u.resource),
-                    http,
-                    launch,
+                    transport,
                     limits: u.rate_limit.map(Limits::new),
                     origin: OriginPolicy::new(
                         &settings.public_url,
@@ -300,6 +251,7 @@ impl Gateway {
             audit,
             authorization_servers: deps.authorization_servers,
             request_ids: audit::RequestIds::new(deps.rng.as_ref()),
+            clock: deps.clock,
             stop: CancellationToken::new(),
             upstreams,
             settings,
@@ -411,14 +363,9 @@ impl Gateway {
 impl Inner {
     async fn purge_audit(&self) -> Option<u64> {
         let retain = self.settings.audit.retain?;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_millis();
-        let before = now_ms.saturating_sub(retain.as_millis());
-        self.audit
-            .purge_before(i64::try_from(before).unwrap_or(i64::MAX))
-            .await
+        let retain_ms = i64::try_from(retain.as_millis()).unwrap_or(i64::MAX);
+        let before = self.clock.now_ms().saturating_sub(retain_ms);
+        self.audit.purge_before(before).await
     }
 
     pub(crate) fn child_pids(&self) -> Vec<u32> {
@@ -437,38 +384,12 @@ impl Inner {
         out
     }
 
-    /// Ends a session that was removed from the table: deletes the
-    /// upstream session, or kills its own child (a shared child only
-    /// forgets the session).
+    /// Ends a session that was removed from the table: its transport
+    /// deletes the upstream session, or kills its own child (a shared child
+    /// only forgets the session).
     pub(crate) fn end_session(&self, s: &session::Session) {
-        match &s.backend {
-            session::Backend::Stdio { child, shared, .. } => {
-                if *shared {
-                    child.close_session(&s.id);
-                } else {
-                    child.kill();
-                }
-            }
-            session::Backend::Http { .. } => {
-                let Some(up) = self.upstreams.get(&s.upstream).cloned() else {
-                    return;
-                };
-                let Some(upstream_session) = s.upstream_session() else {
-                    return;
-                };
-                tokio::spawn(async move {
-                    if let Some(h) = &up.http {
-                        let _ = h
-                            .send(
-                                http::Method::DELETE,
-                                &http::HeaderMap::new(),
-                                Some(&upstream_session),
-                                bytes::Bytes::new(),
-                            )
-                            .await;
-                    }
-                });
-            }
+        if let Some(up) = self.upstreams.get(&s.upstream) {
+            up.transport.end_session(s);
         }
     }
 }

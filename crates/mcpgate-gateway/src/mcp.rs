@@ -13,12 +13,11 @@
 //! 6. forwarding to the stdio child or the HTTP upstream, and an audit record.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
-use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, StatusCode};
 use mcpgate_guard::Principal;
 use mcpgate_store::AuditRecord;
 use serde_json::Value;
@@ -27,30 +26,25 @@ use crate::jsonrpc::{self, Envelope, Kind};
 use crate::origin;
 use crate::policy::{self, Decision};
 use crate::refusal::{ChallengeParams, Refusal};
-use crate::relay;
-use crate::session::{Backend, Session};
+use crate::session::{Owner, Session};
+use crate::transport::{Call, Forward, Forwarded, Started, with_session};
 use crate::{Gateway, Upstream};
-
-mod forward;
-use forward::{Forwarded, http_forward, session_post, stateless_post};
 
 /// Protocol versions the gateway speaks to clients.
 pub const SUPPORTED_VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
 /// The stateless revision.
 pub const STATELESS_VERSION: &str = "2026-07-28";
-const SESSION: &str = "mcp-session-id";
-/// The version the gateway initializes per-user and shared children with.
-const CHILD_VERSION: &str = "2025-11-25";
+pub(crate) const SESSION: &str = "mcp-session-id";
 
 /// What a phase of the request path gives back: the answer to relay, or
 /// why not (with the request's id once it is known).
 type Outcome = Result<(Response, Forwarded), (Refusal, Option<Value>)>;
 
 /// The per-request context: what the audit record needs.
-struct Ctx {
-    gw: Gateway,
-    up: Arc<Upstream>,
-    rid: String,
+pub(crate) struct Ctx {
+    pub gw: Gateway,
+    pub up: Arc<Upstream>,
+    pub rid: String,
     start: Instant,
     principal: Option<Principal>,
     method: Option<String>,
@@ -58,18 +52,10 @@ struct Ctx {
 }
 
 impl Ctx {
-    /// The decision on what the upstream sends back to `p`.
-    fn outbound(&self, p: &Principal) -> crate::outbound::Outbound {
-        crate::outbound::Outbound::new(self.up.clone(), p.clone(), self.gw.0.states.clone())
-    }
-
     fn audit(&self, decision: &'static str, reason: &'static str, status: StatusCode) {
         let elapsed = self.start.elapsed();
         let p = self.principal.as_ref();
-        let time_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let time_ms = self.gw.0.clock.now_ms();
         self.up
             .metrics
             .record(status.as_u16(), decision, reason, elapsed);
@@ -126,7 +112,7 @@ fn no_such_endpoint() -> Response {
     Refusal::NoSuchEndpoint.response(None, &params)
 }
 
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -259,16 +245,48 @@ async fn post_phases(
         .states
         .unseal_request(p, &ctx.up.cfg.name, &mut env.value)
         .map_err(|e| with_id(Refusal::ForeignRequestState(e)))?;
-    // The gateway decided on `env` and forwards `env` serialised again, never
-    // the bytes it received: an upstream whose JSON parser disagrees with
-    // ours still reads what policy saw.
-    let bytes = env.to_bytes();
+    // The gateway decided on `env`; the transport forwards `env` serialised
+    // again, never the bytes it received: an upstream whose JSON parser
+    // disagrees with ours still reads what policy saw.
+    let call = Call { ctx, p, headers };
+    let transport = &ctx.up.transport;
     let forwarded = if stateless {
-        stateless_post(ctx, p, headers, &env, bytes).await
+        transport.forward(&call, None, &env).await
+    } else if env.kind == Kind::Request && env.is("initialize") {
+        initialize(&call, &env).await
     } else {
-        session_post(ctx, p, headers, &env, bytes).await
+        match session_named(&call) {
+            Ok(s) => transport.forward(&call, Some(&s), &env).await,
+            Err(r) => Err(r),
+        }
     };
     forwarded.map_err(with_id)
+}
+
+/// `initialize` of a client that uses sessions: the transport starts the
+/// upstream side, and the gateway's session is made here, bound to the
+/// principal, when the upstream accepted.
+async fn initialize(call: &Call<'_>, env: &Envelope) -> Forward {
+    let gw = &call.ctx.gw.0;
+    let id = gw.sessions.mint_id();
+    let Started {
+        answer,
+        how,
+        backend,
+    } = call.ctx.up.transport.initialize(call, &id, env).await?;
+    let Some(backend) = backend else {
+        return Ok((answer, how));
+    };
+    let (_, evicted) = gw.sessions.insert(
+        id.clone(),
+        &call.ctx.up.cfg.name,
+        Owner::of(call.p),
+        backend,
+    );
+    if let Some(e) = evicted {
+        gw.end_session(&e);
+    }
+    Ok((with_session(answer, &id), how))
 }
 
 /// 2026-07-28: `_meta` with version and capabilities, no removed method,
@@ -360,13 +378,19 @@ fn lookup(ctx: &Ctx, sid: &str, p: &Principal) -> Option<Arc<Session>> {
     Some(s)
 }
 
+/// The session a request of a session-based client names (404 for one
+/// that is unknown, ended, or another principal's).
+fn session_named(call: &Call<'_>) -> Result<Arc<Session>, Refusal> {
+    let sid = header(call.headers, SESSION).ok_or(Refusal::MissingSession)?;
+    lookup(call.ctx, sid, call.p).ok_or(Refusal::UnknownSession)
+}
+
 /// The session a GET or DELETE names (stateless clients have none: 405).
-fn session_of(ctx: &Ctx, headers: &HeaderMap, p: &Principal) -> Result<Arc<Session>, Refusal> {
-    if header(headers, "mcp-protocol-version") == Some(STATELESS_VERSION) {
+fn session_of(call: &Call<'_>) -> Result<Arc<Session>, Refusal> {
+    if header(call.headers, "mcp-protocol-version") == Some(STATELESS_VERSION) {
         return Err(Refusal::MethodNotAllowed);
     }
-    let sid = header(headers, SESSION).ok_or(Refusal::MissingSession)?;
-    lookup(ctx, sid, p).ok_or(Refusal::UnknownSession)
+    session_named(call)
 }
 
 /// GET opens the session's standalone SSE stream, or resumes one of its
@@ -393,28 +417,9 @@ async fn get_phases(
     p: &Principal,
     headers: &HeaderMap,
 ) -> Result<(Response, Forwarded), Refusal> {
-    let s = session_of(ctx, headers, p)?;
-    match &s.backend {
-        Backend::Http { .. } => {
-            http_forward(ctx, p, Method::GET, headers, Some(&s), None, Bytes::new()).await
-        }
-        Backend::Stdio { child, streams, .. } => {
-            if !relay::accepts_sse(headers) {
-                return Err(Refusal::NotAcceptable);
-            }
-            let r = match header(headers, "last-event-id") {
-                // Resuming: what followed that event on the same stream.
-                Some(last) => {
-                    let (log, after) = streams.resume(last).ok_or(Refusal::UnknownEventId)?;
-                    relay::log_sse(log, after, false)
-                }
-                None => {
-                    relay::logged_sse(streams, child.open_stream(&s.id), ctx.outbound(p), false)
-                }
-            };
-            Ok((r, Forwarded::Allowed))
-        }
-    }
+    let call = Call { ctx, p, headers };
+    let s = session_of(&call)?;
+    ctx.up.transport.open_stream(&call, &s).await
 }
 
 /// DELETE ends the session: the upstream session is deleted, or the
@@ -430,7 +435,12 @@ pub(crate) async fn delete(
         Err(r) => return r,
     };
     ctx.method = Some("DELETE".into());
-    let outcome = session_of(&ctx, &parts.headers, &p)
+    let call = Call {
+        ctx: &ctx,
+        p: &p,
+        headers: &parts.headers,
+    };
+    let outcome = session_of(&call)
         .map(|s| {
             if let Some(s) = gw.0.sessions.remove(&s.id) {
                 gw.0.end_session(&s);

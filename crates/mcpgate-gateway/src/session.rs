@@ -7,11 +7,11 @@
 //! from an unknown one. Sessions are never authentication: every request
 //! is authenticated before its session is looked up.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::HeaderValue;
 use mcpgate_guard::Principal;
 use mcpgate_jose::Rng;
 
@@ -40,26 +40,22 @@ impl Owner {
     }
 }
 
-/// What stands behind a gateway session.
-pub enum Backend {
-    /// An HTTP upstream and the session id it gave us (never sent to the client).
-    Http {
-        upstream_session: Mutex<Option<HeaderValue>>,
-    },
-    /// A stdio child: this session's own, or a shared one, and the
-    /// session's resumable streams.
-    Stdio {
-        child: Arc<StdioChild>,
-        shared: bool,
-        streams: crate::resume::Streams,
-    },
+/// What stands behind a gateway session, kept by the transport that made it
+/// (an upstream's session id, a stdio child and its streams). Each transport
+/// reads its own back with [`Session::backend`].
+pub trait Backend: Any + Send + Sync {
+    /// The process behind this session, if it has one of its own or shares
+    /// one (liveness, process ids, shutdown).
+    fn child(&self) -> Option<&Arc<StdioChild>> {
+        None
+    }
 }
 
 pub struct Session {
     pub id: String,
     pub upstream: String,
     pub owner: Owner,
-    pub backend: Backend,
+    backend: Box<dyn Backend>,
     last_used: Mutex<Instant>,
 }
 
@@ -72,20 +68,13 @@ impl Session {
         self.last_used.lock().expect("session lock").elapsed()
     }
 
-    pub fn upstream_session(&self) -> Option<HeaderValue> {
-        match &self.backend {
-            Backend::Http { upstream_session } => {
-                upstream_session.lock().expect("session lock").clone()
-            }
-            Backend::Stdio { .. } => None,
-        }
+    /// The transport's own state of this session, if it is a `T`.
+    pub fn backend<T: Backend>(&self) -> Option<&T> {
+        (self.backend.as_ref() as &dyn Any).downcast_ref()
     }
 
     pub fn child(&self) -> Option<&Arc<StdioChild>> {
-        match &self.backend {
-            Backend::Stdio { child, .. } => Some(child),
-            Backend::Http { .. } => None,
-        }
+        self.backend.child()
     }
 }
 
@@ -120,7 +109,7 @@ impl Sessions {
         id: String,
         upstream: &str,
         owner: Owner,
-        backend: Backend,
+        backend: Box<dyn Backend>,
     ) -> (Arc<Session>, Option<Arc<Session>>) {
         let s = Arc::new(Session {
             id: id.clone(),
@@ -354,10 +343,11 @@ mod tests {
         }
     }
 
-    fn http() -> Backend {
-        Backend::Http {
-            upstream_session: Mutex::new(None),
-        }
+    struct Nothing;
+    impl Backend for Nothing {}
+
+    fn http() -> Box<dyn Backend> {
+        Box::new(Nothing)
     }
 
     #[test]

@@ -6,9 +6,16 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-/// Wall-clock time in seconds since the Unix epoch.
+/// Wall-clock time since the Unix epoch.
 pub trait Clock: Send + Sync + 'static {
+    /// Seconds.
     fn now(&self) -> i64;
+
+    /// Milliseconds (audit records); a clock without a finer source gives
+    /// whole seconds.
+    fn now_ms(&self) -> i64 {
+        self.now().saturating_mul(1000)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -19,6 +26,13 @@ impl Clock for SystemClock {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
             .unwrap_or(0)
     }
 }

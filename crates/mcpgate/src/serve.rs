@@ -199,6 +199,7 @@ pub fn gateway(rt: &Runtime, state: &AppState) -> anyhow::Result<mcpgate_gateway
             ),
             audit_store: Some(audit_store),
             rng: rt.rng.clone(),
+            clock: rt.clock.clone(),
             // Every replica sharing the master key opens the others' states.
             request_state_key: Some(
                 rt.master_key

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mcpgate_gateway::{Gateway, GatewayDeps, GatewaySettings};
-use mcpgate_jose::SystemRng;
+use mcpgate_jose::{Clock, FixedClock, SystemClock, SystemRng};
 use mcpgate_store::{AuditRecord, AuditStore};
 use mcpgate_testkit::TestAs;
 
@@ -15,11 +15,18 @@ use crate::harness::eventually;
 
 const DAY_MS: i64 = 86_400_000;
 
-fn row(id: &str, age_days: i64) -> AuditRecord {
-    let now = SystemTime::now()
+fn now_ms() -> i64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
-        .as_millis() as i64;
+        .as_millis() as i64
+}
+
+fn row(id: &str, age_days: i64) -> AuditRecord {
+    row_at(id, now_ms(), age_days)
+}
+
+fn row_at(id: &str, now: i64, age_days: i64) -> AuditRecord {
     AuditRecord {
         time_ms: now - age_days * DAY_MS,
         request_id: id.into(),
@@ -37,6 +44,14 @@ fn row(id: &str, age_days: i64) -> AuditRecord {
 }
 
 fn gateway(store: Arc<dyn AuditStore>, retain_days: Option<u64>) -> Gateway {
+    gateway_with(store, retain_days, Arc::new(SystemClock))
+}
+
+fn gateway_with(
+    store: Arc<dyn AuditStore>,
+    retain_days: Option<u64>,
+    clock: Arc<dyn Clock>,
+) -> Gateway {
     let mut settings = GatewaySettings::new("http://127.0.0.1:1", true);
     settings.audit.stdout = false;
     settings.audit.retain = retain_days.map(|d| Duration::from_secs(d * 86_400));
@@ -47,6 +62,7 @@ fn gateway(store: Arc<dyn AuditStore>, retain_days: Option<u64>) -> Gateway {
             authorization_servers: vec![],
             audit_store: Some(store),
             rng: Arc::new(SystemRng::new()),
+            clock,
             request_state_key: None,
         },
     )
@@ -93,5 +109,26 @@ async fn retention_off_keeps_everything() {
     assert_eq!(gw.purge_audit().await, None);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(ids(&store).await, ["ancient"]);
+    gw.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Retention counts from the gateway's clock, not the host's: moving the
+/// clock two days on makes a 29-day-old row 31 days old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_follows_the_gateway_clock() {
+    let as_ = TestAs::start().await;
+    let store: Arc<dyn AuditStore> = as_.store.clone();
+    let start_ms = 1_900_000_000_000;
+    store
+        .insert_audit(&[row_at("ageing", start_ms, 29), row_at("fresh", start_ms, 1)])
+        .await
+        .unwrap();
+    let clock = FixedClock::new(start_ms / 1000);
+    let gw = gateway_with(store.clone(), Some(30), Arc::new(clock.clone()));
+    assert!(gw.purge_audit().await.is_some());
+    assert_eq!(ids(&store).await, ["ageing", "fresh"]);
+    clock.advance(2 * 86_400);
+    assert!(gw.purge_audit().await.is_some());
+    assert_eq!(ids(&store).await, ["fresh"]);
     gw.shutdown(Duration::from_secs(1)).await;
 }

@@ -160,6 +160,7 @@ impl Stack {
                 authorization_servers,
                 audit_store: Some(audit_store),
                 rng: Arc::new(SystemRng::new()),
+                clock: Arc::new(mcpgate_jose::SystemClock),
                 request_state_key: None,
             },
         )

@@ -1,0 +1,173 @@
+//! A Streamable HTTP upstream: every message is a request through the
+//! pooled client of [`crate::upstream::http`], carrying the upstream's own
+//! session id in place of the gateway's. The answer (JSON or an event
+//! stream) is decided by [`relay::upstream_answer`] before it reaches the
+//! client.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use super::{Call, Forward, Forwarded, Started};
+use crate::config::{HttpConfig, UpstreamAuth};
+use crate::jsonrpc::Envelope;
+use crate::refusal::Refusal;
+use crate::relay;
+use crate::session::{Backend, Session};
+use crate::upstream::http::HttpUpstream;
+
+pub struct Http {
+    client: Arc<HttpUpstream>,
+}
+
+/// What stands behind a session on an HTTP upstream: the session id the
+/// upstream gave (never sent to the client).
+struct HttpSession {
+    upstream_session: Mutex<Option<HeaderValue>>,
+}
+
+impl Backend for HttpSession {}
+
+fn upstream_session(s: &Session) -> Option<HeaderValue> {
+    s.backend::<HttpSession>()
+        .and_then(|b| b.upstream_session.lock().expect("session lock").clone())
+}
+
+impl Http {
+    pub fn new(
+        cfg: &HttpConfig,
+        auth: &UpstreamAuth,
+        timeout: std::time::Duration,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            client: Arc::new(HttpUpstream::new(cfg, auth, timeout)?),
+        })
+    }
+
+    /// Sends one request and maps what comes back: unreachable, the
+    /// upstream's session gone (404 within a session), a refusal of our
+    /// credentials or a server error (502), a relayed 4xx, or the decided
+    /// answer.
+    async fn send(
+        &self,
+        call: &Call<'_>,
+        method: Method,
+        session: Option<&Session>,
+        env: Option<&Envelope>,
+    ) -> Result<(http::response::Parts, Incoming), Refusal> {
+        let body = env.map(Envelope::to_bytes).unwrap_or_default();
+        let upstream_session = session.and_then(upstream_session);
+        let resp = self
+            .client
+            .send(method, call.headers, upstream_session.as_ref(), body)
+            .await
+            .map_err(|e| call.failure(&e.to_string(), "upstream_unreachable"))?;
+        let (parts, body) = resp.into_parts();
+        if parts.status == StatusCode::NOT_FOUND
+            && let Some(s) = session
+        {
+            // The upstream ended its session: so does the gateway.
+            call.ctx.gw.0.sessions.remove(&s.id);
+            return Err(Refusal::UpstreamSessionGone);
+        }
+        Ok((parts, body))
+    }
+
+    async fn exchange(
+        &self,
+        call: &Call<'_>,
+        method: Method,
+        session: Option<&Session>,
+        env: Option<&Envelope>,
+    ) -> Forward {
+        let (parts, body) = self.send(call, method, session, env).await?;
+        relay(call, env.and_then(|e| e.id.as_ref()), parts, body).await
+    }
+}
+
+/// Relays an upstream answer through [`relay::upstream_answer`]: its own
+/// credentials refused or a server error become 502 without detail; a 4xx
+/// is the client's business and is relayed, decided like any answer; one
+/// that cannot be relayed is a 502.
+async fn relay(
+    call: &Call<'_>,
+    id: Option<&Value>,
+    parts: http::response::Parts,
+    body: Incoming,
+) -> Forward {
+    let how = match parts.status.as_u16() {
+        401 | 403 => {
+            return Err(call.failure(
+                "the upstream refused the gateway's credentials",
+                "upstream_auth",
+            ));
+        }
+        s if s >= 500 => {
+            return Err(call.failure(&format!("the upstream answered {s}"), "upstream_error"));
+        }
+        s if s >= 300 => Forwarded::UpstreamRefused,
+        _ => Forwarded::Allowed,
+    };
+    relay::upstream_answer(
+        parts,
+        body,
+        call.max_message_bytes(),
+        call.outbound(),
+        id.cloned(),
+    )
+    .await
+    .map(|r| (r, how))
+    .map_err(|e| call.failure(e.what(), "upstream_error"))
+}
+
+#[async_trait::async_trait]
+impl super::Transport for Http {
+    async fn initialize(
+        &self,
+        call: &Call<'_>,
+        _id: &str,
+        env: &Envelope,
+    ) -> Result<Started, Refusal> {
+        let (parts, body) = self.send(call, Method::POST, None, Some(env)).await?;
+        let backend = parts.status.is_success().then(|| {
+            let id = parts.headers.get(crate::mcp::SESSION).cloned();
+            Box::new(HttpSession {
+                upstream_session: Mutex::new(id),
+            }) as Box<dyn Backend>
+        });
+        let (answer, how) = relay(call, env.id.as_ref(), parts, body).await?;
+        Ok(Started {
+            answer,
+            how,
+            backend,
+        })
+    }
+
+    async fn forward(&self, call: &Call<'_>, session: Option<&Session>, env: &Envelope) -> Forward {
+        self.exchange(call, Method::POST, session, Some(env)).await
+    }
+
+    async fn open_stream(&self, call: &Call<'_>, session: &Session) -> Forward {
+        self.exchange(call, Method::GET, Some(session), None).await
+    }
+
+    fn end_session(&self, session: &Session) {
+        let Some(upstream_session) = upstream_session(session) else {
+            return;
+        };
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let _ = client
+                .send(
+                    Method::DELETE,
+                    &HeaderMap::new(),
+                    Some(&upstream_session),
+                    Bytes::new(),
+                )
+                .await;
+        });
+    }
+}
