@@ -7,10 +7,8 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -59,8 +57,14 @@ pub fn accepts_sse(headers: &HeaderMap) -> bool {
         .any(|v| v.to_str().is_ok_and(|s| s.contains("text/event-stream")))
 }
 
-fn event(v: &Value) -> Event {
-    Event::default().event("message").data(v.to_string())
+/// An event stream answer: the one place its headers are set.
+fn event_stream(body: Body) -> Response {
+    let mut r = Response::new(body);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
 }
 
 /// When the client drops a POST stream before its answer, the request is
@@ -112,12 +116,7 @@ pub fn logged_sse(
 
 /// A stream's events after `after`, as an SSE answer.
 pub fn log_sse(log: Arc<resume::Log>, after: u64, prime: bool) -> Response {
-    let mut r = Response::new(Body::from_stream(log.events(after, prime)));
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    r.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    r
+    event_stream(Body::from_stream(log.events(after, prime)))
 }
 
 /// The POST answer of a stateless (2026-07-28) request to a stdio child:
@@ -143,16 +142,22 @@ pub fn stdio_sse(
             if guard.done {
                 return None;
             }
-            let mut m = rx.recv().await?;
+            let mut m = match tokio::time::timeout(resume::KEEP_ALIVE, rx.recv()).await {
+                Ok(m) => m?,
+                Err(_) => return Some((Ok(sse::keep_alive()), (rx, guard, out))),
+            };
             if m.get("method").is_none() {
                 guard.done = true;
             }
             out.decide(&mut m);
-            Some((Ok::<_, Infallible>(event(&m)), (rx, guard, out)))
+            let e = sse::Event {
+                event: Some("message".into()),
+                ..Default::default()
+            };
+            let bytes = e.write(Some(m.to_string().as_bytes()));
+            Some((Ok::<_, Infallible>(bytes), (rx, guard, out)))
         });
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
+    event_stream(Body::from_stream(stream))
 }
 
 /// The POST answer for a stdio child as one JSON body (the client does not

@@ -146,8 +146,7 @@ impl Log {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => return None,
                         Err(_) => {
-                            let ping = Bytes::from_static(b":\n\n");
-                            return Some((Ok(ping), (log, rx, cursor, prime)));
+                            return Some((Ok(sse::keep_alive()), (log, rx, cursor, prime)));
                         }
                     }
                 }

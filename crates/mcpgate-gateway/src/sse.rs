@@ -1,4 +1,4 @@
-//! Server-sent events from HTTP upstreams, read incrementally (the WHATWG
+//! Server-sent events: read incrementally from HTTP upstreams (the WHATWG
 //! "event stream interpretation": lines end in CRLF, LF or CR; `data`
 //! lines join with LF; an incomplete event at the end is discarded).
 //!
@@ -6,7 +6,8 @@
 //! event is taken apart into the fields a client acts on (`id`, `event`,
 //! `retry`, `data`) and written again by [`Event::write`]. Comments and
 //! unknown fields are dropped. A line or an event larger than the limit
-//! ends the stream.
+//! ends the stream. [`Event::write`] writes every event the gateway sends,
+//! whatever the upstream.
 
 use bytes::{Bytes, BytesMut};
 
@@ -51,6 +52,11 @@ impl Event {
     fn is_empty(&self) -> bool {
         self.id.is_none() && self.event.is_none() && self.retry.is_none() && self.data.is_none()
     }
+}
+
+/// A comment that keeps an idle stream open through proxies.
+pub fn keep_alive() -> Bytes {
+    Bytes::from_static(b":\n\n")
 }
 
 /// The stream broke a limit (a line or an event over `max` bytes) or is not
