@@ -17,6 +17,7 @@ use crate::csrf;
 use crate::pages::{Common, ConsentPage, ScopeLine, error_page, html};
 use crate::params::Params;
 use crate::session::{self, SessionUser};
+use crate::settings::Holder;
 use crate::state::AppState;
 
 /// The request parameters that define an authorization request, in the
@@ -325,12 +326,13 @@ pub async fn post(
 }
 
 async fn handle(app: &AppState, p: &Params, headers: &HeaderMap) -> Response {
-    let v = match validate(app, p).await {
+    let mut v = match validate(app, p).await {
         Ok(v) => v,
         Err(f) => return f.into_response(app),
     };
+    let prompt = v.prompt.clone();
     let prompt_has = |x: &str| {
-        v.prompt
+        prompt
             .as_deref()
             .is_some_and(|p| p.split(' ').any(|y| y == x))
     };
@@ -370,6 +372,9 @@ async fn handle(app: &AppState, p: &Params, headers: &HeaderMap) -> Response {
         }
         Err(e) => return Failure::Internal(e).into_response(app),
     };
+    if let Some(r) = entitle(app, &mut v, &user.user) {
+        return r;
+    }
     // Consent registry: approved before for at least these scopes and this resource?
     let existing = match app
         .store
@@ -399,6 +404,39 @@ async fn handle(app: &AppState, p: &Params, headers: &HeaderMap) -> Response {
         );
     }
     consent_page(app, &v, &user, existing.as_ref())
+}
+
+/// Consent is not entitlement: narrows the request to the scopes this user
+/// may be granted for its resource (`grantable_to`; RFC 6749 §3.3 lets the
+/// server grant fewer than requested). A request that named scopes and has
+/// none left is `access_denied` (the answer returned). Runs before the
+/// consent page and again on its answer, so neither page nor form can offer
+/// more.
+fn entitle(app: &AppState, v: &mut Validated, user: &UserRecord) -> Option<Response> {
+    let entitled = app
+        .settings
+        .entitled(Holder::User(user), &v.scopes, &v.resource);
+    if entitled.len() == v.scopes.len() {
+        return None;
+    }
+    let withheld = v.scopes.difference(&entitled);
+    tracing::info!(user = %user.id, client_id = %v.client.client_id, resource = %v.resource, withheld = %withheld, "scopes the user may not be granted were left out");
+    if entitled.is_empty() {
+        return Some(redirect_with(
+            app,
+            &v.redirect_uri,
+            &[
+                ("error", "access_denied"),
+                (
+                    "error_description",
+                    &format!("the user may not be granted the requested scopes ({withheld})"),
+                ),
+            ],
+            v.state.as_deref(),
+        ));
+    }
+    v.scopes = entitled;
+    None
 }
 
 /// The binding of a consent form's CSRF token: the login session and every
@@ -528,10 +566,13 @@ pub async fn consent_post(
             "The consent form was not the one shown to you, or it expired. Start again from the application.",
         );
     }
-    let v = match validate(&app, &p).await {
+    let mut v = match validate(&app, &p).await {
         Ok(v) => v,
         Err(f) => return f.into_response(&app),
     };
+    if let Some(r) = entitle(&app, &mut v, &user.user) {
+        return r;
+    }
     match p.get("decision") {
         Some("approve") => {}
         Some("deny") => {

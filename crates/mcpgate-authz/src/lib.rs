@@ -12,6 +12,7 @@ mod authorize;
 mod clients;
 mod cookies;
 mod csrf;
+mod entitlement;
 pub mod error;
 mod idp;
 pub mod idp_file;
@@ -39,8 +40,8 @@ pub use error::ApiError;
 pub use idp_file::IdentityProviderFile;
 pub use metadata::document as metadata_document;
 pub use settings::{
-    AuthzSettings, CimdSettings, DcrSettings, IdentityProvider, LoginLimits, ProviderKind,
-    ResourceDef, ScopeDef, TokenAuth,
+    AuthzSettings, CimdSettings, DcrSettings, Grantees, Holder, IdentityProvider, LoginLimits,
+    ProviderKind, ResourceDef, ScopeDef, TokenAuth,
 };
 pub use state::{AppState, Deps};
 

@@ -11,6 +11,19 @@ use mcpgate_types::Secret;
 pub struct ScopeDef {
     pub name: String,
     pub description: String,
+    /// Who may be granted it (`grantable_to`); `None`: see
+    /// [`AuthzSettings::grantable_by_default`].
+    pub grantable_to: Option<Grantees>,
+}
+
+impl ScopeDef {
+    pub fn new(name: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            description: description.into(),
+            grantable_to: None,
+        }
+    }
 }
 
 /// A protected resource this server issues tokens for (RFC 8707).
@@ -20,6 +33,50 @@ pub struct ResourceDef {
     pub uri: String,
     /// Human name for the consent page.
     pub name: String,
+    /// Rules for tokens of this resource, by scope; they take the place of
+    /// the scope's own rule.
+    pub grantable_to: Vec<(String, Grantees)>,
+}
+
+impl ResourceDef {
+    pub fn new(uri: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            uri: uri.into(),
+            name: name.into(),
+            grantable_to: Vec::new(),
+        }
+    }
+}
+
+/// Who may be granted a scope: users (by id or username), members of
+/// groups, and clients acting for themselves (`client_credentials`).
+/// Consent is not entitlement: a user who is none of these never gets the
+/// scope, whatever they approve.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grantees {
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+    pub clients: Vec<String>,
+}
+
+/// Who a token is for.
+#[derive(Debug, Clone, Copy)]
+pub enum Holder<'a> {
+    User(&'a mcpgate_store::UserRecord),
+    /// A client acting for itself.
+    Client(&'a str),
+}
+
+impl Grantees {
+    fn admit(&self, h: Holder<'_>) -> bool {
+        match h {
+            Holder::User(u) => {
+                self.users.iter().any(|x| *x == u.id || *x == u.username)
+                    || u.groups.iter().any(|g| self.groups.contains(g))
+            }
+            Holder::Client(c) => self.clients.iter().any(|x| x == c),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +140,9 @@ pub struct AuthzSettings {
     pub local_login: bool,
     /// Upstream identity providers offered on the login page.
     pub identity_providers: Vec<IdentityProvider>,
+    /// Whether a scope without a `grantable_to` rule may be granted to
+    /// anyone (the default) or to no one.
+    pub grantable_by_default: bool,
 }
 
 impl AuthzSettings {
@@ -120,6 +180,7 @@ impl AuthzSettings {
             trust_forwarded_for: false,
             local_login: true,
             identity_providers: Vec::new(),
+            grantable_by_default: true,
         }
     }
 
@@ -129,6 +190,39 @@ impl AuthzSettings {
 
     pub fn scope(&self, name: &str) -> Option<&ScopeDef> {
         self.scopes.iter().find(|s| s.name == name)
+    }
+
+    /// May `holder` be granted `scope` in tokens for `resource`? The
+    /// resource's rule for the scope decides, else the scope's own, else
+    /// [`Self::grantable_by_default`].
+    pub fn grantable(&self, holder: Holder<'_>, scope: &str, resource: &str) -> bool {
+        let by_resource = self
+            .resources
+            .iter()
+            .find(|r| r.uri == resource)
+            .and_then(|r| r.grantable_to.iter().find(|(s, _)| s == scope))
+            .map(|(_, g)| g);
+        let rule = by_resource.or_else(|| self.scope(scope).and_then(|d| d.grantable_to.as_ref()));
+        match rule {
+            Some(g) => g.admit(holder),
+            None => self.grantable_by_default,
+        }
+    }
+
+    /// The part of `scopes` that `holder` may be granted for `resource`
+    /// (RFC 6749 §3.3: the server may issue fewer scopes than requested).
+    pub fn entitled(
+        &self,
+        holder: Holder<'_>,
+        scopes: &mcpgate_types::ScopeSet,
+        resource: &str,
+    ) -> mcpgate_types::ScopeSet {
+        mcpgate_types::ScopeSet::from_iter(
+            scopes
+                .iter()
+                .filter(|s| self.grantable(holder, s, resource))
+                .map(str::to_string),
+        )
     }
 
     pub fn resource_uris(&self) -> Vec<String> {

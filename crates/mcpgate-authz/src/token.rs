@@ -16,6 +16,7 @@ use mcpgate_types::{OAuthError, OAuthErrorCode, ScopeSet, pkce, resource};
 use crate::clients::authenticate;
 use crate::error::{ApiError, ApiResult, no_store_json};
 use crate::params::{Params, is_form};
+use crate::settings::Holder;
 use crate::state::AppState;
 
 /// `POST /oauth/token`
@@ -100,7 +101,12 @@ async fn authorization_code(
             return Err(refused);
         }
     };
-    let scopes = ScopeSet::from_iter(rec.scopes.iter().cloned());
+    // Entitlements may have changed since the code was issued.
+    let scopes = app.settings.entitled(
+        Holder::User(&user),
+        &ScopeSet::from_iter(rec.scopes.iter().cloned()),
+        &rec.resource,
+    );
     let access = mint(
         app,
         &user.id,
@@ -337,6 +343,24 @@ async fn refresh(app: &AppState, client: &ClientRecord, p: &Params) -> ApiResult
         }
         Err(e) => return Err(e.into()),
     };
+    // A refresh grants only what the user may hold now (groups change,
+    // rules change): the rest of the grant is withheld, and a refresh with
+    // nothing left is refused.
+    let entitled = app
+        .settings
+        .entitled(Holder::User(&user), &scopes, &family.resource);
+    if entitled.is_empty() && !scopes.is_empty() {
+        if p.get("scope").is_some() {
+            return Err(OAuthError::invalid_scope(format!(
+                "the user may not be granted the requested scopes ({scopes})"
+            ))
+            .into());
+        }
+        return Err(invalid_grant(
+            "the user may no longer be granted any scope of this grant",
+        ));
+    }
+    let scopes = entitled;
     let new_raw = app.random(32);
     let new = RefreshTokenRecord {
         token_hash: hash_secret(&new_raw),
@@ -393,6 +417,16 @@ async fn client_credentials(
         )
         .into());
     }
+    let entitled = app
+        .settings
+        .entitled(Holder::Client(&client.client_id), &scopes, &canonical);
+    if entitled.is_empty() && !scopes.is_empty() {
+        return Err(OAuthError::invalid_scope(format!(
+            "this client may not be granted the requested scopes ({scopes})"
+        ))
+        .into());
+    }
+    let scopes = entitled;
     let access = mint(
         app,
         &client.client_id,

@@ -46,6 +46,22 @@ use crate::origin::OriginPolicy;
 use crate::ratelimit::Limits;
 use crate::session::{Children, Sessions};
 
+/// The scopes a principal could never be granted: the embedded
+/// authorization server's `grantable_to` rules. Asked before a step-up
+/// challenge, so a user who can never hold a scope gets a plain 403
+/// ([`refusal::Refusal::NotEntitled`]) instead of an authorization loop.
+#[async_trait::async_trait]
+pub trait Entitlements: Send + Sync {
+    /// Of `scopes`, those `p` may not be granted for `resource`; empty when
+    /// unknown (another issuer's token).
+    async fn withheld(
+        &self,
+        p: &mcpgate_guard::Principal,
+        resource: &str,
+        scopes: &mcpgate_types::ScopeSet,
+    ) -> mcpgate_types::ScopeSet;
+}
+
 /// What the gateway is built from besides its settings.
 pub struct GatewayDeps {
     /// One authenticator per upstream name (each upstream is its own audience).
@@ -56,6 +72,8 @@ pub struct GatewayDeps {
     pub rng: Arc<dyn Rng>,
     /// Wall-clock time: audit records and retention.
     pub clock: Arc<dyn Clock>,
+    /// The embedded authorization server's entitlements, if there is one.
+    pub entitlements: Option<Arc<dyn Entitlements>>,
     /// The key that binds upstream `requestState` handles to the user they
     /// were issued to. Replicas that share a database must share it (mcpgate
     /// derives it from the master key); `None` draws one per process.
@@ -93,6 +111,7 @@ pub(crate) struct Inner {
     pub request_ids: audit::RequestIds,
     pub states: Arc<outbound::RequestStates>,
     pub clock: Arc<dyn Clock>,
+    pub entitlements: Option<Arc<dyn Entitlements>>,
     pub stop: CancellationToken,
 }
 
@@ -252,6 +271,7 @@ impl Gateway {
             authorization_servers: deps.authorization_servers,
             request_ids: audit::RequestIds::new(deps.rng.as_ref()),
             clock: deps.clock,
+            entitlements: deps.entitlements,
             stop: CancellationToken::new(),
             upstreams,
             settings,

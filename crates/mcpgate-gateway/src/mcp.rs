@@ -163,9 +163,28 @@ async fn admit(
         ));
     }
     if let Decision::StepUp(required) = policy::decide_baseline(&up.cfg, &p) {
-        return Err(ctx.refuse(Refusal::step_up(required, None), None));
+        let r = step_up(&ctx, &p, required, None).await;
+        return Err(ctx.refuse(r, None));
     }
     Ok((ctx, p))
+}
+
+/// A step-up challenge for `required`, unless the authorization server
+/// would never grant the user one of those scopes: then a plain 403 that
+/// names them, and the client's step-up loop ends here.
+async fn step_up(
+    ctx: &Ctx,
+    p: &Principal,
+    required: mcpgate_types::ScopeSet,
+    kind: Option<policy::ItemKind>,
+) -> Refusal {
+    if let Some(e) = &ctx.gw.0.entitlements {
+        let scopes = e.withheld(p, &ctx.up.cfg.resource, &required).await;
+        if !scopes.is_empty() {
+            return Refusal::NotEntitled { kind, scopes };
+        }
+    }
+    Refusal::step_up(required, kind)
 }
 
 /// The version a request speaks; `Err` for an unsupported one (400).
@@ -234,7 +253,7 @@ async fn post_phases(
             Decision::Allow => {}
             Decision::Deny(reason) => return Err(with_id(Refusal::Denied { kind, reason })),
             Decision::StepUp(required) => {
-                return Err(with_id(Refusal::step_up(required, Some(kind))));
+                return Err(with_id(step_up(ctx, p, required, Some(kind)).await));
             }
         }
     }

@@ -55,6 +55,13 @@ pub enum Refusal {
         kind: ItemKind,
         reason: &'static str,
     },
+    /// A step-up the user can never satisfy: the authorization server would
+    /// not grant `scopes` to them (`grantable_to`). A plain 403, without an
+    /// `insufficient_scope` challenge, so the client does not ask again.
+    NotEntitled {
+        kind: Option<ItemKind>,
+        scopes: ScopeSet,
+    },
     /// A `requestState` not sealed for this user, client and upstream.
     ForeignRequestState(StateRefusal),
     /// GET or DELETE from a stateless (2026-07-28) client.
@@ -102,7 +109,9 @@ impl Refusal {
             }
             Refusal::MethodRemoved => StatusCode::NOT_FOUND,
             Refusal::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            Refusal::ForeignOrigin | Refusal::Denied { .. } => StatusCode::FORBIDDEN,
+            Refusal::ForeignOrigin | Refusal::Denied { .. } | Refusal::NotEntitled { .. } => {
+                StatusCode::FORBIDDEN
+            }
             Refusal::ForeignHost => StatusCode::MISDIRECTED_REQUEST,
             Refusal::Challenge(ch) => mcpgate_guard::challenge::status(ch),
             Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -136,7 +145,8 @@ impl Refusal {
             | Refusal::ForeignOrigin
             | Refusal::ForeignHost
             | Refusal::RateLimited { .. }
-            | Refusal::Denied { .. } => codes::SERVER_ERROR,
+            | Refusal::Denied { .. }
+            | Refusal::NotEntitled { .. } => codes::SERVER_ERROR,
             Refusal::UnsupportedVersion { .. } => codes::UNSUPPORTED_PROTOCOL_VERSION,
             Refusal::Malformed(e) => e.code(),
             Refusal::InvalidParams(_) | Refusal::ForeignRequestState(_) => codes::INVALID_PARAMS,
@@ -164,6 +174,12 @@ impl Refusal {
             Refusal::HeaderMismatch(m) => m,
             Refusal::Denied { kind, .. } => {
                 return Cow::Owned(format!("this {} is not available to you", kind.noun()));
+            }
+            Refusal::NotEntitled { kind, scopes } => {
+                let what = kind.map_or("resource", ItemKind::noun);
+                return Cow::Owned(format!(
+                    "this {what} needs scope {scopes}, which your account cannot be granted"
+                ));
             }
             Refusal::ForeignRequestState(StateRefusal::Malformed) => {
                 "Invalid params: requestState was not issued by this gateway"
@@ -200,6 +216,7 @@ impl Refusal {
             | Refusal::MethodRemoved
             | Refusal::HeaderMismatch(_)
             | Refusal::Denied { .. }
+            | Refusal::NotEntitled { .. }
             | Refusal::ForeignRequestState(_)
             | Refusal::MethodNotAllowed
             | Refusal::MissingSession
@@ -227,6 +244,7 @@ impl Refusal {
             Refusal::MethodRemoved => "method_not_found",
             Refusal::HeaderMismatch(_) => "header_mismatch",
             Refusal::Denied { reason, .. } => reason,
+            Refusal::NotEntitled { .. } => "not_entitled",
             Refusal::ForeignRequestState(_) => "foreign_request_state",
             Refusal::MethodNotAllowed => "method_not_allowed",
             Refusal::MissingSession => "missing_session",
@@ -325,6 +343,10 @@ mod tests {
                 kind: ItemKind::Prompt,
                 reason: "prompt_disabled",
             },
+            Refusal::NotEntitled {
+                kind: Some(ItemKind::Tool),
+                scopes: ScopeSet::parse("n:admin").unwrap(),
+            },
             Refusal::ForeignRequestState(StateRefusal::Malformed),
             Refusal::ForeignRequestState(StateRefusal::NotYours),
             Refusal::MethodNotAllowed,
@@ -352,6 +374,7 @@ mod tests {
                 | Refusal::MethodRemoved
                 | Refusal::HeaderMismatch(_)
                 | Refusal::Denied { .. }
+                | Refusal::NotEntitled { .. }
                 | Refusal::ForeignRequestState(_)
                 | Refusal::MethodNotAllowed
                 | Refusal::MissingSession

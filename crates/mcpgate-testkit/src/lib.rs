@@ -91,22 +91,13 @@ impl TestAs {
             ("notes:admin", "Delete notes"),
             ("offline_access", "Stay connected"),
         ] {
-            settings.scopes.push(ScopeDef {
-                name: n.into(),
-                description: d.into(),
-            });
+            settings.scopes.push(ScopeDef::new(n, d));
         }
         let resource = format!("{issuer}/mcp/notes");
         let other_resource = format!("{issuer}/mcp/other");
         settings.resources = vec![
-            ResourceDef {
-                uri: resource.clone(),
-                name: "Notes".into(),
-            },
-            ResourceDef {
-                uri: other_resource.clone(),
-                name: "Other".into(),
-            },
+            ResourceDef::new(resource.clone(), "Notes"),
+            ResourceDef::new(other_resource.clone(), "Other"),
         ];
         settings.cimd.allow_http_loopback = true;
         settings.introspection_clients = vec!["resource-server".into()];

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use mcpgate_authz::{AuthzSettings, ResourceDef, ScopeDef};
+use mcpgate_authz::{AuthzSettings, Grantees, ResourceDef, ScopeDef};
 use mcpgate_jose::KeyAlg;
 use mcpgate_store::SqliteDurability;
 use mcpgate_types::Secret;
@@ -72,6 +72,10 @@ pub struct StoreFile {
 #[serde(deny_unknown_fields)]
 pub struct AsFile {
     pub scopes: Option<BTreeMap<String, String>>,
+    /// Who may be granted each scope (scope → grantees).
+    pub grantable_to: Option<BTreeMap<String, GranteesFile>>,
+    /// Whether a scope without a rule may be granted to anyone (default) or to no one.
+    pub grantable_by_default: Option<bool>,
     pub resources: Option<Vec<ResourceFile>>,
     pub access_token_ttl_secs: Option<i64>,
     pub refresh_token_ttl_secs: Option<i64>,
@@ -94,6 +98,20 @@ pub struct AsFile {
 pub struct ResourceFile {
     pub uri: String,
     pub name: Option<String>,
+    /// Rules for tokens of this resource, in place of the scopes' own.
+    pub grantable_to: Option<BTreeMap<String, GranteesFile>>,
+}
+
+/// `{ users = [...], groups = [...], clients = [...] }`: who may be granted a scope.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct GranteesFile {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub clients: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -611,13 +629,39 @@ impl Validator<'_> {
         .map_err(|e| self.err(&e.field, e.message))?;
         for u in &settings.upstreams {
             if !authz.resources.iter().any(|r| r.uri == u.resource) {
-                authz.resources.push(ResourceDef {
-                    uri: u.resource.clone(),
-                    name: u.title.clone(),
-                });
+                authz
+                    .resources
+                    .push(ResourceDef::new(u.resource.clone(), u.title.clone()));
             }
         }
         Ok(settings)
+    }
+
+    /// `grantable_to` rules, each for a configured scope.
+    fn grantees(
+        &self,
+        field: &str,
+        s: &AuthzSettings,
+        rules: &BTreeMap<String, GranteesFile>,
+    ) -> Result<Vec<(String, Grantees)>, ConfigError> {
+        let mut out = Vec::new();
+        for (scope, g) in rules {
+            if s.scope(scope).is_none() {
+                return Err(self.err(
+                    field,
+                    format!("{scope:?} is not one of authorization_server.scopes"),
+                ));
+            }
+            out.push((
+                scope.clone(),
+                Grantees {
+                    users: g.users.clone(),
+                    groups: g.groups.clone(),
+                    clients: g.clients.clone(),
+                },
+            ));
+        }
+        Ok(out)
     }
 
     fn authz(&self, a: &AsFile, issuer: &str) -> Result<AuthzSettings, ConfigError> {
@@ -633,6 +677,7 @@ impl Validator<'_> {
                 ),
             ])
         });
+        let embedded = a.scopes.is_none();
         for (name, description) in scopes {
             if !mcpgate_types::scope::is_scope_token(&name) {
                 return Err(self.err(
@@ -640,16 +685,38 @@ impl Validator<'_> {
                     format!("{name:?} is not a valid scope token (RFC 6749 §3.3)"),
                 ));
             }
-            s.scopes.push(ScopeDef { name, description });
+            s.scopes.push(ScopeDef::new(name, description));
         }
+        // The demo's notes:admin is for the demo's admins only.
+        let rules = match (&a.grantable_to, embedded) {
+            (Some(r), _) => r.clone(),
+            (None, true) => BTreeMap::from([(
+                "notes:admin".to_string(),
+                GranteesFile {
+                    groups: vec!["admins".into()],
+                    ..Default::default()
+                },
+            )]),
+            (None, false) => BTreeMap::new(),
+        };
+        for (scope, rule) in self.grantees("authorization_server.grantable_to", &s, &rules)? {
+            if let Some(d) = s.scopes.iter_mut().find(|d| d.name == scope) {
+                d.grantable_to = Some(rule);
+            }
+        }
+        s.grantable_by_default = a.grantable_by_default.unwrap_or(true);
         let resources = match &a.resources {
-            Some(r) => r.iter().map(|r| (r.uri.clone(), r.name.clone())).collect(),
+            Some(r) => r
+                .iter()
+                .map(|r| (r.uri.clone(), r.name.clone(), r.grantable_to.clone()))
+                .collect(),
             None => vec![(
                 format!("{issuer}/mcp/notes"),
                 Some("Notes (demo)".to_string()),
+                None,
             )],
         };
-        for (uri, name) in resources {
+        for (uri, name, rules) in resources {
             mcpgate_types::resource::validate(&uri)
                 .map_err(|e| self.err("authorization_server.resources", format!("{uri:?}: {e}")))?;
             if uri.ends_with('/') {
@@ -659,7 +726,12 @@ impl Validator<'_> {
                 ));
             }
             let name = name.unwrap_or_else(|| uri.clone());
-            s.resources.push(ResourceDef { uri, name });
+            let field = "authorization_server.resources.grantable_to";
+            let rules = self.grantees(field, &s, &rules.unwrap_or_default())?;
+            s.resources.push(ResourceDef {
+                grantable_to: rules,
+                ..ResourceDef::new(uri, name)
+            });
         }
         let pos =
             |field: &str, v: Option<i64>, default: i64, max: i64| -> Result<i64, ConfigError> {
@@ -846,5 +918,49 @@ mod tests {
                 .is_err()
         );
         assert!(load_str("[authorization_server]\naccess_token_ttl_secs = 0\n").is_err());
+    }
+
+    #[test]
+    fn grantable_to_rules() {
+        // The demo's notes:admin is for its admins; the other scopes are open.
+        let c = load(None, &Overrides::default()).unwrap();
+        let admin = c.authz.scope("notes:admin").unwrap();
+        assert_eq!(admin.grantable_to.as_ref().unwrap().groups, ["admins"]);
+        assert!(c.authz.scope("notes:read").unwrap().grantable_to.is_none());
+        assert!(c.authz.grantable_by_default);
+        let c = load_str(
+            r#"
+[authorization_server]
+scopes = { "a" = "A", "b" = "B" }
+grantable_by_default = false
+resources = [{ uri = "https://r.example/mcp", grantable_to = { "b" = { clients = ["svc"] } } }]
+[authorization_server.grantable_to]
+"a" = { users = ["alice"], groups = ["staff"] }
+"#,
+        )
+        .unwrap();
+        let a = c.authz.scope("a").unwrap().grantable_to.clone().unwrap();
+        assert_eq!(
+            (a.users, a.groups),
+            (vec!["alice".into()], vec!["staff".into()])
+        );
+        assert!(!c.authz.grantable_by_default);
+        let r = &c.authz.resources[0];
+        assert_eq!(r.grantable_to[0].0, "b");
+        assert_eq!(r.grantable_to[0].1.clients, ["svc"]);
+        // A rule for a scope that does not exist, or a misspelt field, is refused.
+        let e = load_str(
+            "[authorization_server]\nscopes = { \"a\" = \"A\" }\ngrantable_to = { \"nope\" = { users = [\"x\"] } }\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("not one of authorization_server.scopes"),
+            "{e}"
+        );
+        assert!(
+            load_str("[authorization_server]\nscopes = { \"a\" = \"A\" }\ngrantable_to = { \"a\" = { user = [\"x\"] } }\n")
+                .is_err()
+        );
     }
 }

@@ -177,6 +177,23 @@ impl mcpgate_guard::LocalKeys for AsKeys {
     }
 }
 
+/// The authorization server's entitlements, as the gateway asks before a
+/// step-up.
+struct AsEntitlements(AppState);
+
+#[async_trait::async_trait]
+impl mcpgate_gateway::Entitlements for AsEntitlements {
+    async fn withheld(
+        &self,
+        p: &mcpgate_guard::Principal,
+        resource: &str,
+        scopes: &mcpgate_types::ScopeSet,
+    ) -> mcpgate_types::ScopeSet {
+        let (iss, sub, client) = (&p.issuer, &p.subject, &p.client_id);
+        self.0.withheld(iss, sub, client, resource, scopes).await
+    }
+}
+
 /// The gateway in front of the configured upstreams, trusting this
 /// process's authorization server, auditing into the store.
 pub fn gateway(rt: &Runtime, state: &AppState) -> anyhow::Result<mcpgate_gateway::Gateway> {
@@ -200,6 +217,7 @@ pub fn gateway(rt: &Runtime, state: &AppState) -> anyhow::Result<mcpgate_gateway
             audit_store: Some(audit_store),
             rng: rt.rng.clone(),
             clock: rt.clock.clone(),
+            entitlements: Some(Arc::new(AsEntitlements(state.clone()))),
             // Every replica sharing the master key opens the others' states.
             request_state_key: Some(
                 rt.master_key

@@ -25,6 +25,7 @@ mod cimd;
 mod common;
 mod concurrency;
 mod consent;
+mod entitlements;
 mod flows;
 mod headers;
 mod idp;
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
     let mut trials = Vec::new();
     trials.extend(flows::trials(&pg));
     trials.extend(consent::trials());
+    trials.extend(entitlements::trials());
     trials.extend(registration::trials());
     trials.extend(cimd::trials());
     trials.extend(authorize_attacks::trials());

@@ -166,10 +166,8 @@ async fn token_from_another_issuer_is_refused() {
     let other = TestAs::start_with(Options {
         store: None,
         tweak: Box::new(move |st| {
-            st.resources.push(mcpgate_authz::ResourceDef {
-                uri: resource,
-                name: "a".into(),
-            })
+            st.resources
+                .push(mcpgate_authz::ResourceDef::new(resource, "a"))
         }),
     })
     .await;
@@ -269,6 +267,43 @@ async fn missing_scope_gets_a_step_up_with_every_needed_scope() {
     let mut c = s.client("a", &better);
     c.initialize().await;
     assert_eq!(c.call("notify", json!({})).await.status, 200);
+}
+
+/// A step-up the user can never satisfy (the AS would not grant them
+/// `notes:admin`) is a plain 403 naming the scope, without an
+/// `insufficient_scope` challenge that would send the client round the
+/// authorization loop again; a user the AS would grant it still gets the
+/// challenge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_up_the_user_can_never_satisfy_is_a_plain_403() {
+    let s = Stack::start_with(CONFIG, |a| {
+        let admin = a.scopes.iter_mut().find(|d| d.name == "notes:admin");
+        admin.expect("notes:admin").grantable_to = Some(mcpgate_authz::Grantees {
+            groups: vec!["ops".into()],
+            ..Default::default()
+        });
+    })
+    .await;
+    let token = s.token("alice", "notes:read", "a").await;
+    let mut c = s.client("a", &token);
+    c.initialize().await;
+    let r = c.call("notify", json!({})).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(r.header("www-authenticate"), None, "no step-up challenge");
+    assert!(
+        r.text
+            .contains("needs scope notes:admin, which your account cannot be granted"),
+        "{}",
+        r.text
+    );
+    // bob is in ops: he can be granted it, so he is asked to step up.
+    let token = s.token("bob", "notes:read", "a").await;
+    let mut c = s.client("a", &token);
+    c.initialize().await;
+    let r = c.call("notify", json!({})).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let challenge = r.header("www-authenticate").unwrap_or_default();
+    assert!(challenge.contains("insufficient_scope"), "{challenge}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

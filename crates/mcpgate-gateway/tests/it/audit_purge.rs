@@ -63,6 +63,7 @@ fn gateway_with(
             audit_store: Some(store),
             rng: Arc::new(SystemRng::new()),
             clock,
+            entitlements: None,
             request_state_key: None,
         },
     )

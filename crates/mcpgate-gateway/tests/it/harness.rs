@@ -59,6 +59,22 @@ impl mcpgate_guard::LocalKeys for AsKeys {
     }
 }
 
+/// The AS's entitlements, as `mcpgate serve` gives them to the gateway.
+struct AsEntitlements(mcpgate_authz::AppState);
+
+#[async_trait::async_trait]
+impl mcpgate_gateway::Entitlements for AsEntitlements {
+    async fn withheld(
+        &self,
+        p: &mcpgate_guard::Principal,
+        resource: &str,
+        scopes: &mcpgate_types::ScopeSet,
+    ) -> mcpgate_types::ScopeSet {
+        let (iss, sub, client) = (&p.issuer, &p.subject, &p.client_id);
+        self.0.withheld(iss, sub, client, resource, scopes).await
+    }
+}
+
 #[derive(Deserialize, Default)]
 struct Files {
     #[serde(default)]
@@ -98,6 +114,15 @@ impl Stack {
     /// `config` is the `[gateway]`/`[[upstream]]` TOML; `{bin}` in it is
     /// replaced by the fixture binary's path, `{issuer}` by the AS issuer.
     pub async fn start(config: &str) -> Self {
+        Self::start_with(config, |_| {}).await
+    }
+
+    /// [`Stack::start`] with the AS settings changed by `tweak` (after the
+    /// upstreams' resources are added).
+    pub async fn start_with(
+        config: &str,
+        tweak: impl FnOnce(&mut mcpgate_authz::AuthzSettings) + Send + 'static,
+    ) -> Self {
         let bin = upstream_bin();
         let text = config.replace("{bin}", &bin.display().to_string());
         let files: Files = toml::from_str(&text).expect("test config parses");
@@ -108,12 +133,10 @@ impl Stack {
                 for n in names {
                     let uri = format!("{}/mcp/{n}", s.issuer);
                     if !s.resources.iter().any(|r| r.uri == uri) {
-                        s.resources.push(ResourceDef {
-                            uri,
-                            name: n.clone(),
-                        });
+                        s.resources.push(ResourceDef::new(uri, n.clone()));
                     }
                 }
+                tweak(s);
             }),
         })
         .await;
@@ -161,6 +184,7 @@ impl Stack {
                 audit_store: Some(audit_store),
                 rng: Arc::new(SystemRng::new()),
                 clock: Arc::new(mcpgate_jose::SystemClock),
+                entitlements: Some(Arc::new(AsEntitlements(as_.state.clone()))),
                 request_state_key: None,
             },
         )
