@@ -189,7 +189,8 @@ async fn fetch_discovery(
             }
         }
     };
-    for u in [&d.authorization_endpoint, &d.token_endpoint] {
+    let endpoints = [&d.authorization_endpoint, &d.token_endpoint];
+    for u in endpoints.into_iter().chain(d.userinfo_endpoint.as_ref()) {
         if !acceptable_url(app, u) {
             return Err(UpstreamError::Invalid(format!("endpoint {u} is not https")));
         }
@@ -248,7 +249,18 @@ pub(crate) async fn exchange(
         ProviderKind::Oidc => {
             let id_token = str_field(&body, "id_token")
                 .ok_or_else(|| UpstreamError::Invalid("token response has no id_token".into()))?;
-            validate_id_token(app, p, d, &id_token, nonce_hash).await?
+            let mut claims = validate_id_token(app, p, d.clone(), &id_token, nonce_hash).await?;
+            if claims.get(&p.groups_claim).is_none()
+                && d.userinfo_endpoint.is_some()
+                && let Some(access) = str_field(&body, "access_token")
+            {
+                // Many providers leave groups out of the ID token: ask the
+                // userinfo endpoint, so that the groups (and the allowlist,
+                // and entitlements) are the provider's of now.
+                let info = userinfo(app, &d, &access).await?;
+                merge_userinfo(p, &mut claims, &info)?;
+            }
+            claims
         }
         ProviderKind::OAuth2 { .. } => {
             let access = str_field(&body, "access_token").ok_or_else(|| {
@@ -369,6 +381,37 @@ async fn userinfo(app: &AppState, d: &Discovered, access: &str) -> Result<Value,
     }
     r.json()
         .map_err(|e| UpstreamError::Provider(format!("userinfo is not JSON: {e}")))
+}
+
+/// OIDC Core §5.3.2: userinfo claims belong to the ID token's user only if
+/// its `sub` is the same; then the claims the ID token left out (groups,
+/// email, name) are taken from it. What the ID token says wins.
+fn merge_userinfo(
+    p: &IdentityProvider,
+    claims: &mut Value,
+    info: &Value,
+) -> Result<(), UpstreamError> {
+    if info.get("sub").is_none() || info.get("sub") != claims.get("sub") {
+        return Err(UpstreamError::Invalid(
+            "the userinfo sub is not the ID token's".into(),
+        ));
+    }
+    let (Some(claims), Some(info)) = (claims.as_object_mut(), info.as_object()) else {
+        return Ok(());
+    };
+    for name in [
+        p.groups_claim.as_str(),
+        p.email_claim.as_str(),
+        "email_verified",
+        p.name_claim.as_str(),
+    ] {
+        if !claims.contains_key(name)
+            && let Some(v) = info.get(name)
+        {
+            claims.insert(name.to_string(), v.clone());
+        }
+    }
+    Ok(())
 }
 
 fn claim_string(claims: &Value, name: &str) -> Option<String> {

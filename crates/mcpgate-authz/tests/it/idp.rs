@@ -63,6 +63,8 @@ struct FakeState {
     last: Mutex<Option<TokenRequest>>,
     /// `token_endpoint_auth_methods_supported` in discovery, when set.
     auth_methods: Mutex<Option<Value>>,
+    /// What `/userinfo` answers, when set; else the ID token's claims.
+    userinfo: Mutex<Option<Value>>,
 }
 
 /// A minimal OIDC provider: enough to drive mcpgate's callback.
@@ -89,6 +91,7 @@ impl FakeIdp {
             next: Mutex::new(Value::Null),
             last: Mutex::new(None),
             auth_methods: Mutex::new(None),
+            userinfo: Mutex::new(None),
         });
         use axum::extract::State;
         use axum::response::IntoResponse;
@@ -104,6 +107,7 @@ impl FakeIdp {
                         "authorization_endpoint": format!("{i}/authorize"),
                         "token_endpoint": format!("{i}/token"),
                         "jwks_uri": format!("{i}/jwks"),
+                        "userinfo_endpoint": format!("{i}/userinfo"),
                         "response_types_supported": ["code"],
                         "code_challenge_methods_supported": ["S256"],
                         "authorization_response_iss_parameter_supported": true,
@@ -155,7 +159,9 @@ impl FakeIdp {
                     if !ok {
                         return axum::http::StatusCode::UNAUTHORIZED.into_response();
                     }
-                    axum::Json(s.next.lock().unwrap().clone()).into_response()
+                    let info = s.userinfo.lock().unwrap().clone();
+                    axum::Json(info.unwrap_or_else(|| s.next.lock().unwrap().clone()))
+                        .into_response()
                 }),
             )
             .with_state(s.clone());
@@ -171,6 +177,11 @@ impl FakeIdp {
 
     pub fn set_next(&self, claims: Value) {
         *self.s.next.lock().unwrap() = claims;
+    }
+
+    /// What `/userinfo` answers from now on.
+    pub fn set_userinfo(&self, claims: Value) {
+        *self.s.userinfo.lock().unwrap() = Some(claims);
     }
 
     /// Lists `methods` as `token_endpoint_auth_methods_supported`.

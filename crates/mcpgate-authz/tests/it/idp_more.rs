@@ -16,6 +16,7 @@ pub fn trials() -> Vec<Trial> {
     trials![
         oauth2_provider_signs_in_through_userinfo,
         group_allowlist,
+        groups_from_userinfo_when_the_id_token_has_none,
         provider_error_answer_refused,
         disabled_linked_user_refused,
         unknown_provider_refused,
@@ -95,6 +96,45 @@ async fn group_allowlist() {
     assert_eq!(page.status, 303, "{}", page.body);
     let user = as_.store.get_user(&link.user_id).await.unwrap();
     assert_eq!(user.groups, ["mcp-users", "ops"], "groups refreshed");
+}
+
+/// The ID token carries no groups: they come from the userinfo endpoint,
+/// for this user only (a userinfo answer about another `sub` is refused),
+/// and decide the allowlist.
+async fn groups_from_userinfo_when_the_id_token_has_none() {
+    let idp = FakeIdp::start().await;
+    let mut p = provider(idp.issuer());
+    p.allow_any_account = false;
+    p.allowed_groups = vec!["mcp-users".into()];
+    let as_ = as_with(p).await;
+    let auth = format!("{}/authorize", idp.issuer());
+    let mut b = Browser::new();
+    let begun = begin(&as_, &mut b, &app_request(&as_), &auth).await;
+    let claims = good_claims(&as_, &idp, &begun);
+    assert!(claims.get("groups").is_none());
+    let sub = claims["sub"].clone();
+    idp.set_next(claims);
+    idp.set_userinfo(json!({"sub": sub, "groups": ["mcp-users", "eng"]}));
+    let page = callback(
+        &as_,
+        &mut b,
+        Some(&begun.params["state"]),
+        Some(idp.issuer()),
+    )
+    .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let link = as_
+        .store
+        .get_linked_identity("corp", "alice-upstream-id")
+        .await
+        .unwrap();
+    let user = as_.store.get_user(&link.user_id).await.unwrap();
+    assert_eq!(user.groups, ["mcp-users", "eng"]);
+    // Userinfo about someone else is not taken.
+    idp.set_userinfo(json!({"sub": "mallory", "groups": ["mcp-users"]}));
+    let mut b = Browser::new();
+    let page = sign_in_with(&as_, &idp, &mut b, |_| {}).await;
+    assert_refused(&as_, &b, &page, 400, "");
 }
 
 async fn provider_error_answer_refused() {
