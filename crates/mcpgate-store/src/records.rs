@@ -243,3 +243,19 @@ pub struct UpstreamStateRecord {
     /// At most ten minutes after `created_at`.
     pub expires_at: i64,
 }
+
+/// Which audit records to read (`mcpgate audit`): every filter that is set
+/// must match; newest first, at most `limit`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// At or after this time (ms since the epoch).
+    pub since_ms: i64,
+    /// Before this time, when set.
+    pub until_ms: Option<i64>,
+    pub issuer: Option<String>,
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
+    pub upstream: Option<String>,
+    pub decision: Option<String>,
+    pub limit: u32,
+}

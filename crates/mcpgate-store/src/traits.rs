@@ -194,7 +194,16 @@ pub trait AuditStore: Send + Sync {
     /// Appends `records` in one transaction: all or none.
     async fn insert_audit(&self, records: &[AuditRecord]) -> StoreResult<()>;
     /// Records at or after `since_ms`, newest first, at most `limit`.
-    async fn list_audit(&self, since_ms: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+    async fn list_audit(&self, since_ms: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        self.query_audit(&AuditQuery {
+            since_ms,
+            limit,
+            ..AuditQuery::default()
+        })
+        .await
+    }
+    /// The records `q` selects, newest first.
+    async fn query_audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
     /// Deletes records older than `before_ms`; returns how many.
     async fn purge_audit(&self, before_ms: i64) -> StoreResult<u64>;
 }

@@ -1,5 +1,5 @@
 //! The operator subcommands: `users`, `clients`, `consents`, `keys`,
-//! `check-config`, and the demo bootstrap. Secrets are printed once, on
+//! `audit`, `check-config`, and the demo bootstrap. Secrets are printed once, on
 //! creation, and never again.
 
 use std::path::PathBuf;
@@ -92,6 +92,126 @@ pub enum KeysCmd {
     List,
     /// Add a new signing key; the old one stays published for the grace period.
     Rotate,
+}
+
+/// `mcpgate audit`: the gateway's decisions from the store's audit log,
+/// newest first.
+#[derive(clap::Args, Debug)]
+pub struct AuditArgs {
+    /// How far back: a duration such as `90s`, `15m`, `2h` or `7d`.
+    #[arg(long, default_value = "24h")]
+    since: String,
+    /// Only records older than this duration ago.
+    #[arg(long)]
+    until: Option<String>,
+    /// A local username, or a token subject as recorded (another issuer's).
+    #[arg(long)]
+    user: Option<String>,
+    /// The token issuer (with --user: mcpgate's own unless given).
+    #[arg(long)]
+    issuer: Option<String>,
+    /// The OAuth client id.
+    #[arg(long)]
+    client: Option<String>,
+    /// The upstream name.
+    #[arg(long)]
+    upstream: Option<String>,
+    /// allow, deny, step_up, unauthenticated, rate_limited or error.
+    #[arg(long)]
+    decision: Option<String>,
+    /// At most this many records.
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// One JSON object per record and line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The audit decisions the gateway writes.
+const DECISIONS: &[&str] = &[
+    "allow",
+    "deny",
+    "step_up",
+    "unauthenticated",
+    "rate_limited",
+    "error",
+];
+
+/// `90s`, `15m`, `2h`, `7d` in milliseconds.
+fn parse_ago(field: &str, s: &str) -> anyhow::Result<i64> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = n
+        .parse()
+        .ok()
+        .with_context(|| format!("--{field} {s:?}: a number and a unit (s, m, h or d)"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => bail!("--{field} {s:?}: the unit must be s, m, h or d"),
+    };
+    Ok(n.saturating_mul(secs).saturating_mul(1000))
+}
+
+pub async fn audit(rt: &Runtime, a: AuditArgs) -> anyhow::Result<()> {
+    if let Some(d) = &a.decision
+        && !DECISIONS.contains(&d.as_str())
+    {
+        bail!("--decision {d:?}: one of {}", DECISIONS.join(", "));
+    }
+    let now_ms = rt.clock.now_ms();
+    let mut q = mcpgate_store::AuditQuery {
+        since_ms: now_ms.saturating_sub(parse_ago("since", &a.since)?),
+        until_ms: match &a.until {
+            Some(u) => Some(now_ms.saturating_sub(parse_ago("until", u)?)),
+            None => None,
+        },
+        issuer: a.issuer.clone(),
+        client_id: a.client,
+        upstream: a.upstream,
+        decision: a.decision,
+        limit: a.limit.max(1),
+        ..Default::default()
+    };
+    if let Some(u) = &a.user {
+        // A local user is (our issuer, their id); anything else is a subject.
+        match rt.store.get_user_by_username(u).await {
+            Ok(user) => {
+                q.subject = Some(user.id);
+                q.issuer
+                    .get_or_insert_with(|| rt.config.authz.issuer.clone());
+            }
+            Err(StoreError::NotFound) => q.subject = Some(u.clone()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let records = rt.store.query_audit(&q).await?;
+    for r in &records {
+        if a.json {
+            println!("{}", serde_json::to_string(r)?);
+            continue;
+        }
+        let who = r.subject.as_deref().unwrap_or("-");
+        println!(
+            "{}.{:03}Z\t{}/{}\t{}\t{}\t{}\t{}\tuser={who}\tclient={}\t{}ms\t{}",
+            fmt_time(r.time_ms.div_euclid(1000)).trim_end_matches('Z'),
+            r.time_ms.rem_euclid(1000),
+            r.decision,
+            r.reason,
+            r.status,
+            r.upstream,
+            r.method.as_deref().unwrap_or("-"),
+            r.tool.as_deref().unwrap_or("-"),
+            r.client_id.as_deref().unwrap_or("-"),
+            r.latency_ms,
+            r.request_id,
+        );
+    }
+    if records.is_empty() && !a.json {
+        eprintln!("no audit records match");
+    }
+    Ok(())
 }
 
 fn read_password_file(p: &PathBuf) -> anyhow::Result<String> {

@@ -65,6 +65,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: admin_cli::KeysCmd,
     },
+    /// Read the gateway's audit log from the store, newest first.
+    Audit(admin_cli::AuditArgs),
     /// Client commands: login, tools, call, logout, status, bridge.
     #[command(flatten)]
     Client(client_cli::ClientCmd),
@@ -153,5 +155,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Clients { cmd } => admin_cli::clients(&serve::Runtime::open(cfg).await?, cmd).await,
         Cmd::Consents { cmd } => admin_cli::consents(&serve::Runtime::open(cfg).await?, cmd).await,
         Cmd::Keys { cmd } => admin_cli::keys(&serve::Runtime::open(cfg).await?, cmd).await,
+        Cmd::Audit(a) => admin_cli::audit(&serve::Runtime::open(cfg).await?, a).await,
     }
 }

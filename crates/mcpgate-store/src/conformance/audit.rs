@@ -43,6 +43,39 @@ pub(crate) async fn audit_append_list_purge(store: DynStore) {
     );
     assert_eq!(store.list_audit(ms + 1, 10).await.unwrap(), vec![c.clone()]);
     assert_eq!(store.list_audit(0, 2).await.unwrap(), vec![c.clone(), b]);
+    // Filters: each set one must match; unset ones match everything.
+    let q = |f: &dyn Fn(&mut AuditQuery)| {
+        let mut q = AuditQuery {
+            limit: 10,
+            ..AuditQuery::default()
+        };
+        f(&mut q);
+        q
+    };
+    let ids = |v: Vec<AuditRecord>| v.into_iter().map(|r| r.request_id).collect::<Vec<_>>();
+    let got = store
+        .query_audit(&q(&|q| q.subject = Some("u1".into())))
+        .await;
+    assert_eq!(ids(got.unwrap()), ["r3", "r1"]);
+    let got = store
+        .query_audit(&q(&|q| q.decision = Some("deny".into())))
+        .await;
+    assert_eq!(ids(got.unwrap()), ["r2"]);
+    let got = store.query_audit(&q(&|q| q.until_ms = Some(ms + 1))).await;
+    assert_eq!(ids(got.unwrap()), ["r2", "r1"]);
+    let got = store
+        .query_audit(&q(&|q| {
+            q.client_id = Some("c1".into());
+            q.upstream = Some("files".into());
+            q.issuer = Some("https://as.example".into());
+            q.decision = Some("allow".into());
+        }))
+        .await;
+    assert_eq!(ids(got.unwrap()), ["r1"]);
+    let got = store
+        .query_audit(&q(&|q| q.upstream = Some("other".into())))
+        .await;
+    assert!(got.unwrap().is_empty());
     assert_eq!(store.purge_audit(ms + 1).await.unwrap(), 2);
     assert_eq!(store.list_audit(0, 10).await.unwrap(), vec![c]);
 }

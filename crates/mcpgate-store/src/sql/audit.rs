@@ -40,18 +40,32 @@ macro_rules! impl_audit_store {
                 tx.commit().await.map_err($crate::sql::db_err)
             }
 
-            async fn list_audit(
+            async fn query_audit(
                 &self,
-                since_ms: i64,
-                limit: u32,
+                q: &$crate::AuditQuery,
             ) -> $crate::StoreResult<Vec<$crate::AuditRecord>> {
+                // One statement for every combination: an unset filter binds
+                // NULL and matches every row.
                 let rows = ::sqlx::query_as::<$db, $crate::sql::rows::AuditRow>(concat!(
                     "SELECT ",
                     $crate::sql::rows::audit_cols!(),
-                    " FROM audit_log WHERE time_ms >= $1 ORDER BY time_ms DESC, seq DESC LIMIT $2"
+                    " FROM audit_log WHERE time_ms >= $1",
+                    " AND ($2 IS NULL OR time_ms < $2)",
+                    " AND ($3 IS NULL OR issuer = $3)",
+                    " AND ($4 IS NULL OR subject = $4)",
+                    " AND ($5 IS NULL OR client_id = $5)",
+                    " AND ($6 IS NULL OR upstream = $6)",
+                    " AND ($7 IS NULL OR decision = $7)",
+                    " ORDER BY time_ms DESC, seq DESC LIMIT $8"
                 ))
-                .bind(since_ms)
-                .bind(i64::from(limit))
+                .bind(q.since_ms)
+                .bind(q.until_ms)
+                .bind(q.issuer.as_deref())
+                .bind(q.subject.as_deref())
+                .bind(q.client_id.as_deref())
+                .bind(q.upstream.as_deref())
+                .bind(q.decision.as_deref())
+                .bind(i64::from(q.limit))
                 .fetch_all(&self.pool)
                 .await
                 .map_err($crate::sql::db_err)?;

@@ -538,3 +538,100 @@ async fn rotated_key_is_retired_after_the_grace_period() {
     );
     srv.stop().await;
 }
+
+/// `mcpgate audit` reads the gateway's decisions back from the store,
+/// filtered by user (a local username is mcpgate's own issuer and that
+/// user's id), decision and upstream; bad filters are clear errors.
+#[tokio::test]
+async fn audit_reads_and_filters_the_gateway_log() {
+    let env = Env::new();
+    let srv = env.serve().await;
+    env.add_user("alice", "alice's long password").await;
+    let (client_id, _) = env.add_client("Audit app", REDIRECT, &[]).await;
+    let mut b = Browser::new();
+    let req = flow::request(&srv, &client_id);
+    let code = flow::authorize(&mut b, &srv, &req, "alice", "alice's long password").await;
+    let tokens = flow::redeem(&srv, &req, &code, None).await;
+    let mcp = srv.url("/mcp/notes");
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "audit-test", "version": "1"}}});
+    // One request without a token, one with alice's.
+    let r = srv.http.post(&mcp).json(&init).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = srv
+        .http
+        .post(&mcp)
+        .bearer_auth(&tokens.access)
+        .header("accept", "application/json, text/event-stream")
+        .json(&init)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let json_lines = |out: &str| -> Vec<serde_json::Value> {
+        out.lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON record per line"))
+            .collect()
+    };
+    // The audit writer batches: wait until both are in the store.
+    let mut all = Vec::new();
+    for _ in 0..100 {
+        all = json_lines(&env.cli_ok(&["audit", "--json"]).await.stdout);
+        if all.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(all.len(), 2, "{all:?}");
+    // (This CLI's config is the embedded one; the server's issuer has the
+    // port `serve --listen` chose, so it is named.)
+    let args = [
+        "audit",
+        "--json",
+        "--user",
+        "alice",
+        "--issuer",
+        &srv.issuer,
+    ];
+    let alice = json_lines(&env.cli_ok(&args).await.stdout);
+    assert_eq!(alice.len(), 1, "{alice:?}");
+    assert_eq!(alice[0]["decision"], "allow");
+    assert_eq!(alice[0]["method"], "initialize");
+    assert_eq!(alice[0]["client_id"], client_id.as_str());
+    assert_eq!(alice[0]["issuer"], srv.issuer.as_str());
+    let denied = json_lines(
+        &env.cli_ok(&["audit", "--json", "--decision", "unauthenticated"])
+            .await
+            .stdout,
+    );
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["status"], 401);
+    let text = env.cli_ok(&["audit", "--upstream", "notes"]).await.stdout;
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.contains("allow/allowed\t200\tnotes\tinitialize"),
+        "{text}"
+    );
+    let none = env.cli_ok(&["audit", "--upstream", "elsewhere"]).await;
+    assert!(none.stdout.is_empty() && none.stderr.contains("no audit records match"));
+    // Records older than an hour: none yet.
+    let old = env
+        .cli_ok(&["audit", "--json", "--until", "1h"])
+        .await
+        .stdout;
+    assert!(old.is_empty(), "{old}");
+    for (args, says) in [
+        (&["audit", "--decision", "maybe"][..], "one of allow, deny"),
+        (
+            &["audit", "--since", "yesterday"][..],
+            "a number and a unit",
+        ),
+        (&["audit", "--since", "5w"][..], "the unit must be"),
+    ] {
+        let out = env.cli(args).await;
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
+    }
+    srv.stop().await;
+}
