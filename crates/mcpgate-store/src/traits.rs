@@ -186,6 +186,14 @@ pub trait LoginSessionStore: Send + Sync {
     async fn delete_session(&self, session_hash: &str) -> StoreResult<()>;
     /// Deletes sessions that expired before `before`; returns how many.
     async fn purge_sessions(&self, before: i64) -> StoreResult<u64>;
+    /// Sessions not expired at `now` (all users', or one user's), newest first.
+    async fn list_sessions(
+        &self,
+        user_id: Option<&str>,
+        now: i64,
+    ) -> StoreResult<Vec<LoginSessionRecord>>;
+    /// Deletes every session of `user_id`; returns how many.
+    async fn delete_sessions_of(&self, user_id: &str) -> StoreResult<u64>;
 }
 
 /// The gateway's audit log: append-only, read back newest first.

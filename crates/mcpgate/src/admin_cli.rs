@@ -1,5 +1,5 @@
 //! The operator subcommands: `users`, `clients`, `consents`, `keys`,
-//! `audit`, `check-config`, and the demo bootstrap. Secrets are printed once, on
+//! `sessions`, `audit`, `check-config`, and the demo bootstrap. Secrets are printed once, on
 //! creation, and never again.
 
 use std::path::PathBuf;
@@ -85,6 +85,105 @@ pub enum ConsentsCmd {
     },
     /// Revoke a user's consent to a client, and the client's refresh tokens for that user.
     Revoke { username: String, client_id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SessionsCmd {
+    /// Live sign-in sessions at the authorization server (all, or one user's).
+    List {
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// End one session (by the handle `list` shows) or every session of a
+    /// user: they must sign in again before the next authorization.
+    End {
+        /// The session's handle.
+        #[arg(required_unless_present = "user", conflicts_with = "user")]
+        handle: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+/// The id of the local user `name`.
+async fn user_id(rt: &Runtime, name: String) -> anyhow::Result<String> {
+    match rt.store.get_user_by_username(&name).await {
+        Ok(u) => Ok(u.id),
+        Err(StoreError::NotFound) => Err(anyhow::anyhow!("user {name:?} not found")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// How a session is named to operators: the start of its stored hash (the
+/// cookie itself is never stored).
+const HANDLE_LEN: usize = 12;
+
+fn handle(session_hash: &str) -> &str {
+    &session_hash[..session_hash.len().min(HANDLE_LEN)]
+}
+
+pub async fn sessions(rt: &Runtime, cmd: SessionsCmd) -> anyhow::Result<()> {
+    let now = rt.clock.now();
+    let user_id = |name: String| user_id(rt, name);
+    match cmd {
+        SessionsCmd::List { user } => {
+            let id = match user {
+                Some(u) => Some(user_id(u).await?),
+                None => None,
+            };
+            let list = rt.store.list_sessions(id.as_deref(), now).await?;
+            if list.is_empty() {
+                println!("no sessions");
+            }
+            for s in list {
+                let who = rt
+                    .store
+                    .get_user(&s.user_id)
+                    .await
+                    .map(|u| u.username)
+                    .unwrap_or(s.user_id);
+                println!(
+                    "{}\t{who}\tsigned in {}\tuntil {}",
+                    handle(&s.session_hash),
+                    fmt_time(s.auth_time),
+                    fmt_time(s.expires_at)
+                );
+            }
+        }
+        SessionsCmd::End { user: Some(u), .. } => {
+            let n = rt
+                .store
+                .delete_sessions_of(&user_id(u.clone()).await?)
+                .await?;
+            println!("ended {n} session(s) of {u}");
+        }
+        SessionsCmd::End {
+            handle: Some(h), ..
+        } => {
+            if h.len() < HANDLE_LEN {
+                bail!(
+                    "session handle {h:?}: give the {HANDLE_LEN} characters `sessions list` shows"
+                );
+            }
+            let found: Vec<_> = rt
+                .store
+                .list_sessions(None, now)
+                .await?
+                .into_iter()
+                .filter(|s| s.session_hash.starts_with(&h))
+                .collect();
+            match found.as_slice() {
+                [s] => {
+                    rt.store.delete_session(&s.session_hash).await?;
+                    println!("ended session {h}");
+                }
+                [] => bail!("no live session {h:?}"),
+                _ => bail!("{h:?} names several sessions: give more of it"),
+            }
+        }
+        SessionsCmd::End { .. } => bail!("name a session or --user"),
+    }
+    Ok(())
 }
 
 #[derive(Subcommand, Debug)]
@@ -387,13 +486,7 @@ pub async fn clients(rt: &Runtime, cmd: ClientsCmd) -> anyhow::Result<()> {
 }
 
 pub async fn consents(rt: &Runtime, cmd: ConsentsCmd) -> anyhow::Result<()> {
-    let user_id = |name: String| async move {
-        match rt.store.get_user_by_username(&name).await {
-            Ok(u) => Ok(u.id),
-            Err(StoreError::NotFound) => Err(anyhow::anyhow!("user {name:?} not found")),
-            Err(e) => Err(e.into()),
-        }
-    };
+    let user_id = |name: String| user_id(rt, name);
     match cmd {
         ConsentsCmd::List { user } => {
             let id = match user {

@@ -65,6 +65,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: admin_cli::KeysCmd,
     },
+    /// List and end users' sign-in sessions at the authorization server.
+    Sessions {
+        #[command(subcommand)]
+        cmd: admin_cli::SessionsCmd,
+    },
     /// Read the gateway's audit log from the store, newest first.
     Audit(admin_cli::AuditArgs),
     /// Client commands: login, tools, call, logout, status, bridge.
@@ -155,6 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Clients { cmd } => admin_cli::clients(&serve::Runtime::open(cfg).await?, cmd).await,
         Cmd::Consents { cmd } => admin_cli::consents(&serve::Runtime::open(cfg).await?, cmd).await,
         Cmd::Keys { cmd } => admin_cli::keys(&serve::Runtime::open(cfg).await?, cmd).await,
+        Cmd::Sessions { cmd } => admin_cli::sessions(&serve::Runtime::open(cfg).await?, cmd).await,
         Cmd::Audit(a) => admin_cli::audit(&serve::Runtime::open(cfg).await?, a).await,
     }
 }

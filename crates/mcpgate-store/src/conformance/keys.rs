@@ -130,6 +130,28 @@ pub(crate) async fn sessions_lifecycle(store: DynStore) {
     assert_conflict(store.insert_session(&session("s1", "u2", NOW)).await);
     assert_eq!(store.get_session("s1").await.unwrap(), live);
     assert_not_found(store.get_session("s404").await);
+    // Listed while live, per user or all; the expired one is not.
+    assert_eq!(
+        store.list_sessions(None, NOW).await.unwrap(),
+        std::slice::from_ref(&live)
+    );
+    assert_eq!(
+        store.list_sessions(Some("u1"), NOW).await.unwrap(),
+        std::slice::from_ref(&live)
+    );
+    assert!(
+        store
+            .list_sessions(Some("u2"), NOW)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let other = session("s3", "u1", NOW + 90);
+    store.insert_session(&other).await.unwrap();
+    assert_eq!(store.list_sessions(Some("u1"), NOW).await.unwrap().len(), 2);
+    assert_eq!(store.delete_sessions_of("u1").await.unwrap(), 2);
+    assert_eq!(store.delete_sessions_of("u1").await.unwrap(), 0);
+    store.insert_session(&live).await.unwrap();
 
     store.delete_session("s1").await.unwrap();
     assert_not_found(store.get_session("s1").await);

@@ -157,6 +157,34 @@ macro_rules! impl_key_stores {
                     .map_err($crate::sql::db_err)?;
                 Ok(done.rows_affected())
             }
+
+            async fn list_sessions(
+                &self,
+                user_id: Option<&str>,
+                now: i64,
+            ) -> $crate::StoreResult<Vec<$crate::LoginSessionRecord>> {
+                let rows = ::sqlx::query_as::<$db, $crate::sql::rows::SessionRow>(concat!(
+                    "SELECT ",
+                    $crate::sql::rows::session_cols!(),
+                    " FROM login_sessions WHERE expires_at > $1 AND ($2 IS NULL OR user_id = $2)",
+                    " ORDER BY created_at DESC, session_hash"
+                ))
+                .bind(now)
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::sql::db_err)?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn delete_sessions_of(&self, user_id: &str) -> $crate::StoreResult<u64> {
+                let done = ::sqlx::query::<$db>("DELETE FROM login_sessions WHERE user_id = $1")
+                    .bind(user_id)
+                    .execute(&self.writer)
+                    .await
+                    .map_err($crate::sql::db_err)?;
+                Ok(done.rows_affected())
+            }
         }
     };
 }

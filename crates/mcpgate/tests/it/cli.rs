@@ -635,3 +635,77 @@ async fn audit_reads_and_filters_the_gateway_log() {
     }
     srv.stop().await;
 }
+
+/// `mcpgate sessions`: a user's sign-in sessions are listed (by a handle,
+/// never the cookie) and ended, one or all; an ended session must sign in
+/// again before the next authorization.
+#[tokio::test]
+async fn sessions_list_and_end() {
+    let env = Env::new();
+    let srv = env.serve().await;
+    env.add_user("alice", "alice's long password").await;
+    let (client_id, _) = env.add_client("Sessions app", REDIRECT, &[]).await;
+    let req = flow::request(&srv, &client_id);
+    let mut b = Browser::new();
+    flow::authorize(&mut b, &srv, &req, "alice", "alice's long password").await;
+    let list = env
+        .cli_ok(&["sessions", "list", "--user", "alice"])
+        .await
+        .stdout;
+    let line = list.lines().next().unwrap_or_default();
+    assert!(line.contains("\talice\tsigned in "), "{list}");
+    let handle = line.split('\t').next().unwrap().to_string();
+    assert_eq!(handle.len(), 12, "{line}");
+    assert!(
+        !list.contains(b.cookie("__Host-mcpgate-session").unwrap_or("no cookie")),
+        "the cookie is never shown"
+    );
+    // Signed in: the next authorization goes straight back with a code.
+    let page = b.get(&req.url(&srv.issuer)).await;
+    assert!(
+        page.location
+            .as_deref()
+            .is_some_and(|l| l.starts_with(REDIRECT)),
+        "{:?}",
+        page.location
+    );
+    // Ended: the same browser is sent to sign in.
+    let out = env.cli_ok(&["sessions", "end", &handle]).await;
+    assert!(out.stdout.contains("ended session"), "{}", out.stdout);
+    let page = b.get(&req.url(&srv.issuer)).await;
+    assert!(
+        page.location
+            .as_deref()
+            .is_some_and(|l| l.contains("/login")),
+        "{:?}",
+        page.location
+    );
+    assert!(
+        env.cli_ok(&["sessions", "list"])
+            .await
+            .stdout
+            .contains("no sessions")
+    );
+    // All of a user's sessions at once.
+    for _ in 0..2 {
+        let mut b = Browser::new();
+        flow::authorize(&mut b, &srv, &req, "alice", "alice's long password").await;
+    }
+    let out = env.cli_ok(&["sessions", "end", "--user", "alice"]).await;
+    assert!(
+        out.stdout.contains("ended 2 session(s) of alice"),
+        "{}",
+        out.stdout
+    );
+    for (args, says) in [
+        (&["sessions", "end", "abc"][..], "give the 12 characters"),
+        (&["sessions", "end", "0123456789ab"][..], "no live session"),
+        (&["sessions", "end", "--user", "nobody"][..], "not found"),
+        (&["sessions", "end"][..], "required"),
+    ] {
+        let out = env.cli(args).await;
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
+    }
+    srv.stop().await;
+}
