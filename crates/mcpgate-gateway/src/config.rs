@@ -187,6 +187,10 @@ pub struct HttpFile {
     /// Extra request headers; values may be `${env:}`/`${file:}` references.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Allow a plain `http://` URL to a host that is not loopback (never with
+    /// credentials or headers). Off by default.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 /// `auth = { type = "…", … }`: how the gateway authenticates to the upstream.
@@ -484,6 +488,40 @@ fn is_loopback_url(u: &url::Url) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     }
+}
+
+/// Plain `http://` reaches a loopback host only, unless the operator sets
+/// `allow_insecure_http = true`; and even then no credential (auth or a
+/// configured header) travels in the clear to another host.
+fn plain_http_rule(
+    field: &str,
+    h: &HttpConfig,
+    allow_insecure_http: bool,
+    auth: &UpstreamAuth,
+) -> Result<(), ConfigError> {
+    let Ok(u) = url::Url::parse(&h.url) else {
+        return Ok(());
+    };
+    if u.scheme() != "http" || is_loopback_url(&u) {
+        return Ok(());
+    }
+    if !allow_insecure_http {
+        return Err(err(
+            field,
+            format!(
+                "{:?} is plain http to a host that is not loopback: use https, or set \
+                 allow_insecure_http = true in this upstream's http table (then without auth or headers)",
+                h.url
+            ),
+        ));
+    }
+    if !matches!(auth, UpstreamAuth::None) || !h.headers.is_empty() {
+        return Err(err(
+            field,
+            "credentials (auth, headers) never travel over plain http to another host: use https",
+        ));
+    }
+    Ok(())
 }
 
 fn scopes(field: &str, list: &[String]) -> Result<ScopeSet, ConfigError> {
@@ -853,6 +891,9 @@ pub fn validate(
                 audience: audience.clone(),
             },
         };
+        if let (Transport::Http(h), Some(file)) = (&transport, &u.http) {
+            plain_http_rule(&f("http.url"), h, file.allow_insecure_http, &auth)?;
+        }
         if matches!(transport, Transport::Stdio(_)) && !matches!(auth, UpstreamAuth::None) {
             return Err(err(
                 f("auth"),
@@ -1282,7 +1323,7 @@ rate_limit = { per_user_per_minute = 10 }
         assert!(parse("[[upstream]]\nname = \"a\"\nhttp = { url = \"http://x\" }\nauth = { type = \"header\", name = \"X\", value = \"plain\" }\n").is_err());
         let e = parse("[[upstream]]\nname = \"a\"\nhttp = { url = \"http://x\" }\nauth = { type = \"client_credentials\", token_url = \"http://127.0.0.1:1/t\", client_id = \"c\", client_secret = \"${env:S}\" }\n").unwrap_err();
         assert_eq!(e.field, "upstream[0].auth.token_url");
-        assert!(parse("[gateway]\ndev_allow_http_loopback_token_url = true\n[[upstream]]\nname = \"a\"\nhttp = { url = \"http://x\" }\nauth = { type = \"client_credentials\", token_url = \"http://127.0.0.1:1/t\", client_id = \"c\", client_secret = \"${env:S}\" }\n").is_ok());
+        assert!(parse("[gateway]\ndev_allow_http_loopback_token_url = true\n[[upstream]]\nname = \"a\"\nhttp = { url = \"https://x\" }\nauth = { type = \"client_credentials\", token_url = \"http://127.0.0.1:1/t\", client_id = \"c\", client_secret = \"${env:S}\" }\n").is_ok());
         assert!(parse("[[upstream]]\nname = \"a\"\nstdio = { command = \"x\" }\nscopes = [\"offline_access\"]\n").is_err());
         assert!(
             parse("[[upstream]]\nname = \"a\"\nstdio = { command = \"x\" }\nlist = \"some\"\n")
@@ -1293,5 +1334,59 @@ rate_limit = { per_user_per_minute = 10 }
         );
         assert!(parse("[[upstream]]\nname = \"a\"\nhttp = { url = \"http://x\", headers = { Cookie = \"a\" } }\n").is_err());
         assert!(parse("[gateway]\nallowed_origins = [\"https://x/\"]\n").is_err());
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_and_never_with_credentials() {
+        let up = |http: &str, rest: &str| {
+            parse(&format!(
+                "[[upstream]]\nname = \"a\"\nhttp = {{ {http} }}\n{rest}"
+            ))
+        };
+        for ok in [
+            "url = \"http://127.0.0.1:9/mcp\"",
+            "url = \"http://[::1]:9/mcp\"",
+            "url = \"http://localhost:9/mcp\"",
+            "url = \"https://mcp.example.com/mcp\"",
+            "url = \"http://mcp.internal/mcp\", allow_insecure_http = true",
+        ] {
+            assert!(up(ok, "").is_ok(), "{ok}");
+        }
+        let e = up("url = \"http://mcp.internal/mcp\"", "").unwrap_err();
+        assert_eq!(e.field, "upstream[0].http.url");
+        assert!(
+            e.message.contains("allow_insecure_http = true"),
+            "{}",
+            e.message
+        );
+        // Opened explicitly, still no credential in the clear.
+        let e = up(
+            "url = \"http://mcp.internal/mcp\", allow_insecure_http = true",
+            "auth = { type = \"header\", name = \"X-Key\", value = \"${env:S}\" }\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("never travel over plain http"),
+            "{}",
+            e.message
+        );
+        let e = up(
+            "url = \"http://mcp.internal/mcp\", allow_insecure_http = true, headers = { X-Team = \"${env:S}\" }",
+            "",
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("never travel over plain http"),
+            "{}",
+            e.message
+        );
+        // Credentials to a loopback upstream over http are fine.
+        assert!(
+            up(
+                "url = \"http://127.0.0.1:9/mcp\"",
+                "auth = { type = \"header\", name = \"X-Key\", value = \"${env:S}\" }\n"
+            )
+            .is_ok()
+        );
     }
 }
