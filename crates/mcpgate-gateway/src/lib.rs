@@ -62,6 +62,16 @@ pub trait Entitlements: Send + Sync {
     ) -> mcpgate_types::ScopeSet;
 }
 
+/// Who may read `/metrics` on an operations router.
+pub enum MetricsAccess {
+    /// Not served.
+    Hidden,
+    /// Anyone who reaches the listener (a loopback or private one).
+    Open,
+    /// Only with `Authorization: Bearer <this>`.
+    Bearer(mcpgate_types::Secret),
+}
+
 /// What the gateway is built from besides its settings.
 pub struct GatewayDeps {
     /// One authenticator per upstream name (each upstream is its own audience).
@@ -310,10 +320,10 @@ impl Gateway {
     }
 
     /// `/healthz` (the process runs), `/readyz` (the gateway accepts
-    /// requests) and `/metrics` (Prometheus text).
-    pub fn ops_router(&self) -> Router {
+    /// requests) and, as `metrics` says, `/metrics` (Prometheus text).
+    pub fn ops_router(&self, metrics: MetricsAccess) -> Router {
         let gw = self.clone();
-        Router::new()
+        let router = Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route(
                 "/readyz",
@@ -327,16 +337,40 @@ impl Gateway {
                         }
                     }
                 }),
-            )
-            .route(
-                "/metrics",
-                get(|| async {
+            );
+        let token = match metrics {
+            MetricsAccess::Hidden => return router,
+            MetricsAccess::Open => None,
+            MetricsAccess::Bearer(t) => Some(Arc::new(t)),
+        };
+        router.route(
+            "/metrics",
+            get(move |headers: http::HeaderMap| {
+                let token = token.clone();
+                async move {
+                    use axum::response::IntoResponse;
+                    if let Some(t) = token {
+                        let given = headers
+                            .get(http::header::AUTHORIZATION)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.strip_prefix("Bearer "))
+                            .unwrap_or_default();
+                        if !t.ct_eq(given.as_bytes()) {
+                            return (
+                                http::StatusCode::UNAUTHORIZED,
+                                [(http::header::WWW_AUTHENTICATE, "Bearer")],
+                            )
+                                .into_response();
+                        }
+                    }
                     (
                         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
                         crate::metrics::render(),
                     )
-                }),
-            )
+                        .into_response()
+                }
+            }),
+        )
     }
 
     /// Purges audit rows older than `[gateway.audit] retain_days` from the

@@ -587,6 +587,17 @@ pub fn print_config(c: &Config) -> anyhow::Result<()> {
             TlsConfig::SelfSigned => "self-signed (testing only)".to_string(),
         }
     );
+    let m = &c.metrics;
+    let auth = if m.token.is_some() {
+        ", bearer token (redacted)"
+    } else {
+        ""
+    };
+    match (m.served, m.listen) {
+        (false, _) => println!("metrics: not served (set [metrics] listen or bearer_token)"),
+        (true, Some(a)) => println!("metrics: own listener {a}{auth}"),
+        (true, None) => println!("metrics: on the main listener{auth}"),
+    }
     println!("data dir: {}", c.data_dir.display());
     match &c.store {
         StoreConfig::Sqlite(p, durability) => {

@@ -35,6 +35,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub tls: TlsFile,
     #[serde(default)]
+    pub metrics: MetricsFile,
+    #[serde(default)]
     pub store: StoreFile,
     #[serde(default)]
     pub authorization_server: AsFile,
@@ -57,6 +59,16 @@ pub struct TlsFile {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub self_signed: Option<bool>,
+}
+
+/// `[metrics]`: where `/metrics` is served and who may read it.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFile {
+    /// A listener of its own (`IP:port`) for `/metrics`, `/healthz` and `/readyz`.
+    pub listen: Option<String>,
+    /// Require `Authorization: Bearer <this>` (a secret reference).
+    pub bearer_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -168,6 +180,19 @@ pub enum TlsConfig {
     SelfSigned,
 }
 
+/// Where `/metrics` is served.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// Its own listener; `None`: the main one.
+    pub listen: Option<SocketAddr>,
+    /// The bearer token it requires, if any.
+    pub token: Option<Secret>,
+    /// Served at all: with a listener or a token of its own, or on a
+    /// loopback main listener. Off otherwise (counts and upstream names
+    /// are not for the Internet).
+    pub served: bool,
+}
+
 /// Where the master key comes from.
 #[derive(Debug, Clone)]
 pub enum MasterKeySource {
@@ -191,6 +216,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub tls: TlsConfig,
     pub trust_forwarded_proto: bool,
+    pub metrics: MetricsConfig,
     pub store: StoreConfig,
     pub master_key: MasterKeySource,
     pub log_json: bool,
@@ -351,6 +377,40 @@ impl Validator<'_> {
 
     /// Resolves `${env:NAME}` / `${file:PATH}`. Plain values are refused for
     /// fields that must never sit in the file (`plain_ok = false`).
+    fn metrics(&self, m: &MetricsFile, main: SocketAddr) -> Result<MetricsConfig, ConfigError> {
+        let listen = match &m.listen {
+            Some(l) => {
+                let a: SocketAddr = l.parse().map_err(|_| {
+                    self.err("metrics.listen", format!("{l:?} is not an IP:port address"))
+                })?;
+                if a == main {
+                    return Err(self.err(
+                        "metrics.listen",
+                        "must differ from listen (leave it out to serve /metrics there)",
+                    ));
+                }
+                Some(a)
+            }
+            None => None,
+        };
+        let token = match &m.bearer_token {
+            Some(t) => {
+                let s = self.secret("metrics.bearer_token", t, false)?;
+                if s.expose().len() < 16 {
+                    return Err(self.err("metrics.bearer_token", "must be at least 16 characters"));
+                }
+                Some(s)
+            }
+            None => None,
+        };
+        let served = listen.is_some() || token.is_some() || main.ip().is_loopback();
+        Ok(MetricsConfig {
+            listen,
+            token,
+            served,
+        })
+    }
+
     fn secret(&self, field: &str, raw: &str, plain_ok: bool) -> Result<Secret, ConfigError> {
         if let Some(name) = raw.strip_prefix("${env:").and_then(|r| r.strip_suffix('}')) {
             return std::env::var(name)
@@ -461,6 +521,7 @@ impl Validator<'_> {
             other => return Err(pu_err(format!("scheme {other:?} is not http or https"))),
         }
 
+        let metrics = self.metrics(&f.metrics, listen)?;
         let data_dir = ov
             .data_dir
             .clone()
@@ -587,6 +648,7 @@ impl Validator<'_> {
             data_dir,
             tls,
             trust_forwarded_proto,
+            metrics,
             store,
             master_key,
             log_json,
@@ -918,6 +980,40 @@ mod tests {
                 .is_err()
         );
         assert!(load_str("[authorization_server]\naccess_token_ttl_secs = 0\n").is_err());
+    }
+
+    #[test]
+    fn metrics_are_served_only_where_asked_or_on_loopback() {
+        let c = load(None, &Overrides::default()).unwrap();
+        assert!(c.metrics.served && c.metrics.listen.is_none() && c.metrics.token.is_none());
+        // Off a loopback listener, not served unless configured.
+        let public = "public_url = \"https://gw.example.com\"\nlisten = \"0.0.0.0:8443\"\ntrust_forwarded_proto = true\n";
+        assert!(!load_str(public).unwrap().metrics.served);
+        let c = load_str(&format!("{public}[metrics]\nlisten = \"127.0.0.1:9464\"\n")).unwrap();
+        assert!(c.metrics.served);
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("metrics-token");
+        std::fs::write(&token, "0123456789abcdef-metrics\n").unwrap();
+        let c = load_str(&format!(
+            "{public}[metrics]\nbearer_token = \"${{file:{}}}\"\n",
+            token.display()
+        ))
+        .unwrap();
+        assert!(c.metrics.served && c.metrics.token.is_some());
+        for (bad, field) in [
+            (
+                "[metrics]\nbearer_token = \"literal-token-0123456789\"\n",
+                "metrics.bearer_token",
+            ),
+            ("[metrics]\nlisten = \"nowhere\"\n", "metrics.listen"),
+            (
+                "listen = \"127.0.0.1:8080\"\n[metrics]\nlisten = \"127.0.0.1:8080\"\n",
+                "metrics.listen",
+            ),
+        ] {
+            assert_eq!(load_str(bad).unwrap_err().field, field, "{bad}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use mcpgate_authz::{AppState, Deps};
+use mcpgate_gateway::MetricsAccess;
 use mcpgate_jose::{Clock, MasterKey, Rng, SystemClock, SystemRng};
 use mcpgate_net::SafeFetcher;
 use mcpgate_net::policy::FetchPolicy;
@@ -248,9 +249,36 @@ pub async fn serve(
     // Rate-limit memory, expired codes and sessions, rotated keys.
     let maintenance = state.spawn_maintenance();
     let gateway = gateway(rt, &state)?;
+    let metrics = &rt.config.metrics;
+    let access = || match (&metrics.token, metrics.served) {
+        (_, false) => MetricsAccess::Hidden,
+        (Some(t), true) => MetricsAccess::Bearer(t.clone()),
+        (None, true) => MetricsAccess::Open,
+    };
+    // `/metrics` on the main listener, or on one of its own.
+    let (main_metrics, own) = match metrics.listen {
+        Some(addr) => (MetricsAccess::Hidden, Some((addr, access()))),
+        None => (access(), None),
+    };
+    if !metrics.served {
+        tracing::info!(
+            "/metrics is not served on a listener that is not loopback: set [metrics] listen or bearer_token"
+        );
+    }
+    let own_metrics = match own {
+        Some((addr, access)) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics listener {addr}"))?;
+            tracing::info!(%addr, "metrics listening (http)");
+            let app = gateway.ops_router(access);
+            Some(tokio::spawn(serve_connections(listener, app)))
+        }
+        None => None,
+    };
     let app = mcpgate_authz::router(state)
         .merge(gateway.router())
-        .merge(gateway.ops_router())
+        .merge(gateway.ops_router(main_metrics))
         .layer(axum::middleware::from_fn(log_request));
     let listener = TcpListener::bind(rt.config.listen)
         .await
@@ -282,6 +310,9 @@ pub async fn serve(
         }
     }
     maintenance.abort();
+    if let Some(t) = own_metrics {
+        t.abort();
+    }
     // In-flight requests are drained: end sessions and kill stdio children.
     gateway.shutdown(Duration::from_secs(5)).await;
     tracing::info!("mcpgate stopped");

@@ -193,7 +193,9 @@ impl Stack {
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let app = gw.router().merge(gw.ops_router());
+        let app = gw
+            .router()
+            .merge(gw.ops_router(mcpgate_gateway::MetricsAccess::Open));
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

@@ -221,3 +221,57 @@ async fn self_signed_tls_serves_the_https_issuer() {
     );
     srv.stop().await;
 }
+
+/// `[metrics] listen` moves `/metrics` to a listener of its own (gone from
+/// the main one) and `bearer_token` guards it: 401 without the token, the
+/// Prometheus text with it.
+#[tokio::test]
+async fn metrics_on_their_own_listener_behind_a_token() {
+    let port = crate::harness::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("metrics.token");
+    let token = "metrics-token-0123456789abcdef";
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let env = Env::with_config(&format!(
+        "[metrics]\nlisten = \"127.0.0.1:{port}\"\nbearer_token = \"${{file:{}}}\"\n\n\
+         [[upstream]]\nname = \"notes\"\nscopes = [\"notes:read\"]\n\
+         stdio = {{ command = \"{}\", args = [\"demo-upstream\"] }}\n",
+        token_file.display(),
+        crate::harness::bin()
+    ));
+    let srv = env.serve().await;
+    let main = srv.http.get(srv.url("/metrics")).send().await.unwrap();
+    assert_eq!(main.status(), 404, "not on the main listener");
+    assert_eq!(
+        srv.http
+            .get(srv.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // One audited request, so there is a counter to read.
+    let r = srv.http.post(srv.url("/mcp/notes")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let own = format!("http://127.0.0.1:{port}/metrics");
+    let r = srv.http.get(&own).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let r = srv
+        .http
+        .get(&own)
+        .bearer_auth("wrong-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = srv.http.get(&own).bearer_auth(token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("# TYPE") || text.is_empty() || text.contains("mcpgate"),
+        "{text}"
+    );
+    srv.stop().await;
+}
