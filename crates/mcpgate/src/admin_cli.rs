@@ -12,6 +12,7 @@ use mcpgate_types::client_metadata::TokenEndpointAuthMethod;
 
 use crate::config::{Config, MasterKeySource, StoreConfig, TlsConfig};
 use crate::serve::Runtime;
+use crate::timefmt::fmt_time;
 
 #[derive(Subcommand, Debug)]
 pub enum UsersCmd {
@@ -316,27 +317,6 @@ pub async fn audit(rt: &Runtime, a: AuditArgs) -> anyhow::Result<()> {
 fn read_password_file(p: &PathBuf) -> anyhow::Result<String> {
     let s = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
     Ok(s.lines().next().unwrap_or("").to_string())
-}
-
-fn fmt_time(t: i64) -> String {
-    // RFC 3339 in UTC without pulling a date crate: civil-from-days.
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
 }
 
 pub async fn users(rt: &Runtime, cmd: UsersCmd) -> anyhow::Result<()> {

@@ -20,6 +20,8 @@ use mcpgate_net::{FetchPolicy, SafeFetcher};
 use mcpgate_types::{ScopeSet, Secret};
 use serde_json::Value;
 
+use crate::timefmt::fmt_time;
+
 /// Options every client command takes.
 #[derive(Args, Debug, Clone)]
 pub struct ClientOpts {
@@ -390,8 +392,8 @@ fn status(url: Option<&str>, json: bool, opts: &ClientOpts) -> anyhow::Result<()
 /// A stored grant, described without any secret.
 fn describe(s: &TokenSummary, now: i64) -> String {
     let expiry = match s.expires_at {
-        Some(t) if t > now => format!("{t} (in {})", duration(t - now)),
-        Some(t) => format!("{t} (expired {} ago)", duration(now - t)),
+        Some(t) if t > now => format!("{} (in {})", fmt_time(t), duration(t - now)),
+        Some(t) => format!("{} (expired {} ago)", fmt_time(t), duration(now - t)),
         None => "unknown".to_owned(),
     };
     format!(
@@ -455,7 +457,10 @@ mod tests {
         };
         let text = describe(&s, 1_000);
         assert!(text.contains("issuer:   https://as.example.com"), "{text}");
-        assert!(text.contains("(in 60 min)"), "{text}");
+        assert!(
+            text.contains("expires:  1970-01-01T01:16:40Z (in 60 min)"),
+            "{text}"
+        );
         assert!(text.contains("scopes:   notes:read"), "{text}");
         assert_eq!(duration(90), "90 s");
         assert_eq!(duration(3 * 86_400), "3 days");

@@ -5,6 +5,7 @@ mod bridge;
 mod client_cli;
 mod config;
 mod serve;
+mod timefmt;
 
 use std::path::PathBuf;
 
