@@ -120,6 +120,7 @@ name = "notes"
 title = "Notes (demo)"
 scopes = ["notes:read"]
 stdio = { command = "$BIN", args = ["demo-upstream"] }
+shared = true
 scope_implies = { "notes:admin" = ["notes:write"], "notes:write" = ["notes:read"] }
 [upstream.tools.add_note]
 scopes = ["notes:write"]

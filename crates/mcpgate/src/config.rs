@@ -289,7 +289,8 @@ pub fn load(path: Option<&Path>, ov: &Overrides) -> Result<Config, ConfigError> 
 const EMBEDDED: &str = "embedded defaults";
 
 /// The demo upstream of the embedded defaults: this binary's `demo-upstream`
-/// (the notes server) over stdio, as `/mcp/notes`, with the baseline
+/// (the notes server) over stdio, one child shared by every session, as
+/// `/mcp/notes`, with the baseline
 /// `notes:read`, `add_note` needing `notes:write` and `delete_note`
 /// `notes:admin`.
 fn demo_upstream() -> mcpgate_gateway::config::UpstreamFile {
@@ -327,7 +328,9 @@ fn demo_upstream() -> mcpgate_gateway::config::UpstreamFile {
             ("notes:write".to_string(), vec!["notes:read".to_string()]),
         ]),
         list: None,
-        shared: None,
+        // One child for every session, so that a note added by one
+        // `mcpgate call` is there for the next (each call is a session).
+        shared: Some(true),
         rate_limit: None,
         allowed_origins: Vec::new(),
         timeout_secs: None,

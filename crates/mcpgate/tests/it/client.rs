@@ -328,6 +328,11 @@ async fn step_up_then_refresh_through_the_cli() {
     assert_ne!(refreshed["access_token"], after["access_token"]);
     assert_ne!(refreshed["refresh_token"], after["refresh_token"]);
     assert!(refreshed["expires_at"].as_i64().unwrap() > flow::now());
+    // The note added by the first call is there for a later one: the demo's
+    // notes outlive a CLI call.
+    let out = client_cli(&env, "call", dir, &url, &["list_notes", "--json"]).await;
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("Groceries"), "{}", out.stdout);
     let secrets = stored_secrets(dir);
     let log = srv.stop().await;
     assert_no_secret(&secrets, "the server log", &log);
