@@ -35,6 +35,19 @@ pub enum ClientError {
         source: FetchError,
     },
 
+    /// The server names an authorization server the given client credentials
+    /// are not for; they are not sent there.
+    #[error(
+        "the server's authorization server is {issuer}, but the client credentials given are \
+         for {expected}; they are not sent there. Check --issuer, or log in without --client-id"
+    )]
+    ForeignIssuer {
+        /// The issuer the server named.
+        issuer: String,
+        /// The issuers the credentials are bound to.
+        expected: String,
+    },
+
     /// No RFC 9728 protected resource metadata could be found.
     #[error(
         "no protected resource metadata for {server_url} (tried {tried}): the server does not \

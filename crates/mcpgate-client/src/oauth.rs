@@ -39,6 +39,10 @@ pub struct OAuthConfig {
     pub identity: ClientIdentity,
     /// Out-of-band registrations (first in the registration priority).
     pub pre_registered: Vec<PreRegisteredClient>,
+    /// Use only `pre_registered`: an authorization server none of them is
+    /// bound to is refused ([`crate::ClientError::ForeignIssuer`]) rather than
+    /// registered with, so credentials meant for one issuer never meet another.
+    pub require_pre_registered: bool,
     /// The HTTPS URL of this client's metadata document, for CIMD-capable servers.
     pub client_metadata_url: Option<String>,
     /// Scopes the user asked for explicitly (`--scope`), added to the selection.
@@ -64,6 +68,7 @@ impl OAuthConfig {
             server_url: server_url.into(),
             identity: ClientIdentity::default(),
             pre_registered: Vec::new(),
+            require_pre_registered: false,
             client_metadata_url: None,
             extra_scopes: ScopeSet::new(),
             want_refresh_token: true,
@@ -498,6 +503,17 @@ impl OAuthClient {
             }
             self.store.save_client(&credentials)?;
             return Ok(credentials);
+        }
+        if self.config.require_pre_registered {
+            return Err(crate::ClientError::ForeignIssuer {
+                issuer: issuer.to_owned(),
+                expected: state
+                    .pre_registered
+                    .iter()
+                    .filter_map(|p| p.issuer.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
         }
         if let Some(stored) = self.store.load_client(issuer)? {
             let usable = stored.allows_redirect(redirect_uri)

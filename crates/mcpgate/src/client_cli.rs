@@ -104,8 +104,13 @@ pub struct LoginArgs {
     #[arg(long)]
     pub client_id: Option<String>,
     /// A file holding the client secret of `--client-id` (confidential clients).
-    #[arg(long, requires = "client_id")]
+    #[arg(long, requires_all = ["client_id", "issuer"])]
     pub client_secret_file: Option<PathBuf>,
+    /// The authorization server `--client-id` is registered at (exact issuer
+    /// string). A server that names another one is refused, and the secret
+    /// is never sent there. Required with `--client-secret-file`.
+    #[arg(long, requires = "client_id")]
+    pub issuer: Option<String>,
     /// The https URL of this client's metadata document (CIMD).
     #[arg(long)]
     pub client_metadata_url: Option<String>,
@@ -226,8 +231,9 @@ async fn login(a: LoginArgs) -> anyhow::Result<()> {
         c.extra_scopes = scopes;
         c.client_metadata_url = a.client_metadata_url.clone();
         if let Some(id) = &a.client_id {
+            c.require_pre_registered = true;
             c.pre_registered.push(PreRegisteredClient {
-                issuer: None,
+                issuer: a.issuer.clone(),
                 client_id: id.clone(),
                 client_secret: secret,
                 token_endpoint_auth_method: None,

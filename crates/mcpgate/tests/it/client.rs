@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 
 use crate::flow;
-use crate::harness::{CliOut, Env, Server};
+use crate::harness::{CliOut, Env, ServeOpts, Server};
 
 const USER: &str = "alice";
 const PASSWORD: &str = "correct horse battery staple";
@@ -730,6 +730,8 @@ async fn login_with_a_pre_registered_confidential_client() {
             &client_id,
             "--client-secret-file",
             secret_file.to_str().unwrap(),
+            "--issuer",
+            &srv.issuer,
         ],
     )
     .await;
@@ -747,4 +749,81 @@ async fn login_with_a_pre_registered_confidential_client() {
         "the pre-registered client was not used:\n{log}"
     );
     assert!(log.contains(&client_id), "{log}");
+}
+
+/// A client secret is bound to one issuer: without `--issuer` it is not
+/// accepted, and against a server whose authorization server is another
+/// issuer the login stops before any request carries it.
+#[tokio::test]
+async fn a_client_secret_never_meets_another_issuer() {
+    let env = Env::new();
+    let (client_id, secret) = env
+        .add_client(
+            "mcpgate CLI",
+            "http://127.0.0.1/callback",
+            &["--auth-method", "client_secret_basic"],
+        )
+        .await;
+    let secret_file = env.write("client.secret", &secret.expect("secret"));
+    // Debug logging names every request the server sees.
+    let srv = env
+        .serve_with(ServeOpts {
+            env: vec![("MCPGATE_LOG".into(), "debug".into())],
+            ..ServeOpts::default()
+        })
+        .await;
+    let tokens = tempfile::tempdir().expect("token dir");
+    let dir = tokens.path();
+    let secret_arg = secret_file.to_str().unwrap();
+    // Fails before any authorization, so no user is played.
+    let run = |extra: Vec<&str>| {
+        let mut args = vec!["login"];
+        args.extend(client_args(dir, &srv.resource));
+        args.extend(extra);
+        let args: Vec<String> = args.into_iter().map(str::to_string).collect();
+        let env = &env;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            env.cli(&args).await
+        }
+    };
+    let out = run(vec![
+        "--client-id",
+        &client_id,
+        "--client-secret-file",
+        secret_arg,
+    ])
+    .await;
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("--issuer"), "{}", out.stderr);
+    let other = "https://as.elsewhere.example";
+    let args = vec![
+        "--client-id",
+        &client_id,
+        "--client-secret-file",
+        secret_arg,
+        "--issuer",
+        other,
+    ];
+    let out = run(args).await;
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains(&format!(
+            "the server's authorization server is {}, but the client credentials given are for {other}",
+            srv.issuer
+        )),
+        "{}",
+        out.stderr
+    );
+    let log = srv.stop().await;
+    // The log names every request: discovery happened, no token request.
+    assert!(
+        log.contains("/.well-known/oauth-protected-resource"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("/oauth/token"),
+        "a token request was made:\n{log}"
+    );
+    assert!(!log.contains("client registered dynamically"), "{log}");
 }
