@@ -312,6 +312,7 @@ impl TestingServer {
         if ms > MAX_SLOW_MS {
             return Ok(text_error(format!("ms must be at most {MAX_SLOW_MS}")));
         }
+        tracing::info!(ms, "slow call started");
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(ms)) => {
                 Ok(CallToolResult::success(vec![ContentBlock::text(format!("slept {ms} ms"))]))

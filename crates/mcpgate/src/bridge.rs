@@ -20,8 +20,10 @@
 //! - When stdin closes, requests in flight get a few seconds to finish, then the session is
 //!   ended with `DELETE` and the process exits with status 0.
 //!
-//! Limitation: the remote server sees its own request ids, so a host's
-//! `notifications/cancelled` is forwarded as is and names an id the server does not know.
+//! - The remote server sees the bridge's own request ids. A host's `notifications/cancelled`
+//!   names the host's id: the bridge stops waiting for that request (no answer goes to the
+//!   host, as the spec says) and forwards the cancellation under the id the server knows, so
+//!   the call stops there too. A cancellation of a request no longer in flight is dropped.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +43,10 @@ const DRAIN: Duration = Duration::from_secs(10);
 const FALLBACK_VERSION: &str = "2025-11-25";
 
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, RpcError>>>>>;
+
+/// A host request in flight, by the host's id (its JSON text): the id the
+/// remote server knows it by (once sent) and the task waiting for it.
+type InFlight = Arc<Mutex<HashMap<String, (Option<i64>, tokio::task::AbortHandle)>>>;
 
 /// Lines to stdout; `None` stops the writer.
 type Out = mpsc::UnboundedSender<Option<Value>>;
@@ -72,6 +78,7 @@ pub async fn run(
         allow_http_loopback,
         out: out.clone(),
         pending: Arc::default(),
+        in_flight: Arc::default(),
         next_id: Arc::new(AtomicU64::new(1)),
         client: Mutex::new(None),
     });
@@ -96,6 +103,7 @@ struct Bridge {
     allow_http_loopback: bool,
     out: Out,
     pending: Pending,
+    in_flight: InFlight,
     next_id: Arc<AtomicU64>,
     client: Mutex<Option<Arc<McpClient>>>,
 }
@@ -153,17 +161,39 @@ impl Bridge {
                         continue;
                     };
                     let bridge = self.clone();
-                    tasks.spawn(async move {
+                    let key = id.to_string();
+                    // Registered before the task can run, so its ids land in the entry.
+                    let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+                    let task = tasks.spawn(async move {
                         tracing::debug!(%method, "forwarding a request");
+                        let on_id = |upstream: i64| {
+                            if let Some(e) = bridge
+                                .in_flight
+                                .lock()
+                                .expect("in-flight lock")
+                                .get_mut(&id.to_string())
+                            {
+                                e.0 = Some(upstream);
+                            }
+                        };
                         let answer = client
-                            .request(&method, params)
+                            .request_tracked(&method, params, &on_id)
                             .await
                             .map_err(|e| error_value(&e));
                         if let Err(e) = &answer {
                             tracing::debug!(%method, error = %e, "request failed");
                         }
+                        bridge
+                            .in_flight
+                            .lock()
+                            .expect("in-flight lock")
+                            .remove(&id.to_string());
                         bridge.respond(id, answer);
                     });
+                    in_flight.insert(key, (None, task));
+                }
+                (Some(method), None) if method == "notifications/cancelled" => {
+                    self.cancel(params);
                 }
                 (Some(method), None) => {
                     if method == "notifications/initialized" {
@@ -195,6 +225,38 @@ impl Bridge {
             tasks.abort_all();
         }
         Ok(())
+    }
+
+    /// The host cancels one of its requests: stop waiting for it, and tell
+    /// the server under the id it knows.
+    fn cancel(&self, params: Option<Value>) {
+        let Some(params) = params else { return };
+        let Some(host_id) = params.get("requestId") else {
+            return;
+        };
+        let entry = self
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .remove(&host_id.to_string());
+        let Some((upstream, task)) = entry else {
+            tracing::debug!(%host_id, "ignoring a cancellation of no request in flight");
+            return;
+        };
+        task.abort();
+        let (Some(upstream), Some(client)) = (upstream, self.client()) else {
+            return;
+        };
+        let mut forwarded = params.clone();
+        forwarded["requestId"] = json!(upstream);
+        tokio::spawn(async move {
+            if let Err(e) = client
+                .notify("notifications/cancelled", Some(forwarded))
+                .await
+            {
+                tracing::warn!(error = %e, "forwarding a cancellation failed");
+            }
+        });
     }
 
     /// A response from the host to a server request we forwarded.

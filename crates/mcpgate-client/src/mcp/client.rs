@@ -241,7 +241,23 @@ impl McpClient {
     ) -> Result<Value> {
         let result = self
             .transport
-            .exchange(method, params, false, headers)
+            .exchange(method, params, false, headers, None)
+            .await;
+        self.relisten_after_reinitialize();
+        Ok(result?.unwrap_or(Value::Null))
+    }
+
+    /// [`Self::request`], telling `on_id` each JSON-RPC id the request is sent under, so a
+    /// caller can name it later (`notifications/cancelled`, as `mcpgate bridge` does).
+    pub async fn request_tracked(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        on_id: &(dyn Fn(i64) + Send + Sync),
+    ) -> Result<Value> {
+        let result = self
+            .transport
+            .exchange(method, params, false, &[], Some(on_id))
             .await;
         self.relisten_after_reinitialize();
         Ok(result?.unwrap_or(Value::Null))
@@ -249,7 +265,10 @@ impl McpClient {
 
     /// Sends a notification.
     pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<()> {
-        let result = self.transport.exchange(method, params, true, &[]).await;
+        let result = self
+            .transport
+            .exchange(method, params, true, &[], None)
+            .await;
         self.relisten_after_reinitialize();
         result.map(|_| ())
     }

@@ -31,6 +31,9 @@ use serde_json::{Value, json};
 
 use crate::error::{ClientError, Result};
 use crate::mcp::handler::ServerHandler;
+
+/// Hears each JSON-RPC id a request is sent under.
+pub(crate) type OnId<'a> = dyn Fn(i64) + Send + Sync + 'a;
 use crate::mcp::headers::mcp_name;
 use crate::oauth::OAuthClient;
 
@@ -184,7 +187,7 @@ impl Transport {
             "clientInfo": self.cfg.client_info,
         });
         let result = self
-            .exchange("initialize", Some(params), false, &[])
+            .exchange("initialize", Some(params), false, &[], None)
             .await?
             .unwrap_or(Value::Null);
         let version = result
@@ -207,7 +210,7 @@ impl Transport {
             s.initialized = true;
             s.initialize_result = Some(result);
         });
-        self.exchange("notifications/initialized", None, true, &[])
+        self.exchange("notifications/initialized", None, true, &[], None)
             .await?;
         Ok(())
     }
@@ -265,12 +268,15 @@ impl Transport {
     }
 
     /// Sends a request (or a notification) through the whole pipeline; returns the `result`.
+    /// `on_id` hears each id the request is sent under (a retry after a new authorization or
+    /// session gets a new one).
     pub(crate) async fn exchange(
         &self,
         method: &str,
         params: Option<Value>,
         notification: bool,
         extra_headers: &[(String, String)],
+        on_id: Option<&OnId<'_>>,
     ) -> Result<Option<Value>> {
         let max = self
             .auth
@@ -281,6 +287,9 @@ impl Transport {
         let mut version_retried = false;
         loop {
             let id = (!notification).then(|| self.next_id.fetch_add(1, Ordering::Relaxed));
+            if let (Some(id), Some(f)) = (id, on_id) {
+                f(id);
+            }
             let message = self.envelope(id, method, params.clone());
             let token = match &self.auth {
                 Some(a) => a.access_token().await?,

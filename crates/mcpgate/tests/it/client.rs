@@ -827,3 +827,72 @@ async fn a_client_secret_never_meets_another_issuer() {
     );
     assert!(!log.contains("client registered dynamically"), "{log}");
 }
+
+/// Waits (bounded) until the server log says `what`.
+async fn log_says(srv: &Server, what: &str) {
+    for _ in 0..200 {
+        if srv.log_text().contains(what) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server log never said {what:?}:\n{}", srv.log_text());
+}
+
+/// A host's `notifications/cancelled` names the host's id; the bridge sends
+/// it on under the id the server knows, so the call stops at the server,
+/// and the host gets no answer for it.
+#[tokio::test]
+async fn bridge_cancels_at_the_server() {
+    let (env, srv, tokens) = setup_testing_upstream().await;
+    let url = srv.url("/mcp/testing");
+    let dir = tokens.path();
+    let out = login_to(&env, &srv, dir, &url, &[]).await;
+    assert!(out.status.success(), "login failed:\n{}", out.stderr);
+    let mut child = bridge_command(&env, dir, &url)
+        .spawn()
+        .expect("spawn bridge");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "raw-host", "version": "1"}}}),
+    )
+    .await;
+    assert_eq!(recv(&mut stdout).await["id"], 0);
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": "long", "method": "tools/call",
+        "params": {"name": "slow", "arguments": {"ms": 60000}}}),
+    )
+    .await;
+    log_says(&srv, "slow call started").await;
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": "long", "reason": "the user pressed stop"}}),
+    )
+    .await;
+    log_says(&srv, "slow call cancelled").await;
+    // The host still gets answers, and none for the cancelled request.
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    )
+    .await;
+    let m = recv(&mut stdout).await;
+    assert_eq!(m["id"], 2, "{m}");
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the bridge exits when stdin closes")
+        .expect("wait");
+    let rest = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !rest.contains("\"long\""),
+        "an answer to the cancelled request: {rest}"
+    );
+    srv.stop().await;
+}
