@@ -490,6 +490,33 @@ fn is_loopback_url(u: &url::Url) -> bool {
     }
 }
 
+/// Does an environment variable or header of this name carry a credential
+/// (`GITHUB_TOKEN`, `OPENAI_API_KEY`, `X-Api-Key`, `DB_PASSWORD`, …)? Its
+/// value must then be a `${env:}`/`${file:}` reference, never a literal in
+/// the config file; other values are configuration and may be literals.
+pub fn names_a_secret(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "apikey",
+        "api_key",
+        "api-key",
+        "credential",
+        "private",
+        "auth",
+        "cookie",
+        "session",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+        || n.ends_with("_key")
+        || n.ends_with("-key")
+        || n == "key"
+}
+
 /// Plain `http://` reaches a loopback host only, unless the operator sets
 /// `allow_insecure_http = true`; and even then no credential (auth or a
 /// configured header) travels in the clear to another host.
@@ -789,7 +816,8 @@ pub fn validate(
                     if k.is_empty() || k.contains('=') || k.contains('\0') {
                         return Err(err(f("stdio.env"), format!("{k:?} is not a variable name")));
                     }
-                    env.push((k.clone(), secret(&f(&format!("stdio.env.{k}")), v, true)?));
+                    let field = f(&format!("stdio.env.{k}"));
+                    env.push((k.clone(), secret(&field, v, !names_a_secret(k))?));
                 }
                 if let Some(c) = &st.cwd
                     && !c.is_absolute()
@@ -832,7 +860,8 @@ pub fn validate(
                 let mut headers = Vec::new();
                 for (k, v) in &h.headers {
                     let name = header_name(&f(&format!("http.headers.{k}")), k)?;
-                    headers.push((name, secret(&f(&format!("http.headers.{k}")), v, true)?));
+                    let field = f(&format!("http.headers.{k}"));
+                    headers.push((name, secret(&field, v, !names_a_secret(k))?));
                 }
                 Transport::Http(HttpConfig {
                     url: h.url.clone(),
@@ -1088,11 +1117,11 @@ fn origins(field: &str, list: &[String]) -> Result<Vec<String>, ConfigError> {
 mod tests {
     use super::*;
 
-    fn resolve(_f: &str, raw: &str, plain_ok: bool) -> Result<Secret, ConfigError> {
+    fn resolve(field: &str, raw: &str, plain_ok: bool) -> Result<Secret, ConfigError> {
         if raw.starts_with("${") || plain_ok {
             Ok(Secret::new(raw))
         } else {
-            Err(err("x", "plain secret"))
+            Err(err(field, "plain secret"))
         }
     }
 
@@ -1334,6 +1363,44 @@ rate_limit = { per_user_per_minute = 10 }
         );
         assert!(parse("[[upstream]]\nname = \"a\"\nhttp = { url = \"http://x\", headers = { Cookie = \"a\" } }\n").is_err());
         assert!(parse("[gateway]\nallowed_origins = [\"https://x/\"]\n").is_err());
+    }
+
+    #[test]
+    fn credential_names_need_secret_references() {
+        for name in [
+            "GITHUB_TOKEN",
+            "OPENAI_API_KEY",
+            "DB_PASSWORD",
+            "AWS_SECRET_ACCESS_KEY",
+            "SIGNING_KEY",
+            "X-Api-Key",
+            "x-auth",
+        ] {
+            assert!(names_a_secret(name), "{name}");
+        }
+        for name in [
+            "LOG_LEVEL",
+            "HOME_DIR",
+            "X-Team",
+            "KEYBOARD_LAYOUT",
+            "MONKEY",
+        ] {
+            assert!(!names_a_secret(name), "{name}");
+        }
+        let e = parse(
+            "[[upstream]]\nname = \"a\"\nstdio = { command = \"x\", env = { GITHUB_TOKEN = \"ghp_literal\" } }\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "upstream[0].stdio.env.GITHUB_TOKEN");
+        assert!(
+            parse("[[upstream]]\nname = \"a\"\nstdio = { command = \"x\", env = { GITHUB_TOKEN = \"${env:T}\", LOG_LEVEL = \"debug\" } }\n")
+                .is_ok()
+        );
+        let e = parse(
+            "[[upstream]]\nname = \"a\"\nhttp = { url = \"https://x/mcp\", headers = { X-Api-Key = \"literal\" } }\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "upstream[0].http.headers.X-Api-Key");
     }
 
     #[test]
