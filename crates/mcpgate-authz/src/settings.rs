@@ -134,8 +134,8 @@ pub struct AuthzSettings {
     pub login: LoginLimits,
     /// Confidential clients allowed to call the introspection endpoint.
     pub introspection_clients: Vec<String>,
-    /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
-    pub trust_forwarded_for: bool,
+    /// Proxies whose `X-Forwarded-For` is believed (see `state::client_ip`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Whether local password accounts may log in.
     pub local_login: bool,
     /// Upstream identity providers offered on the login page.
@@ -177,7 +177,7 @@ impl AuthzSettings {
                 window_secs: 60,
             },
             introspection_clients: Vec::new(),
-            trust_forwarded_for: false,
+            trusted_proxies: Vec::new(),
             local_login: true,
             identity_providers: Vec::new(),
             grantable_by_default: true,

@@ -95,7 +95,10 @@ pub struct AsFile {
     pub signing_alg: Option<String>,
     pub key_grace_secs: Option<i64>,
     pub introspection_clients: Option<Vec<String>>,
+    /// Replaced by `trusted_proxies`; `true` is refused with directions.
     pub trust_forwarded_for: Option<bool>,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Option<Vec<String>>,
     pub local_login: Option<bool>,
     #[serde(default)]
     pub dcr: DcrFile,
@@ -843,7 +846,24 @@ impl Validator<'_> {
             })?,
         };
         s.introspection_clients = a.introspection_clients.clone().unwrap_or_default();
-        s.trust_forwarded_for = a.trust_forwarded_for.unwrap_or(false);
+        if a.trust_forwarded_for == Some(true) {
+            return Err(self.err(
+                "authorization_server.trust_forwarded_for",
+                "replaced by trusted_proxies: list your proxies' addresses or ranges, e.g. trusted_proxies = [\"10.0.0.0/8\"]",
+            ));
+        }
+        for p in a.trusted_proxies.iter().flatten() {
+            let net = p
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    self.err(
+                        "authorization_server.trusted_proxies",
+                        format!("{p:?} is not an IP address or CIDR range"),
+                    )
+                })?;
+            s.trusted_proxies.push(net);
+        }
         s.local_login = a.local_login.unwrap_or(true);
         s.dcr.enabled = a.dcr.enabled.unwrap_or(true);
         s.dcr.initial_access_token = a
@@ -1017,6 +1037,26 @@ mod tests {
         ] {
             assert_eq!(load_str(bad).unwrap_err().field, field, "{bad}");
         }
+    }
+
+    #[test]
+    fn trusted_proxies() {
+        let c = load_str(
+            "[authorization_server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"::1\"]\n",
+        )
+        .unwrap();
+        let nets: Vec<String> = c
+            .authz
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.0.2.7/32", "::1/128"]);
+        let e =
+            load_str("[authorization_server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n").unwrap_err();
+        assert_eq!(e.field, "authorization_server.trusted_proxies");
+        let e = load_str("[authorization_server]\ntrust_forwarded_for = true\n").unwrap_err();
+        assert!(e.message.contains("trusted_proxies"), "{e}");
     }
 
     #[test]
