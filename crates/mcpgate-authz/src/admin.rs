@@ -3,7 +3,9 @@
 //! matching protocol endpoint would.
 
 use mcpgate_jose::{Clock, KeyAlg, MasterKey, Rng, random_token};
-use mcpgate_store::{ClientKind, ClientRecord, DynStore, StoreError, UserRecord};
+use mcpgate_store::{
+    ClientKind, ClientRecord, DynStore, RevocationTarget, RevokeAt, StoreError, UserRecord,
+};
 use mcpgate_types::client_metadata::TokenEndpointAuthMethod;
 use mcpgate_types::redirect_uri::validate_for_registration;
 use mcpgate_types::scope::is_scope_token;
@@ -30,6 +32,20 @@ pub struct Ctx<'a> {
     pub store: &'a DynStore,
     pub rng: &'a dyn Rng,
     pub clock: &'a dyn Clock,
+    /// How long revocation entries are kept
+    /// ([`AuthzSettings::revocation_ttl`](crate::AuthzSettings::revocation_ttl)).
+    pub revocation_ttl: i64,
+}
+
+impl Ctx<'_> {
+    /// A revocation now.
+    fn revoke_at(&self) -> RevokeAt {
+        let now = self.clock.now();
+        RevokeAt {
+            now,
+            until: now + self.revocation_ttl,
+        }
+    }
 }
 
 fn valid_username(u: &str) -> bool {
@@ -141,16 +157,22 @@ async fn user_named(ctx: &Ctx<'_>, username: &str) -> Result<UserRecord, AdminEr
     }
 }
 
+/// Removes a user with everything of theirs; their access tokens stop
+/// working at every gateway (a user entry in the revocation set, written
+/// in the same transaction).
 pub async fn remove_user(ctx: &Ctx<'_>, username: &str) -> Result<(), AdminError> {
     let user = user_named(ctx, username).await?;
-    ctx.store.delete_user(&user.id).await?;
+    ctx.store.delete_user(&user.id, ctx.revoke_at()).await?;
     Ok(())
 }
 
 /// Disables (or enables again) a user. A disabled user cannot sign in, and
-/// their codes, refresh tokens and sign-in sessions are refused; access
-/// tokens already issued run until they expire. Returns whether the flag
-/// changed.
+/// their codes, refresh tokens and sign-in sessions are refused; the access
+/// tokens already issued to them stop working (a user entry in the
+/// revocation set, written before the flag so a failure leaves them
+/// revoked rather than live). Enabling lifts that entry after clearing the
+/// flag, so tokens issued before the disable work again if they have not
+/// expired. Returns whether the flag changed.
 pub async fn set_disabled(
     ctx: &Ctx<'_>,
     username: &str,
@@ -160,10 +182,54 @@ pub async fn set_disabled(
     if user.disabled == disabled {
         return Ok(false);
     }
+    let entry = RevocationTarget::User {
+        user_id: user.id.clone(),
+    };
+    if disabled {
+        ctx.store
+            .revoke(&[ctx.revoke_at().entry(entry.clone())])
+            .await?;
+    }
     user.disabled = disabled;
     user.updated_at = ctx.clock.now();
     ctx.store.update_user(&user).await?;
+    if !disabled {
+        ctx.store.lift_revocation(&entry).await?;
+    }
     Ok(true)
+}
+
+/// Removes a client with its consents, codes and refresh tokens; its access
+/// tokens stop working (a client entry in the revocation set, same
+/// transaction).
+pub async fn remove_client(ctx: &Ctx<'_>, client_id: &str) -> Result<(), AdminError> {
+    match ctx.store.delete_client(client_id, ctx.revoke_at()).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::NotFound) => Err(AdminError::NotFound(format!("client {client_id:?}"))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Revokes `username`'s consent to `client_id`: the consent, that pair's
+/// refresh tokens and every access token the pair holds (a consent entry in
+/// the revocation set, same transaction).
+pub async fn revoke_consent(
+    ctx: &Ctx<'_>,
+    username: &str,
+    client_id: &str,
+) -> Result<(), AdminError> {
+    let user = user_named(ctx, username).await?;
+    match ctx
+        .store
+        .revoke_consent(&user.id, client_id, ctx.revoke_at())
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(StoreError::NotFound) => Err(AdminError::NotFound(format!(
+            "{username}'s consent to {client_id:?}"
+        ))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What an operator asks for when pre-registering a client.

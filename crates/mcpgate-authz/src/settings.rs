@@ -112,6 +112,9 @@ pub struct LoginLimits {
     pub window_secs: u64,
 }
 
+/// The largest `exp` leeway of a guard (`mcpgate_guard::config::MAX_LEEWAY_SECS`).
+pub const REVOCATION_LEEWAY_SECS: i64 = 300;
+
 #[derive(Debug, Clone)]
 pub struct AuthzSettings {
     /// The issuer identifier: exactly `public_url`, byte for byte.
@@ -182,6 +185,14 @@ impl AuthzSettings {
             identity_providers: Vec::new(),
             grantable_by_default: true,
         }
+    }
+
+    /// How long a revocation entry must be kept: until every access token
+    /// it can cover has expired at every guard, that is the access-token
+    /// lifetime plus the largest clock leeway a guard accepts (300 s,
+    /// `mcpgate_guard::config::MAX_LEEWAY_SECS`).
+    pub fn revocation_ttl(&self) -> i64 {
+        self.access_token_ttl + REVOCATION_LEEWAY_SECS
     }
 
     pub fn identity_provider(&self, name: &str) -> Option<&IdentityProvider> {

@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use mcpgate_jose::{Clock, MasterKey, Rng};
 use mcpgate_net::SafeFetcher;
-use mcpgate_store::DynStore;
+use mcpgate_store::{DynStore, RevokeAt};
 
 use crate::error::ApiError;
 use crate::keyring::{KeyDeps, KeyRing};
@@ -120,6 +120,14 @@ impl AppState {
         self.clock.now()
     }
 
+    /// A revocation now, its entries kept as long as a token can live.
+    pub(crate) fn revoke_at(&self, now: i64) -> RevokeAt {
+        RevokeAt {
+            now,
+            until: now + self.settings.revocation_ttl(),
+        }
+    }
+
     pub(crate) fn key_deps(&self) -> KeyDeps<'_> {
         KeyDeps {
             store: &self.store,
@@ -158,7 +166,8 @@ impl AppState {
 
     /// Periodic housekeeping: forget idle rate-limit keys (so a flood of
     /// distinct usernames or IPs cannot grow memory without bound), delete
-    /// expired authorization codes and login sessions, and pick up signing
+    /// expired authorization codes, login sessions and revocation entries,
+    /// and pick up signing
     /// keys rotated by the CLI or another replica. Runs until aborted.
     pub fn spawn_maintenance(&self) -> tokio::task::JoinHandle<()> {
         let app = self.clone();
@@ -179,6 +188,9 @@ impl AppState {
                 }
                 if let Err(e) = app.store.purge_sessions(now).await {
                     tracing::warn!(error = %e, "purging expired sessions failed");
+                }
+                if let Err(e) = app.store.purge_revocations(now).await {
+                    tracing::warn!(error = %e, "purging expired revocation entries failed");
                 }
                 if let Err(e) = app.store.purge_upstream_states(now).await {
                     tracing::warn!(error = %e, "purging expired upstream sign-ins failed");

@@ -6,8 +6,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use mcpgate_store::{
-    AuthCodeRecord, ClientRecord, Redeem, RefreshFamilyRecord, RefreshTokenRecord, Rotate,
-    StoreError, UserRecord,
+    AuthCodeRecord, ClientRecord, Redeem, RefreshFamilyRecord, RefreshTokenRecord,
+    RevocationTarget, Rotate, StoreError, UserRecord,
 };
 use mcpgate_types::secret::hash_secret;
 use mcpgate_types::token::{AccessTokenClaims, TokenResponse};
@@ -107,6 +107,8 @@ async fn authorization_code(
         &ScopeSet::from_iter(rec.scopes.iter().cloned()),
         &rec.resource,
     );
+    // The grant is the code's family id, whether or not a family is stored,
+    // so that a replay of the code revokes this token too.
     let access = mint(
         app,
         &user.id,
@@ -115,6 +117,7 @@ async fn authorization_code(
         &scopes,
         Some(rec.auth_time),
         &user.groups,
+        &family_id_for_code(&code_hash),
     )?;
     let wants_refresh = scopes.contains("offline_access")
         || client.grant_types.iter().any(|g| g == "refresh_token");
@@ -256,8 +259,9 @@ fn family_id_for_code(code_hash: &str) -> String {
 /// id. The replay stores a revoked placeholder under it; if the first use got
 /// there first, the insert conflicts and the replay revokes that family
 /// instead; if the placeholder got there first, the first use's insert
-/// conflicts and it issues no refresh token. Returns the families revoked
-/// by code (for the log).
+/// conflicts and it issues no refresh token. Either way the family id, which
+/// is also the `grant` of the access token the first use issued, goes into
+/// the revocation set. Returns the families revoked by code (for the log).
 async fn revoke_after_replay(
     app: &AppState,
     rec: &AuthCodeRecord,
@@ -286,13 +290,21 @@ async fn revoke_after_replay(
         expires_at: now,
         rotated_at: None,
     };
+    let at = app.revoke_at(now);
     match app.store.create_family(&placeholder, &unusable).await {
-        Ok(()) => {}
-        Err(StoreError::Conflict(_)) => app.store.revoke_family(&family_id, now).await?,
+        // No family was stored: the first use issued at most an access
+        // token, whose grant is this id.
+        Ok(()) => {
+            let entry = at.entry(RevocationTarget::Grant {
+                grant_id: family_id.clone(),
+            });
+            app.store.revoke(&[entry]).await?;
+        }
+        Err(StoreError::Conflict(_)) => app.store.revoke_family(&family_id, at).await?,
         Err(e) => return Err(e.into()),
     }
     // Families of codes redeemed before family ids were derived from codes.
-    Ok(app.store.revoke_families_by_code(code_hash, now).await?)
+    Ok(app.store.revoke_families_by_code(code_hash, at).await?)
 }
 
 async fn refresh(app: &AppState, client: &ClientRecord, p: &Params) -> ApiResult<TokenResponse> {
@@ -370,7 +382,11 @@ async fn refresh(app: &AppState, client: &ClientRecord, p: &Params) -> ApiResult
         expires_at: family.expires_at,
         rotated_at: None,
     };
-    match app.store.rotate_refresh_token(&hash, &new, now).await {
+    match app
+        .store
+        .rotate_refresh_token(&hash, &new, app.revoke_at(now))
+        .await
+    {
         Ok(Rotate::Rotated { .. }) => {}
         Ok(Rotate::Reused { family }) => {
             tracing::warn!(client_id = %family.client_id, user = %family.user_id, "refresh token reused; family revoked");
@@ -392,6 +408,7 @@ async fn refresh(app: &AppState, client: &ClientRecord, p: &Params) -> ApiResult
         &scopes,
         Some(family.auth_time),
         &user.groups,
+        &family.family_id,
     )?;
     Ok(response(app, access, Some(new_raw), &scopes))
 }
@@ -427,6 +444,7 @@ async fn client_credentials(
         .into());
     }
     let scopes = entitled;
+    // Each client-credentials token is a grant of its own.
     let access = mint(
         app,
         &client.client_id,
@@ -435,11 +453,15 @@ async fn client_credentials(
         &scopes,
         None,
         &[],
+        &format!("cc_{}", app.random(16)),
     )?;
     Ok(response(app, access, None, &scopes))
 }
 
-/// Signs an RFC 9068 access token.
+/// Signs an RFC 9068 access token. `grant` names what it was issued
+/// under (the refresh family, or the code's or client-credentials grant),
+/// so the revocation set can revoke every token of one grant.
+#[allow(clippy::too_many_arguments)]
 pub fn mint(
     app: &AppState,
     sub: &str,
@@ -448,6 +470,7 @@ pub fn mint(
     scopes: &ScopeSet,
     auth_time: Option<i64>,
     groups: &[String],
+    grant: &str,
 ) -> ApiResult<String> {
     let now = app.now();
     let claims = AccessTokenClaims {
@@ -462,6 +485,7 @@ pub fn mint(
         scope: scopes.to_string(),
         auth_time,
         groups: groups.to_vec(),
+        grant: Some(grant.to_owned()),
     };
     app.keys
         .current()

@@ -64,6 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 scope: "notes:read".into(),
                 auth_time: None,
                 groups: vec![],
+                grant: None,
             };
             let token = key.sign("at+jwt", &claims)?;
             (

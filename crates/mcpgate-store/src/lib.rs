@@ -18,12 +18,14 @@
 pub mod conformance;
 mod postgres;
 pub mod records;
+pub mod revocation;
 mod sql;
 mod sqlite;
 mod traits;
 
 pub use postgres::PostgresStore;
 pub use records::*;
+pub use revocation::{RevocationSet, RevocationWatch, TokenIds};
 pub use sqlite::{SqliteDurability, SqliteStore};
 /// Connection options for [`PostgresStore::connect_with`].
 pub use sqlx::postgres::PgConnectOptions;

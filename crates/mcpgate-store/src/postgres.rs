@@ -58,6 +58,36 @@ impl PostgresStore {
         self.pool.close().await;
     }
 
+    /// `NOTIFY` with the new revision; PostgreSQL delivers it at commit,
+    /// and never if the transaction rolls back.
+    async fn notify_revocations_in(
+        tx: &mut Transaction<'static, Postgres>,
+        revision: i64,
+    ) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::revocation::CHANNEL)
+            .bind(revision.to_string())
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// A dedicated connection listening on the revocation channel (it
+    /// reconnects by itself after a lost connection).
+    async fn listen_revocations_on(
+        &self,
+    ) -> StoreResult<Option<crate::revocation::RevocationListener>> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+            .await
+            .map_err(db_err)?;
+        listener
+            .listen(crate::revocation::CHANNEL)
+            .await
+            .map_err(db_err)?;
+        Ok(Some(crate::revocation::RevocationListener(listener)))
+    }
+
     async fn write_tx(&self) -> StoreResult<Transaction<'static, Postgres>> {
         self.pool.begin().await.map_err(db_err)
     }

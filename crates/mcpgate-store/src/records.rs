@@ -259,3 +259,82 @@ pub struct AuditQuery {
     pub decision: Option<String>,
     pub limit: u32,
 }
+
+/// What one entry of the revocation set revokes. Access tokens are JWTs
+/// that the gateway validates without asking the store, so revoking one
+/// that is already issued means naming it here (see [`crate::RevocationSet`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RevocationTarget {
+    /// Every token of one grant (the token's `grant` claim: a refresh
+    /// family id, or the grant id of a code or client-credentials grant).
+    Grant { grant_id: String },
+    /// Every token issued to a user (`sub`) up to the revocation.
+    User { user_id: String },
+    /// Every token issued to a client (`client_id`) up to the revocation.
+    Client { client_id: String },
+    /// Every token of one (user, client) consent up to the revocation.
+    Consent { user_id: String, client_id: String },
+    /// One token (`jti`).
+    Token { jti: String },
+}
+
+impl RevocationTarget {
+    /// The stored (kind, subject, client_id); the unused column is `""`.
+    pub(crate) fn columns(&self) -> (&'static str, &str, &str) {
+        match self {
+            Self::Grant { grant_id } => ("grant", grant_id, ""),
+            Self::User { user_id } => ("user", user_id, ""),
+            Self::Client { client_id } => ("client", "", client_id),
+            Self::Consent { user_id, client_id } => ("consent", user_id, client_id),
+            Self::Token { jti } => ("token", jti, ""),
+        }
+    }
+
+    pub(crate) fn from_columns(kind: &str, subject: String, client_id: String) -> Option<Self> {
+        Some(match kind {
+            "grant" => Self::Grant { grant_id: subject },
+            "user" => Self::User { user_id: subject },
+            "client" => Self::Client { client_id },
+            "consent" => Self::Consent {
+                user_id: subject,
+                client_id,
+            },
+            "token" => Self::Token { jti: subject },
+            _ => return None,
+        })
+    }
+}
+
+/// One entry of the revocation set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationRecord {
+    pub target: RevocationTarget,
+    /// When it was revoked. User, client and consent entries cover tokens
+    /// issued (`iat`) at or before this second; grant and token entries
+    /// cover every token they name.
+    pub revoked_at: i64,
+    /// When the entry may be forgotten: `revoked_at` plus the longest
+    /// access-token lifetime (and the guards' clock leeway), after which
+    /// every token it covers has expired.
+    pub expires_at: i64,
+}
+
+/// When a store operation that revokes tokens happens, and until when the
+/// revocation entries it writes must be kept (see [`RevocationRecord`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevokeAt {
+    pub now: i64,
+    pub until: i64,
+}
+
+impl RevokeAt {
+    /// The entry for `target` revoked at `self.now`.
+    pub fn entry(self, target: RevocationTarget) -> RevocationRecord {
+        RevocationRecord {
+            target,
+            revoked_at: self.now,
+            expires_at: self.until,
+        }
+    }
+}

@@ -102,6 +102,20 @@ impl SqliteStore {
         self.writer.close().await;
     }
 
+    /// SQLite has no notifications: readers poll the revision.
+    async fn notify_revocations_in(
+        _tx: &mut Transaction<'static, Sqlite>,
+        _revision: i64,
+    ) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn listen_revocations_on(
+        &self,
+    ) -> StoreResult<Option<crate::revocation::RevocationListener>> {
+        Ok(None)
+    }
+
     /// A write transaction holding the database write lock from its start.
     async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         self.writer

@@ -33,8 +33,10 @@ pub trait UserStore: Send + Sync {
     /// Replaces every mutable field (display name, hash, groups, flags, updated_at).
     async fn update_user(&self, user: &UserRecord) -> StoreResult<()>;
     /// Deletes the user and everything of theirs: consents, codes, refresh
-    /// families (and tokens), login sessions. `NotFound` if absent.
-    async fn delete_user(&self, id: &str) -> StoreResult<()>;
+    /// families (and tokens), login sessions; in the same transaction, adds
+    /// a user entry to the revocation set (revoked at `at.now`) so that
+    /// their access tokens stop working. `NotFound` if absent.
+    async fn delete_user(&self, id: &str, at: RevokeAt) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -46,8 +48,9 @@ pub trait ClientStore: Send + Sync {
     async fn get_client(&self, client_id: &str) -> StoreResult<ClientRecord>;
     /// Sorted by client_id.
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>>;
-    /// Deletes the client with its consents, codes and refresh families.
-    async fn delete_client(&self, client_id: &str) -> StoreResult<()>;
+    /// Deletes the client with its consents, codes and refresh families and,
+    /// in the same transaction, adds a client entry to the revocation set.
+    async fn delete_client(&self, client_id: &str, at: RevokeAt) -> StoreResult<()>;
     /// Number of dynamically registered clients created at or after `since`
     /// (for registration rate limits and caps).
     async fn count_dynamic_clients_since(&self, since: i64) -> StoreResult<u64>;
@@ -60,9 +63,13 @@ pub trait ConsentStore: Send + Sync {
     async fn get_consent(&self, user_id: &str, client_id: &str) -> StoreResult<ConsentRecord>;
     /// All consents, or one user's. Sorted by (user_id, client_id).
     async fn list_consents(&self, user_id: Option<&str>) -> StoreResult<Vec<ConsentRecord>>;
-    /// Deletes the consent and, in the same transaction, revokes (at `now`)
-    /// every refresh family of that (user, client). `NotFound` if no consent.
-    async fn revoke_consent(&self, user_id: &str, client_id: &str, now: i64) -> StoreResult<()>;
+    /// Deletes the consent and, in the same transaction, revokes (at
+    /// `at.now`) every refresh family of that (user, client) and adds a
+    /// consent entry to the revocation set, which covers every access token
+    /// of the pair issued until then (code, refresh and family-less grants
+    /// alike). `NotFound` if no consent.
+    async fn revoke_consent(&self, user_id: &str, client_id: &str, at: RevokeAt)
+    -> StoreResult<()>;
 }
 
 /// Result of trying to redeem an authorization code.
@@ -110,7 +117,8 @@ pub enum Rotate {
         old: RefreshTokenRecord,
     },
     /// The old token had already been rotated: reuse. The store has revoked
-    /// the whole family (at `now`) in the same transaction.
+    /// the whole family (at `now`), and added its grant to the revocation
+    /// set, in the same transaction.
     Reused { family: RefreshFamilyRecord },
     /// The family is revoked (or the token belongs to a revoked family).
     Revoked { family: RefreshFamilyRecord },
@@ -130,20 +138,24 @@ pub trait RefreshTokenStore: Send + Sync {
         token_hash: &str,
     ) -> StoreResult<(RefreshTokenRecord, RefreshFamilyRecord)>;
     /// In one transaction: if `old_hash` is current (not rotated) and its
-    /// family is live, mark it rotated at `now` and insert `new` (same
-    /// family); if it was already rotated, revoke the family. Exactly one of
-    /// any number of concurrent callers gets `Rotated`. Unknown → `NotFound`.
-    /// Expiry of the token or family is the caller's check.
+    /// family is live, mark it rotated at `at.now` and insert `new` (same
+    /// family); if it was already rotated, revoke the family and add its
+    /// grant to the revocation set. Exactly one of any number of concurrent
+    /// callers gets `Rotated`. Unknown → `NotFound`. Expiry of the token or
+    /// family is the caller's check.
     async fn rotate_refresh_token(
         &self,
         old_hash: &str,
         new: &RefreshTokenRecord,
-        now: i64,
+        at: RevokeAt,
     ) -> StoreResult<Rotate>;
-    /// Revokes a family at `now` (idempotent).
-    async fn revoke_family(&self, family_id: &str, now: i64) -> StoreResult<()>;
-    /// Revokes every family started by this authorization code (code replay).
-    async fn revoke_families_by_code(&self, code_hash: &str, now: i64) -> StoreResult<u64>;
+    /// Revokes a family at `at.now` (idempotent) and, in the same
+    /// transaction, adds its grant to the revocation set.
+    async fn revoke_family(&self, family_id: &str, at: RevokeAt) -> StoreResult<()>;
+    /// Revokes every family started by this authorization code (code
+    /// replay) and adds their grants to the revocation set, in one
+    /// transaction. Returns how many families were live.
+    async fn revoke_families_by_code(&self, code_hash: &str, at: RevokeAt) -> StoreResult<u64>;
     /// Revokes every family of (user, client).
     async fn revoke_families_for(
         &self,
@@ -253,6 +265,44 @@ pub trait IdentityStore: Send + Sync {
     async fn purge_upstream_states(&self, before: i64) -> StoreResult<u64>;
 }
 
+/// A change notice from [`RevocationStore::listen_revocations`].
+pub use crate::revocation::RevocationListener;
+
+/// The revocation set: entries naming grants, users, clients, consents and
+/// token ids whose access tokens must be refused although their signature
+/// and expiry are good (see [`crate::RevocationSet`] for what each covers),
+/// and a revision counter that grows with every change.
+#[async_trait]
+pub trait RevocationStore: Send + Sync {
+    /// Adds `entries` (an existing entry for the same target keeps the later
+    /// `revoked_at` and `expires_at`) and bumps the revision, in one
+    /// transaction; on PostgreSQL the commit notifies listeners. Returns the
+    /// new revision.
+    async fn revoke(&self, entries: &[RevocationRecord]) -> StoreResult<i64>;
+    /// Removes the entry for `target` (`users enable` lifting a disable) and
+    /// bumps the revision if there was one. Returns whether there was one.
+    async fn lift_revocation(&self, target: &RevocationTarget) -> StoreResult<bool>;
+    /// The current revision (0 before any change).
+    async fn revocation_revision(&self) -> StoreResult<i64>;
+    /// Every entry, with the revision they are as of (read together).
+    async fn list_revocations(&self) -> StoreResult<(i64, Vec<RevocationRecord>)>;
+    /// The entries unexpired at `now` that name any of the ids of one token
+    /// (its grant, subject, client, consent pair or jti): what
+    /// introspection checks, without loading the whole set.
+    async fn revocations_for(
+        &self,
+        token: &crate::TokenIds<'_>,
+        now: i64,
+    ) -> StoreResult<Vec<RevocationRecord>>;
+    /// Deletes entries that expired before `before`; returns how many. Does
+    /// not bump the revision: an expired entry covers only expired tokens.
+    async fn purge_revocations(&self, before: i64) -> StoreResult<u64>;
+    /// A feed of change notices from every process sharing the database
+    /// (PostgreSQL `LISTEN`), or `None` where the backend has none (SQLite:
+    /// poll [`revocation_revision`](Self::revocation_revision)).
+    async fn listen_revocations(&self) -> StoreResult<Option<RevocationListener>>;
+}
+
 /// Every aggregate in one object: what the server holds.
 pub trait Store:
     UserStore
@@ -264,6 +314,7 @@ pub trait Store:
     + LoginSessionStore
     + AuditStore
     + IdentityStore
+    + RevocationStore
     + Send
     + Sync
     + 'static

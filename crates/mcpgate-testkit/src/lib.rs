@@ -150,6 +150,7 @@ impl TestAs {
             store: &self.store,
             rng: self.rng.as_ref(),
             clock: &self.clock,
+            revocation_ttl: self.state.settings().revocation_ttl(),
         }
     }
 

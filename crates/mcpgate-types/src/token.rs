@@ -34,6 +34,12 @@ pub struct AccessTokenClaims {
     pub auth_time: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// The grant the token was issued under (a refresh-token family, or the
+    /// grant of one code or client-credentials request): what the
+    /// authorization server's revocation set names to revoke every token of
+    /// a grant at once. Not registered in RFC 9068; private to mcpgate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 }
 
 /// RFC 7662 §2.2 introspection response. An inactive token is `{"active": false}` only.

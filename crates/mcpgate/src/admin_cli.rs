@@ -379,8 +379,8 @@ pub async fn users(rt: &Runtime, cmd: UsersCmd) -> anyhow::Result<()> {
         UsersCmd::Disable { username } => {
             if admin::set_disabled(&ctx, &username, true).await? {
                 println!(
-                    "disabled user {username}: sign-in, codes, refresh tokens and sessions refused \
-                     (access tokens already issued run until they expire)"
+                    "disabled user {username}: sign-in, codes, refresh tokens, sessions and the \
+                     access tokens already issued are refused"
                 );
             } else {
                 println!("user {username} was already disabled");
@@ -456,11 +456,10 @@ pub async fn clients(rt: &Runtime, cmd: ClientsCmd) -> anyhow::Result<()> {
                 );
             }
         }
-        ClientsCmd::Remove { client_id } => match rt.store.delete_client(&client_id).await {
-            Ok(()) => println!("removed client {client_id} with its consents and tokens"),
-            Err(StoreError::NotFound) => bail!("client {client_id:?} not found"),
-            Err(e) => return Err(e.into()),
-        },
+        ClientsCmd::Remove { client_id } => {
+            admin::remove_client(&rt.admin(), &client_id).await?;
+            println!("removed client {client_id} with its consents and tokens");
+        }
     }
     Ok(())
 }
@@ -497,18 +496,11 @@ pub async fn consents(rt: &Runtime, cmd: ConsentsCmd) -> anyhow::Result<()> {
             username,
             client_id,
         } => {
-            let id = user_id(username.clone()).await?;
-            match rt
-                .store
-                .revoke_consent(&id, &client_id, rt.clock.now())
-                .await
-            {
-                Ok(()) => println!(
-                    "revoked {username}'s consent to {client_id} and that client's refresh tokens for them"
-                ),
-                Err(StoreError::NotFound) => bail!("{username} has no consent for {client_id:?}"),
-                Err(e) => return Err(e.into()),
-            }
+            admin::revoke_consent(&rt.admin(), &username, &client_id).await?;
+            println!(
+                "revoked {username}'s consent to {client_id} and that client's refresh and \
+                 access tokens for them"
+            );
         }
     }
     Ok(())

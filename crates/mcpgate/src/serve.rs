@@ -127,6 +127,7 @@ impl Runtime {
             store: &self.store,
             rng: self.rng.as_ref(),
             clock: self.clock.as_ref(),
+            revocation_ttl: self.config.authz.revocation_ttl(),
         }
     }
 

@@ -218,7 +218,14 @@ async fn revoked_consent_revokes_tokens_and_asks_again() {
     let rt = r.str("refresh_token");
     let user = as_.store.get_user_by_username(USER).await.unwrap();
     as_.store
-        .revoke_consent(&user.id, "app", mcpgate_jose::Clock::now(&as_.clock))
+        .revoke_consent(
+            &user.id,
+            "app",
+            mcpgate_store::RevokeAt {
+                now: mcpgate_jose::Clock::now(&as_.clock),
+                until: i64::MAX,
+            },
+        )
         .await
         .unwrap();
     refresh(&as_, &rt, Auth::Public("app"))

@@ -40,10 +40,10 @@ pub(crate) async fn users_crud(store: DynStore) {
         .collect();
     assert_eq!(names, ["alice", "bob"]);
 
-    store.delete_user("u1").await.unwrap();
+    store.delete_user("u1", at(NOW)).await.unwrap();
     assert_not_found(store.get_user("u1").await);
     assert_not_found(store.get_user_by_username("alice").await);
-    assert_not_found(store.delete_user("u1").await);
+    assert_not_found(store.delete_user("u1", at(NOW)).await);
     assert_eq!(store.list_users().await.unwrap(), vec![user("u2", "bob")]);
 }
 
@@ -129,9 +129,9 @@ pub(crate) async fn clients_crud(store: DynStore) {
         .collect();
     assert_eq!(ids, ["c-public", "https://app.example/client.json"]);
 
-    store.delete_client("c-public").await.unwrap();
+    store.delete_client("c-public", at(NOW)).await.unwrap();
     assert_not_found(store.get_client("c-public").await);
-    assert_not_found(store.delete_client("c-public").await);
+    assert_not_found(store.delete_client("c-public", at(NOW)).await);
     assert_eq!(store.list_clients().await.unwrap(), vec![full]);
 }
 
@@ -250,7 +250,7 @@ pub(crate) async fn consent_revoke_revokes_families(store: DynStore) {
         .create_family(&family("f2", "c1", "u1"), &token("t2", "f2"))
         .await
         .unwrap();
-    store.revoke_family("f2", NOW - 7).await.unwrap();
+    store.revoke_family("f2", at(NOW - 7)).await.unwrap();
     store
         .create_family(&family("f3", "c2", "u1"), &token("t3", "f3"))
         .await
@@ -260,7 +260,7 @@ pub(crate) async fn consent_revoke_revokes_families(store: DynStore) {
         .await
         .unwrap();
 
-    store.revoke_consent("u1", "c1", NOW + 9).await.unwrap();
+    store.revoke_consent("u1", "c1", at(NOW + 9)).await.unwrap();
     assert_not_found(store.get_consent("u1", "c1").await);
     let revoked_at = |id: &'static str| {
         let store = store.clone();
@@ -275,8 +275,8 @@ pub(crate) async fn consent_revoke_revokes_families(store: DynStore) {
     assert_eq!(revoked_at("f4").await, None);
     store.get_consent("u1", "c2").await.unwrap();
 
-    assert_not_found(store.revoke_consent("u1", "c1", NOW + 10).await);
-    assert_not_found(store.revoke_consent("u2", "c2", NOW + 10).await);
+    assert_not_found(store.revoke_consent("u1", "c1", at(NOW + 10)).await);
+    assert_not_found(store.revoke_consent("u2", "c2", at(NOW + 10)).await);
 }
 
 /// Rows that name a user or client must name an existing one.

@@ -293,7 +293,7 @@ pub(crate) async fn refresh_rotate_chain(store: DynStore) {
     old.rotated_at = Some(NOW + 1);
     assert_eq!(
         store
-            .rotate_refresh_token("t1", &next, NOW + 1)
+            .rotate_refresh_token("t1", &next, at(NOW + 1))
             .await
             .unwrap(),
         Rotate::Rotated {
@@ -308,12 +308,12 @@ pub(crate) async fn refresh_rotate_chain(store: DynStore) {
     // and the rotation rolled back: t2 is still current.
     assert_conflict(
         store
-            .rotate_refresh_token("t2", &token("t3", "f9"), NOW + 2)
+            .rotate_refresh_token("t2", &token("t3", "f9"), at(NOW + 2))
             .await,
     );
     assert_conflict(
         store
-            .rotate_refresh_token("t2", &token("t1", "f1"), NOW + 2)
+            .rotate_refresh_token("t2", &token("t1", "f1"), at(NOW + 2))
             .await,
     );
     assert_eq!(
@@ -323,7 +323,7 @@ pub(crate) async fn refresh_rotate_chain(store: DynStore) {
     assert_not_found(store.get_refresh_token("t3").await);
 
     match store
-        .rotate_refresh_token("t2", &token("t3", "f1"), NOW + 3)
+        .rotate_refresh_token("t2", &token("t3", "f1"), at(NOW + 3))
         .await
         .unwrap()
     {
@@ -336,7 +336,7 @@ pub(crate) async fn refresh_rotate_chain(store: DynStore) {
     }
     assert_not_found(
         store
-            .rotate_refresh_token("t404", &token("t5", "f1"), NOW)
+            .rotate_refresh_token("t404", &token("t5", "f1"), at(NOW))
             .await,
     );
     assert_not_found(store.get_refresh_token("t5").await);
@@ -354,7 +354,7 @@ pub(crate) async fn refresh_reuse_revokes_family(store: DynStore) {
         .unwrap();
     assert!(matches!(
         store
-            .rotate_refresh_token("t1", &token("t2", "f1"), NOW + 1)
+            .rotate_refresh_token("t1", &token("t2", "f1"), at(NOW + 1))
             .await
             .unwrap(),
         Rotate::Rotated { .. }
@@ -362,7 +362,7 @@ pub(crate) async fn refresh_reuse_revokes_family(store: DynStore) {
 
     // t1 again: reuse. The family is revoked at `now`, in the store.
     match store
-        .rotate_refresh_token("t1", &token("t3", "f1"), NOW + 5)
+        .rotate_refresh_token("t1", &token("t3", "f1"), at(NOW + 5))
         .await
         .unwrap()
     {
@@ -376,7 +376,7 @@ pub(crate) async fn refresh_reuse_revokes_family(store: DynStore) {
     // Every later use, of the current token or the reused one, is Revoked.
     for hash in ["t2", "t1"] {
         match store
-            .rotate_refresh_token(hash, &token("t4", "f1"), NOW + 9)
+            .rotate_refresh_token(hash, &token("t4", "f1"), at(NOW + 9))
             .await
             .unwrap()
         {
@@ -405,7 +405,10 @@ pub(crate) async fn refresh_rotate_concurrent_exactly_one(store: DynStore) {
             tokio::spawn(async move {
                 start.wait().await;
                 let next = token(&format!("n{i}"), "f1");
-                (i, store.rotate_refresh_token("t1", &next, NOW + 1).await)
+                (
+                    i,
+                    store.rotate_refresh_token("t1", &next, at(NOW + 1)).await,
+                )
             })
         })
         .collect();
@@ -439,7 +442,7 @@ pub(crate) async fn refresh_rotate_concurrent_exactly_one(store: DynStore) {
     }
     for hash in ["t1".to_owned(), format!("n{}", winners[0])] {
         match store
-            .rotate_refresh_token(&hash, &token("late", "f1"), NOW + 2)
+            .rotate_refresh_token(&hash, &token("late", "f1"), at(NOW + 2))
             .await
             .unwrap()
         {
@@ -458,13 +461,13 @@ pub(crate) async fn refresh_revoked_family(store: DynStore) {
         .create_family(&family("f1", "c1", "u1"), &token("t1", "f1"))
         .await
         .unwrap();
-    store.revoke_family("f1", NOW + 3).await.unwrap();
+    store.revoke_family("f1", at(NOW + 3)).await.unwrap();
     // Idempotent, and the first revocation time stays.
-    store.revoke_family("f1", NOW + 4).await.unwrap();
-    assert_not_found(store.revoke_family("f404", NOW).await);
+    store.revoke_family("f1", at(NOW + 4)).await.unwrap();
+    assert_not_found(store.revoke_family("f404", at(NOW)).await);
 
     match store
-        .rotate_refresh_token("t1", &token("t2", "f1"), NOW + 5)
+        .rotate_refresh_token("t1", &token("t2", "f1"), at(NOW + 5))
         .await
         .unwrap()
     {
@@ -501,16 +504,22 @@ pub(crate) async fn refresh_revoke_by_code_and_for(store: DynStore) {
     };
 
     assert_eq!(
-        store.revoke_families_by_code("kA", NOW + 1).await.unwrap(),
+        store
+            .revoke_families_by_code("kA", at(NOW + 1))
+            .await
+            .unwrap(),
         2
     );
     assert_eq!(
-        store.revoke_families_by_code("kA", NOW + 2).await.unwrap(),
+        store
+            .revoke_families_by_code("kA", at(NOW + 2))
+            .await
+            .unwrap(),
         0
     );
     assert_eq!(
         store
-            .revoke_families_by_code("k404", NOW + 2)
+            .revoke_families_by_code("k404", at(NOW + 2))
             .await
             .unwrap(),
         0
@@ -567,7 +576,7 @@ pub(crate) async fn refresh_list_families(store: DynStore) {
             .await
             .unwrap();
     }
-    store.revoke_family("f5", NOW - 1).await.unwrap();
+    store.revoke_family("f5", at(NOW - 1)).await.unwrap();
 
     let ids = |v: Vec<RefreshFamilyRecord>| v.into_iter().map(|f| f.family_id).collect::<Vec<_>>();
     // Unexpired means expires_at > now; revoked ones never show.

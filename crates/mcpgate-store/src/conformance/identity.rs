@@ -55,7 +55,7 @@ pub(crate) async fn identities_link_and_get(store: DynStore) {
     );
     assert_not_found(store.get_user("u10").await);
     // Deleting the user removes its links.
-    store.delete_user("u9").await.unwrap();
+    store.delete_user("u9", at(NOW)).await.unwrap();
     assert_not_found(store.get_linked_identity("corp", "Alice-Sub").await);
 }
 

@@ -184,7 +184,7 @@ async fn grant_everything(store: &DynStore, user: &str, client: &str, tag: &str)
         .rotate_refresh_token(
             &format!("t1-{tag}"),
             &token(&format!("t2-{tag}"), &fam),
-            NOW + 1,
+            at(NOW + 1),
         )
         .await
         .unwrap();
@@ -221,7 +221,7 @@ pub(crate) async fn delete_user_cascades(store: DynStore) {
     grant_everything(&store, "u1", "c2", "b").await;
     grant_everything(&store, "u2", "c1", "c").await;
 
-    store.delete_user("u1").await.unwrap();
+    store.delete_user("u1", at(NOW)).await.unwrap();
     assert_eq!(has_everything(&store, "u1", "c1", "a").await, [false; 6]);
     assert_eq!(has_everything(&store, "u1", "c2", "b").await, [false; 6]);
     assert_eq!(has_everything(&store, "u2", "c1", "c").await, [true; 6]);
@@ -237,7 +237,7 @@ pub(crate) async fn delete_client_cascades(store: DynStore) {
     grant_everything(&store, "u2", "c1", "b").await;
     grant_everything(&store, "u1", "c2", "c").await;
 
-    store.delete_client("c1").await.unwrap();
+    store.delete_client("c1", at(NOW)).await.unwrap();
     // Login sessions belong to users, not clients: they stay.
     let gone = [false, false, false, false, false, true];
     assert_eq!(has_everything(&store, "u1", "c1", "a").await, gone);
@@ -324,7 +324,7 @@ pub async fn durability_verify(store: DynStore) {
     // And it still works: the reused first token now revokes the family.
     assert!(matches!(
         store
-            .rotate_refresh_token("t1-a", &token("t3-a", "f-a"), NOW + 10)
+            .rotate_refresh_token("t1-a", &token("t3-a", "f-a"), at(NOW + 10))
             .await
             .unwrap(),
         Rotate::Reused { .. }

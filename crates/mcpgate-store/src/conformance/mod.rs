@@ -13,6 +13,7 @@ mod audit;
 mod grants;
 mod identity;
 mod keys;
+mod revocations;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -82,6 +83,13 @@ pub fn cases() -> Vec<Case> {
         identity::upstream_state_single_use,
         identity::upstream_state_expiry_and_purge,
         identity::upstream_state_concurrent_exactly_one,
+        revocations::revocations_revoke_list_and_revision,
+        revocations::revocations_lift,
+        revocations::revocations_for_one_token,
+        revocations::revocations_expire_and_purge,
+        revocations::revocations_from_state_changes,
+        revocations::revocations_concurrent_revisions_distinct,
+        revocations::revocations_watch_follows,
     ]
 }
 
@@ -91,6 +99,14 @@ pub use keys::{durability_verify, durability_write};
 
 /// A fixed "now" so expiry arithmetic is readable.
 pub(crate) const NOW: i64 = 1_750_000_000;
+
+/// A revocation at `now`, its entries kept for an hour.
+pub(crate) fn at(now: i64) -> RevokeAt {
+    RevokeAt {
+        now,
+        until: now + 3_600,
+    }
+}
 
 pub(crate) fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()

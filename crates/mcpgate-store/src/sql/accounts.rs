@@ -97,18 +97,27 @@ macro_rules! impl_account_stores {
                 Ok(())
             }
 
-            async fn delete_user(&self, id: &str) -> $crate::StoreResult<()> {
+            async fn delete_user(
+                &self,
+                id: &str,
+                at: $crate::RevokeAt,
+            ) -> $crate::StoreResult<()> {
                 // Consents, codes, refresh families (and their tokens) and
                 // login sessions go with it: ON DELETE CASCADE.
+                let mut tx = self.write_tx().await?;
                 let done = ::sqlx::query::<$db>("DELETE FROM users WHERE id = $1")
                     .bind(id)
-                    .execute(&self.writer)
+                    .execute(&mut *tx)
                     .await
                     .map_err($crate::sql::db_err)?;
                 if done.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound);
                 }
-                Ok(())
+                let entry = at.entry($crate::RevocationTarget::User {
+                    user_id: id.to_owned(),
+                });
+                Self::revoke_in(&mut tx, &[entry]).await?;
+                tx.commit().await.map_err($crate::sql::db_err)
             }
         }
 
@@ -207,18 +216,27 @@ macro_rules! impl_account_stores {
                 $crate::sql::rows::all(rows)
             }
 
-            async fn delete_client(&self, client_id: &str) -> $crate::StoreResult<()> {
+            async fn delete_client(
+                &self,
+                client_id: &str,
+                at: $crate::RevokeAt,
+            ) -> $crate::StoreResult<()> {
                 // Consents, codes and refresh families (and their tokens) go
                 // with it: ON DELETE CASCADE.
+                let mut tx = self.write_tx().await?;
                 let done = ::sqlx::query::<$db>("DELETE FROM clients WHERE client_id = $1")
                     .bind(client_id)
-                    .execute(&self.writer)
+                    .execute(&mut *tx)
                     .await
                     .map_err($crate::sql::db_err)?;
                 if done.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound);
                 }
-                Ok(())
+                let entry = at.entry($crate::RevocationTarget::Client {
+                    client_id: client_id.to_owned(),
+                });
+                Self::revoke_in(&mut tx, &[entry]).await?;
+                tx.commit().await.map_err($crate::sql::db_err)
             }
 
             async fn count_dynamic_clients_since(&self, since: i64) -> $crate::StoreResult<u64> {
@@ -299,8 +317,9 @@ macro_rules! impl_account_stores {
                 &self,
                 user_id: &str,
                 client_id: &str,
-                now: i64,
+                at: $crate::RevokeAt,
             ) -> $crate::StoreResult<()> {
+                let now = at.now;
                 let mut tx = self.write_tx().await?;
                 let done = ::sqlx::query::<$db>(
                     "DELETE FROM consents WHERE user_id = $1 AND client_id = $2",
@@ -323,6 +342,11 @@ macro_rules! impl_account_stores {
                 .execute(&mut *tx)
                 .await
                 .map_err($crate::sql::db_err)?;
+                let entry = at.entry($crate::RevocationTarget::Consent {
+                    user_id: user_id.to_owned(),
+                    client_id: client_id.to_owned(),
+                });
+                Self::revoke_in(&mut tx, &[entry]).await?;
                 tx.commit().await.map_err($crate::sql::db_err)
             }
         }

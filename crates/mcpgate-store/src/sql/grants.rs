@@ -233,8 +233,9 @@ macro_rules! impl_grant_stores {
                 &self,
                 old_hash: &str,
                 new: &$crate::RefreshTokenRecord,
-                now: i64,
+                at: $crate::RevokeAt,
             ) -> $crate::StoreResult<$crate::Rotate> {
+                let now = at.now;
                 let mut tx = self.write_tx().await?;
                 // The conditional UPDATE decides: the old token must be
                 // current and its family live.
@@ -298,41 +299,72 @@ macro_rules! impl_grant_stores {
                     .await
                     .map_err($crate::sql::db_err)?
                     .try_into()?;
+                let entry = at.entry($crate::RevocationTarget::Grant {
+                    grant_id: family.family_id.clone(),
+                });
+                Self::revoke_in(&mut tx, &[entry]).await?;
                 tx.commit().await.map_err($crate::sql::db_err)?;
                 Ok($crate::Rotate::Reused { family })
             }
 
-            async fn revoke_family(&self, family_id: &str, now: i64) -> $crate::StoreResult<()> {
+            async fn revoke_family(
+                &self,
+                family_id: &str,
+                at: $crate::RevokeAt,
+            ) -> $crate::StoreResult<()> {
+                let mut tx = self.write_tx().await?;
                 // Idempotent: a revoked family keeps its first revocation time.
                 let done = ::sqlx::query::<$db>(
                     "UPDATE refresh_families SET revoked_at = COALESCE(revoked_at, $1) \
                      WHERE family_id = $2",
                 )
-                .bind(now)
+                .bind(at.now)
                 .bind(family_id)
-                .execute(&self.writer)
+                .execute(&mut *tx)
                 .await
                 .map_err($crate::sql::db_err)?;
                 if done.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound);
                 }
-                Ok(())
+                let entry = at.entry($crate::RevocationTarget::Grant {
+                    grant_id: family_id.to_owned(),
+                });
+                Self::revoke_in(&mut tx, &[entry]).await?;
+                tx.commit().await.map_err($crate::sql::db_err)
             }
 
             async fn revoke_families_by_code(
                 &self,
                 code_hash: &str,
-                now: i64,
+                at: $crate::RevokeAt,
             ) -> $crate::StoreResult<u64> {
+                let mut tx = self.write_tx().await?;
                 let done = ::sqlx::query::<$db>(
                     "UPDATE refresh_families SET revoked_at = $1 \
                      WHERE code_hash = $2 AND revoked_at IS NULL",
                 )
-                .bind(now)
+                .bind(at.now)
                 .bind(code_hash)
-                .execute(&self.writer)
+                .execute(&mut *tx)
                 .await
                 .map_err($crate::sql::db_err)?;
+                // Every family of the code, revoked just now or before: its
+                // access tokens may still be live either way.
+                let ids: Vec<(String,)> = ::sqlx::query_as::<$db, (String,)>(
+                    "SELECT family_id FROM refresh_families WHERE code_hash = $1",
+                )
+                .bind(code_hash)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err($crate::sql::db_err)?;
+                if !ids.is_empty() {
+                    let entries: Vec<_> = ids
+                        .into_iter()
+                        .map(|(grant_id,)| at.entry($crate::RevocationTarget::Grant { grant_id }))
+                        .collect();
+                    Self::revoke_in(&mut tx, &entries).await?;
+                }
+                tx.commit().await.map_err($crate::sql::db_err)?;
                 Ok(done.rows_affected())
             }
 

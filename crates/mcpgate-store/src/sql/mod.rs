@@ -23,6 +23,7 @@ pub(crate) mod audit;
 pub(crate) mod grants;
 pub(crate) mod identity;
 pub(crate) mod keys;
+pub(crate) mod revocations;
 pub(crate) mod rows;
 
 use crate::traits::StoreError;
@@ -76,6 +77,7 @@ macro_rules! impl_store {
         $crate::sql::keys::impl_key_stores!($store, $db);
         $crate::sql::audit::impl_audit_store!($store, $db);
         $crate::sql::identity::impl_identity_store!($store, $db);
+        $crate::sql::revocations::impl_revocation_store!($store, $db);
 
         impl $crate::Store for $store {
             fn backend_name(&self) -> &'static str {

@@ -351,6 +351,28 @@ impl From<AuditRow> for AuditRecord {
     }
 }
 
+#[derive(sqlx::FromRow)]
+pub(crate) struct RevocationRow {
+    kind: String,
+    subject: String,
+    client_id: String,
+    revoked_at: i64,
+    expires_at: i64,
+}
+
+impl TryFrom<RevocationRow> for RevocationRecord {
+    type Error = StoreError;
+    fn try_from(r: RevocationRow) -> Result<Self, StoreError> {
+        let target = RevocationTarget::from_columns(&r.kind, r.subject, r.client_id)
+            .ok_or_else(|| StoreError::Backend(format!("unknown revocation kind {:?}", r.kind)))?;
+        Ok(Self {
+            target,
+            revoked_at: r.revoked_at,
+            expires_at: r.expires_at,
+        })
+    }
+}
+
 /// Converts every row of a result set.
 pub(crate) fn all<R, T>(rows: Vec<R>) -> Result<Vec<T>, StoreError>
 where

@@ -14,7 +14,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use libtest_mimic::{Failed, Trial};
 use mcpgate_store::conformance::{self, Case};
-use mcpgate_store::{PostgresStore, Store, StoreError};
+use mcpgate_store::{
+    PostgresStore, RevocationRecord, RevocationStore, RevocationTarget, RevocationWatch, Store,
+    StoreError, TokenIds,
+};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use url::Url;
 
@@ -84,6 +87,51 @@ impl Postgres {
                         .map_err(|e| e.to_string())?;
                     conformance::durability_verify(Arc::new(second.clone())).await;
                     second.close().await;
+                    Ok(())
+                })
+            }),
+            // Two handles (pools) on one database, as two processes would
+            // have: the watch on the first polls only once a minute, so
+            // seeing the second's revocation within a second takes NOTIFY.
+            self.trial("revocation_notify_across_handles", |run_db| {
+                block_on(async move {
+                    let name = "revocation_notify_across_handles";
+                    let reader = connect_fresh(&run_db, name).await?;
+                    let writer = PostgresStore::connect(&schema_url(&run_db, name)?)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let (watch, first) =
+                        RevocationWatch::start(Arc::new(reader.clone()), Duration::from_secs(60))
+                            .await;
+                    first.map_err(|e| e.to_string())?;
+                    let ids = TokenIds {
+                        subject: "u",
+                        client_id: "c",
+                        grant: Some("g-notify"),
+                        jti: None,
+                        issued_at: Some(1),
+                    };
+                    assert_eq!(watch.covers(&ids), Some(false));
+                    writer
+                        .revoke(&[RevocationRecord {
+                            target: RevocationTarget::Grant {
+                                grant_id: "g-notify".into(),
+                            },
+                            revoked_at: 1,
+                            expires_at: i64::MAX,
+                        }])
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let start = std::time::Instant::now();
+                    while watch.covers(&ids) != Some(true) {
+                        if start.elapsed() > Duration::from_secs(1) {
+                            return Err("no NOTIFY seen within 1 s".into());
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    drop(watch);
+                    writer.close().await;
+                    reader.close().await;
                     Ok(())
                 })
             }),
