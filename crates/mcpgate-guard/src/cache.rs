@@ -58,10 +58,21 @@ impl Hasher for DigestHasher {
 /// How a cached principal was validated, so a hit can re-check what may have changed since.
 #[derive(Debug, Clone)]
 pub(crate) enum Origin {
-    /// A JWT verified with key `kid` of issuer number `issuer`: the key must still be published.
-    Jwt { issuer: usize, kid: Arc<str> },
+    /// A JWT of issuer number `issuer`: its key must still be published, and it must not have
+    /// been revoked since.
+    Jwt { issuer: usize, facts: Arc<JwtFacts> },
     /// An active introspection answer.
     Introspection,
+}
+
+/// What a hit on a cached JWT re-checks: the key that verified it, and the ids the issuer's
+/// revocations can name.
+#[derive(Debug)]
+pub(crate) struct JwtFacts {
+    pub kid: String,
+    pub grant: Option<String>,
+    pub jti: Option<String>,
+    pub iat: Option<i64>,
 }
 
 struct Entry {
@@ -69,6 +80,15 @@ struct Entry {
     origin: Origin,
     /// Seconds since the epoch at which the entry dies (≤ the token's `exp`).
     until: i64,
+    /// The revocations generation at which the token was last found live (0: no revocations).
+    checked: u64,
+}
+
+/// A live cache entry, as [`TokenCache::get`] hands it out.
+pub(crate) struct Hit {
+    pub principal: Arc<Principal>,
+    pub origin: Origin,
+    pub checked: u64,
 }
 
 type Shard = HashMap<TokenKey, Entry, BuildHasherDefault<DigestHasher>>;
@@ -98,13 +118,17 @@ impl TokenCache {
     }
 
     /// The live entry for `key`, if any; a dead one is dropped.
-    pub(crate) fn get(&self, key: &TokenKey, now: i64) -> Option<(Arc<Principal>, Origin)> {
+    pub(crate) fn get(&self, key: &TokenKey, now: i64) -> Option<Hit> {
         if self.per_shard == 0 {
             return None;
         }
         let mut shard = self.shard(key);
         match shard.get(key) {
-            Some(e) if now < e.until => Some((e.principal.clone(), e.origin.clone())),
+            Some(e) if now < e.until => Some(Hit {
+                principal: e.principal.clone(),
+                origin: e.origin.clone(),
+                checked: e.checked,
+            }),
             Some(_) => {
                 shard.remove(key);
                 None
@@ -121,6 +145,7 @@ impl TokenCache {
         origin: Origin,
         until: i64,
         now: i64,
+        checked: u64,
     ) {
         if self.per_shard == 0 || now >= until {
             return;
@@ -141,8 +166,18 @@ impl TokenCache {
                 principal,
                 origin,
                 until,
+                checked,
             },
         );
+    }
+
+    /// Records that the token of `key` was found live at revocations generation `checked`.
+    pub(crate) fn set_checked(&self, key: &TokenKey, checked: u64) {
+        if self.per_shard > 0
+            && let Some(e) = self.shard(key).get_mut(key)
+        {
+            e.checked = checked;
+        }
     }
 
     pub(crate) fn remove(&self, key: &TokenKey) {
@@ -199,11 +234,11 @@ mod tests {
     fn entries_die_at_until() {
         let c = TokenCache::new(10);
         let k = TokenKey::of("t");
-        c.insert(k, p("u", 110), Origin::Introspection, 110, 100);
-        assert_eq!(c.get(&k, 109).unwrap().0.subject, "u");
+        c.insert(k, p("u", 110), Origin::Introspection, 110, 100, 0);
+        assert_eq!(c.get(&k, 109).unwrap().principal.subject, "u");
         assert!(c.get(&k, 110).is_none());
         assert_eq!(c.len(), 0);
-        c.insert(k, p("u", 110), Origin::Introspection, 110, 110);
+        c.insert(k, p("u", 110), Origin::Introspection, 110, 110, 0);
         assert_eq!(c.len(), 0, "dead entries are not stored");
     }
 
@@ -211,15 +246,15 @@ mod tests {
     fn bounded_and_evicts_soonest_first() {
         let c = TokenCache::new(1);
         let (a, b) = (TokenKey::of("a"), TokenKey::of("b"));
-        c.insert(a, p("a", 500), Origin::Introspection, 500, 100);
-        c.insert(b, p("b", 600), Origin::Introspection, 600, 100);
+        c.insert(a, p("a", 500), Origin::Introspection, 500, 100, 0);
+        c.insert(b, p("b", 600), Origin::Introspection, 600, 100, 0);
         assert!(c.get(&a, 100).is_none());
         assert!(c.get(&b, 100).is_some());
 
         let c = TokenCache::new(64);
         for i in 0..1000 {
             let k = TokenKey::of(&i.to_string());
-            c.insert(k, p("x", 1000 + i), Origin::Introspection, 1000 + i, 100);
+            c.insert(k, p("x", 1000 + i), Origin::Introspection, 1000 + i, 100, 0);
         }
         assert!(c.len() <= 64 + MAX_SHARDS);
         // The latest-expiring entries survive.
@@ -230,7 +265,7 @@ mod tests {
     fn zero_capacity_disables() {
         let c = TokenCache::new(0);
         let k = TokenKey::of("t");
-        c.insert(k, p("u", 200), Origin::Introspection, 200, 100);
+        c.insert(k, p("u", 200), Origin::Introspection, 200, 100, 0);
         assert!(c.get(&k, 100).is_none());
         c.remove(&k);
         c.clear();

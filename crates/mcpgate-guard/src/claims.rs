@@ -25,6 +25,28 @@ pub(crate) struct AccessClaims {
     pub scope: Option<String>,
     pub scp: Option<Scp>,
     pub groups: Option<Vec<String>>,
+    /// Read only for revocation checks, so never a reason to refuse a token: a value of
+    /// another type than RFC 7519's counts as absent.
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub iat: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub jti: Option<String>,
+    /// mcpgate's issuer names the grant of each token (see `crate::revocation`).
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub grant: Option<String>,
+}
+
+fn lenient_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Some(s),
+        _ => None,
+    })
+}
+
+fn lenient_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    #[allow(clippy::cast_possible_truncation)]
+    Ok(v.as_i64().or_else(|| v.as_f64().map(|f| f.floor() as i64)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,6 +187,14 @@ mod tests {
             .is_err()
         );
         assert!(serde_json::from_value::<AccessClaims>(json!({"groups": "admins"})).is_err());
+        // Claims read only for revocation never refuse a token.
+        let c = claims(json!({"jti": 7, "grant": ["g"], "iat": 1.5}));
+        assert_eq!((c.jti, c.grant, c.iat), (None, None, Some(1)));
+        let c = claims(json!({"jti": "j", "grant": "g", "iat": 9}));
+        assert_eq!(
+            (c.jti.as_deref(), c.grant.as_deref(), c.iat),
+            (Some("j"), Some("g"), Some(9))
+        );
     }
 
     #[test]

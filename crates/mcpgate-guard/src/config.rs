@@ -9,6 +9,8 @@ use mcpgate_jose::{Clock, SystemClock, Verifier};
 use mcpgate_net::SafeFetcher;
 use mcpgate_types::{ScopeSet, Secret};
 
+use crate::revocation::Revocations;
+
 /// Default clock-skew allowance for `exp` and `nbf`, seconds.
 pub const DEFAULT_LEEWAY_SECS: i64 = 60;
 /// Largest accepted leeway, seconds: more would keep expired tokens alive.
@@ -178,6 +180,8 @@ pub struct TrustedIssuer {
     /// Introspection for its opaque tokens. At most one issuer of a guard may have it (an
     /// opaque token names no issuer, and it must never be sent to several).
     pub introspection: Option<Introspection>,
+    /// The issuer's revocations, asked about each of its JWTs on every request.
+    pub revocations: Option<Arc<dyn Revocations>>,
 }
 
 impl TrustedIssuer {
@@ -188,6 +192,7 @@ impl TrustedIssuer {
             keys: KeySource::Local(keys),
             typ: Some("at+jwt".into()),
             introspection: None,
+            revocations: None,
         }
     }
 
@@ -202,7 +207,15 @@ impl TrustedIssuer {
             keys: KeySource::Remote { jwks_uri, fetcher },
             typ: Some("at+jwt".into()),
             introspection: None,
+            revocations: None,
         }
+    }
+
+    /// Refuses the issuer's JWTs that `revocations` reports revoked, or unknown (see
+    /// [`crate::revocation`]).
+    pub fn with_revocations(mut self, revocations: Arc<dyn Revocations>) -> Self {
+        self.revocations = Some(revocations);
+        self
     }
 
     /// Sets the required `typ` (`None`: not checked).

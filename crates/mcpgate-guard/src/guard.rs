@@ -7,6 +7,8 @@
 //! the issuer its (unverified) `iss` names — signature with the algorithm of the key, never of
 //! the header; `iss` exact; `aud` containing this resource exactly; `exp`/`nbf` with the
 //! bounded leeway; `typ` — and anything else goes to introspection, if one issuer offers it.
+//! A JWT of an issuer with [`crate::Revocations`] is then checked against them, on a cache
+//! hit too (asking again only when their generation moved since the token was last checked).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,12 +17,13 @@ use async_trait::async_trait;
 use http::HeaderMap;
 use mcpgate_jose::{Clock, JwtError, Verifier, VerifyOptions};
 
-use crate::cache::{Origin, TokenCache, TokenKey};
+use crate::cache::{JwtFacts, Origin, TokenCache, TokenKey};
 use crate::claims::{AccessClaims, into_principal, is_jws, peek_issuer};
 use crate::config::{GuardConfig, GuardConfigError, KeySource, LocalKeys};
 use crate::introspect::Introspector;
 use crate::jwks::RemoteKeys;
 use crate::principal::{Authenticate, Challenge, Principal};
+use crate::revocation::{RevocableToken, RevocationStatus, Revocations};
 
 enum Keys {
     Local(Arc<dyn LocalKeys>),
@@ -31,6 +34,7 @@ struct Issuer {
     issuer: String,
     typ: Option<String>,
     keys: Keys,
+    revocations: Option<Arc<dyn Revocations>>,
 }
 
 /// Counters for metrics and tests (monotonic since the guard was built).
@@ -134,6 +138,7 @@ impl Guard {
                 issuer: t.issuer,
                 typ: t.typ,
                 keys,
+                revocations: t.revocations,
             });
         }
         Ok(Self {
@@ -215,10 +220,21 @@ impl Guard {
     pub async fn validate_token(&self, token: &str) -> Result<Principal, Challenge> {
         let now = self.clock.now();
         let key = TokenKey::of(token);
-        if let Some((principal, origin)) = self.cache.get(&key, now) {
-            if self.origin_still_valid(&origin, now).await {
+        if let Some(hit) = self.cache.get(&key, now) {
+            if self.origin_still_valid(&hit.origin, now).await {
+                if let Some((revocations, facts)) = self.revocations_of(&hit.origin)
+                    && revocations.generation() != hit.checked
+                {
+                    match check_revocation(revocations, facts, &hit.principal) {
+                        Ok(generation) => self.cache.set_checked(&key, generation),
+                        Err(refused) => {
+                            self.cache.remove(&key);
+                            return Err(refused);
+                        }
+                    }
+                }
                 self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(Principal::clone(&principal));
+                return Ok(Principal::clone(&hit.principal));
             }
             self.cache.remove(&key);
         }
@@ -227,22 +243,40 @@ impl Guard {
         } else {
             self.introspect(token, now).await?
         };
+        let checked = match self.revocations_of(&origin) {
+            Some((revocations, facts)) => check_revocation(revocations, facts, &principal)?,
+            None => 0,
+        };
         let principal = Arc::new(principal);
         self.cache
-            .insert(key, principal.clone(), origin, until, now);
+            .insert(key, principal.clone(), origin, until, now, checked);
         Ok(Arc::unwrap_or_clone(principal))
+    }
+
+    /// The revocations that apply to a token of this origin, with its ids.
+    fn revocations_of<'a>(
+        &'a self,
+        origin: &'a Origin,
+    ) -> Option<(&'a dyn Revocations, &'a JwtFacts)> {
+        match origin {
+            Origin::Jwt { issuer, facts } => {
+                let r = self.issuers.get(*issuer)?.revocations.as_deref()?;
+                Some((r, facts))
+            }
+            Origin::Introspection => None,
+        }
     }
 
     /// A cached JWT stays good only while its signing key is still published.
     async fn origin_still_valid(&self, origin: &Origin, now: i64) -> bool {
         match origin {
             Origin::Introspection => true,
-            Origin::Jwt { issuer, kid } => match self.issuers.get(*issuer).map(|i| &i.keys) {
-                Some(Keys::Local(local)) => local.verifier().contains(kid),
+            Origin::Jwt { issuer, facts } => match self.issuers.get(*issuer).map(|i| &i.keys) {
+                Some(Keys::Local(local)) => local.verifier().contains(&facts.kid),
                 Some(Keys::Remote(remote)) => remote
-                    .keys_for(kid, now)
+                    .keys_for(&facts.kid, now)
                     .await
-                    .is_some_and(|v| v.contains(kid)),
+                    .is_some_and(|v| v.contains(&facts.kid)),
                 None => false,
             },
         }
@@ -284,14 +318,20 @@ impl Guard {
             tracing::debug!(issuer = %issuer.issuer, error = %e, "access token refused");
             invalid(describe(&e))
         })?;
-        let exp = verified
-            .claims
+        let mut claims = verified.claims;
+        let exp = claims
             .exp
             .ok_or_else(|| invalid(describe(&JwtError::MissingClaim("exp"))))?;
-        let principal = into_principal(verified.claims, &issuer.issuer, exp).map_err(invalid)?;
+        let facts = JwtFacts {
+            kid: verified.kid,
+            grant: claims.grant.take(),
+            jti: claims.jti.take(),
+            iat: claims.iat,
+        };
+        let principal = into_principal(claims, &issuer.issuer, exp).map_err(invalid)?;
         let origin = Origin::Jwt {
             issuer: index,
-            kid: Arc::from(verified.kid),
+            facts: Arc::new(facts),
         };
         Ok((principal, origin, exp))
     }
@@ -313,6 +353,31 @@ impl Guard {
                 invalid(why)
             })?;
         Ok((principal, Origin::Introspection, until))
+    }
+}
+
+/// Asks `revocations` about a validated token; on `Live`, returns the generation it was
+/// asked at (read first, so a change during the question is asked about again).
+fn check_revocation(
+    revocations: &dyn Revocations,
+    facts: &JwtFacts,
+    principal: &Principal,
+) -> Result<u64, Challenge> {
+    let generation = revocations.generation();
+    let token = RevocableToken {
+        subject: &principal.subject,
+        client_id: &principal.client_id,
+        grant: facts.grant.as_deref(),
+        jti: facts.jti.as_deref(),
+        issued_at: facts.iat,
+    };
+    match revocations.status(&token) {
+        RevocationStatus::Live => Ok(generation),
+        RevocationStatus::Revoked => Err(invalid("the token has been revoked")),
+        RevocationStatus::Unknown => {
+            tracing::warn!("token refused: the issuer's revocation set has not loaded");
+            Err(invalid("the token's revocation status is unavailable"))
+        }
     }
 }
 

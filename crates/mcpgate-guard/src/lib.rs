@@ -11,6 +11,8 @@
 //!   JSON-RPC error body.
 //! - [`prm_document`], [`prm_router`]: RFC 9728 protected resource metadata.
 //! - [`GuardLayer`]: the guard as a tower layer; handlers take [`Principal`] as an extractor.
+//! - [`Revocations`]: an issuer's revocation set, consulted on every request (cache hits
+//!   included) so that revoked JWTs stop working before their `exp`.
 //!
 //! See `docs/guard.md` and `examples/protect_axum.rs`.
 
@@ -25,6 +27,7 @@ mod jwks;
 pub mod layer;
 pub mod principal;
 pub mod prm;
+pub mod revocation;
 
 pub use challenge::{AUTH_ERROR_CODE, challenge_response, www_authenticate};
 pub use config::{
@@ -34,6 +37,7 @@ pub use guard::{Guard, GuardStats};
 pub use layer::{GuardLayer, GuardService};
 pub use principal::{Authenticate, Challenge, Principal};
 pub use prm::{prm_document, prm_path, prm_response, prm_router, prm_url};
+pub use revocation::{RevocableToken, RevocationStatus, Revocations};
 
 /// Compiles the code in `docs/guard.md` as doctests.
 #[cfg(doctest)]
