@@ -22,6 +22,7 @@ pub mod ratelimit;
 pub mod refusal;
 pub mod relay;
 pub mod resume;
+pub mod revocation;
 pub mod session;
 pub mod sse;
 pub(crate) mod transport;
@@ -166,19 +167,25 @@ pub fn prm_url(resource: &str) -> String {
 }
 
 /// One guard per upstream, trusting mcpgate's own AS (`issuer`, with its
-/// in-process keys) and every `[[gateway.trusted_issuer]]` (keys fetched
+/// in-process keys, and its revocation set when `revocations` is given: see
+/// [`revocation`]) and every `[[gateway.trusted_issuer]]` (keys fetched
 /// through the SSRF guard; opaque tokens introspected where configured).
 pub fn guards(
     settings: &GatewaySettings,
     issuer: &str,
     keys: Arc<dyn LocalKeys>,
+    revocations: Option<Arc<dyn mcpgate_guard::Revocations>>,
     clock: Arc<dyn Clock>,
 ) -> Result<HashMap<String, Arc<dyn Authenticate>>, GatewayError> {
     let mut out: HashMap<String, Arc<dyn Authenticate>> = HashMap::new();
+    let mut own = TrustedIssuer::local(issuer, keys);
+    if let Some(r) = revocations {
+        own = own.with_revocations(r);
+    }
     for u in &settings.upstreams {
         let mut cfg = GuardConfig::new(u.resource.clone(), prm_url(&u.resource))
             .with_baseline(u.scopes.clone())
-            .with_issuer(TrustedIssuer::local(issuer, keys.clone()))
+            .with_issuer(own.clone())
             .with_clock(clock.clone());
         for t in &settings.trusted_issuers {
             let policy = mcpgate_net::policy::FetchPolicy {

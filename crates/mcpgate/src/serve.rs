@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use mcpgate_authz::{AppState, Deps};
 use mcpgate_gateway::MetricsAccess;
+use mcpgate_gateway::revocation::StoreRevocations;
 use mcpgate_jose::{Clock, MasterKey, Rng, SystemClock, SystemRng};
 use mcpgate_net::SafeFetcher;
 use mcpgate_net::policy::FetchPolicy;
@@ -196,15 +197,30 @@ impl mcpgate_gateway::Entitlements for AsEntitlements {
     }
 }
 
+/// Follows the store's revocation set for the gateway's guards. A store
+/// that cannot be read here fails the start: the guards would refuse every
+/// token of this issuer until it could.
+pub async fn revocations(rt: &Runtime) -> anyhow::Result<StoreRevocations> {
+    let (revocations, first) = StoreRevocations::start(rt.store.clone()).await;
+    first.map_err(|e| anyhow::anyhow!("loading the revocation set: {}", redact_store_error(&e)))?;
+    Ok(revocations)
+}
+
 /// The gateway in front of the configured upstreams, trusting this
-/// process's authorization server, auditing into the store.
-pub fn gateway(rt: &Runtime, state: &AppState) -> anyhow::Result<mcpgate_gateway::Gateway> {
+/// process's authorization server (with its revocation set), auditing into
+/// the store.
+pub fn gateway(
+    rt: &Runtime,
+    state: &AppState,
+    revocations: StoreRevocations,
+) -> anyhow::Result<mcpgate_gateway::Gateway> {
     let issuer = &rt.config.authz.issuer;
     let settings = rt.config.gateway.clone();
     let authenticators = mcpgate_gateway::guards(
         &settings,
         issuer,
         Arc::new(AsKeys(state.clone())),
+        Some(Arc::new(revocations)),
         rt.clock.clone(),
     )?;
     let audit_store: Arc<dyn mcpgate_store::AuditStore> = rt.store.clone();
@@ -249,7 +265,7 @@ pub async fn serve(
     let state = rt.app_state().await?;
     // Rate-limit memory, expired codes and sessions, rotated keys.
     let maintenance = state.spawn_maintenance();
-    let gateway = gateway(rt, &state)?;
+    let gateway = gateway(rt, &state, revocations(rt).await?)?;
     let metrics = &rt.config.metrics;
     let access = || match (&metrics.token, metrics.served) {
         (_, false) => MetricsAccess::Hidden,

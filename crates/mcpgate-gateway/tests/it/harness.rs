@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use mcpgate_authz::ResourceDef;
 use mcpgate_gateway::config::{ConfigError, GatewayFile, UpstreamFile};
+use mcpgate_gateway::revocation::StoreRevocations;
 use mcpgate_gateway::{Gateway, GatewayDeps};
 use mcpgate_jose::SystemRng;
 use mcpgate_testkit::{AuthRequest, Browser, Options, TestAs};
@@ -114,7 +115,7 @@ impl Stack {
     /// `config` is the `[gateway]`/`[[upstream]]` TOML; `{bin}` in it is
     /// replaced by the fixture binary's path, `{issuer}` by the AS issuer.
     pub async fn start(config: &str) -> Self {
-        Self::start_with(config, |_| {}).await
+        Self::start_full(config, None, |_| {}).await
     }
 
     /// [`Stack::start`] with the AS settings changed by `tweak` (after the
@@ -123,13 +124,28 @@ impl Stack {
         config: &str,
         tweak: impl FnOnce(&mut mcpgate_authz::AuthzSettings) + Send + 'static,
     ) -> Self {
+        Self::start_full(config, None, tweak).await
+    }
+
+    /// [`start`](Self::start) on a given store (`None`: a fresh SQLite one).
+    pub async fn start_on(config: &str, store: Option<mcpgate_store::DynStore>) -> Self {
+        Self::start_full(config, store, |_| {}).await
+    }
+
+    async fn start_full(
+        config: &str,
+        store: Option<mcpgate_store::DynStore>,
+        tweak: impl FnOnce(&mut mcpgate_authz::AuthzSettings) + Send + 'static,
+    ) -> Self {
         let bin = upstream_bin();
         let text = config.replace("{bin}", &bin.display().to_string());
         let files: Files = toml::from_str(&text).expect("test config parses");
         let names: Vec<String> = files.upstream.iter().map(|u| u.name.clone()).collect();
         let as_ = TestAs::start_with(Options {
-            store: None,
+            store,
             tweak: Box::new(move |s| {
+                // The gateway's client may introspect (tests of revocation).
+                s.introspection_clients.push(CC_CLIENT.into());
                 for n in names {
                     let uri = format!("{}/mcp/{n}", s.issuer);
                     if !s.resources.iter().any(|r| r.uri == uri) {
@@ -167,10 +183,13 @@ impl Stack {
             &resolve,
         )
         .expect("gateway config");
+        let (revocations, first) = StoreRevocations::start(as_.store.clone()).await;
+        first.expect("revocation set loads");
         let authenticators = mcpgate_gateway::guards(
             &settings,
             &as_.issuer,
             Arc::new(AsKeys(as_.state.clone())),
+            Some(Arc::new(revocations)),
             Arc::new(as_.clock.clone()),
         )
         .expect("guards");

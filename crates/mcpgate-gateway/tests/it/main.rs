@@ -11,5 +11,6 @@ mod harness;
 mod hierarchy;
 mod parser_props;
 mod policy_items;
+mod revocation;
 mod sdk;
 mod snapshots;
