@@ -3,8 +3,10 @@
 //! For each algorithm, in one process: the raw signature verification (`jsonwebtoken::decode`
 //! with a fixed key and nothing else validated — the limit), full validation through
 //! `mcpgate_guard::Guard` with its cache off (cold), and the same with its cache on, repeating
-//! one token (cached). A plain timing harness: warm-up, then several rounds of N iterations;
-//! the median µs/op over the rounds is reported.
+//! one token (cached), and the cached case again with the issuer's revocation set attached
+//! (mcpgate's own issuer in `mcpgate serve`: a `StoreRevocations` following a real SQLite
+//! store holding a few thousand entries). A plain timing harness: warm-up, then several
+//! rounds of N iterations; the median µs/op over the rounds is reported.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -15,8 +17,10 @@ use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use mcpgate_guard::{Guard, GuardConfig, TrustedIssuer};
+use mcpgate_gateway::revocation::StoreRevocations;
+use mcpgate_guard::{Guard, GuardConfig, Revocations, TrustedIssuer};
 use mcpgate_jose::{FixedClock, KeyAlg, SigningKey, Verifier};
+use mcpgate_store::{RevocationRecord, RevocationStore, RevocationTarget, SqliteStore};
 use mcpgate_types::ScopeSet;
 
 use crate::report::{Opts, Section};
@@ -93,6 +97,7 @@ fn claims() -> serde_json::Value {
         "iat": NOW - 10,
         "exp": NOW + 3600,
         "jti": "bench-jti-1",
+        "grant": "bench-grant-1",
     })
 }
 
@@ -157,13 +162,58 @@ fn rs256_subject() -> Result<Subject> {
     })
 }
 
-fn guard(verifier: &Arc<Verifier>, cache_capacity: usize) -> Result<Guard> {
+fn guard(
+    verifier: &Arc<Verifier>,
+    cache_capacity: usize,
+    revocations: Option<Arc<dyn Revocations>>,
+) -> Result<Guard> {
+    let mut issuer = TrustedIssuer::local(ISSUER, Arc::new(verifier.clone()));
+    if let Some(r) = revocations {
+        issuer = issuer.with_revocations(r);
+    }
     let mut config = GuardConfig::new(RESOURCE, PRM_URL)
         .with_baseline(ScopeSet::parse("mcp:tools")?)
-        .with_issuer(TrustedIssuer::local(ISSUER, Arc::new(verifier.clone())))
+        .with_issuer(issuer)
         .with_clock(Arc::new(FixedClock::new(NOW)));
     config.cache_capacity = cache_capacity;
     Ok(Guard::new(config)?)
+}
+
+/// Entries of each kind in the bench's revocation set (none covers the bench token).
+const REVOKED_PER_KIND: usize = 1_000;
+
+/// A revocation set as `mcpgate serve` builds it: a SQLite store with entries of every kind,
+/// followed by a `StoreRevocations` (first snapshot loaded, background poll running).
+async fn revocations(dir: &std::path::Path) -> Result<Arc<dyn Revocations>> {
+    let store = SqliteStore::open(&dir.join("revocations.db")).await?;
+    let mut entries = Vec::new();
+    for i in 0..REVOKED_PER_KIND {
+        for target in [
+            RevocationTarget::Grant {
+                grant_id: format!("grant-{i}"),
+            },
+            RevocationTarget::User {
+                user_id: format!("user-{}", i + 2),
+            },
+            RevocationTarget::Consent {
+                user_id: "user-1".into(),
+                client_id: format!("client-{}", i + 2),
+            },
+            RevocationTarget::Token {
+                jti: format!("jti-{i}"),
+            },
+        ] {
+            entries.push(RevocationRecord {
+                target,
+                revoked_at: NOW,
+                expires_at: NOW + 3600,
+            });
+        }
+    }
+    store.revoke(&entries).await?;
+    let (revocations, first) = StoreRevocations::start(Arc::new(store)).await;
+    first?;
+    Ok(Arc::new(revocations))
 }
 
 struct Row {
@@ -171,10 +221,11 @@ struct Row {
     raw: f64,
     cold: f64,
     cached: f64,
+    cached_revocations: f64,
     token_len: usize,
 }
 
-async fn bench(s: &Subject) -> Result<Row> {
+async fn bench(s: &Subject, revocations: &Arc<dyn Revocations>) -> Result<Row> {
     // (1) raw signature verification: decode with a fixed key, nothing else validated.
     let mut validation = Validation::new(s.alg);
     validation.validate_exp = false;
@@ -195,7 +246,7 @@ async fn bench(s: &Subject) -> Result<Row> {
     .await;
 
     // (2) full validation, cold: cache off.
-    let cold_guard = guard(&s.verifier, 0)?;
+    let cold_guard = guard(&s.verifier, 0, None)?;
     let p = cold_guard
         .validate_token(&s.token)
         .await
@@ -214,7 +265,7 @@ async fn bench(s: &Subject) -> Result<Row> {
     }
 
     // (3) full validation, cached: one token repeated.
-    let warm_guard = guard(&s.verifier, 10_000)?;
+    let warm_guard = guard(&s.verifier, 10_000, None)?;
     let cached = measure(|| async {
         let r = warm_guard.validate_token(black_box(&s.token)).await;
         assert!(r.is_ok());
@@ -228,11 +279,23 @@ async fn bench(s: &Subject) -> Result<Row> {
             stats.verifications
         );
     }
+
+    // (4) the same, with the issuer's revocation set consulted on every hit.
+    let revoking_guard = guard(&s.verifier, 10_000, Some(revocations.clone()))?;
+    let cached_revocations = measure(|| async {
+        let r = revoking_guard.validate_token(black_box(&s.token)).await;
+        assert!(r.is_ok());
+    })
+    .await;
+    if revoking_guard.stats().verifications != 1 {
+        bail!("{}: the revoking guard verified more than once", s.name);
+    }
     Ok(Row {
         alg: s.name,
         raw,
         cold,
         cached,
+        cached_revocations,
         token_len: s.token.len(),
     })
 }
@@ -240,19 +303,21 @@ async fn bench(s: &Subject) -> Result<Row> {
 fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| alg | raw signature verify (µs/op) | full validation, cold (µs/op) | cold / raw | full validation, cached (µs/op) | cached / raw |\n",
+        "| alg | raw signature verify (µs/op) | full validation, cold (µs/op) | cold / raw | full validation, cached (µs/op) | cached / raw | cached + revocation check (µs/op) | revocation check adds (µs) |\n",
     );
-    out.push_str("|---|---:|---:|---:|---:|---:|\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in rows {
         let _ = writeln!(
             out,
-            "| {} | {:.2} | {:.2} | {:.2}x | {:.3} | {:.4}x |",
+            "| {} | {:.2} | {:.2} | {:.2}x | {:.3} | {:.4}x | {:.3} | {:+.3} |",
             r.alg,
             r.raw,
             r.cold,
             r.cold / r.raw,
             r.cached,
-            r.cached / r.raw
+            r.cached / r.raw,
+            r.cached_revocations,
+            r.cached_revocations - r.cached
         );
     }
     out
@@ -269,11 +334,17 @@ pub async fn section(_opts: &Opts) -> Result<Section> {
         Ok(s) => subjects.push(s),
         Err(e) => skipped.push(format!("RS256 skipped: {e}")),
     }
+    let dir =
+        std::env::temp_dir().join(format!("mcpgate-bench-revocations-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let revocations = revocations(&dir).await?;
     let mut rows = Vec::new();
     for s in &subjects {
         eprintln!("  validation: {} ...", s.name);
-        rows.push(bench(s).await?);
+        rows.push(bench(s, &revocations).await?);
     }
+    drop(revocations);
+    let _ = std::fs::remove_dir_all(&dir);
     let mut text = table(&rows);
     for s in &skipped {
         let _ = writeln!(text, "{s}");
@@ -301,7 +372,12 @@ fn markdown(rows: &[Row], skipped: &[String]) -> String {
     md.push_str("What is measured:\n\n");
     md.push_str("- **raw signature verify** — the limit: `jsonwebtoken::decode` with a fixed `DecodingKey` and a `Validation` that checks nothing but the signature and algorithm (claims deserialised into `IgnoredAny`). Base64 decoding of the three parts plus the public-key operation.\n");
     md.push_str("- **full validation, cold** — `mcpgate_guard::Guard::validate_token` with `cache_capacity: 0`: issuer peek, issuer lookup, key lookup by `kid`, `typ` check, signature, `iss`/`aud`/`exp` checks, claims into a `Principal` (subject, client, scopes), and the cache-key hash (SHA-256 of the token).\n");
-    md.push_str("- **full validation, cached** — the same guard with its cache on, one token repeated: SHA-256 of the token, a cache lookup, the check that the signing key is still published, and a clone of the `Principal`.\n\n");
+    md.push_str("- **full validation, cached** — the same guard with its cache on, one token repeated: SHA-256 of the token, a cache lookup, the check that the signing key is still published, and a clone of the `Principal`.\n");
+    let _ = writeln!(
+        md,
+        "- **cached + revocation check** — the same, with the issuer's revocation set attached as `mcpgate serve` attaches it to its own issuer: a `StoreRevocations` following a SQLite store that holds {} entries ({REVOKED_PER_KIND} each of grant, user, consent and token id; none covers the bench token). On a hit the guard compares the set's generation (one atomic load) with the one the cached token was last checked at; the set itself is consulted only when it changed. The last column is this minus the cached column (budget: ≤ 0.1 µs).\n",
+        4 * REVOKED_PER_KIND
+    );
     md.push_str("### Reading\n\n");
     md.push_str("- **Raw**: bound by the public-key crypto (aws-lc-rs). P-256 ECDSA verify (ES256) is the most expensive, Ed25519 (EdDSA) next; RSA-2048 verify with e = 65537 (RS256) is the cheapest of the three, so for RS256 the fixed per-token costs (base64, JSON) are a larger share of the total.\n");
     md.push_str("- **Cold**: the crypto plus what mcpgate adds — a second header decode and claims peek to route by issuer, JSON parsing of the claims into a `serde_json::Value` and then into typed claims, scope parsing, a few `String` allocations, and the SHA-256 cache key. For ES256/EdDSA that overhead is small beside the signature; for RS256 it is a larger fraction because the signature is cheap.\n");
