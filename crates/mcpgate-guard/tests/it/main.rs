@@ -6,4 +6,5 @@ mod cache;
 mod challenges;
 mod introspection;
 mod remote;
+mod revocation;
 mod support;
