@@ -227,18 +227,25 @@ impl RevocationWatch {
     /// The task ends when the last clone of the watch is dropped.
     pub async fn start(store: Arc<dyn RevocationStore>, poll: Duration) -> (Self, StoreResult<()>) {
         let watch = Self::new();
+        // LISTEN before the first load: a change committed in between is
+        // then either in the load or notified, never missed until a poll.
+        let listener = listen(store.as_ref()).await;
         let first = watch.refresh(store.as_ref()).await.map(drop);
         if let Err(e) = &first {
             tracing::error!(error = %e, "loading the revocation set failed: tokens of this issuer are refused until it loads");
         }
         let weak = Arc::downgrade(&watch.0);
-        tokio::spawn(follow(weak, store, poll));
+        tokio::spawn(follow(weak, store, poll, listener));
         (watch, first)
     }
 }
 
-async fn follow(weak: Weak<WatchInner>, store: Arc<dyn RevocationStore>, poll: Duration) {
-    let mut listener = listen(store.as_ref()).await;
+async fn follow(
+    weak: Weak<WatchInner>,
+    store: Arc<dyn RevocationStore>,
+    poll: Duration,
+    mut listener: Option<RevocationListener>,
+) {
     let mut relisten_at = tokio::time::Instant::now() + RELISTEN_AFTER;
     loop {
         tokio::select! {
