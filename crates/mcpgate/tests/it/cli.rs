@@ -4,7 +4,7 @@
 use mcpgate_testkit::Browser;
 
 use crate::flow::{self, REDIRECT};
-use crate::harness::{Env, ServeOpts};
+use crate::harness::{Env, ServeOpts, Server};
 
 /// The per-account login limit (5 a minute by default) would otherwise
 /// throttle the many sign-ins of one test.
@@ -334,11 +334,22 @@ async fn clients_and_consents() {
         .stdout;
     assert_eq!(mine.lines().count(), 2, "{mine}");
 
-    // Revoking the consent kills the refresh token and asks for consent again.
+    // Revoking the consent kills the refresh token and asks for consent again;
+    // the access token in use stops working at the gateway of the serving
+    // process within a second of the CLI process's revocation.
+    assert_eq!(mcp_status(&srv, &tokens.access).await, 200);
     let out = env
         .cli_ok(&["consents", "revoke", "alice", &public_id])
         .await;
     assert!(out.stdout.contains("revoked"), "{}", out.stdout);
+    let revoked = std::time::Instant::now();
+    while mcp_status(&srv, &tokens.access).await != 401 {
+        assert!(
+            revoked.elapsed() < std::time::Duration::from_secs(1),
+            "the access token still works 1 s after consents revoke"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let (status, v) = flow::refresh_raw(&srv, &public_id, tokens.refresh(), None).await;
     assert_eq!(
         (status, v["error"].as_str()),
@@ -708,4 +719,21 @@ async fn sessions_list_and_end() {
         assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
     }
     srv.stop().await;
+}
+
+/// The status of an MCP `initialize` at the default resource with `token`.
+async fn mcp_status(srv: &Server, token: &str) -> u16 {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "cli-test", "version": "0"}}});
+    srv.http
+        .post(&srv.resource)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&body)
+        .send()
+        .await
+        .expect("POST to the gateway")
+        .status()
+        .as_u16()
 }
