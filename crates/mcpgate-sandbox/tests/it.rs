@@ -373,6 +373,21 @@ fn a_program_the_unprivileged_user_cannot_reach_still_starts() {
     assert!(!o.status.success(), "{}", text(&o));
 }
 
+/// Runs a program this test has just written. Another test of this binary
+/// may fork while the copy's file is still open for writing, and until that
+/// child execs, executing the copy fails with ETXTBSY: try again then.
+fn output_of_fresh_program(cmd: &mut Command) -> std::process::Output {
+    for _ in 0..100 {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ETXTBSY as i32) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("the program stayed busy (ETXTBSY)");
+}
+
 #[test]
 fn an_execute_only_program_starts_for_an_unprivileged_gateway() {
     use std::os::unix::fs::PermissionsExt;
@@ -403,16 +418,14 @@ fn an_execute_only_program_starts_for_an_unprivileged_gateway() {
     // Cargo's helper may lie where nobody cannot go (a checkout under /root).
     let helper = d.path().join("helper");
     std::fs::copy(HELPER, &helper).unwrap();
-    let o = Command::new(&helper)
-        .args(helper_args(
-            &plan,
-            &["still".to_string(), "runs".to_string()],
-        ))
-        .env_clear()
-        .env("PATH", PATH)
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .output()
-        .unwrap();
-    assert_eq!(ok(&o), "still runs");
+    let mut cmd = Command::new(&helper);
+    cmd.args(helper_args(
+        &plan,
+        &["still".to_string(), "runs".to_string()],
+    ))
+    .env_clear()
+    .env("PATH", PATH)
+    .uid(NOBODY)
+    .gid(NOBODY);
+    assert_eq!(ok(&output_of_fresh_program(&mut cmd)), "still runs");
 }
