@@ -125,6 +125,10 @@ pub struct AuthzSettings {
     pub access_token_ttl: i64,
     /// Lifetime of a refresh-token family from its authorization, seconds.
     pub refresh_token_ttl: i64,
+    /// A refresh token presented again at most this many seconds after its
+    /// rotation gets a sibling instead of revoking its family (concurrent
+    /// refreshes, retries); `0` treats every second use as reuse.
+    pub refresh_reuse_grace_secs: i64,
     /// Authorization code lifetime, seconds (at most 60).
     pub code_ttl: i64,
     /// AS browser login session lifetime, seconds.
@@ -158,6 +162,7 @@ impl AuthzSettings {
             resources: Vec::new(),
             access_token_ttl: 600,
             refresh_token_ttl: 30 * 24 * 3600,
+            refresh_reuse_grace_secs: 5,
             code_ttl: 60,
             login_session_ttl: 12 * 3600,
             signing_alg: KeyAlg::Es256,

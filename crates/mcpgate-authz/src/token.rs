@@ -382,12 +382,24 @@ async fn refresh(app: &AppState, client: &ClientRecord, p: &Params) -> ApiResult
         expires_at: family.expires_at,
         rotated_at: None,
     };
+    let grace = app.settings.refresh_reuse_grace_secs;
     match app
         .store
-        .rotate_refresh_token(&hash, &new, app.revoke_at(now))
+        .rotate_refresh_token_within(&hash, &new, app.revoke_at(now), grace)
         .await
     {
         Ok(Rotate::Rotated { .. }) => {}
+        Ok(Rotate::Sibling { family, old }) => {
+            // Not reuse: the same client again within the grace interval
+            // (two refreshes at once, a retry). Logged every time.
+            tracing::info!(
+                client_id = %family.client_id,
+                user = %family.user_id,
+                family = %family.family_id,
+                since_rotation = now - old.rotated_at.unwrap_or(now),
+                "refresh token presented again within the reuse grace interval; a sibling was issued"
+            );
+        }
         Ok(Rotate::Reused { family }) => {
             tracing::warn!(client_id = %family.client_id, user = %family.user_id, "refresh token reused; family revoked");
             return Err(invalid_grant(

@@ -122,6 +122,13 @@ pub enum Rotate {
     Reused { family: RefreshFamilyRecord },
     /// The family is revoked (or the token belongs to a revoked family).
     Revoked { family: RefreshFamilyRecord },
+    /// The old token had been rotated within the reuse grace interval (a
+    /// client refreshing twice at once, or retrying): `new` is stored as a
+    /// sibling of the token that replaced it, and the family stays live.
+    Sibling {
+        family: RefreshFamilyRecord,
+        old: RefreshTokenRecord,
+    },
 }
 
 #[async_trait]
@@ -148,6 +155,19 @@ pub trait RefreshTokenStore: Send + Sync {
         old_hash: &str,
         new: &RefreshTokenRecord,
         at: RevokeAt,
+    ) -> StoreResult<Rotate> {
+        self.rotate_refresh_token_within(old_hash, new, at, 0).await
+    }
+    /// [`Self::rotate_refresh_token`], except that a token rotated at most
+    /// `grace_secs` before `at.now` is not reuse: `new` is stored beside the
+    /// token that replaced it ([`Rotate::Sibling`]). Every concurrent caller
+    /// within the interval succeeds; after it, reuse revokes the family.
+    async fn rotate_refresh_token_within(
+        &self,
+        old_hash: &str,
+        new: &RefreshTokenRecord,
+        at: RevokeAt,
+        grace_secs: i64,
     ) -> StoreResult<Rotate>;
     /// Revokes a family at `at.now` (idempotent) and, in the same
     /// transaction, adds its grant to the revocation set.

@@ -91,6 +91,7 @@ pub struct AsFile {
     pub resources: Option<Vec<ResourceFile>>,
     pub access_token_ttl_secs: Option<i64>,
     pub refresh_token_ttl_secs: Option<i64>,
+    pub refresh_reuse_grace_secs: Option<i64>,
     pub login_session_ttl_secs: Option<i64>,
     pub signing_alg: Option<String>,
     pub key_grace_secs: Option<i64>,
@@ -821,6 +822,16 @@ impl Validator<'_> {
             30 * 24 * 3600,
             365 * 24 * 3600,
         )?;
+        s.refresh_reuse_grace_secs = match a.refresh_reuse_grace_secs {
+            None => 5,
+            Some(g) if (0..=60).contains(&g) => g,
+            Some(_) => {
+                return Err(self.err(
+                    "authorization_server.refresh_reuse_grace_secs",
+                    "must be between 0 (off) and 60 seconds",
+                ));
+            }
+        };
         s.login_session_ttl = pos(
             "authorization_server.login_session_ttl_secs",
             a.login_session_ttl_secs,

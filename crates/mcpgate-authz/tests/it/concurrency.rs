@@ -1,7 +1,9 @@
 //! Races over HTTP, on SQLite and (with `MCPGATE_TEST_POSTGRES_URL`) on
 //! PostgreSQL: 20 parallel redemptions of one code give exactly one token
-//! response; 20 parallel refreshes of one refresh token give exactly one,
-//! and the reuse that the race amounts to revokes the whole family.
+//! response. 20 parallel refreshes of one refresh token all succeed inside
+//! the reuse grace interval (one rotation, siblings for the rest) and the
+//! family lives on; with the grace off, exactly one succeeds and the reuse
+//! that the race amounts to revokes the whole family.
 
 use libtest_mimic::Trial;
 use mcpgate_store::DynStore;
@@ -22,6 +24,12 @@ pub fn trials(pg: &Postgres) -> Vec<Trial> {
             refresh_rotated_once(None)
         }),
         pg.trial(m, "refresh_rotated_once", |s| refresh_rotated_once(Some(s))),
+        trial(m, "refresh_race_within_grace::sqlite", || {
+            refresh_race_within_grace(None)
+        }),
+        pg.trial(m, "refresh_race_within_grace", |s| {
+            refresh_race_within_grace(Some(s))
+        }),
         trial(m, "code_race_revokes_the_winner::sqlite", || {
             code_race_revokes_the_winner(None)
         }),
@@ -32,9 +40,13 @@ pub fn trials(pg: &Postgres) -> Vec<Trial> {
 }
 
 async fn server(store: Option<DynStore>) -> TestAs {
+    server_with_grace(store, 5).await
+}
+
+async fn server_with_grace(store: Option<DynStore>, grace: i64) -> TestAs {
     let as_ = TestAs::start_with(Options {
         store,
-        ..Default::default()
+        tweak: Box::new(move |s| s.refresh_reuse_grace_secs = grace),
     })
     .await;
     prepare(&as_).await;
@@ -147,8 +159,9 @@ async fn code_race_revokes_the_winner(store: Option<DynStore>) {
     );
 }
 
+/// With the reuse grace off (`refresh_reuse_grace_secs = 0`).
 async fn refresh_rotated_once(store: Option<DynStore>) {
-    let as_ = server(store).await;
+    let as_ = server_with_grace(store, 0).await;
     let t = tokens_for(&as_, &app_request(&as_), Auth::Public("app")).await;
     let form = pairs(&[
         ("grant_type", "refresh_token"),
@@ -163,6 +176,41 @@ async fn refresh_rotated_once(store: Option<DynStore>) {
         .await
         .assert_oauth_error(400, "invalid_grant");
     refresh(&as_, &t.refresh, Auth::Public("app"))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+}
+
+/// Inside the grace interval: every parallel refresh succeeds, each with a
+/// refresh token of its own, and the family survives: each of them works
+/// later. Presenting the original after the interval is reuse again.
+async fn refresh_race_within_grace(store: Option<DynStore>) {
+    let as_ = server(store).await;
+    let t = tokens_for(&as_, &app_request(&as_), Auth::Public("app")).await;
+    let form = pairs(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &t.refresh),
+        ("client_id", "app"),
+    ]);
+    let all = race(&as_, form).await;
+    assert!(
+        all.iter().all(|r| r.status == 200),
+        "{:?}",
+        all.iter().map(|r| &r.text).collect::<Vec<_>>()
+    );
+    let mut successors: Vec<String> = all.iter().map(|r| r.str("refresh_token")).collect();
+    successors.sort();
+    successors.dedup();
+    assert_eq!(successors.len(), PARALLEL, "each gets a token of its own");
+    as_.clock.advance(6);
+    for s in &successors[..3] {
+        let r = refresh(&as_, s, Auth::Public("app")).await;
+        assert_eq!(r.status, 200, "a sibling works: {}", r.text);
+    }
+    // The original, 6 s after its rotation: reuse; the family is revoked.
+    refresh(&as_, &t.refresh, Auth::Public("app"))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    refresh(&as_, &successors[5], Auth::Public("app"))
         .await
         .assert_oauth_error(400, "invalid_grant");
 }

@@ -130,8 +130,9 @@ async fn redirect_uri_mismatch_is_invalid_grant() {
         .assert_oauth_error(400, "invalid_grant");
 }
 
-/// Reusing a rotated refresh token fails and revokes the whole family: the
-/// successor the legitimate client holds stops working too.
+/// Reusing a rotated refresh token after the reuse grace interval (5 s by
+/// default) fails and revokes the whole family: the successor the
+/// legitimate client holds stops working too.
 async fn refresh_reuse_revokes_the_family() {
     let as_ = setup().await;
     let rs_secret = add_resource_server(&as_).await;
@@ -139,6 +140,7 @@ async fn refresh_reuse_revokes_the_family() {
     let r = refresh(&as_, &t.refresh, Auth::Public("app")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let successor = r.str("refresh_token");
+    as_.clock.advance(6);
     refresh(&as_, &t.refresh, Auth::Public("app"))
         .await
         .assert_oauth_error(400, "invalid_grant");

@@ -201,6 +201,8 @@ async fn every_path(s: &Stack, ops: &DynStore) {
     assert_eq!(status, 200, "{v}");
     let mut first = in_use(s, &g.access).await;
     let mut second = in_use(s, v["access_token"].as_str().expect("access")).await;
+    // Past the reuse grace interval (inside it, a second use gets a sibling).
+    s.as_.clock.advance(6);
     let (status, _) = refresh(s, "app", &rt1).await;
     assert_eq!(status, 400, "reuse refused");
     refused(s, &mut first, "refresh reuse (first token)").await;

@@ -425,6 +425,7 @@ pub(crate) async fn refresh_rotate_concurrent_exactly_one(store: DynStore) {
                 revoked += 1;
                 assert!(family.revoked_at.is_some());
             }
+            Rotate::Sibling { .. } => panic!("no grace interval, no sibling"),
         }
     }
     assert_eq!(winners.len(), 1, "exactly one rotation wins");
@@ -453,6 +454,105 @@ pub(crate) async fn refresh_rotate_concurrent_exactly_one(store: DynStore) {
         }
     }
     assert_not_found(store.get_refresh_token("late").await);
+}
+
+/// Within the reuse grace interval a rotated token gets a sibling and the
+/// family lives; after it, the same presentation is reuse.
+pub(crate) async fn refresh_reuse_grace(store: DynStore) {
+    seed(&store).await;
+    store
+        .create_family(&family("f1", "c1", "u1"), &token("t1", "f1"))
+        .await
+        .unwrap();
+    let r = store
+        .rotate_refresh_token_within("t1", &token("t2", "f1"), at(NOW + 1), 5)
+        .await
+        .unwrap();
+    assert!(matches!(r, Rotate::Rotated { .. }), "{r:?}");
+    // t1 again, 5 s after its rotation: a sibling, not reuse.
+    match store
+        .rotate_refresh_token_within("t1", &token("t2b", "f1"), at(NOW + 6), 5)
+        .await
+        .unwrap()
+    {
+        Rotate::Sibling { family, old } => {
+            assert_eq!(family.revoked_at, None);
+            assert_eq!(old.token_hash, "t1");
+        }
+        other => panic!("expected a sibling, got {other:?}"),
+    }
+    // Both successors are current and usable.
+    for t in ["t2", "t2b"] {
+        let (tok, fam) = store.get_refresh_token(t).await.unwrap();
+        assert_eq!((tok.rotated_at, fam.revoked_at), (None, None), "{t}");
+    }
+    let r = store
+        .rotate_refresh_token_within("t2b", &token("t3", "f1"), at(NOW + 7), 5)
+        .await
+        .unwrap();
+    assert!(matches!(r, Rotate::Rotated { .. }), "{r:?}");
+    // t1 a third time, 6 s after its rotation: reuse, the family goes.
+    match store
+        .rotate_refresh_token_within("t1", &token("t4", "f1"), at(NOW + 7), 5)
+        .await
+        .unwrap()
+    {
+        Rotate::Reused { family } => assert_eq!(family.revoked_at, Some(NOW + 7)),
+        other => panic!("expected reuse, got {other:?}"),
+    }
+    assert_not_found(store.get_refresh_token("t4").await);
+    assert!(
+        store
+            .get_refresh_token("t3")
+            .await
+            .unwrap()
+            .1
+            .revoked_at
+            .is_some()
+    );
+}
+
+/// Concurrent refreshes of one token inside the grace interval all succeed
+/// (one rotation, the rest siblings) and the family survives.
+pub(crate) async fn refresh_rotate_concurrent_within_grace(store: DynStore) {
+    seed(&store).await;
+    store
+        .create_family(&family("f1", "c1", "u1"), &token("t1", "f1"))
+        .await
+        .unwrap();
+    let start = Arc::new(Barrier::new(RACERS));
+    let racers: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (store, start) = (store.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let next = token(&format!("n{i}"), "f1");
+                store
+                    .rotate_refresh_token_within("t1", &next, at(NOW + 1), 5)
+                    .await
+            })
+        })
+        .collect();
+    let (mut rotated, mut siblings) = (0, 0);
+    for racer in racers {
+        match racer
+            .await
+            .expect("task")
+            .expect("no failure under contention")
+        {
+            Rotate::Rotated { .. } => rotated += 1,
+            Rotate::Sibling { family, .. } => {
+                siblings += 1;
+                assert_eq!(family.revoked_at, None);
+            }
+            other => panic!("inside the grace interval: {other:?}"),
+        }
+    }
+    assert_eq!((rotated, siblings), (1, RACERS - 1));
+    for i in 0..RACERS {
+        let (tok, fam) = store.get_refresh_token(&format!("n{i}")).await.unwrap();
+        assert_eq!((tok.rotated_at, fam.revoked_at), (None, None));
+    }
 }
 
 pub(crate) async fn refresh_revoked_family(store: DynStore) {

@@ -69,6 +69,8 @@ pub fn cases() -> Vec<Case> {
         grants::refresh_rotate_chain,
         grants::refresh_reuse_revokes_family,
         grants::refresh_rotate_concurrent_exactly_one,
+        grants::refresh_reuse_grace,
+        grants::refresh_rotate_concurrent_within_grace,
         grants::refresh_revoked_family,
         grants::refresh_revoke_by_code_and_for,
         grants::refresh_list_families,

@@ -229,11 +229,12 @@ macro_rules! impl_grant_stores {
                 Ok((token, family))
             }
 
-            async fn rotate_refresh_token(
+            async fn rotate_refresh_token_within(
                 &self,
                 old_hash: &str,
                 new: &$crate::RefreshTokenRecord,
                 at: $crate::RevokeAt,
+                grace_secs: i64,
             ) -> $crate::StoreResult<$crate::Rotate> {
                 let now = at.now;
                 let mut tx = self.write_tx().await?;
@@ -279,12 +280,19 @@ macro_rules! impl_grant_stores {
                     tx.commit().await.map_err($crate::sql::db_err)?;
                     return Ok($crate::Rotate::Revoked { family });
                 }
-                if token.rotated_at.is_none() {
+                let Some(rotated_at) = token.rotated_at else {
                     // Only reachable if the rows changed between our two
                     // statements in a way no store operation does.
                     return Err($crate::StoreError::Conflict(
                         "refresh token rotation lost a race".to_owned(),
                     ));
+                };
+                if now.saturating_sub(rotated_at) <= grace_secs && grace_secs > 0 {
+                    // Presented again just after its rotation: a sibling.
+                    $crate::sql::same_family(&token.family_id, &new.family_id)?;
+                    Self::insert_token_in(&mut *tx, new).await?;
+                    tx.commit().await.map_err($crate::sql::db_err)?;
+                    return Ok($crate::Rotate::Sibling { family, old: token });
                 }
                 // Reuse of a rotated token: revoke the whole family, here.
                 let family: $crate::RefreshFamilyRecord =
