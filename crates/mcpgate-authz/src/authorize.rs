@@ -53,12 +53,16 @@ pub struct Validated {
 pub enum Failure {
     /// Client or redirect URI cannot be trusted: show a page, never redirect.
     Page(StatusCode, String),
-    /// Send the error to the (verified) redirect URI.
+    /// Send the error to the (verified) redirect URI, if the client is one
+    /// this server may send users to unasked (see [`redirects_unasked`]);
+    /// otherwise show it on a page.
     Redirect {
         redirect_uri: String,
         state: Option<String>,
         code: OAuthErrorCode,
         description: String,
+        /// The client is pre-registered.
+        trusted: bool,
     },
     Internal(String),
 }
@@ -77,14 +81,14 @@ impl Failure {
                 state,
                 code,
                 description,
-            } => redirect_with(
+                trusted,
+            } => to_client(
                 app,
+                trusted,
                 &redirect_uri,
-                &[
-                    ("error", code.as_str()),
-                    ("error_description", &description),
-                ],
                 state.as_deref(),
+                code,
+                &description,
             ),
             Failure::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error in authorization endpoint");
@@ -97,6 +101,46 @@ impl Failure {
             }
         }
     }
+}
+
+/// May an error go back to this client's redirect URI without the user
+/// having chosen to go there (RFC 9700 §4.11.2: not an open redirector)? A
+/// pre-registered client, yes; a self-registered or metadata-document
+/// client only once this user has approved it. Anyone can register
+/// `https://evil.example/cb`, and an error redirect would bounce users there
+/// under this server's name.
+pub fn redirects_unasked(client: &ClientRecord, approved_by_this_user: bool) -> bool {
+    client.kind == mcpgate_store::ClientKind::PreRegistered || approved_by_this_user
+}
+
+/// An OAuth error for the client: redirected when `trusted`, else shown on
+/// a page that names it and sends the user nowhere.
+fn to_client(
+    app: &AppState,
+    trusted: bool,
+    redirect_uri: &str,
+    state: Option<&str>,
+    code: OAuthErrorCode,
+    description: &str,
+) -> Response {
+    if trusted {
+        return redirect_with(
+            app,
+            redirect_uri,
+            &[("error", code.as_str()), ("error_description", description)],
+            state,
+        );
+    }
+    error_page(
+        app,
+        StatusCode::BAD_REQUEST,
+        "This sign-in request cannot be completed",
+        &format!(
+            "The application's request was refused ({}: {description}). You were not sent back to it, \
+             because you have not approved this application here.",
+            code.as_str()
+        ),
+    )
 }
 
 /// Builds the redirect back to the client: the registered URI with our
@@ -177,11 +221,13 @@ pub async fn validate(app: &AppState, p: &Params) -> Result<Validated, Failure> 
 
     // 2. From here on, errors go back to the client.
     let state = p.get("state").map(str::to_string);
+    let trusted = redirects_unasked(&client, false);
     let fail = |code: OAuthErrorCode, d: &str| Failure::Redirect {
         redirect_uri: redirect_uri.clone(),
         state: state.clone(),
         code,
         description: d.to_string(),
+        trusted,
     };
     if let Some(name) = p.first_repeated(REQUEST_PARAMS) {
         return Err(fail(
@@ -328,6 +374,29 @@ pub async fn post(
 async fn handle(app: &AppState, p: &Params, headers: &HeaderMap) -> Response {
     let mut v = match validate(app, p).await {
         Ok(v) => v,
+        Err(Failure::Redirect {
+            redirect_uri,
+            state,
+            code,
+            description,
+            trusted: false,
+        }) => {
+            // A client the signed-in user approved may hear of its errors.
+            let user = session::current(app, headers).await.ok().flatten();
+            let client_id = p.get("client_id").unwrap_or_default();
+            let approved = match user {
+                Some(u) => app.store.get_consent(&u.user.id, client_id).await.is_ok(),
+                None => false,
+            };
+            return to_client(
+                app,
+                approved,
+                &redirect_uri,
+                state.as_deref(),
+                code,
+                &description,
+            );
+        }
         Err(f) => return f.into_response(app),
     };
     let prompt = v.prompt.clone();
@@ -339,14 +408,13 @@ async fn handle(app: &AppState, p: &Params, headers: &HeaderMap) -> Response {
     let user = match session::current(app, headers).await {
         Ok(Some(u)) if !prompt_has("login") => u,
         Ok(_) if prompt_has("none") => {
-            return redirect_with(
+            return to_client(
                 app,
+                redirects_unasked(&v.client, false),
                 &v.redirect_uri,
-                &[
-                    ("error", "login_required"),
-                    ("error_description", "the user is not signed in"),
-                ],
                 v.state.as_deref(),
+                OAuthErrorCode::LoginRequired,
+                "the user is not signed in",
             );
         }
         Ok(_) => {
@@ -372,9 +440,6 @@ async fn handle(app: &AppState, p: &Params, headers: &HeaderMap) -> Response {
         }
         Err(e) => return Failure::Internal(e).into_response(app),
     };
-    if let Some(r) = entitle(app, &mut v, &user.user) {
-        return r;
-    }
     // Consent registry: approved before for at least these scopes and this resource?
     let existing = match app
         .store
@@ -385,6 +450,10 @@ async fn handle(app: &AppState, p: &Params, headers: &HeaderMap) -> Response {
         Err(StoreError::NotFound) => None,
         Err(e) => return Failure::Internal(e.to_string()).into_response(app),
     };
+    let trusted = redirects_unasked(&v.client, existing.is_some());
+    if let Some(r) = entitle(app, &mut v, &user.user, trusted) {
+        return r;
+    }
     let covered = existing.as_ref().is_some_and(|c| {
         v.scopes.iter().all(|s| c.scopes.iter().any(|g| g == s))
             && c.resources.iter().any(|r| r == &v.resource)
@@ -393,14 +462,13 @@ async fn handle(app: &AppState, p: &Params, headers: &HeaderMap) -> Response {
         return issue_code(app, &v, &user).await;
     }
     if prompt_has("none") {
-        return redirect_with(
+        return to_client(
             app,
+            trusted,
             &v.redirect_uri,
-            &[
-                ("error", "consent_required"),
-                ("error_description", "the user has not approved this client"),
-            ],
             v.state.as_deref(),
+            OAuthErrorCode::ConsentRequired,
+            "the user has not approved this client",
         );
     }
     consent_page(app, &v, &user, existing.as_ref())
@@ -412,7 +480,12 @@ async fn handle(app: &AppState, p: &Params, headers: &HeaderMap) -> Response {
 /// none left is `access_denied` (the answer returned). Runs before the
 /// consent page and again on its answer, so neither page nor form can offer
 /// more.
-fn entitle(app: &AppState, v: &mut Validated, user: &UserRecord) -> Option<Response> {
+fn entitle(
+    app: &AppState,
+    v: &mut Validated,
+    user: &UserRecord,
+    trusted: bool,
+) -> Option<Response> {
     let entitled = app
         .settings
         .entitled(Holder::User(user), &v.scopes, &v.resource);
@@ -422,17 +495,13 @@ fn entitle(app: &AppState, v: &mut Validated, user: &UserRecord) -> Option<Respo
     let withheld = v.scopes.difference(&entitled);
     tracing::info!(user = %user.id, client_id = %v.client.client_id, resource = %v.resource, withheld = %withheld, "scopes the user may not be granted were left out");
     if entitled.is_empty() {
-        return Some(redirect_with(
+        return Some(to_client(
             app,
+            trusted,
             &v.redirect_uri,
-            &[
-                ("error", "access_denied"),
-                (
-                    "error_description",
-                    &format!("the user may not be granted the requested scopes ({withheld})"),
-                ),
-            ],
             v.state.as_deref(),
+            OAuthErrorCode::AccessDenied,
+            &format!("the user may not be granted the requested scopes ({withheld})"),
         ));
     }
     v.scopes = entitled;
@@ -570,7 +639,8 @@ pub async fn consent_post(
         Ok(v) => v,
         Err(f) => return f.into_response(&app),
     };
-    if let Some(r) = entitle(&app, &mut v, &user.user) {
+    // The user has seen the consent page, which names where the answer goes.
+    if let Some(r) = entitle(&app, &mut v, &user.user, true) {
         return r;
     }
     match p.get("decision") {

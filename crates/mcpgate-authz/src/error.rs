@@ -48,7 +48,9 @@ pub fn status_for(code: OAuthErrorCode) -> StatusCode {
         | OAuthErrorCode::UnsupportedResponseType
         | OAuthErrorCode::InvalidRedirectUri
         | OAuthErrorCode::InvalidClientMetadata
-        | OAuthErrorCode::UnsupportedTokenType => StatusCode::BAD_REQUEST,
+        | OAuthErrorCode::UnsupportedTokenType
+        | OAuthErrorCode::LoginRequired
+        | OAuthErrorCode::ConsentRequired => StatusCode::BAD_REQUEST,
         OAuthErrorCode::InvalidClient | OAuthErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
         OAuthErrorCode::AccessDenied | OAuthErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
         OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,

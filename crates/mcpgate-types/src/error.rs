@@ -39,6 +39,10 @@ pub enum OAuthErrorCode {
     InsufficientScope,
     /// RFC 7009 §2.2.1: the token type cannot be revoked.
     UnsupportedTokenType,
+    /// OpenID Connect Core §3.1.2.6: `prompt=none` and no signed-in user.
+    LoginRequired,
+    /// OpenID Connect Core §3.1.2.6: `prompt=none` and no consent.
+    ConsentRequired,
 }
 
 impl OAuthErrorCode {
@@ -60,6 +64,8 @@ impl OAuthErrorCode {
             Self::InvalidToken => "invalid_token",
             Self::InsufficientScope => "insufficient_scope",
             Self::UnsupportedTokenType => "unsupported_token_type",
+            Self::LoginRequired => "login_required",
+            Self::ConsentRequired => "consent_required",
         }
     }
 }

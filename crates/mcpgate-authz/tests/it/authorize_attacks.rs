@@ -34,6 +34,7 @@ pub fn trials() -> Vec<Trial> {
         foreign_resource_is_invalid_target,
         missing_resource_is_invalid_target,
         unknown_scope_is_invalid_scope,
+        self_registered_client_errors_are_pages_until_approved,
         token_response_type_is_refused,
         repeated_scope_is_invalid_request,
         consent_post_without_csrf_is_refused,
@@ -258,6 +259,47 @@ async fn unknown_scope_is_invalid_scope() {
         "invalid_scope",
     )
     .await;
+}
+
+/// Not an open redirector (RFC 9700 §4.11.2): anyone may register
+/// `https://evil.example/cb`, so a self-registered client's errors are shown
+/// on a page, never redirected, until the signed-in user has approved that
+/// client; then they go back to it like a pre-registered client's.
+async fn self_registered_client_errors_are_pages_until_approved() {
+    let as_ = setup().await;
+    let evil = "https://evil.example/cb";
+    let r = register(
+        &as_,
+        &serde_json::json!({
+            "client_name": "Totally legit",
+            "redirect_uris": [evil],
+            "token_endpoint_auth_method": "none",
+        }),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let client_id = r.str("client_id");
+    let req = AuthRequest::new(&client_id, evil, SCOPES, &as_.resource);
+    let bad_scope = req.url_with(&as_.issuer, &[("scope", Some("notes:everything"))]);
+    let silent = req.url_with(&as_.issuer, &[("prompt", Some("none"))]);
+    // Nobody signed in: an invalid request, and prompt=none.
+    for url in [&bad_scope, &silent] {
+        let page = Browser::new().get(url).await;
+        assert_error_page(&page, 400);
+    }
+    // Signed in, not approved: still a page, for every kind of error.
+    let mut b = Browser::new();
+    let page = b
+        .authorize_as(&as_.issuer, &req.url(&as_.issuer), USER)
+        .await;
+    assert!(is_consent_page(&page), "{}", page.body);
+    assert_error_page(&b.get(&bad_scope).await, 400);
+    assert_error_page(&b.get(&silent).await, 400);
+    // Approved: its errors go back to it.
+    let page = b.decide(&as_.issuer, &page, "approve").await;
+    code_from(&as_, &req, &page);
+    let page = b.get(&bad_scope).await;
+    assert_error_redirect(&as_, &req, &page, "invalid_scope");
 }
 
 async fn token_response_type_is_refused() {
