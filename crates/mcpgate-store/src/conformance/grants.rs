@@ -392,12 +392,9 @@ pub(crate) async fn refresh_reuse_revokes_family(store: DynStore) {
     );
 }
 
-pub(crate) async fn refresh_rotate_concurrent_exactly_one(store: DynStore) {
-    seed(&store).await;
-    store
-        .create_family(&family("f1", "c1", "u1"), &token("t1", "f1"))
-        .await
-        .unwrap();
+/// `RACERS` rotations of `t1` at once, racer `i` offering `n{i}` as the
+/// successor; their outcomes by racer. None may fail under contention.
+async fn rotate_race(store: &DynStore, grace: i64) -> Vec<Rotate> {
     let start = Arc::new(Barrier::new(RACERS));
     let racers: Vec<_> = (0..RACERS)
         .map(|i| {
@@ -405,17 +402,29 @@ pub(crate) async fn refresh_rotate_concurrent_exactly_one(store: DynStore) {
             tokio::spawn(async move {
                 start.wait().await;
                 let next = token(&format!("n{i}"), "f1");
-                (
-                    i,
-                    store.rotate_refresh_token("t1", &next, at(NOW + 1)).await,
-                )
+                store
+                    .rotate_refresh_token_within("t1", &next, at(NOW + 1), grace)
+                    .await
             })
         })
         .collect();
-    let (mut winners, mut reused, mut revoked) = (Vec::new(), 0, 0);
+    let mut out = Vec::new();
     for racer in racers {
-        let (i, outcome) = racer.await.expect("task");
-        match outcome.expect("rotate must not fail under contention") {
+        let outcome = racer.await.expect("task");
+        out.push(outcome.expect("rotate must not fail under contention"));
+    }
+    out
+}
+
+pub(crate) async fn refresh_rotate_concurrent_exactly_one(store: DynStore) {
+    seed(&store).await;
+    store
+        .create_family(&family("f1", "c1", "u1"), &token("t1", "f1"))
+        .await
+        .unwrap();
+    let (mut winners, mut reused, mut revoked) = (Vec::new(), 0, 0);
+    for (i, outcome) in rotate_race(&store, 0).await.into_iter().enumerate() {
+        match outcome {
             Rotate::Rotated { .. } => winners.push(i),
             Rotate::Reused { family } => {
                 reused += 1;
@@ -520,26 +529,9 @@ pub(crate) async fn refresh_rotate_concurrent_within_grace(store: DynStore) {
         .create_family(&family("f1", "c1", "u1"), &token("t1", "f1"))
         .await
         .unwrap();
-    let start = Arc::new(Barrier::new(RACERS));
-    let racers: Vec<_> = (0..RACERS)
-        .map(|i| {
-            let (store, start) = (store.clone(), start.clone());
-            tokio::spawn(async move {
-                start.wait().await;
-                let next = token(&format!("n{i}"), "f1");
-                store
-                    .rotate_refresh_token_within("t1", &next, at(NOW + 1), 5)
-                    .await
-            })
-        })
-        .collect();
     let (mut rotated, mut siblings) = (0, 0);
-    for racer in racers {
-        match racer
-            .await
-            .expect("task")
-            .expect("no failure under contention")
-        {
+    for outcome in rotate_race(&store, 5).await {
+        match outcome {
             Rotate::Rotated { .. } => rotated += 1,
             Rotate::Sibling { family, .. } => {
                 siblings += 1;
