@@ -621,7 +621,7 @@ fn cpu_ratios(points: &[Point], gw: &str, hop: &str, conc: &[usize], label: &str
         {
             let _ = writeln!(
                 s,
-                "- Gateway CPU per request{label} at c={c}: {g:.1} µs vs bare hop {h:.1} µs = **{}** (goal ≤ 1.5x).",
+                "- Gateway CPU per request{label} at c={c}: {g:.1} µs vs bare hop {h:.1} µs = **{}** (goal ≤ 1.25x, issue 13).",
                 fmt_ratio(g / h)
             );
         }
