@@ -10,7 +10,8 @@ const PASSWORD: &str = "alice's long password";
 
 #[tokio::test]
 async fn state_survives_a_graceful_restart() {
-    let env = Env::new();
+    // Without the reuse grace interval a refresh token refreshes exactly once.
+    let env = Env::with_config("[authorization_server]\nrefresh_reuse_grace_secs = 0\n");
     let srv = env.serve().await;
     // The CLI writes to the same SQLite database while the server runs.
     env.add_user("alice", PASSWORD).await;
