@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use mcpgate_jose::VerifyOptions;
-use mcpgate_store::{RevocationSet, RevocationTarget, StoreError, TokenIds};
+use mcpgate_store::{RevocableToken, RevocationSet, RevocationTarget, StoreError};
 use mcpgate_types::secret::hash_secret;
 use mcpgate_types::token::{AccessTokenClaims, IntrospectionResponse};
 use mcpgate_types::{OAuthError, OAuthErrorCode};
@@ -128,7 +128,7 @@ fn own_access_token(app: &AppState, token: &str, now: i64) -> Option<AccessToken
 
 /// Whether the revocation set covers this access token.
 async fn is_revoked(app: &AppState, c: &AccessTokenClaims, now: i64) -> ApiResult<bool> {
-    let ids = TokenIds {
+    let ids = RevocableToken {
         subject: &c.sub,
         client_id: &c.client_id,
         grant: c.grant.as_deref(),

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use mcpgate_guard::{RevocableToken, RevocationStatus, Revocations};
-use mcpgate_store::{RevocationStore, RevocationWatch, StoreResult, TokenIds, revocation};
+use mcpgate_store::{RevocationStore, RevocationWatch, StoreResult, revocation};
 
 /// A [`RevocationWatch`] as a guard's [`Revocations`].
 #[derive(Debug, Clone)]
@@ -36,14 +36,7 @@ impl Revocations for StoreRevocations {
     }
 
     fn status(&self, t: &RevocableToken<'_>) -> RevocationStatus {
-        let ids = TokenIds {
-            subject: t.subject,
-            client_id: t.client_id,
-            grant: t.grant,
-            jti: t.jti,
-            issued_at: t.issued_at,
-        };
-        match self.0.covers(&ids) {
+        match self.0.covers(t) {
             None => RevocationStatus::Unknown,
             Some(true) => RevocationStatus::Revoked,
             Some(false) => RevocationStatus::Live,

@@ -12,20 +12,7 @@
 
 use std::sync::Arc;
 
-/// What an issuer's revocations can name in one validated access token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RevocableToken<'a> {
-    /// `sub`.
-    pub subject: &'a str,
-    /// `client_id` (or `azp`/`cid`).
-    pub client_id: &'a str,
-    /// The `grant` claim (mcpgate's issuer names the grant a token belongs to).
-    pub grant: Option<&'a str>,
-    /// `jti`.
-    pub jti: Option<&'a str>,
-    /// `iat`.
-    pub issued_at: Option<i64>,
-}
+pub use mcpgate_types::token::RevocableToken;
 
 /// The answer of a [`Revocations`] about one token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

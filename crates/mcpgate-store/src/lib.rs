@@ -25,7 +25,7 @@ mod traits;
 
 pub use postgres::PostgresStore;
 pub use records::*;
-pub use revocation::{RevocationSet, RevocationWatch, TokenIds};
+pub use revocation::{RevocableToken, RevocationSet, RevocationWatch};
 pub use sqlite::{SqliteDurability, SqliteStore};
 /// Connection options for [`PostgresStore::connect_with`].
 pub use sqlx::postgres::PgConnectOptions;

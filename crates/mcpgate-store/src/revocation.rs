@@ -21,18 +21,7 @@ use crate::traits::{RevocationStore, StoreError, StoreResult};
 /// The PostgreSQL channel revocation writes notify.
 pub(crate) const CHANNEL: &str = "mcpgate_revocations";
 
-/// What a revocation entry can match in one access token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TokenIds<'a> {
-    /// `sub`: the user id (or the client id, for client credentials).
-    pub subject: &'a str,
-    pub client_id: &'a str,
-    /// The `grant` claim; tokens minted before it existed have none.
-    pub grant: Option<&'a str>,
-    pub jti: Option<&'a str>,
-    /// `iat`; a token without one counts as issued before any revocation.
-    pub issued_at: Option<i64>,
-}
+pub use mcpgate_types::token::RevocableToken;
 
 /// The revocation entries, indexed for lookups. Grant and token entries
 /// cover every token naming them; user, client and consent entries cover
@@ -92,7 +81,7 @@ impl RevocationSet {
     }
 
     /// Whether an entry revokes this token.
-    pub fn covers(&self, t: &TokenIds<'_>) -> bool {
+    pub fn covers(&self, t: &RevocableToken<'_>) -> bool {
         let issued = t.issued_at.unwrap_or(i64::MIN);
         let before = |revoked_at: Option<&i64>| revoked_at.is_some_and(|r| issued <= *r);
         t.grant.is_some_and(|g| self.grants.contains(g))
@@ -196,7 +185,7 @@ impl RevocationWatch {
     }
 
     /// Whether the snapshot revokes this token; `None` if none has loaded.
-    pub fn covers(&self, t: &TokenIds<'_>) -> Option<bool> {
+    pub fn covers(&self, t: &RevocableToken<'_>) -> Option<bool> {
         self.snapshot().map(|s| s.covers(t))
     }
 
@@ -307,8 +296,8 @@ mod tests {
         grant: &'a str,
         jti: &'a str,
         iat: i64,
-    ) -> TokenIds<'a> {
-        TokenIds {
+    ) -> RevocableToken<'a> {
+        RevocableToken {
             subject: sub,
             client_id: client,
             grant: Some(grant),
@@ -365,7 +354,7 @@ mod tests {
         t.issued_at = None;
         assert!(set.covers(&t));
         // No grant or jti claim: only the other kinds can match.
-        let t = TokenIds {
+        let t = RevocableToken {
             grant: None,
             jti: None,
             ..ids("x", "y", "g", "j", 5)

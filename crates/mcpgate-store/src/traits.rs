@@ -311,7 +311,7 @@ pub trait RevocationStore: Send + Sync {
     /// introspection checks, without loading the whole set.
     async fn revocations_for(
         &self,
-        token: &crate::TokenIds<'_>,
+        token: &crate::RevocableToken<'_>,
         now: i64,
     ) -> StoreResult<Vec<RevocationRecord>>;
     /// Deletes entries that expired before `before`; returns how many. Does

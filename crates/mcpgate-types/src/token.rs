@@ -69,3 +69,21 @@ pub struct IntrospectionResponse {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
 }
+
+/// What a revocation can name in one validated access token: the ids the
+/// authorization server's revocation set matches (`mcpgate-store`) and a
+/// guard hands to its issuer's revocations (`mcpgate-guard`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevocableToken<'a> {
+    /// `sub`: the user id (or the client id, for client credentials).
+    pub subject: &'a str,
+    /// `client_id` (or `azp`/`cid`).
+    pub client_id: &'a str,
+    /// The `grant` claim (mcpgate's issuer names the grant a token belongs
+    /// to); tokens minted before it existed have none.
+    pub grant: Option<&'a str>,
+    /// `jti`.
+    pub jti: Option<&'a str>,
+    /// `iat`; a token without one counts as issued before any revocation.
+    pub issued_at: Option<i64>,
+}

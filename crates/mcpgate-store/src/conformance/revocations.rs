@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::revocation::{RevocationSet, RevocationWatch, TokenIds};
+use crate::revocation::{RevocableToken, RevocationSet, RevocationWatch};
 use crate::traits::{DynStore, RevocationStore, Rotate};
 
 fn grant(id: &str, now: i64) -> RevocationRecord {
@@ -15,8 +15,8 @@ fn grant(id: &str, now: i64) -> RevocationRecord {
     })
 }
 
-fn ids<'a>(sub: &'a str, client: &'a str, grant: &'a str, iat: i64) -> TokenIds<'a> {
-    TokenIds {
+fn ids<'a>(sub: &'a str, client: &'a str, grant: &'a str, iat: i64) -> RevocableToken<'a> {
+    RevocableToken {
         subject: sub,
         client_id: client,
         grant: Some(grant),
@@ -114,11 +114,11 @@ pub(crate) async fn revocations_for_one_token(store: DynStore) {
         ])
         .await
         .unwrap();
-    let found = |t: TokenIds<'static>| {
+    let found = |t: RevocableToken<'static>| {
         let store = store.clone();
         async move { store.revocations_for(&t, NOW).await.unwrap() }
     };
-    let none = TokenIds {
+    let none = RevocableToken {
         subject: "u9",
         client_id: "c9",
         grant: Some("g9"),
@@ -128,35 +128,35 @@ pub(crate) async fn revocations_for_one_token(store: DynStore) {
     assert!(found(none).await.is_empty());
     for (t, kind) in [
         (
-            TokenIds {
+            RevocableToken {
                 grant: Some("g1"),
                 ..none
             },
             "grant",
         ),
         (
-            TokenIds {
+            RevocableToken {
                 jti: Some("j1"),
                 ..none
             },
             "token",
         ),
         (
-            TokenIds {
+            RevocableToken {
                 subject: "u1",
                 ..none
             },
             "user",
         ),
         (
-            TokenIds {
+            RevocableToken {
                 client_id: "c1",
                 ..none
             },
             "client",
         ),
         (
-            TokenIds {
+            RevocableToken {
                 subject: "u2",
                 client_id: "c2",
                 ..none
@@ -171,7 +171,7 @@ pub(crate) async fn revocations_for_one_token(store: DynStore) {
     }
     // Half a consent pair is no match.
     assert!(
-        found(TokenIds {
+        found(RevocableToken {
             subject: "u2",
             ..none
         })
@@ -179,7 +179,7 @@ pub(crate) async fn revocations_for_one_token(store: DynStore) {
         .is_empty()
     );
     // No grant or jti claim: matched on the others only.
-    let bare = TokenIds {
+    let bare = RevocableToken {
         grant: None,
         jti: None,
         ..none
@@ -189,7 +189,7 @@ pub(crate) async fn revocations_for_one_token(store: DynStore) {
     assert!(
         store
             .revocations_for(
-                &TokenIds {
+                &RevocableToken {
                     grant: Some("g1"),
                     ..none
                 },

@@ -131,7 +131,7 @@ macro_rules! impl_revocation_store {
 
             async fn revocations_for(
                 &self,
-                token: &$crate::TokenIds<'_>,
+                token: &$crate::RevocableToken<'_>,
                 now: i64,
             ) -> $crate::StoreResult<Vec<$crate::RevocationRecord>> {
                 let rows = ::sqlx::query_as::<$db, $crate::sql::rows::RevocationRow>(

@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use libtest_mimic::{Failed, Trial};
 use mcpgate_store::conformance::{self, Case};
 use mcpgate_store::{
-    PostgresStore, RevocationRecord, RevocationStore, RevocationTarget, RevocationWatch, Store,
-    StoreError, TokenIds,
+    PostgresStore, RevocableToken, RevocationRecord, RevocationStore, RevocationTarget,
+    RevocationWatch, Store, StoreError,
 };
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use url::Url;
@@ -104,7 +104,7 @@ impl Postgres {
                         RevocationWatch::start(Arc::new(reader.clone()), Duration::from_secs(60))
                             .await;
                     first.map_err(|e| e.to_string())?;
-                    let ids = TokenIds {
+                    let ids = RevocableToken {
                         subject: "u",
                         client_id: "c",
                         grant: Some("g-notify"),
