@@ -27,14 +27,7 @@ impl AppState {
         if issuer != self.settings.issuer {
             return ScopeSet::new();
         }
-        let not = |h: Holder<'_>| {
-            ScopeSet::from_iter(
-                scopes
-                    .iter()
-                    .filter(|s| !self.settings.grantable(h, s, resource))
-                    .map(str::to_string),
-            )
-        };
+        let not = |h: Holder<'_>| scopes.difference(&self.settings.entitled(h, scopes, resource));
         match self.store.get_user(subject).await {
             Ok(u) => not(Holder::User(&u)),
             Err(StoreError::NotFound) if subject == client_id => not(Holder::Client(client_id)),
