@@ -357,11 +357,8 @@ impl Gateway {
                 async move {
                     use axum::response::IntoResponse;
                     if let Some(t) = token {
-                        let given = headers
-                            .get(http::header::AUTHORIZATION)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.strip_prefix("Bearer "))
-                            .unwrap_or_default();
+                        // The guard's one reading of a bearer credential.
+                        let given = mcpgate_guard::bearer::extract(&headers, None).unwrap_or("");
                         if !t.ct_eq(given.as_bytes()) {
                             return (
                                 http::StatusCode::UNAUTHORIZED,

@@ -403,8 +403,12 @@ impl Validator<'_> {
         let token = match &m.bearer_token {
             Some(t) => {
                 let s = self.secret("metrics.bearer_token", t, false)?;
-                if s.expose().len() < 16 {
-                    return Err(self.err("metrics.bearer_token", "must be at least 16 characters"));
+                // Read back with the guard's bearer parser: a token68 value.
+                if s.expose().len() < 16 || !mcpgate_guard::bearer::is_token68(s.expose()) {
+                    return Err(self.err(
+                        "metrics.bearer_token",
+                        "must be at least 16 characters of A-Z a-z 0-9 - . _ ~ + / (then =)",
+                    ));
                 }
                 Some(s)
             }
@@ -1035,6 +1039,14 @@ mod tests {
         ))
         .unwrap();
         assert!(c.metrics.served && c.metrics.token.is_some());
+        // Not a bearer credential the guard's parser reads back: refused.
+        std::fs::write(&token, "0123456789abcdef metrics\n").unwrap();
+        let e = load_str(&format!(
+            "{public}[metrics]\nbearer_token = \"${{file:{}}}\"\n",
+            token.display()
+        ))
+        .unwrap_err();
+        assert_eq!(e.field, "metrics.bearer_token");
         for (bad, field) in [
             (
                 "[metrics]\nbearer_token = \"literal-token-0123456789\"\n",
