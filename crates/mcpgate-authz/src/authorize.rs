@@ -12,6 +12,7 @@ use mcpgate_types::redirect_uri::{display_host, is_localhost_only, matches_regis
 use mcpgate_types::secret::hash_secret;
 use mcpgate_types::{OAuthErrorCode, ScopeSet, pkce, resource};
 
+pub use crate::clients::Fetch;
 use crate::clients::{ClientLookupError, lookup};
 use crate::csrf;
 use crate::pages::{Common, ConsentPage, ScopeLine, error_page, html};
@@ -64,6 +65,9 @@ pub enum Failure {
         /// The client is pre-registered.
         trusted: bool,
     },
+    /// A metadata-document client this server has not fetched yet: the
+    /// user signs in first, and only then is the document fetched.
+    SignInFirst,
     Internal(String),
 }
 
@@ -89,6 +93,14 @@ impl Failure {
                 state.as_deref(),
                 code,
                 &description,
+            ),
+            // Answered by a sign-in redirect where the request is known
+            // (`handle`); anywhere else it is a request to start over.
+            Failure::SignInFirst => error_page(
+                app,
+                StatusCode::BAD_REQUEST,
+                "This sign-in request cannot be completed",
+                "Sign in first, then start again from the application.",
             ),
             Failure::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error in authorization endpoint");
@@ -169,7 +181,7 @@ pub fn redirect_with(
 
 /// Validates an authorization request (the same code for GET, POST and the
 /// consent form, so a replayed form is checked as strictly as a fresh request).
-pub async fn validate(app: &AppState, p: &Params) -> Result<Validated, Failure> {
+pub async fn validate(app: &AppState, p: &Params, fetch: Fetch) -> Result<Validated, Failure> {
     // 1. client_id and redirect_uri, before anything else.
     if let Some(name) = p.first_repeated(&["client_id", "redirect_uri"]) {
         return Err(Failure::Page(
@@ -183,8 +195,22 @@ pub async fn validate(app: &AppState, p: &Params) -> Result<Validated, Failure> 
             "The request names no client (client_id is missing).".into(),
         )
     })?;
-    let client = match lookup(app, client_id).await {
+    let client = match lookup(app, client_id, fetch).await {
         Ok(c) => c,
+        Err(ClientLookupError::NotFetched) => return Err(Failure::SignInFirst),
+        Err(ClientLookupError::Untrusted) => {
+            return Err(Failure::Page(
+                StatusCode::BAD_REQUEST,
+                "This server does not accept applications registered on that domain.".into(),
+            ));
+        }
+        Err(ClientLookupError::Busy) => {
+            return Err(Failure::Page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many applications are being looked up right now. Try again in a minute."
+                    .into(),
+            ));
+        }
         Err(ClientLookupError::Unknown) => {
             return Err(Failure::Page(
                 StatusCode::BAD_REQUEST,
@@ -371,9 +397,40 @@ pub async fn post(
     }
 }
 
+/// Sends the user to sign in, then back to this exact authorization request
+/// (without `prompt=login`, so the loop ends).
+fn sign_in_then<'a>(app: &AppState, params: impl Iterator<Item = (&'a str, &'a str)>) -> Response {
+    let mut ser = url::form_urlencoded::Serializer::new(String::new());
+    for (k, val) in params {
+        if k == "prompt" {
+            let rest: Vec<&str> = val.split(' ').filter(|x| *x != "login").collect();
+            if !rest.is_empty() {
+                ser.append_pair(k, &rest.join(" "));
+            }
+            continue;
+        }
+        ser.append_pair(k, val);
+    }
+    let return_to = format!(
+        "{}/oauth/authorize?{}",
+        Common::new(app).asset_base,
+        ser.finish()
+    );
+    session::redirect_to_login(app, &return_to)
+}
+
 async fn handle(app: &AppState, p: &Params, headers: &HeaderMap) -> Response {
-    let mut v = match validate(app, p).await {
+    // A metadata-document client is fetched only for a signed-in user: an
+    // anonymous request cannot make this server fetch URLs.
+    let signed_in = matches!(session::current(app, headers).await, Ok(Some(_)));
+    let fetch = if signed_in {
+        Fetch::Allowed
+    } else {
+        Fetch::CacheOnly
+    };
+    let mut v = match validate(app, p, fetch).await {
         Ok(v) => v,
+        Err(Failure::SignInFirst) => return sign_in_then(app, p.pairs()),
         Err(Failure::Redirect {
             redirect_uri,
             state,
@@ -418,25 +475,7 @@ async fn handle(app: &AppState, p: &Params, headers: &HeaderMap) -> Response {
             );
         }
         Ok(_) => {
-            // Send the user to log in, then back to this exact request
-            // (without prompt=login, so the loop ends).
-            let mut ser = url::form_urlencoded::Serializer::new(String::new());
-            for (k, val) in &v.params {
-                if k == "prompt" {
-                    let rest: Vec<&str> = val.split(' ').filter(|x| *x != "login").collect();
-                    if !rest.is_empty() {
-                        ser.append_pair(k, &rest.join(" "));
-                    }
-                    continue;
-                }
-                ser.append_pair(k, val);
-            }
-            let return_to = format!(
-                "{}/oauth/authorize?{}",
-                Common::new(app).asset_base,
-                ser.finish()
-            );
-            return session::redirect_to_login(app, &return_to);
+            return sign_in_then(app, v.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }
         Err(e) => return Failure::Internal(e).into_response(app),
     };
@@ -635,7 +674,7 @@ pub async fn consent_post(
             "The consent form was not the one shown to you, or it expired. Start again from the application.",
         );
     }
-    let mut v = match validate(&app, &p).await {
+    let mut v = match validate(&app, &p, Fetch::Allowed).await {
         Ok(v) => v,
         Err(f) => return f.into_response(&app),
     };

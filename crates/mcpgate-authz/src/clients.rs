@@ -22,26 +22,74 @@ pub enum ClientLookupError {
     /// The CIMD document could not be fetched or is invalid; the message is
     /// safe to show (it names the rule, not our internals).
     BadMetadata(String),
+    /// A metadata-document client not cached yet, and this request may not
+    /// fetch (nobody is signed in).
+    NotFetched,
+    /// The document's host is outside the operator's domain policy.
+    Untrusted,
+    /// Too many document fetches for this host or in all: try again later.
+    Busy,
     Internal(String),
 }
 
+/// Whether a lookup may fetch a Client ID Metadata Document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    /// Fetch when not cached or expired (an authorization request of a
+    /// signed-in user).
+    Allowed,
+    /// Only what is cached, even if the cache expired: the token,
+    /// revocation and introspection endpoints, and an authorization request
+    /// before sign-in, never make the server fetch.
+    CacheOnly,
+}
+
 /// Finds a client by id. For CIMD ids (https URL with a path) a cached
-/// record is used until it expires, then the document is fetched again.
-pub async fn lookup(state: &AppState, client_id: &str) -> Result<ClientRecord, ClientLookupError> {
+/// record is used until it expires, then the document is fetched again,
+/// where `fetch` allows it.
+pub async fn lookup(
+    state: &AppState,
+    client_id: &str,
+    fetch: Fetch,
+) -> Result<ClientRecord, ClientLookupError> {
     if client_id.len() > 2048 {
         return Err(ClientLookupError::Unknown);
     }
     let now = state.now();
-    match state.store.get_client(client_id).await {
+    let cimd = &state.settings.cimd;
+    let cached = match state.store.get_client(client_id).await {
         Ok(c) if c.kind != ClientKind::Cimd => return Ok(c),
-        Ok(c) if c.expires_at.is_some_and(|e| e > now) && state.settings.cimd.enabled => {
-            return Ok(c);
-        }
-        Ok(_) | Err(StoreError::NotFound) => {}
+        Ok(c) => Some(c),
+        Err(StoreError::NotFound) => None,
         Err(e) => return Err(ClientLookupError::Internal(e.to_string())),
-    }
-    if !(state.settings.cimd.enabled && is_cimd_id(state, client_id)) {
+    };
+    if !(cimd.enabled && is_cimd_id(state, client_id)) {
         return Err(ClientLookupError::Unknown);
+    }
+    // The domain policy holds for cached documents too, so a host the
+    // operator denies stops working at once.
+    let host = url::Url::parse(client_id)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .ok_or(ClientLookupError::Unknown)?;
+    if !cimd.host_trusted(&host) {
+        tracing::info!(
+            client_id,
+            "client metadata document host outside the domain policy"
+        );
+        return Err(ClientLookupError::Untrusted);
+    }
+    match (cached, fetch) {
+        (Some(c), _) if c.expires_at.is_some_and(|e| e > now) => return Ok(c),
+        (Some(c), Fetch::CacheOnly) => return Ok(c),
+        (None, Fetch::CacheOnly) => return Err(ClientLookupError::NotFetched),
+        (_, Fetch::Allowed) => {}
+    }
+    if state.limiters.cimd_host.check_key(&host).is_err()
+        || state.limiters.cimd_all.check().is_err()
+    {
+        tracing::warn!(%host, "client metadata document fetch rate limit hit");
+        return Err(ClientLookupError::Busy);
     }
     let rec = fetch_cimd(state, client_id, now).await?;
     state
@@ -253,7 +301,7 @@ pub async fn authenticate(
             ApiError::code(OAuthErrorCode::InvalidClient, d)
         }
     };
-    let client = match lookup(state, &p.client_id).await {
+    let client = match lookup(state, &p.client_id, Fetch::CacheOnly).await {
         Ok(c) => c,
         Err(ClientLookupError::Internal(e)) => return Err(ApiError::Internal(e)),
         Err(_) => return Err(fail(p.method, "client authentication failed")),

@@ -47,6 +47,11 @@ impl Params {
     pub fn repeated(&self) -> &[String] {
         &self.repeated
     }
+
+    /// Every (name, first value), by name.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
 }
 
 /// Is this request body declared as `application/x-www-form-urlencoded`?

@@ -1,5 +1,7 @@
 //! Password hashing with argon2id (OWASP parameters: m=19 MiB, t=2, p=1),
-//! run on the blocking pool so logins do not stall the runtime.
+//! run on the blocking pool so logins do not stall the runtime, and at most
+//! a few at a time ([`Gate`]): each costs 19 MiB and a core for tens of
+//! milliseconds, so a flood of sign-ins must queue, not multiply.
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -46,6 +48,52 @@ pub fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| hash("not a password anyone has", &[7u8; 16]).expect("hashing works"))
 }
 
+/// How long a hash may wait for its turn before the sign-in is answered
+/// 503 with `Retry-After`.
+pub const GATE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// At most `max` password hashes run at once; the others wait their turn.
+pub struct Gate {
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    wait: std::time::Duration,
+}
+
+/// Too many sign-ins at once: try again later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+impl Gate {
+    pub fn new(max: usize, wait: std::time::Duration) -> Self {
+        Self {
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(max.max(1))),
+            wait,
+        }
+    }
+
+    /// Runs `work` (a hash or a verification) on the blocking pool once a
+    /// place is free; `Busy` if none frees up in time.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Busy> {
+        let permit = tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                tracing::warn!("password hashing at capacity: a sign-in was turned away");
+                metrics::counter!("mcpgate_password_hashes_refused_total").increment(1);
+                Busy
+            })?
+            .expect("the semaphore is never closed");
+        let out = tokio::task::spawn_blocking(move || {
+            let out = work();
+            drop(permit);
+            out
+        })
+        .await;
+        out.map_err(|_| Busy)
+    }
+}
+
 pub fn check_policy(password: &str) -> Result<(), &'static str> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err("The password is too short.");
@@ -58,6 +106,28 @@ pub fn check_policy(password: &str) -> Result<(), &'static str> {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn the_gate_lets_max_through_and_turns_the_rest_away_in_time() {
+        let gate = std::sync::Arc::new(super::Gate::new(1, std::time::Duration::from_millis(50)));
+        let (hold, release) = std::sync::mpsc::channel::<()>();
+        let g = gate.clone();
+        let first = tokio::spawn(async move {
+            g.run(move || {
+                let _ = release.recv();
+                1
+            })
+            .await
+        });
+        // Wait until the first holds the only place.
+        while gate.permits.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(gate.run(|| 2).await, Err(super::Busy));
+        hold.send(()).unwrap();
+        assert_eq!(first.await.unwrap(), Ok(1));
+        assert_eq!(gate.run(|| 3).await, Ok(3));
+    }
+
     use super::*;
 
     #[test]

@@ -232,9 +232,13 @@ pub async fn login_post(
         .as_ref()
         .and_then(|u| u.password_hash.clone())
         .unwrap_or_else(|| password::dummy_hash().to_string());
-    let ok = tokio::task::spawn_blocking(move || password::verify(&password, &phc))
+    let Ok(ok) = app
+        .hashing
+        .run(move || password::verify(&password, &phc))
         .await
-        .unwrap_or(false);
+    else {
+        return busy(&app, &nonce, &return_to, &username);
+    };
     let user = match user {
         Some(u) if ok && !u.disabled && u.password_hash.is_some() => u,
         _ => {
@@ -253,6 +257,35 @@ pub async fn login_post(
         return password_form(&app, &user, &return_to, None, StatusCode::OK);
     }
     start_session(&app, &user, &return_to).await
+}
+
+/// Too many password hashes at once: the sign-in form again, 503 with
+/// `Retry-After`, nothing lost but this attempt.
+fn busy(app: &AppState, nonce: &str, return_to: &str, username: &str) -> Response {
+    let mut r = login_form(
+        app,
+        Some(nonce),
+        return_to,
+        username,
+        Some("The server is busy signing people in. Try again in a few seconds."),
+        StatusCode::SERVICE_UNAVAILABLE,
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}
+
+/// Too many password hashes at once while changing a password.
+fn hashing_busy_page(app: &AppState) -> Response {
+    let mut r = error_page(
+        app,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The server is busy",
+        "Try again in a few seconds.",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
 }
 
 /// Binding for a password-change ticket: the user and their current hash,
@@ -359,9 +392,13 @@ pub async fn password_post(
     // The one-time password was seen by whoever handed it out: refuse it again.
     let old = user.password_hash.clone().unwrap_or_default();
     let candidate = new.to_string();
-    let reused = tokio::task::spawn_blocking(move || password::verify(&candidate, &old))
+    let Ok(reused) = app
+        .hashing
+        .run(move || password::verify(&candidate, &old))
         .await
-        .unwrap_or(true);
+    else {
+        return hashing_busy_page(&app);
+    };
     if reused {
         return password_form(
             &app,
@@ -374,13 +411,17 @@ pub async fn password_post(
     let mut salt = [0u8; 16];
     app.rng.fill(&mut salt);
     let new = new.to_string();
-    let Ok(Ok(phc)) = tokio::task::spawn_blocking(move || password::hash(&new, &salt)).await else {
-        return error_page(
-            &app,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Something went wrong",
-            "Try again later.",
-        );
+    let phc = match app.hashing.run(move || password::hash(&new, &salt)).await {
+        Ok(Ok(phc)) => phc,
+        Ok(Err(_)) => {
+            return error_page(
+                &app,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "Try again later.",
+            );
+        }
+        Err(password::Busy) => return hashing_busy_page(&app),
     };
     let mut updated = user.clone();
     updated.password_hash = Some(phc);

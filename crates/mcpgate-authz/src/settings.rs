@@ -100,6 +100,30 @@ pub struct CimdSettings {
     pub max_cache_secs: i64,
     /// Lower bound, so a `no-cache` document is not fetched on every request.
     pub min_cache_secs: i64,
+    /// When not empty, only documents on these hosts are used: `host` exactly
+    /// or `*.domain` for any host under it.
+    pub allowed_hosts: Vec<String>,
+    /// Documents on these hosts are never used (same forms); wins over `allowed_hosts`.
+    pub denied_hosts: Vec<String>,
+    /// Outbound document fetches per host per minute.
+    pub fetches_per_host_per_minute: u32,
+    /// Outbound document fetches per minute in all.
+    pub fetches_per_minute: u32,
+}
+
+impl CimdSettings {
+    /// Whether documents on `host` may be used (the domain trust policy).
+    pub fn host_trusted(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let matches = |pattern: &String| match pattern.strip_prefix("*.") {
+            Some(domain) => host
+                .strip_suffix(domain)
+                .is_some_and(|rest| rest.ends_with('.') && rest.len() > 1),
+            None => host == *pattern,
+        };
+        !self.denied_hosts.iter().any(matches)
+            && (self.allowed_hosts.is_empty() || self.allowed_hosts.iter().any(matches))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +134,14 @@ pub struct LoginLimits {
     pub per_ip: u32,
     /// The window, in seconds.
     pub window_secs: u64,
+    /// Password hashes (argon2id, 19 MiB each) running at once; more wait
+    /// their turn, and after [`crate::password::GATE_WAIT`] get a 503.
+    pub max_concurrent_hashes: usize,
+}
+
+/// One password hash per core by default.
+pub fn default_concurrent_hashes() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
 
 /// The largest `exp` leeway of a guard (`mcpgate_guard::config::MAX_LEEWAY_SECS`).
@@ -141,7 +173,7 @@ pub struct AuthzSettings {
     pub login: LoginLimits,
     /// Confidential clients allowed to call the introspection endpoint.
     pub introspection_clients: Vec<String>,
-    /// Proxies whose `X-Forwarded-For` is believed (see `state::client_ip`).
+    /// Proxies whose `X-Forwarded-For` is believed (see `mcpgate_net::forwarded::client_ip`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Whether local password accounts may log in.
     pub local_login: bool,
@@ -178,11 +210,16 @@ impl AuthzSettings {
                 allow_http_loopback: false,
                 max_cache_secs: 24 * 3600,
                 min_cache_secs: 60,
+                allowed_hosts: Vec::new(),
+                denied_hosts: Vec::new(),
+                fetches_per_host_per_minute: 10,
+                fetches_per_minute: 120,
             },
             login: LoginLimits {
                 per_account: 5,
                 per_ip: 20,
                 window_secs: 60,
+                max_concurrent_hashes: default_concurrent_hashes(),
             },
             introspection_clients: Vec::new(),
             trusted_proxies: Vec::new(),
@@ -353,5 +390,32 @@ impl IdentityProvider {
             && name
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cimd_domain_policy() {
+        let mut c = AuthzSettings::with_issuer("https://as.example").cimd;
+        assert!(c.host_trusted("anything.example"));
+        c.allowed_hosts = vec!["*.apps.example".into(), "one.example".into()];
+        assert!(c.host_trusted("a.apps.example"));
+        assert!(c.host_trusted("A.Apps.Example."));
+        assert!(
+            !c.host_trusted("apps.example"),
+            "*.domain is below the domain"
+        );
+        assert!(
+            !c.host_trusted("evilapps.example"),
+            "a label boundary, not a suffix"
+        );
+        assert!(c.host_trusted("one.example"));
+        assert!(!c.host_trusted("x.one.example"));
+        c.denied_hosts = vec!["bad.apps.example".into()];
+        assert!(!c.host_trusted("bad.apps.example"), "deny wins");
+        assert!(c.host_trusted("good.apps.example"));
     }
 }

@@ -29,6 +29,9 @@ pub(crate) struct Limiters {
     pub login_account: DefaultKeyedRateLimiter<String>,
     pub login_ip: DefaultKeyedRateLimiter<IpAddr>,
     pub register_ip: DefaultKeyedRateLimiter<IpAddr>,
+    /// Outbound metadata-document fetches, per host and in all.
+    pub cimd_host: DefaultKeyedRateLimiter<String>,
+    pub cimd_all: governor::DefaultDirectRateLimiter,
 }
 
 /// The shared state behind [`AppState`].
@@ -41,6 +44,8 @@ pub struct Inner {
     pub(crate) fetcher: SafeFetcher,
     pub(crate) keys: KeyRing,
     pub(crate) limiters: Limiters,
+    /// Password hashes run a few at a time (`login.max_concurrent_hashes`).
+    pub(crate) hashing: crate::password::Gate,
     /// HMAC key for CSRF tokens, derived from the master key.
     pub(crate) csrf_key: aws_lc_rs::hmac::Key,
     /// Discovered upstream identity providers.
@@ -93,8 +98,18 @@ impl AppState {
                 settings.login.window_secs,
             )),
             register_ip: RateLimiter::keyed(per_window(settings.dcr.per_ip_per_hour, 3600)),
+            cimd_host: RateLimiter::keyed(per_window(
+                settings.cimd.fetches_per_host_per_minute,
+                60,
+            )),
+            cimd_all: RateLimiter::direct(per_window(settings.cimd.fetches_per_minute, 60)),
         };
+        let hashing = crate::password::Gate::new(
+            settings.login.max_concurrent_hashes,
+            crate::password::GATE_WAIT,
+        );
         Ok(Self(Arc::new(Inner {
+            hashing,
             settings,
             store: deps.store,
             master_key: deps.master_key,
@@ -159,14 +174,15 @@ impl AppState {
         self.keys.current().jwks.clone()
     }
 
-    /// The client's IP for per-IP limits (see [`client_ip`]).
+    /// The client's IP for per-IP limits (see [`mcpgate_net::forwarded::client_ip`]).
     pub(crate) fn client_ip(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> IpAddr {
-        client_ip(&self.settings.trusted_proxies, peer, headers)
+        mcpgate_net::forwarded::client_ip(&self.settings.trusted_proxies, peer, headers)
     }
 
     /// Periodic housekeeping: forget idle rate-limit keys (so a flood of
     /// distinct usernames or IPs cannot grow memory without bound), delete
-    /// expired authorization codes, login sessions and revocation entries,
+    /// expired authorization codes, login sessions, revocation entries and
+    /// refresh families, unused client metadata documents whose cache expired,
     /// and pick up signing
     /// keys rotated by the CLI or another replica. Runs until aborted.
     pub fn spawn_maintenance(&self) -> tokio::task::JoinHandle<()> {
@@ -178,6 +194,8 @@ impl AppState {
                 tick.tick().await;
                 app.limiters.login_account.retain_recent();
                 app.limiters.login_account.shrink_to_fit();
+                app.limiters.cimd_host.retain_recent();
+                app.limiters.cimd_host.shrink_to_fit();
                 for l in [&app.limiters.login_ip, &app.limiters.register_ip] {
                     l.retain_recent();
                     l.shrink_to_fit();
@@ -195,6 +213,12 @@ impl AppState {
                 if let Err(e) = app.store.purge_upstream_states(now).await {
                     tracing::warn!(error = %e, "purging expired upstream sign-ins failed");
                 }
+                if let Err(e) = app.store.purge_families(now).await {
+                    tracing::warn!(error = %e, "purging expired refresh families failed");
+                }
+                if let Err(e) = app.store.purge_unused_metadata_clients(now).await {
+                    tracing::warn!(error = %e, "purging unused client metadata documents failed");
+                }
                 if let Err(e) = app.reload_keys().await {
                     tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones");
                 }
@@ -204,92 +228,5 @@ impl AppState {
 
     pub(crate) fn random(&self, bytes: usize) -> String {
         mcpgate_jose::random_token(self.rng.as_ref(), bytes)
-    }
-}
-
-/// The client's IP: the peer address, unless the peer is one of the
-/// `trusted` proxies; then `X-Forwarded-For` is read from the right (the
-/// hop the nearest proxy appended) and the first address that is not a
-/// trusted proxy is the client. What a client writes into the header
-/// itself sits to the left of that and is never taken. A hop that is not an
-/// address stops the walk at the last address a trusted proxy vouched for.
-pub fn client_ip(
-    trusted: &[ipnet::IpNet],
-    peer: Option<SocketAddr>,
-    headers: &HeaderMap,
-) -> IpAddr {
-    let peer = peer
-        .map(|p| p.ip().to_canonical())
-        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
-    if !is_trusted(&peer) {
-        return peer;
-    }
-    let hops: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .flat_map(|v| v.to_str().unwrap_or("").split(','))
-        .collect();
-    let mut client = peer;
-    for hop in hops.iter().rev() {
-        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
-            return client;
-        };
-        client = ip.to_canonical();
-        if !is_trusted(&client) {
-            return client;
-        }
-    }
-    client
-}
-
-#[cfg(test)]
-mod client_ip_tests {
-    use super::*;
-
-    fn xff(values: &[&str]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for v in values {
-            h.append("x-forwarded-for", v.parse().unwrap());
-        }
-        h
-    }
-
-    #[test]
-    fn only_trusted_proxies_are_believed_from_the_right() {
-        let trusted: Vec<ipnet::IpNet> = vec![
-            "10.0.0.0/8".parse().unwrap(),
-            "127.0.0.1/32".parse().unwrap(),
-        ];
-        let proxy = Some("10.1.2.3:443".parse().unwrap());
-        let stranger = Some("203.0.113.9:5000".parse().unwrap());
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        // Not from a proxy: the header is the client's own words.
-        assert_eq!(
-            client_ip(&trusted, stranger, &xff(&["198.51.100.1"])),
-            ip("203.0.113.9")
-        );
-        // From a proxy: the rightmost untrusted hop; a forged left part is ignored.
-        let h = xff(&["1.2.3.4, 198.51.100.7"]);
-        assert_eq!(client_ip(&trusted, proxy, &h), ip("198.51.100.7"));
-        // Through two proxies, and over two header lines.
-        let h = xff(&["1.2.3.4", "198.51.100.7, 10.9.9.9"]);
-        assert_eq!(client_ip(&trusted, proxy, &h), ip("198.51.100.7"));
-        // Garbage stops at the last vouched-for address.
-        let h = xff(&["198.51.100.7, not-an-ip, 10.9.9.9"]);
-        assert_eq!(client_ip(&trusted, proxy, &h), ip("10.9.9.9"));
-        // No header: the proxy itself.
-        assert_eq!(
-            client_ip(&trusted, proxy, &HeaderMap::new()),
-            ip("10.1.2.3")
-        );
-        // No trusted proxies configured: never read.
-        assert_eq!(client_ip(&[], proxy, &h), ip("10.1.2.3"));
-        // An IPv4-mapped peer counts as its IPv4 address.
-        let mapped = Some("[::ffff:10.1.2.3]:443".parse().unwrap());
-        assert_eq!(
-            client_ip(&trusted, mapped, &xff(&["198.51.100.7"])),
-            ip("198.51.100.7")
-        );
     }
 }

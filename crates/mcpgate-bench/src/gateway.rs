@@ -295,19 +295,25 @@ pub fn start_echo_http() -> Result<(Proc, String)> {
     Ok((p, format!("http://127.0.0.1:{port}{MCP_PATH}")))
 }
 
+/// Rate limits are on by default (600 calls per user and minute); the bench's one user
+/// calls far faster, so its upstreams raise them out of the way.
+const BENCH_RATE: u32 = 1_000_000_000;
+
 /// The `[[upstream]]` block for the echo upstream (policy: baseline `mcp:tools`, `echo`
-/// needs `mcp:echo`).
+/// needs `mcp:echo`; rate limits raised out of the way).
 pub fn echo_upstream_toml(name: &str, transport: &str) -> String {
     format!(
-        "[[upstream]]\nname = \"{name}\"\nscopes = [\"mcp:tools\"]\n{transport}\n[upstream.tools.echo]\nscopes = [\"mcp:echo\"]\n\n"
+        "[[upstream]]\nname = \"{name}\"\nscopes = [\"mcp:tools\"]\n{transport}\nrate_limit = {{ per_user_per_minute = {BENCH_RATE}, per_client_per_minute = {BENCH_RATE} }}\n[upstream.tools.echo]\nscopes = [\"mcp:echo\"]\n\n"
     )
 }
 
 /// The `[gateway]` settings of every bench gateway: enough sessions for the biggest run, audit
 /// as JSON lines to a file in the gateway's temp dir (no stdout, no store).
 pub fn gateway_toml(max_sessions: usize, audit_file: &std::path::Path) -> String {
+    // Every session of the run may be open at once, each with its own child.
+    let total = max_sessions.max(10_000);
     format!(
-        "[gateway]\nmax_sessions_per_user = {max_sessions}\nsession_idle_secs = 3600\n\n[gateway.audit]\nstdout = false\nstore = false\nfile = \"{}\"\n\n",
+        "[gateway]\nmax_sessions_per_user = {max_sessions}\nsession_idle_secs = 3600\n\n[gateway.limits]\nmax_sessions = {total}\nmax_children = {total}\n\n[gateway.audit]\nstdout = false\nstore = false\nfile = \"{}\"\n\n",
         audit_file.display()
     )
 }

@@ -65,6 +65,27 @@ pub struct GatewayFile {
     /// or `"none"` (development and conformance testing only: loopback,
     /// plain http, every request is the anonymous principal).
     pub authentication: Option<Authentication>,
+    /// `[gateway.limits]`: what the gateway holds at once, and how many
+    /// refused tokens one client address may present.
+    #[serde(default)]
+    pub limits: LimitsFile,
+}
+
+/// `[gateway.limits]`. Every field has a default; each must be at least 1.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Sessions on all upstreams together (default 10000).
+    pub max_sessions: Option<usize>,
+    /// stdio child processes together: per session, per user and shared (default 256).
+    pub max_children: Option<usize>,
+    /// Open GET streams (standalone and resumed) together (default 1000).
+    pub max_streams: Option<usize>,
+    /// Open GET streams of one user (issuer, subject) (default 8).
+    pub max_streams_per_user: Option<usize>,
+    /// Tokens the gateway may refuse from one client address per minute
+    /// before it stops checking that address's tokens for a while (default 120).
+    pub refused_tokens_per_ip_per_minute: Option<u32>,
 }
 
 /// `[gateway] authentication`.
@@ -377,7 +398,8 @@ pub struct UpstreamConfig {
     pub scope_implies: BTreeMap<String, ScopeSet>,
     pub list: ListMode,
     pub shared: bool,
-    pub rate_limit: Option<RateLimit>,
+    /// Per user and per client; [`DEFAULT_RATE_LIMIT`] unless configured.
+    pub rate_limit: RateLimit,
     pub allowed_origins: Vec<String>,
     pub timeout: Duration,
 }
@@ -390,6 +412,37 @@ pub struct AuditConfig {
     /// How long store rows are kept; `None` keeps them forever.
     pub retain: Option<Duration>,
 }
+
+/// `[gateway.limits]`, validated. Over a limit the gateway refuses: 503
+/// with `Retry-After` when the gateway as a whole is full, 429 with
+/// `Retry-After` when one user or one address has had its share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceLimits {
+    pub max_sessions: usize,
+    pub max_children: usize,
+    pub max_streams: usize,
+    pub max_streams_per_user: usize,
+    pub refused_tokens_per_ip_per_minute: u32,
+}
+
+impl Default for ResourceLimits {
+    fn default() -> Self {
+        Self {
+            max_sessions: 10_000,
+            max_children: 256,
+            max_streams: 1000,
+            max_streams_per_user: 8,
+            refused_tokens_per_ip_per_minute: 120,
+        }
+    }
+}
+
+/// The rate limit of an upstream without a `rate_limit` table: limits are on
+/// unless the operator widens them.
+pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit {
+    per_user_per_minute: 600,
+    per_client_per_minute: 6000,
+};
 
 /// Default `[gateway.audit] retain_days`.
 pub const DEFAULT_AUDIT_RETAIN_DAYS: u32 = 90;
@@ -423,6 +476,11 @@ pub struct GatewaySettings {
     /// Paths no stdio child's sandbox may open (mcpgate's data dir, database,
     /// config file); a rule that contains one refuses to start.
     pub protected_paths: Vec<PathBuf>,
+    /// `[gateway.limits]`.
+    pub limits: ResourceLimits,
+    /// Proxies whose `X-Forwarded-For` names the client address for the
+    /// per-address limit (`authorization_server.trusted_proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// A validated `[[gateway.trusted_issuer]]`.
@@ -459,12 +517,48 @@ impl GatewaySettings {
             advertise_own_issuer: true,
             authentication: Authentication::Bearer,
             protected_paths: Vec::new(),
+            limits: ResourceLimits::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 
     pub fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
         self.upstreams.iter().find(|u| u.name == name)
     }
+}
+
+/// `[gateway.limits]`: defaults for what is not set; zero is refused.
+fn limits(l: &LimitsFile) -> Result<ResourceLimits, ConfigError> {
+    let d = ResourceLimits::default();
+    let at_least_one = |field: &str, v: Option<usize>, default: usize| match v {
+        Some(0) => Err(err(
+            format!("gateway.limits.{field}"),
+            "must be at least 1 (raise it to widen the limit)",
+        )),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    };
+    let refused = match l.refused_tokens_per_ip_per_minute {
+        Some(0) => {
+            return Err(err(
+                "gateway.limits.refused_tokens_per_ip_per_minute",
+                "must be at least 1 (raise it to widen the limit)",
+            ));
+        }
+        Some(v) => v,
+        None => d.refused_tokens_per_ip_per_minute,
+    };
+    Ok(ResourceLimits {
+        max_sessions: at_least_one("max_sessions", l.max_sessions, d.max_sessions)?,
+        max_children: at_least_one("max_children", l.max_children, d.max_children)?,
+        max_streams: at_least_one("max_streams", l.max_streams, d.max_streams)?,
+        max_streams_per_user: at_least_one(
+            "max_streams_per_user",
+            l.max_streams_per_user,
+            d.max_streams_per_user,
+        )?,
+        refused_tokens_per_ip_per_minute: refused,
+    })
 }
 
 /// `{public_url}/mcp/{name}`.
@@ -708,6 +802,7 @@ pub fn validate(
         }
         s.max_sessions_per_user = v;
     }
+    s.limits = limits(&g.limits)?;
     if let Some(v) = g.max_message_bytes {
         if !(1024..=64 * 1024 * 1024).contains(&v) {
             return Err(err(
@@ -978,17 +1073,24 @@ pub fn validate(
             }
         };
         let rate_limit = match &u.rate_limit {
-            None => None,
+            None => DEFAULT_RATE_LIMIT,
             Some(r) => {
-                let pu = r.per_user_per_minute.unwrap_or(600);
-                let pc = r.per_client_per_minute.unwrap_or(6000);
+                let pu = r
+                    .per_user_per_minute
+                    .unwrap_or(DEFAULT_RATE_LIMIT.per_user_per_minute);
+                let pc = r
+                    .per_client_per_minute
+                    .unwrap_or(DEFAULT_RATE_LIMIT.per_client_per_minute);
                 if pu == 0 || pc == 0 {
-                    return Err(err(f("rate_limit"), "limits must be at least 1 per minute"));
+                    return Err(err(
+                        f("rate_limit"),
+                        "limits must be at least 1 per minute (raise them to widen)",
+                    ));
                 }
-                Some(RateLimit {
+                RateLimit {
                     per_user_per_minute: pu,
                     per_client_per_minute: pc,
-                })
+                }
             }
         };
         s.upstreams.push(UpstreamConfig {
@@ -1321,13 +1423,43 @@ rate_limit = { per_user_per_minute = 10 }
         assert_eq!(e.field, "upstream[0].prompts.p.scopes");
         let w = s.upstream("web").unwrap();
         assert!(matches!(w.auth, UpstreamAuth::Header { .. }));
-        assert_eq!(w.rate_limit.unwrap().per_user_per_minute, 10);
+        assert_eq!(w.rate_limit.per_user_per_minute, 10);
+        assert_eq!(w.rate_limit.per_client_per_minute, 6000);
+        // Limits are on without a table.
+        assert_eq!(n.rate_limit, DEFAULT_RATE_LIMIT);
+        assert_eq!(s.limits, ResourceLimits::default());
         assert_eq!(s.allowed_origins, vec!["https://app.example".to_string()]);
         assert_eq!(s.audit.retain, Some(Duration::from_secs(90 * 86_400)));
         let s = parse("[gateway.audit]\nretain_days = 0\n").unwrap();
         assert_eq!(s.audit.retain, None);
         let s = parse("[gateway.audit]\nretain_days = 7\n").unwrap();
         assert_eq!(s.audit.retain, Some(Duration::from_secs(7 * 86_400)));
+    }
+
+    #[test]
+    fn limits_default_widen_and_refuse_zero() {
+        let s = parse("[gateway.limits]\nmax_sessions = 3\nmax_streams_per_user = 2\n").unwrap();
+        assert_eq!(s.limits.max_sessions, 3);
+        assert_eq!(s.limits.max_streams_per_user, 2);
+        assert_eq!(
+            s.limits.max_children,
+            ResourceLimits::default().max_children
+        );
+        for field in [
+            "max_sessions",
+            "max_children",
+            "max_streams",
+            "max_streams_per_user",
+            "refused_tokens_per_ip_per_minute",
+        ] {
+            let e = parse(&format!("[gateway.limits]\n{field} = 0\n")).unwrap_err();
+            assert_eq!(e.field, format!("gateway.limits.{field}"));
+            assert!(e.message.contains("raise it"), "{}", e.message);
+        }
+        let e = parse("[gateway.limits]\nmax_session = 3\n").unwrap_err();
+        assert!(e.message.contains("unknown field"), "{}", e.message);
+        let e = parse("[[upstream]]\nname = \"a\"\nstdio = { command = \"x\" }\nrate_limit = { per_user_per_minute = 0 }\n").unwrap_err();
+        assert_eq!(e.field, "upstream[0].rate_limit");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! See `docs/architecture.md` ("Gateway request path").
 
 pub mod audit;
+pub mod capacity;
 pub mod config;
 pub mod jsonrpc;
 mod mcp;
@@ -107,7 +108,7 @@ pub(crate) struct Upstream {
     pub auth: Arc<dyn Authenticate>,
     pub prm_url: String,
     pub transport: Arc<dyn transport::Transport>,
-    pub limits: Option<Limits>,
+    pub limits: Limits,
     pub origin: OriginPolicy,
     pub metrics: crate::metrics::RequestMetrics,
 }
@@ -117,6 +118,7 @@ pub(crate) struct Inner {
     pub upstreams: HashMap<String, Arc<Upstream>>,
     pub sessions: Sessions,
     pub children: Children,
+    pub capacity: capacity::Capacity,
     pub audit: Audit,
     pub authorization_servers: Vec<String>,
     pub request_ids: audit::RequestIds,
@@ -259,7 +261,7 @@ impl Gateway {
                     auth,
                     prm_url: prm_url(&u.resource),
                     transport,
-                    limits: u.rate_limit.map(Limits::new),
+                    limits: Limits::new(u.rate_limit),
                     origin: OriginPolicy::new(
                         &settings.public_url,
                         &origins,
@@ -284,6 +286,7 @@ impl Gateway {
                 deps.rng.clone(),
             ),
             children: Children::default(),
+            capacity: capacity::Capacity::new(settings.limits),
             audit,
             authorization_servers: deps.authorization_servers,
             request_ids: audit::RequestIds::new(deps.rng.as_ref()),
@@ -481,9 +484,8 @@ async fn housekeeping(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
             tokio::spawn(async move { i.purge_audit().await });
         }
         for u in i.upstreams.values() {
-            if let Some(l) = &u.limits {
-                l.shrink();
-            }
+            u.limits.shrink();
         }
+        i.capacity.shrink();
     }
 }

@@ -22,6 +22,7 @@ use mcpgate_guard::Principal;
 use mcpgate_store::AuditRecord;
 use serde_json::Value;
 
+use crate::capacity;
 use crate::jsonrpc::{self, Envelope, Kind};
 use crate::origin;
 use crate::policy::{self, Decision};
@@ -121,9 +122,9 @@ pub(crate) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 async fn admit(
     gw: &Gateway,
     name: &str,
-    headers: &HeaderMap,
-    query: Option<&str>,
+    parts: &http::request::Parts,
 ) -> Result<(Ctx, Principal), Response> {
+    let headers = &parts.headers;
     let Some(up) = gw.0.upstreams.get(name).cloned() else {
         return Err(no_such_endpoint());
     };
@@ -146,14 +147,31 @@ async fn admit(
         };
         return Err(ctx.refuse(r, None));
     }
-    let p = match up.auth.authenticate(headers, query).await {
+    // An address that keeps presenting tokens the gateway refuses (each a
+    // signature check) is not heard for a while.
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let ip = mcpgate_net::forwarded::client_ip(&gw.0.settings.trusted_proxies, peer, headers);
+    if let Err(retry_after) = gw.0.capacity.may_present_token(ip) {
+        let r = Refusal::RateLimited {
+            reason: "address_refused_tokens",
+            retry_after,
+        };
+        return Err(ctx.refuse(r, None));
+    }
+    let p = match up.auth.authenticate(headers, parts.uri.query()).await {
         Ok(p) => p,
-        Err(ch) => return Err(ctx.refuse(Refusal::Challenge(ch), None)),
+        Err(ch) => {
+            if matches!(ch, mcpgate_guard::Challenge::InvalidToken(_)) {
+                gw.0.capacity.token_refused(ip);
+            }
+            return Err(ctx.refuse(Refusal::Challenge(ch), None));
+        }
     };
     ctx.principal = Some(p.clone());
-    if let Some(l) = &up.limits
-        && let Err((reason, retry_after)) = l.check(&p)
-    {
+    if let Err((reason, retry_after)) = up.limits.check(&p) {
         return Err(ctx.refuse(
             Refusal::RateLimited {
                 reason,
@@ -204,7 +222,7 @@ pub(crate) async fn post(
     req: Request,
 ) -> Response {
     let (parts, body) = req.into_parts();
-    let (mut ctx, p) = match admit(&gw, &name, &parts.headers, parts.uri.query()).await {
+    let (mut ctx, p) = match admit(&gw, &name, &parts).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -287,6 +305,8 @@ async fn post_phases(
 /// principal, when the upstream accepted.
 async fn initialize(call: &Call<'_>, env: &Envelope) -> Forward {
     let gw = &call.ctx.gw.0;
+    // The place is taken before the upstream starts anything for it.
+    let slot = gw.capacity.session().map_err(Refusal::AtCapacity)?;
     let id = gw.sessions.mint_id();
     let Started {
         answer,
@@ -301,6 +321,7 @@ async fn initialize(call: &Call<'_>, env: &Envelope) -> Forward {
         &call.ctx.up.cfg.name,
         Owner::of(call.p),
         backend,
+        slot,
     );
     if let Some(e) = evicted {
         gw.end_session(&e);
@@ -420,7 +441,7 @@ pub(crate) async fn get(
     req: Request,
 ) -> Response {
     let (parts, _) = req.into_parts();
-    let (mut ctx, p) = match admit(&gw, &name, &parts.headers, parts.uri.query()).await {
+    let (mut ctx, p) = match admit(&gw, &name, &parts).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -438,7 +459,16 @@ async fn get_phases(
 ) -> Result<(Response, Forwarded), Refusal> {
     let call = Call { ctx, p, headers };
     let s = session_of(&call)?;
-    ctx.up.transport.open_stream(&call, &s).await
+    let slot = ctx.gw.0.capacity.stream(p).map_err(|e| match e {
+        capacity::StreamRefused::Full => Refusal::AtCapacity(capacity::Full::Streams),
+        capacity::StreamRefused::UserShare => Refusal::RateLimited {
+            reason: "user_stream_limit",
+            retry_after: capacity::FULL_RETRY_AFTER,
+        },
+    })?;
+    let (resp, how) = ctx.up.transport.open_stream(&call, &s).await?;
+    // The stream holds its place until the client or the upstream ends it.
+    Ok((resp.map(|b| capacity::hold(b, slot)), how))
 }
 
 /// DELETE ends the session: the upstream session is deleted, or the
@@ -449,7 +479,7 @@ pub(crate) async fn delete(
     req: Request,
 ) -> Response {
     let (parts, _) = req.into_parts();
-    let (mut ctx, p) = match admit(&gw, &name, &parts.headers, parts.uri.query()).await {
+    let (mut ctx, p) = match admit(&gw, &name, &parts).await {
         Ok(x) => x,
         Err(r) => return r,
     };

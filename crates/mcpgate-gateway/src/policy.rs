@@ -397,7 +397,7 @@ mod tests {
             scope_implies: BTreeMap::new(),
             list,
             shared: false,
-            rate_limit: None,
+            rate_limit: crate::config::DEFAULT_RATE_LIMIT,
             allowed_origins: vec![],
             timeout: Duration::from_secs(1),
         }

@@ -14,6 +14,7 @@ use mcpgate_guard::{Challenge, challenge_response};
 use mcpgate_types::ScopeSet;
 use serde_json::{Value, json};
 
+use crate::capacity::{FULL_RETRY_AFTER, Full};
 use crate::jsonrpc::{ParseError, codes};
 use crate::outbound::StateRefusal;
 use crate::policy::ItemKind;
@@ -32,7 +33,11 @@ pub enum Refusal {
     /// The guard's challenge: no token, a bad one (401 / 400) or too little
     /// scope (403 `insufficient_scope`, a step-up).
     Challenge(Challenge),
-    /// A per-user or per-client rate limit (`reason` names which).
+    /// The gateway holds all the sessions, children or streams it may
+    /// (`[gateway.limits]`): 503 with `Retry-After`.
+    AtCapacity(Full),
+    /// A per-user or per-client rate limit, a user's share of streams, or
+    /// an address benched for refused tokens (`reason` names which).
     RateLimited {
         reason: &'static str,
         retry_after: Duration,
@@ -108,7 +113,7 @@ impl Refusal {
                 StatusCode::NOT_FOUND
             }
             Refusal::MethodRemoved => StatusCode::NOT_FOUND,
-            Refusal::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::ShuttingDown | Refusal::AtCapacity(_) => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::ForeignOrigin | Refusal::Denied { .. } | Refusal::NotEntitled { .. } => {
                 StatusCode::FORBIDDEN
             }
@@ -142,6 +147,7 @@ impl Refusal {
             | Refusal::UpstreamSessionGone => codes::INVALID_REQUEST,
             Refusal::Challenge(_) => mcpgate_guard::AUTH_ERROR_CODE,
             Refusal::ShuttingDown
+            | Refusal::AtCapacity(_)
             | Refusal::ForeignOrigin
             | Refusal::ForeignHost
             | Refusal::RateLimited { .. }
@@ -165,6 +171,11 @@ impl Refusal {
             Refusal::Challenge(ch) => {
                 return Cow::Owned(mcpgate_guard::challenge::message(ch).to_string());
             }
+            Refusal::AtCapacity(Full::Sessions) => "the gateway holds all the sessions it may",
+            Refusal::AtCapacity(Full::Children) => {
+                "the gateway runs all the server processes it may"
+            }
+            Refusal::AtCapacity(Full::Streams) => "the gateway holds all the streams it may",
             Refusal::RateLimited { .. } => "rate limit exceeded",
             Refusal::UnsupportedVersion { .. } => "unsupported MCP-Protocol-Version",
             Refusal::TooLarge => "message too large",
@@ -203,7 +214,7 @@ impl Refusal {
         match self {
             Refusal::Challenge(Challenge::InsufficientScope { .. }) => "step_up",
             Refusal::Challenge(_) => "unauthenticated",
-            Refusal::RateLimited { .. } => "rate_limited",
+            Refusal::RateLimited { .. } | Refusal::AtCapacity(_) => "rate_limited",
             Refusal::Upstream { .. } | Refusal::UpstreamSessionGone => "error",
             Refusal::NoSuchEndpoint
             | Refusal::ShuttingDown
@@ -238,6 +249,7 @@ impl Refusal {
             Refusal::Challenge(Challenge::InvalidRequest(_)) => "invalid_request",
             Refusal::Challenge(Challenge::InsufficientScope { .. }) => "insufficient_scope",
             Refusal::RateLimited { reason, .. } => reason,
+            Refusal::AtCapacity(full) => full.reason(),
             Refusal::UnsupportedVersion { .. } => "unsupported_protocol_version",
             Refusal::TooLarge => "too_large",
             Refusal::Malformed(_) | Refusal::InvalidParams(_) => "malformed",
@@ -290,9 +302,13 @@ impl Refusal {
                 let h = r.headers_mut();
                 match self {
                     Refusal::RateLimited { retry_after, .. } => {
-                        let secs =
-                            retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-                        h.insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+                        h.insert(http::header::RETRY_AFTER, retry_after_secs(*retry_after));
+                    }
+                    Refusal::AtCapacity(_) => {
+                        h.insert(
+                            http::header::RETRY_AFTER,
+                            retry_after_secs(FULL_RETRY_AFTER),
+                        );
                     }
                     Refusal::MethodNotAllowed => {
                         h.insert(http::header::ALLOW, HeaderValue::from_static("POST"));
@@ -303,6 +319,12 @@ impl Refusal {
             }
         }
     }
+}
+
+/// Whole seconds, rounded up, at least 1.
+fn retry_after_secs(d: Duration) -> HeaderValue {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    HeaderValue::from(secs.max(1))
 }
 
 #[cfg(test)]
@@ -330,6 +352,13 @@ mod tests {
                 reason: "user_rate_limit",
                 retry_after: Duration::from_millis(1500),
             },
+            Refusal::RateLimited {
+                reason: "address_refused_tokens",
+                retry_after: Duration::from_millis(200),
+            },
+            Refusal::AtCapacity(Full::Sessions),
+            Refusal::AtCapacity(Full::Children),
+            Refusal::AtCapacity(Full::Streams),
             Refusal::UnsupportedVersion {
                 requested: "1999-01-01".into(),
             },
@@ -366,6 +395,7 @@ mod tests {
                 | Refusal::ForeignOrigin
                 | Refusal::ForeignHost
                 | Refusal::Challenge(_)
+                | Refusal::AtCapacity(_)
                 | Refusal::RateLimited { .. }
                 | Refusal::UnsupportedVersion { .. }
                 | Refusal::TooLarge

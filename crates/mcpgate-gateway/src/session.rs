@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use mcpgate_guard::Principal;
 use mcpgate_jose::Rng;
 
+use crate::capacity::Slot;
 use crate::upstream::stdio::StdioChild;
 
 /// Who a session belongs to, from the validated token.
@@ -57,6 +58,8 @@ pub struct Session {
     pub owner: Owner,
     backend: Box<dyn Backend>,
     last_used: Mutex<Instant>,
+    /// Its place under `max_sessions`, freed when the last handle is dropped.
+    _slot: Slot,
 }
 
 impl Session {
@@ -110,6 +113,7 @@ impl Sessions {
         upstream: &str,
         owner: Owner,
         backend: Box<dyn Backend>,
+        slot: Slot,
     ) -> (Arc<Session>, Option<Arc<Session>>) {
         let s = Arc::new(Session {
             id: id.clone(),
@@ -117,6 +121,7 @@ impl Sessions {
             owner,
             backend,
             last_used: Mutex::new(Instant::now()),
+            _slot: slot,
         });
         let mut map = self.map.lock().expect("sessions lock");
         let mut mine: Vec<&Arc<Session>> = map
@@ -350,6 +355,12 @@ mod tests {
         Box::new(Nothing)
     }
 
+    fn slot() -> Slot {
+        crate::capacity::Capacity::new(crate::config::ResourceLimits::default())
+            .session()
+            .unwrap()
+    }
+
     #[test]
     fn ids_are_long_visible_ascii_and_distinct() {
         let s = Sessions::new(Duration::from_secs(60), 4, Arc::new(SystemRng::new()));
@@ -363,7 +374,7 @@ mod tests {
     fn bound_to_owner_and_upstream() {
         let s = Sessions::new(Duration::from_secs(60), 4, Arc::new(SystemRng::new()));
         let id = s.mint_id();
-        s.insert(id.clone(), "a", Owner::of(&p("alice", "c")), http());
+        s.insert(id.clone(), "a", Owner::of(&p("alice", "c")), http(), slot());
         assert!(s.get(&id, "a", &p("alice", "c")).is_some());
         assert!(s.get(&id, "a", &p("bob", "c")).is_none());
         assert!(s.get(&id, "a", &p("alice", "other-client")).is_none());
@@ -376,11 +387,11 @@ mod tests {
     #[test]
     fn cap_evicts_least_recently_used() {
         let s = Sessions::new(Duration::from_secs(60), 2, Arc::new(SystemRng::new()));
-        let (a, _) = s.insert("a".into(), "u", Owner::of(&p("alice", "c")), http());
+        let (a, _) = s.insert("a".into(), "u", Owner::of(&p("alice", "c")), http(), slot());
         std::thread::sleep(Duration::from_millis(5));
-        s.insert("b".into(), "u", Owner::of(&p("alice", "c")), http());
-        s.insert("x".into(), "u", Owner::of(&p("bob", "c")), http());
-        let (_, evicted) = s.insert("c".into(), "u", Owner::of(&p("alice", "c")), http());
+        s.insert("b".into(), "u", Owner::of(&p("alice", "c")), http(), slot());
+        s.insert("x".into(), "u", Owner::of(&p("bob", "c")), http(), slot());
+        let (_, evicted) = s.insert("c".into(), "u", Owner::of(&p("alice", "c")), http(), slot());
         assert_eq!(evicted.unwrap().id, a.id);
         assert_eq!(s.len(), 3);
     }
@@ -388,7 +399,7 @@ mod tests {
     #[test]
     fn idle_sessions_expire() {
         let s = Sessions::new(Duration::from_millis(1), 2, Arc::new(SystemRng::new()));
-        s.insert("a".into(), "u", Owner::of(&p("alice", "c")), http());
+        s.insert("a".into(), "u", Owner::of(&p("alice", "c")), http(), slot());
         std::thread::sleep(Duration::from_millis(10));
         assert!(s.get("a", "u", &p("alice", "c")).is_none());
         assert_eq!(s.take_expired().len(), 1);

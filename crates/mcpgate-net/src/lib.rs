@@ -20,6 +20,7 @@
 
 pub mod error;
 pub mod fetcher;
+pub mod forwarded;
 pub mod ip;
 pub mod policy;
 pub mod resolve;

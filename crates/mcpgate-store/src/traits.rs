@@ -54,6 +54,11 @@ pub trait ClientStore: Send + Sync {
     /// Number of dynamically registered clients created at or after `since`
     /// (for registration rate limits and caps).
     async fn count_dynamic_clients_since(&self, since: i64) -> StoreResult<u64>;
+    /// Deletes Client ID Metadata Document clients whose cached document
+    /// expired before `before` and that nobody uses: no consent, no refresh
+    /// family, no authorization code. Returns how many. (A flood of distinct
+    /// document URLs leaves no rows behind; a client in use is refetched.)
+    async fn purge_unused_metadata_clients(&self, before: i64) -> StoreResult<u64>;
 }
 
 #[async_trait]
@@ -183,6 +188,10 @@ pub trait RefreshTokenStore: Send + Sync {
         client_id: &str,
         now: i64,
     ) -> StoreResult<u64>;
+    /// Deletes families (with their tokens) that expired before `before`,
+    /// revoked or not; returns how many. Their tokens can no longer be
+    /// refreshed, and reuse of one is then simply unknown.
+    async fn purge_families(&self, before: i64) -> StoreResult<u64>;
     /// Live (unrevoked, unexpired at `now`) families, optionally for one user.
     async fn list_families(
         &self,

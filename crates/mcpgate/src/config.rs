@@ -28,6 +28,9 @@ pub struct ConfigError {
 pub struct FileConfig {
     pub public_url: Option<toml::Spanned<String>>,
     pub listen: Option<toml::Spanned<String>>,
+    /// Client connections served at once on the main listener (default 10000);
+    /// more wait in the kernel's accept queue.
+    pub max_connections: Option<usize>,
     pub data_dir: Option<PathBuf>,
     pub trust_forwarded_proto: Option<bool>,
     pub master_key: Option<String>,
@@ -146,6 +149,12 @@ pub struct CimdFile {
     pub allow_http_loopback: Option<bool>,
     pub max_cache_secs: Option<i64>,
     pub min_cache_secs: Option<i64>,
+    /// Only documents on these hosts (`host` or `*.domain`).
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Never documents on these hosts (same forms).
+    pub denied_hosts: Option<Vec<String>>,
+    pub fetches_per_host_per_minute: Option<u32>,
+    pub fetches_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -154,6 +163,8 @@ pub struct LoginFile {
     pub per_account: Option<u32>,
     pub per_ip: Option<u32>,
     pub window_secs: Option<u64>,
+    /// Password hashes at once (default: one per core).
+    pub max_concurrent_hashes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -212,11 +223,16 @@ pub struct ConfigClient {
     pub spec: mcpgate_authz::admin::ClientSpec,
 }
 
+/// Default `max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
 /// The validated runtime configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub source: String,
     pub listen: SocketAddr,
+    /// Connections served at once (`max_connections`).
+    pub max_connections: usize,
     pub data_dir: PathBuf,
     pub tls: TlsConfig,
     pub trust_forwarded_proto: bool,
@@ -639,6 +655,8 @@ impl Validator<'_> {
                 },
             });
         }
+        // One listener, one notion of who the client is.
+        gateway.trusted_proxies = authz.trusted_proxies.clone();
         // What no stdio child's sandbox may open: mcpgate's own files.
         gateway.protected_paths.push(data_dir.clone());
         if let StoreConfig::Sqlite(p, _) = &store {
@@ -653,9 +671,15 @@ impl Validator<'_> {
         if self.source != EMBEDDED {
             gateway.protected_paths.push(PathBuf::from(self.source));
         }
+        let max_connections = match f.max_connections {
+            Some(0) => return Err(self.err("max_connections", "must be at least 1")),
+            Some(n) => n,
+            None => DEFAULT_MAX_CONNECTIONS,
+        };
         Ok(Config {
             source: self.source.to_string(),
             listen,
+            max_connections,
             data_dir,
             tls,
             trust_forwarded_proto,
@@ -904,9 +928,71 @@ impl Validator<'_> {
             24 * 3600,
         )?
         .min(s.cimd.max_cache_secs);
+        for (field, list, out) in [
+            (
+                "allowed_hosts",
+                &a.cimd.allowed_hosts,
+                &mut s.cimd.allowed_hosts,
+            ),
+            (
+                "denied_hosts",
+                &a.cimd.denied_hosts,
+                &mut s.cimd.denied_hosts,
+            ),
+        ] {
+            for h in list.iter().flatten() {
+                let bare = h.strip_prefix("*.").unwrap_or(h);
+                let ok = !bare.is_empty()
+                    && bare.len() <= 253
+                    && !bare.starts_with('.')
+                    && !bare.ends_with('.')
+                    && bare
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+                if !ok {
+                    return Err(self.err(
+                        &format!("authorization_server.cimd.{field}"),
+                        format!("{h:?} is not a host name or *.domain (letters, digits, - and ., no scheme or port)"),
+                    ));
+                }
+                out.push(h.to_ascii_lowercase());
+            }
+        }
+        for (field, v, out) in [
+            (
+                "fetches_per_host_per_minute",
+                a.cimd.fetches_per_host_per_minute,
+                &mut s.cimd.fetches_per_host_per_minute,
+            ),
+            (
+                "fetches_per_minute",
+                a.cimd.fetches_per_minute,
+                &mut s.cimd.fetches_per_minute,
+            ),
+        ] {
+            match v {
+                Some(0) => {
+                    return Err(self.err(
+                        &format!("authorization_server.cimd.{field}"),
+                        "must be at least 1 (set enabled = false to turn documents off)",
+                    ));
+                }
+                Some(n) => *out = n,
+                None => {}
+            }
+        }
         s.login.per_account = a.login.per_account.unwrap_or(5).max(1);
         s.login.per_ip = a.login.per_ip.unwrap_or(20).max(1);
         s.login.window_secs = a.login.window_secs.unwrap_or(60).max(1);
+        if let Some(n) = a.login.max_concurrent_hashes {
+            if n == 0 {
+                return Err(self.err(
+                    "authorization_server.login.max_concurrent_hashes",
+                    "must be at least 1",
+                ));
+            }
+            s.login.max_concurrent_hashes = n;
+        }
         Ok(s)
     }
 }
@@ -1063,6 +1149,51 @@ mod tests {
     }
 
     #[test]
+    fn limits_have_defaults_and_refuse_zero() {
+        let c = load_str("").unwrap();
+        assert_eq!(c.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert!(c.authz.login.max_concurrent_hashes >= 1);
+        assert_eq!(c.authz.cimd.fetches_per_host_per_minute, 10);
+        let c = load_str(
+            "max_connections = 50
+[authorization_server.login]
+max_concurrent_hashes = 3
+[authorization_server.cimd]
+allowed_hosts = [\"*.Apps.example\"]
+denied_hosts = [\"bad.apps.example\"]
+fetches_per_minute = 7
+",
+        )
+        .unwrap();
+        assert_eq!(c.max_connections, 50);
+        assert_eq!(c.authz.login.max_concurrent_hashes, 3);
+        assert_eq!(c.authz.cimd.allowed_hosts, ["*.apps.example"]);
+        assert_eq!(c.authz.cimd.fetches_per_minute, 7);
+        for (toml, field) in [
+            ("max_connections = 0\n", "max_connections"),
+            (
+                "[authorization_server.login]\nmax_concurrent_hashes = 0\n",
+                "authorization_server.login.max_concurrent_hashes",
+            ),
+            (
+                "[authorization_server.cimd]\nfetches_per_host_per_minute = 0\n",
+                "authorization_server.cimd.fetches_per_host_per_minute",
+            ),
+            (
+                "[authorization_server.cimd]\nallowed_hosts = [\"https://x.example\"]\n",
+                "authorization_server.cimd.allowed_hosts",
+            ),
+            (
+                "[authorization_server.cimd]\ndenied_hosts = [\"*.\"]\n",
+                "authorization_server.cimd.denied_hosts",
+            ),
+        ] {
+            let e = load_str(toml).unwrap_err();
+            assert_eq!(e.field, field, "{toml}: {e}");
+        }
+    }
+
+    #[test]
     fn trusted_proxies() {
         let c = load_str(
             "[authorization_server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"::1\"]\n",
@@ -1075,6 +1206,8 @@ mod tests {
             .map(|n| n.to_string())
             .collect();
         assert_eq!(nets, ["10.0.0.0/8", "192.0.2.7/32", "::1/128"]);
+        // The gateway counts clients by the same proxies.
+        assert_eq!(c.gateway.trusted_proxies, c.authz.trusted_proxies);
         let e =
             load_str("[authorization_server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n").unwrap_err();
         assert_eq!(e.field, "authorization_server.trusted_proxies");

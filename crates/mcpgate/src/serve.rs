@@ -289,7 +289,7 @@ pub async fn serve(
                 .with_context(|| format!("binding the metrics listener {addr}"))?;
             tracing::info!(%addr, "metrics listening (http)");
             let app = gateway.ops_router(access);
-            Some(tokio::spawn(serve_connections(listener, app)))
+            Some(tokio::spawn(serve_connections(listener, app, 64)))
         }
         None => None,
     };
@@ -315,7 +315,7 @@ pub async fn serve(
             let listener = listener.tap_io(|tcp| {
                 let _ = tcp.set_nodelay(true);
             });
-            serve_connections(listener, app).await;
+            serve_connections(listener, app, rt.config.max_connections).await;
         }
         tls => {
             let acceptor = TlsAcceptor::from(Arc::new(tls_config(tls)?));
@@ -323,7 +323,12 @@ pub async fn serve(
             if let Some(tx) = ready {
                 let _ = tx.send(addr);
             }
-            serve_connections(TlsListener::new(listener, acceptor), app).await;
+            serve_connections(
+                TlsListener::new(listener, acceptor),
+                app,
+                rt.config.max_connections,
+            )
+            .await;
         }
     }
     maintenance.abort();
@@ -356,7 +361,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// the header-read and idle timeouts above (which `axum::serve` cannot
 /// set), the peer address as `ConnectInfo`, and on SIGINT/SIGTERM a
 /// graceful shutdown bounded by [`DRAIN_TIMEOUT`].
-async fn serve_connections<L>(mut listener: L, app: axum::Router)
+async fn serve_connections<L>(mut listener: L, app: axum::Router, max_connections: usize)
 where
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
@@ -372,11 +377,20 @@ where
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
+    // At most `max_connections` are served; the next is accepted when one
+    // closes (until then it waits in the kernel's queue).
+    let places = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    metrics::gauge!("mcpgate_connections_limit").set(max_connections as f64);
     loop {
+        let place = tokio::select! {
+            p = places.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         let (io, peer) = tokio::select! {
             conn = listener.accept() => conn,
             () = &mut shutdown => break,
         };
+        metrics::gauge!("mcpgate_connections_open").increment(1.0);
         let activity = Arc::new(Activity::new());
         let svc = {
             let (app, activity) = (app.clone(), activity.clone());
@@ -423,6 +437,8 @@ where
                     }
                 }
             }
+            metrics::gauge!("mcpgate_connections_open").decrement(1.0);
+            drop(place);
         });
     }
     // Stop accepting, then let open connections finish their requests.

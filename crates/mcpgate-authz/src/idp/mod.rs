@@ -131,10 +131,20 @@ pub async fn start(
     // The authorization request this sign-in continues, checked again
     // (client_id and exact redirect_uri first) and bound into the state.
     let request: Vec<(String, String)> = match return_to.split_once('?') {
-        Some((_, q)) => match authorize::validate(&app, &Params::parse(q.as_bytes())).await {
-            Ok(v) => v.params,
-            Err(f) => return f.into_response(&app),
-        },
+        Some((_, q)) => {
+            // Nobody is signed in yet: a metadata-document client not cached
+            // is fetched (and the request checked in full) only when the user
+            // is back at /oauth/authorize signed in.
+            let params = Params::parse(q.as_bytes());
+            match authorize::validate(&app, &params, authorize::Fetch::CacheOnly).await {
+                Ok(v) => v.params,
+                Err(authorize::Failure::SignInFirst) => params
+                    .pairs()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                Err(f) => return f.into_response(&app),
+            }
+        }
         None => Vec::new(),
     };
     let d = match upstream::discover(&app, &provider, false).await {

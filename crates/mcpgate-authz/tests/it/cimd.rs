@@ -25,6 +25,10 @@ pub fn trials() -> Vec<Trial> {
         cimd_http_off_loopback_is_not_a_cimd_client,
         cimd_document_is_cached_then_refetched,
         cimd_disabled_override_refuses_http_loopback,
+        cimd_document_is_fetched_only_after_sign_in,
+        cimd_token_endpoint_never_fetches,
+        cimd_domain_policy_refuses_cached_and_new_documents,
+        cimd_fetches_are_rate_limited_per_host,
     ]
 }
 
@@ -83,7 +87,12 @@ async fn cimd_document_client_id_mismatch_is_an_error_page() {
     )
     .await;
     let req = AuthRequest::new(&doc2.client_id, CIMD_REDIRECT, SCOPES, &as_.resource);
-    assert_error_page(&Browser::new().get(&req.url(&as_.issuer)).await, 400);
+    assert_error_page(
+        &Browser::new()
+            .authorize_as(&as_.issuer, &req.url(&as_.issuer), USER)
+            .await,
+        400,
+    );
     assert!(
         as_.store
             .get_client("https://trusted.example.com/client.json")
@@ -112,7 +121,12 @@ async fn cimd_document_with_javascript_redirect_is_an_error_page() {
     let as_ = setup().await;
     let doc = DocServer::start(|id| cimd_doc(id, "javascript:alert(1)"), None).await;
     let req = AuthRequest::new(&doc.client_id, "javascript:alert(1)", SCOPES, &as_.resource);
-    assert_error_page(&Browser::new().get(&req.url(&as_.issuer)).await, 400);
+    assert_error_page(
+        &Browser::new()
+            .authorize_as(&as_.issuer, &req.url(&as_.issuer), USER)
+            .await,
+        400,
+    );
 }
 
 /// A public document cannot carry a shared secret: only `none` is accepted.
@@ -128,7 +142,12 @@ async fn cimd_document_with_secret_auth_is_refused() {
     )
     .await;
     let req = AuthRequest::new(&doc.client_id, CIMD_REDIRECT, SCOPES, &as_.resource);
-    assert_error_page(&Browser::new().get(&req.url(&as_.issuer)).await, 400);
+    assert_error_page(
+        &Browser::new()
+            .authorize_as(&as_.issuer, &req.url(&as_.issuer), USER)
+            .await,
+        400,
+    );
 }
 
 /// A client_id naming a private address is refused with an error page, at
@@ -137,7 +156,9 @@ async fn refused_without_traffic(client_id: &str) {
     let as_ = setup().await;
     let req = AuthRequest::new(client_id, CIMD_REDIRECT, SCOPES, &as_.resource);
     let started = Instant::now();
-    let page = Browser::new().get(&req.url(&as_.issuer)).await;
+    let page = Browser::new()
+        .authorize_as(&as_.issuer, &req.url(&as_.issuer), USER)
+        .await;
     assert_error_page(&page, 400);
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -214,4 +235,122 @@ async fn cimd_disabled_override_refuses_http_loopback() {
     let req = AuthRequest::new(&doc.client_id, CIMD_REDIRECT, SCOPES, &as_.resource);
     assert_error_page(&Browser::new().get(&req.url(&as_.issuer)).await, 400);
     assert_eq!(doc.hits(), 0, "never fetched");
+}
+
+/// An anonymous authorization request cannot make the server fetch: the
+/// user signs in first, and only then is the document fetched.
+async fn cimd_document_is_fetched_only_after_sign_in() {
+    let as_ = setup().await;
+    let doc = DocServer::start(|id| cimd_doc(id, CIMD_REDIRECT), None).await;
+    let req = AuthRequest::new(&doc.client_id, CIMD_REDIRECT, SCOPES, &as_.resource);
+    let page = Browser::new().get(&req.url(&as_.issuer)).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert!(
+        page.location
+            .as_deref()
+            .is_some_and(|l| l.starts_with("/login")),
+        "{:?}",
+        page.location
+    );
+    assert_eq!(doc.hits(), 0, "nothing fetched for an anonymous request");
+    let page = Browser::new()
+        .authorize_as(&as_.issuer, &req.url(&as_.issuer), USER)
+        .await;
+    assert!(is_consent_page(&page), "{} {}", page.status, page.body);
+    assert_eq!(doc.hits(), 1, "fetched once the user signed in");
+}
+
+/// The token endpoint authenticates metadata-document clients from the
+/// cache only: an id never seen at /oauth/authorize is no client there.
+async fn cimd_token_endpoint_never_fetches() {
+    let as_ = setup().await;
+    let doc = DocServer::start(|id| cimd_doc(id, CIMD_REDIRECT), None).await;
+    let r = post_form(
+        &as_,
+        "/oauth/token",
+        pairs(&[
+            ("grant_type", "authorization_code"),
+            ("code", "x"),
+            ("code_verifier", &"a".repeat(43)),
+        ]),
+        Auth::Public(&doc.client_id),
+    )
+    .await;
+    r.assert_oauth_error(401, "invalid_client");
+    assert_eq!(doc.hits(), 0);
+}
+
+/// `denied_hosts` wins, `allowed_hosts` narrows, and the policy holds for a
+/// document already cached.
+async fn cimd_domain_policy_refuses_cached_and_new_documents() {
+    let doc = DocServer::start(|id| cimd_doc(id, CIMD_REDIRECT), None).await;
+    let denied = TestAs::start_with(Options {
+        store: None,
+        tweak: Box::new(|s| s.cimd.denied_hosts = vec!["127.0.0.1".into()]),
+    })
+    .await;
+    prepare(&denied).await;
+    // Cached before the operator denied its host.
+    denied
+        .store
+        .upsert_client(&mcpgate_store::ClientRecord {
+            client_id: doc.client_id.clone(),
+            kind: mcpgate_store::ClientKind::Cimd,
+            client_name: Some("cached".into()),
+            client_secret_hash: None,
+            token_endpoint_auth_method: "none".into(),
+            redirect_uris: vec![CIMD_REDIRECT.into()],
+            grant_types: vec!["authorization_code".into()],
+            allowed_scopes: vec![],
+            application_type: None,
+            client_uri: None,
+            logo_uri: None,
+            created_at: 0,
+            expires_at: Some(i64::MAX),
+        })
+        .await
+        .unwrap();
+    let req = AuthRequest::new(&doc.client_id, CIMD_REDIRECT, SCOPES, &denied.resource);
+    let page = Browser::new()
+        .authorize_as(&denied.issuer, &req.url(&denied.issuer), USER)
+        .await;
+    assert_error_page(&page, 400);
+    assert!(page.body.contains("does not accept"), "{}", page.body);
+
+    let elsewhere = TestAs::start_with(Options {
+        store: None,
+        tweak: Box::new(|s| s.cimd.allowed_hosts = vec!["*.example.com".into()]),
+    })
+    .await;
+    prepare(&elsewhere).await;
+    let req = AuthRequest::new(&doc.client_id, CIMD_REDIRECT, SCOPES, &elsewhere.resource);
+    let page = Browser::new()
+        .authorize_as(&elsewhere.issuer, &req.url(&elsewhere.issuer), USER)
+        .await;
+    assert_error_page(&page, 400);
+    assert_eq!(doc.hits(), 0, "a refused host is never fetched");
+}
+
+/// One host gets `fetches_per_host_per_minute` fetches; the next is a 429
+/// page and no request reaches it.
+async fn cimd_fetches_are_rate_limited_per_host() {
+    let as_ = TestAs::start_with(Options {
+        store: None,
+        tweak: Box::new(|s| s.cimd.fetches_per_host_per_minute = 1),
+    })
+    .await;
+    prepare(&as_).await;
+    let first = DocServer::start(|id| cimd_doc(id, CIMD_REDIRECT), None).await;
+    let second = DocServer::start(|id| cimd_doc(id, CIMD_REDIRECT), None).await;
+    let req = AuthRequest::new(&first.client_id, CIMD_REDIRECT, SCOPES, &as_.resource);
+    let page = Browser::new()
+        .authorize_as(&as_.issuer, &req.url(&as_.issuer), USER)
+        .await;
+    assert!(is_consent_page(&page), "{} {}", page.status, page.body);
+    let req = AuthRequest::new(&second.client_id, CIMD_REDIRECT, SCOPES, &as_.resource);
+    let page = Browser::new()
+        .authorize_as(&as_.issuer, &req.url(&as_.issuer), USER)
+        .await;
+    assert_error_page(&page, 429);
+    assert_eq!(second.hits(), 0, "over the limit, nothing is fetched");
 }

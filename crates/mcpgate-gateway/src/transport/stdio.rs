@@ -91,26 +91,35 @@ impl Stdio {
     /// The child a message goes to, started if need be.
     fn child(&self, call: &Call<'_>, whose: Whose) -> Result<Arc<StdioChild>, Refusal> {
         let spawn = || {
+            // A new process needs a place under `max_children` first.
+            let slot = call
+                .ctx
+                .gw
+                .0
+                .capacity
+                .child()
+                .map_err(Refusal::AtCapacity)?;
             StdioChild::spawn(
                 &self.name,
                 &self.cfg,
                 &self.launch,
                 whose == Whose::Shared,
                 call.max_message_bytes(),
+                slot,
             )
+            .map_err(|e| {
+                call.failure(
+                    &format!("starting the stdio upstream failed: {e}"),
+                    "upstream_spawn_failed",
+                )
+            })
         };
         let children = &call.ctx.gw.0.children;
-        let child = match whose {
+        match whose {
             Whose::Session => spawn(),
             Whose::User => children.per_user(&self.name, call.p, spawn),
             Whose::Shared => children.shared(&self.name, spawn),
-        };
-        child.map_err(|e| {
-            call.failure(
-                &format!("starting the stdio upstream failed: {e}"),
-                "upstream_spawn_failed",
-            )
-        })
+        }
     }
 
     /// A stateless (2026-07-28) message: to the user's own child, which the

@@ -166,6 +166,7 @@ impl StdioChild {
         launch: &Launch,
         shared: bool,
         max_message_bytes: usize,
+        slot: crate::capacity::Slot,
     ) -> std::io::Result<Arc<Self>> {
         let mut env = child_env(cfg);
         let (mut cmd, private) = match launch {
@@ -235,6 +236,12 @@ impl StdioChild {
             BufReader::new(stderr),
             max_message_bytes,
         ));
+        // Its place under `max_children` is free once it has been reaped.
+        let reaped = this.reaped.clone();
+        tokio::spawn(async move {
+            reaped.cancelled().await;
+            drop(slot);
+        });
         tokio::spawn(reap(
             upstream.to_string(),
             child,
@@ -798,6 +805,12 @@ fn signal_group(pid: Option<u32>, sig: nix::sys::signal::Signal) {
 
 #[cfg(test)]
 mod tests {
+    fn slot() -> crate::capacity::Slot {
+        crate::capacity::Capacity::new(crate::config::ResourceLimits::default())
+            .child()
+            .unwrap()
+    }
+
     use super::*;
 
     /// A child that runs `script` under `/bin/sh`, outside the sandbox.
@@ -852,7 +865,7 @@ mod tests {
         // Echoes each line, then sends a notification of its own.
         let script = r#"while read l; do echo "$l"; echo '{"jsonrpc":"2.0","method":"notifications/x"}'; done"#;
         let cfg = sh(script);
-        let c = StdioChild::spawn("t", &cfg, &Launch::Direct, false, 1024).unwrap();
+        let c = StdioChild::spawn("t", &cfg, &Launch::Direct, false, 1024, slot()).unwrap();
         let mut rx = c
             .request("s1", json!({"jsonrpc":"2.0","id":1,"result":{}}))
             .await
@@ -879,7 +892,7 @@ mod tests {
         // Turns each request into an answer with the same id and two results.
         let script = r#"while read l; do echo "$l" | sed 's/"method".*$/"result":{},"result":{"x":1}}/'; done"#;
         let cfg = sh(script);
-        let c = StdioChild::spawn("t", &cfg, &Launch::Direct, false, 1024).unwrap();
+        let c = StdioChild::spawn("t", &cfg, &Launch::Direct, false, 1024, slot()).unwrap();
         let mut rx = c
             .request(
                 "s1",
@@ -904,7 +917,7 @@ mod tests {
     async fn progress_reaches_its_own_request_on_a_shared_child() {
         let script = r#"while read -r l; do tok=$(printf '%s' "$l" | sed 's/.*"progressToken":"\([^"]*\)".*/\1/'); echo "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":\"$tok\",\"progress\":1}}"; done"#;
         let cfg = sh(script);
-        let c = StdioChild::spawn("t", &cfg, &Launch::Direct, true, 4096).unwrap();
+        let c = StdioChild::spawn("t", &cfg, &Launch::Direct, true, 4096, slot()).unwrap();
         let call = |id: i64| {
             json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
             "params":{"name":"x","_meta":{"progressToken":1}}})
@@ -934,7 +947,7 @@ mod tests {
             out.display()
         );
         let cfg = sh(&script);
-        let c = StdioChild::spawn("t", &cfg, &Launch::Direct, true, 1024).unwrap();
+        let c = StdioChild::spawn("t", &cfg, &Launch::Direct, true, 1024, slot()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         let reply = loop {
             if let Ok(r) = std::fs::read_to_string(&out)
@@ -964,7 +977,7 @@ mod tests {
             env: vec![],
             sandbox: Default::default(),
         };
-        let c = StdioChild::spawn("t", &cfg, &Launch::Direct, false, 1024).unwrap();
+        let c = StdioChild::spawn("t", &cfg, &Launch::Direct, false, 1024, slot()).unwrap();
         let mut rx = c
             .request("s1", json!({"jsonrpc":"2.0","id":7,"result":{}}))
             .await

@@ -215,7 +215,9 @@ impl Stack {
         let app = gw
             .router()
             .merge(gw.ops_router(mcpgate_gateway::MetricsAccess::Open));
+        // With the peer address, as `mcpgate serve` gives it (per-address limits).
         let server = tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             let _ = axum::serve(listener, app).await;
         });
         let http = reqwest::Client::builder()

@@ -9,6 +9,7 @@ mod e2e;
 mod external;
 mod harness;
 mod hierarchy;
+mod limits;
 mod parser_props;
 mod policy_items;
 mod revocation;

@@ -297,3 +297,58 @@ pub(crate) async fn references_must_exist(store: DynStore) {
     assert_not_found(store.get_refresh_token("t1").await);
     assert_not_found(store.get_session("s1").await);
 }
+
+pub(crate) async fn unused_metadata_clients_purged(store: DynStore) {
+    seed(&store).await;
+    let cimd = |id: &str, expires_at: i64| {
+        let mut c = client(id);
+        c.kind = ClientKind::Cimd;
+        c.client_secret_hash = None;
+        c.token_endpoint_auth_method = "none".to_owned();
+        c.expires_at = Some(expires_at);
+        c
+    };
+    // Expired and unused: goes. Expired but consented to, holding a family
+    // or a code: stays (it is refetched when used). Fresh: stays.
+    for (id, exp) in [
+        ("https://a.example/unused", NOW - 1),
+        ("https://a.example/consented", NOW - 1),
+        ("https://a.example/family", NOW - 1),
+        ("https://a.example/code", NOW - 1),
+        ("https://a.example/fresh", NOW + 60),
+    ] {
+        store.upsert_client(&cimd(id, exp)).await.unwrap();
+    }
+    store
+        .upsert_consent(&consent("u1", "https://a.example/consented"))
+        .await
+        .unwrap();
+    store
+        .create_family(
+            &family("f", "https://a.example/family", "u1"),
+            &token("t", "f"),
+        )
+        .await
+        .unwrap();
+    store
+        .insert_code(&code("h", "https://a.example/code", "u1"))
+        .await
+        .unwrap();
+    // A pre-registered client is never touched, whatever its fields say.
+    let mut pre = client("pre");
+    pre.expires_at = Some(NOW - 100);
+    store.create_client(&pre).await.unwrap();
+
+    assert_eq!(store.purge_unused_metadata_clients(NOW).await.unwrap(), 1);
+    assert_not_found(store.get_client("https://a.example/unused").await);
+    for id in [
+        "https://a.example/consented",
+        "https://a.example/family",
+        "https://a.example/code",
+        "https://a.example/fresh",
+        "pre",
+    ] {
+        assert!(store.get_client(id).await.is_ok(), "{id} must stay");
+    }
+    assert_eq!(store.purge_unused_metadata_clients(NOW).await.unwrap(), 0);
+}

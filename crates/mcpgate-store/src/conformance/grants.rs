@@ -245,6 +245,43 @@ pub(crate) async fn code_purge(store: DynStore) {
     assert_not_found(store.redeem_code("live", NOW).await);
 }
 
+pub(crate) async fn family_purge(store: DynStore) {
+    seed(&store).await;
+    let mut old = family("old", "c1", "u1");
+    old.expires_at = NOW - 10;
+    store
+        .create_family(&old, &token("t-old", "old"))
+        .await
+        .unwrap();
+    let mut revoked = family("revoked", "c1", "u1");
+    revoked.expires_at = NOW - 1;
+    store
+        .create_family(&revoked, &token("t-revoked", "revoked"))
+        .await
+        .unwrap();
+    store.revoke_family("revoked", at(NOW - 5)).await.unwrap();
+    let edge = {
+        let mut f = family("edge", "c1", "u1");
+        f.expires_at = NOW;
+        f
+    };
+    store
+        .create_family(&edge, &token("t-edge", "edge"))
+        .await
+        .unwrap();
+    store
+        .create_family(&family("live", "c1", "u1"), &token("t-live", "live"))
+        .await
+        .unwrap();
+    assert_eq!(store.purge_families(NOW).await.unwrap(), 2);
+    // The tokens went with their families.
+    assert_not_found(store.get_refresh_token("t-old").await);
+    assert_not_found(store.get_refresh_token("t-revoked").await);
+    assert!(store.get_refresh_token("t-edge").await.is_ok());
+    assert!(store.get_refresh_token("t-live").await.is_ok());
+    assert_eq!(store.purge_families(NOW).await.unwrap(), 0);
+}
+
 pub(crate) async fn refresh_family_create_and_get(store: DynStore) {
     seed(&store).await;
     let mut fam = family("f1", "c1", "u1");

@@ -250,6 +250,21 @@ macro_rules! impl_account_stores {
                 .map_err($crate::sql::db_err)?;
                 Ok(n.unsigned_abs())
             }
+
+            async fn purge_unused_metadata_clients(&self, before: i64) -> $crate::StoreResult<u64> {
+                let done = ::sqlx::query::<$db>(
+                    "DELETE FROM clients WHERE kind = $1 AND expires_at IS NOT NULL AND expires_at < $2 \
+                     AND NOT EXISTS (SELECT 1 FROM consents c WHERE c.client_id = clients.client_id) \
+                     AND NOT EXISTS (SELECT 1 FROM refresh_families f WHERE f.client_id = clients.client_id) \
+                     AND NOT EXISTS (SELECT 1 FROM auth_codes a WHERE a.client_id = clients.client_id)",
+                )
+                .bind($crate::ClientKind::Cimd.as_str())
+                .bind(before)
+                .execute(&self.writer)
+                .await
+                .map_err($crate::sql::db_err)?;
+                Ok(done.rows_affected())
+            }
         }
 
         #[::async_trait::async_trait]

@@ -395,6 +395,25 @@ macro_rules! impl_grant_stores {
                 Ok(done.rows_affected())
             }
 
+            async fn purge_families(&self, before: i64) -> $crate::StoreResult<u64> {
+                let mut tx = self.write_tx().await?;
+                ::sqlx::query::<$db>(
+                    "DELETE FROM refresh_tokens WHERE family_id IN \
+                     (SELECT family_id FROM refresh_families WHERE expires_at < $1)",
+                )
+                .bind(before)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::sql::db_err)?;
+                let done = ::sqlx::query::<$db>("DELETE FROM refresh_families WHERE expires_at < $1")
+                    .bind(before)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::sql::db_err)?;
+                tx.commit().await.map_err($crate::sql::db_err)?;
+                Ok(done.rows_affected())
+            }
+
             async fn list_families(
                 &self,
                 user_id: Option<&str>,
