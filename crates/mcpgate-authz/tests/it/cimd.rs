@@ -150,6 +150,22 @@ async fn cimd_document_with_secret_auth_is_refused() {
     );
 }
 
+/// A token request from `client_id` (a public client): `invalid_client`.
+async fn token_request_refused(as_: &TestAs, client_id: &str) {
+    let r = post_form(
+        as_,
+        "/oauth/token",
+        pairs(&[
+            ("grant_type", "authorization_code"),
+            ("code", "x"),
+            ("code_verifier", &"a".repeat(43)),
+        ]),
+        Auth::Public(client_id),
+    )
+    .await;
+    r.assert_oauth_error(401, "invalid_client");
+}
+
 /// A client_id naming a private address is refused with an error page, at
 /// once, and never fetched (the fetcher refuses before connecting).
 async fn refused_without_traffic(client_id: &str) {
@@ -170,18 +186,7 @@ async fn refused_without_traffic(client_id: &str) {
         "nothing cached"
     );
     // Also at the token endpoint, where the client authenticates by id.
-    let r = post_form(
-        &as_,
-        "/oauth/token",
-        pairs(&[
-            ("grant_type", "authorization_code"),
-            ("code", "x"),
-            ("code_verifier", &"a".repeat(43)),
-        ]),
-        Auth::Public(client_id),
-    )
-    .await;
-    r.assert_oauth_error(401, "invalid_client");
+    token_request_refused(&as_, client_id).await;
 }
 
 async fn cimd_private_address_10_refused_without_traffic() {
@@ -265,18 +270,7 @@ async fn cimd_document_is_fetched_only_after_sign_in() {
 async fn cimd_token_endpoint_never_fetches() {
     let as_ = setup().await;
     let doc = DocServer::start(|id| cimd_doc(id, CIMD_REDIRECT), None).await;
-    let r = post_form(
-        &as_,
-        "/oauth/token",
-        pairs(&[
-            ("grant_type", "authorization_code"),
-            ("code", "x"),
-            ("code_verifier", &"a".repeat(43)),
-        ]),
-        Auth::Public(&doc.client_id),
-    )
-    .await;
-    r.assert_oauth_error(401, "invalid_client");
+    token_request_refused(&as_, &doc.client_id).await;
     assert_eq!(doc.hits(), 0);
 }
 

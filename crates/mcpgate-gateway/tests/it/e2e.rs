@@ -85,15 +85,7 @@ async fn journey(s: &Stack, name: &str) {
     assert!(done["result"].to_string().contains("42"), "{done}");
 
     // The standalone GET stream opens for the session.
-    let get = tokio::time::timeout(
-        Duration::from_secs(10),
-        c.request(reqwest::Method::GET)
-            .header("accept", "text/event-stream")
-            .send(),
-    )
-    .await
-    .expect("GET in time")
-    .expect("GET");
+    let get = c.open_stream().await;
     assert_eq!(get.status(), 200);
     assert!(
         get.headers()["content-type"]

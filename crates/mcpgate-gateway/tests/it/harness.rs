@@ -419,6 +419,19 @@ impl Mcp {
             .await
     }
 
+    /// GET with `Accept: text/event-stream`: the session's standalone stream.
+    pub async fn open_stream(&self) -> reqwest::Response {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            self.request(reqwest::Method::GET)
+                .header("accept", "text/event-stream")
+                .send(),
+        )
+        .await
+        .expect("GET in time")
+        .expect("GET")
+    }
+
     pub async fn delete(&self) -> Resp {
         into_resp(
             self.request(reqwest::Method::DELETE)

@@ -3,8 +3,6 @@
 //! the request, a user over their share of streams or an address over its
 //! share of refused tokens gets 429, and a freed place is usable again.
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use crate::harness::*;
@@ -24,18 +22,6 @@ scopes = ["notes:read"]
 stdio = {{ command = "{{bin}}", args = ["testing-stdio"] }}
 "#
     )
-}
-
-async fn open_stream(c: &Mcp) -> reqwest::Response {
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        c.request(reqwest::Method::GET)
-            .header("accept", "text/event-stream")
-            .send(),
-    )
-    .await
-    .expect("GET in time")
-    .expect("GET")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,20 +82,20 @@ async fn streams_are_limited_per_user_and_freed_when_closed() {
     let alice = s.token("alice", "notes:read", "a").await;
     let mut a = s.client("a", &alice);
     a.initialize().await;
-    let held = open_stream(&a).await;
+    let held = a.open_stream().await;
     assert_eq!(held.status(), 200);
-    let refused = into_resp(open_stream(&a).await).await;
+    let refused = into_resp(a.open_stream().await).await;
     assert_eq!(refused.status, 429, "{}", refused.text);
     assert!(refused.header("retry-after").is_some());
     // Another user has a share of their own.
     let bob = s.token("bob", "notes:read", "a").await;
     let mut b = s.client("a", &bob);
     b.initialize().await;
-    assert_eq!(open_stream(&b).await.status(), 200);
+    assert_eq!(b.open_stream().await.status(), 200);
     // Closing the stream gives the place back.
     drop(held);
     eventually("alice's stream place freed", async || {
-        open_stream(&a).await.status() == 200
+        a.open_stream().await.status() == 200
     })
     .await;
 }
