@@ -102,8 +102,10 @@ impl TestAs {
         settings.cimd.allow_http_loopback = true;
         settings.introspection_clients = vec!["resource-server".into()];
         (opts.tweak)(&mut settings);
+        // As `serve` builds it: the fetcher follows the settings, so a test
+        // that turns the override off gets a fetcher that refuses loopback.
         let policy = FetchPolicy {
-            allow_http_loopback: true,
+            allow_http_loopback: settings.cimd.allow_http_loopback,
             ..FetchPolicy::default()
         };
         let state = AppState::new(
