@@ -54,6 +54,13 @@ pub fn canonical(uri: &str) -> String {
         out.push_str(path);
     }
     out.push_str(tail);
+    // Without an authority, removing dot segments can leave a path that starts with `//`
+    // (`x:/..//Host/p` becomes `x://Host/p`), which any reader takes for an authority. Read
+    // it that way here too, so that the form is stable and policy keyed by `x://host/p`
+    // also governs this spelling. The second pass has an authority: no further recursion.
+    if !hier.starts_with("//") && out[scheme.len() + 1..].starts_with("//") {
+        return canonical(&out);
+    }
     out
 }
 
