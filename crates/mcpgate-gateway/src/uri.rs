@@ -25,7 +25,17 @@ pub fn canonical(uri: &str) -> String {
     }
     let mut out = scheme.to_ascii_lowercase();
     out.push(':');
-    let rest = percent_normalised(rest);
+    // Decoding can complete an escape with what precedes it (`%0%61` becomes `%0a`): repeat
+    // until nothing changes, so that the form is stable. A pass that changes anything decodes
+    // an escape (the text gets shorter) or upper-cases one the previous pass completed.
+    let mut rest = percent_normalised(rest);
+    loop {
+        let again = percent_normalised(&rest);
+        if again == rest {
+            break;
+        }
+        rest = again;
+    }
     // Split off the query and fragment; they are not paths.
     let end = rest.find(['?', '#']).unwrap_or(rest.len());
     let (hier, tail) = rest.split_at(end);

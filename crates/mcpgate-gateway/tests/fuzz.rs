@@ -613,6 +613,9 @@ fn dot_segments_cannot_forge_an_authority() {
         ("x:/..//EVIL/p", "x://evil/p"),
         ("fixture:/.//INTERNAL", "fixture://internal"),
         ("a:/.//%aa", "a://%aa"),
+        // Found by the same property in a 20000-case run: decoding `%61` completed `%0`.
+        ("a:%0%61", "a:%0A"),
+        ("x://h/%%36%31", "x://h/a"),
     ] {
         assert_eq!(canonical(spelling), canonical_form, "{spelling}");
         assert_eq!(
