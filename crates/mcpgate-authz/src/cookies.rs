@@ -63,3 +63,90 @@ mod tests {
         assert_eq!(get(&h, "nope"), None);
     }
 }
+
+/// Fuzzing (issue 15): what `set_cookie` writes is read back; only an exact name matches.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn config() -> proptest::test_runner::Config {
+        proptest::test_runner::Config {
+            cases: std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(2048),
+            failure_persistence: None,
+            ..Default::default()
+        }
+    }
+
+    fn cookie_header(pairs: &[(String, String)], sep: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        let line = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(sep);
+        if let Ok(v) = HeaderValue::from_str(&line) {
+            h.insert(header::COOKIE, v);
+        }
+        h
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn set_cookie_values_read_back(
+            value in "[A-Za-z0-9_-]{1,43}",
+            others in proptest::collection::vec(("[a-zA-Z_-]{1,8}", "[!#-+\\--:<-\\[\\]-~]{0,10}"), 0..4),
+            at in any::<proptest::sample::Index>(),
+            sep in prop_oneof![Just(";"), Just("; "), Just(" ;  ")],
+            max_age in any::<i64>(),
+        ) {
+            let set = set_cookie(SESSION, &value, max_age);
+            let sent = set.to_str().unwrap().split(';').next().unwrap().to_string();
+            let mut pairs: Vec<(String, String)> = others
+                .into_iter()
+                .filter(|(k, _)| k != SESSION)
+                .collect();
+            let (k, v) = sent.split_once('=').unwrap();
+            pairs.insert(at.index(pairs.len() + 1), (k.to_string(), v.to_string()));
+            prop_assert_eq!(get(&cookie_header(&pairs, sep), SESSION), Some(value));
+        }
+
+        #[test]
+        fn names_match_exactly(
+            value in "[A-Za-z0-9_-]{1,20}",
+            flips in 1u64..,
+            prefix in prop_oneof![Just(""), Just("x"), Just(" "), Just("__Host-")],
+        ) {
+            let spelled: String = SESSION
+                .chars()
+                .enumerate()
+                .map(|(i, c)| if flips & (1 << (i % 64)) != 0 { c.to_ascii_lowercase() } else { c })
+                .collect();
+            let name = format!("{prefix}{spelled}");
+            let h = cookie_header(&[(name.clone(), value.clone())], "; ");
+            let got = get(&h, SESSION);
+            if name.trim() == SESSION {
+                prop_assert_eq!(got, Some(value));
+            } else {
+                prop_assert_eq!(got, None, "{}", name);
+            }
+        }
+
+        #[test]
+        fn arbitrary_headers_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..96), name in "\\PC{0,12}") {
+            if let Ok(v) = HeaderValue::from_bytes(&raw) {
+                let mut h = HeaderMap::new();
+                h.insert(header::COOKIE, v);
+                if let Some(v) = get(&h, &name) {
+                    prop_assert!(!v.is_empty());
+                }
+            }
+        }
+    }
+}

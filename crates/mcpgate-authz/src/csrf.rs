@@ -23,12 +23,16 @@ pub fn issue(key: &hmac::Key, purpose: &str, binding: &[u8], exp: i64) -> String
 
 /// Checks a token in constant time; `now` must be before its expiry.
 pub fn verify(key: &hmac::Key, purpose: &str, binding: &[u8], token: &str, now: i64) -> bool {
-    let Some((exp, tag)) = token.split_once('.') else {
+    let Some((exp_text, tag)) = token.split_once('.') else {
         return false;
     };
-    let Ok(exp) = exp.parse::<i64>() else {
+    let Ok(exp) = exp_text.parse::<i64>() else {
         return false;
     };
+    // Only the decimal form `issue` writes: `+100` or `0100` would be other spellings of it.
+    if exp.to_string() != exp_text {
+        return false;
+    }
     if now >= exp {
         return false;
     }
@@ -66,10 +70,84 @@ mod tests {
         assert!(!verify(&key, "consent", b"session-a", "x.y", 0));
     }
 
+    /// Found by `fuzz::only_the_issued_token_verifies`: `i64::from_str` also reads `+100` and
+    /// `0100`, so each token had other spellings that verified.
+    #[test]
+    fn expiry_has_one_spelling() {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, b"k");
+        let t = issue(&key, "consent", b"s", 100);
+        assert!(verify(&key, "consent", b"s", &t, 99));
+        for other in [format!("+{t}"), format!("0{t}"), format!("00{t}")] {
+            assert!(!verify(&key, "consent", b"s", &other, 99), "{other}");
+        }
+    }
+
     #[test]
     fn params_binding_is_unambiguous() {
         let a = bind_params(&[("ab".into(), "c".into())]);
         let b = bind_params(&[("a".into(), "bc".into())]);
         assert_ne!(a, b);
+    }
+}
+
+/// Fuzzing (issue 15): only the exact token issued verifies.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn config() -> proptest::test_runner::Config {
+        proptest::test_runner::Config {
+            cases: std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(2048),
+            failure_persistence: None,
+            ..Default::default()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn only_the_issued_token_verifies(
+            purpose in "[a-z-]{1,10}",
+            binding in proptest::collection::vec(any::<u8>(), 0..24),
+            exp in any::<i64>(),
+            now in any::<i64>(),
+            at in any::<usize>(),
+            piece in prop_oneof![
+                Just("+"), Just("0"), Just("-"), Just("."), Just(" "), Just("="), Just("A"), Just("\u{0}"),
+            ],
+            cut in any::<usize>(),
+        ) {
+            let key = hmac::Key::new(hmac::HMAC_SHA256, b"fuzz");
+            let token = issue(&key, &purpose, &binding, exp);
+            prop_assert_eq!(verify(&key, &purpose, &binding, &token, now), now < exp);
+            let mut i = at % (token.len() + 1);
+            while !token.is_char_boundary(i) {
+                i -= 1;
+            }
+            let altered = format!("{}{piece}{}", &token[..i], &token[i..]);
+            prop_assert!(!verify(&key, &purpose, &binding, &altered, i64::MIN), "{}", altered);
+            let cut = &token[..cut % token.len()];
+            prop_assert!(!verify(&key, &purpose, &binding, cut, i64::MIN));
+        }
+
+        #[test]
+        fn arbitrary_tokens_fail(token in ".{0,80}", now in any::<i64>()) {
+            let key = hmac::Key::new(hmac::HMAC_SHA256, b"fuzz");
+            prop_assert!(!verify(&key, "consent", b"s", &token, now));
+        }
+
+        #[test]
+        fn bindings_are_unambiguous(
+            a in proptest::collection::vec(("\\PC{0,4}", "\\PC{0,4}"), 0..4),
+            b in proptest::collection::vec(("\\PC{0,4}", "\\PC{0,4}"), 0..4),
+        ) {
+            prop_assert_eq!(bind_params(&a) == bind_params(&b), a == b);
+        }
     }
 }

@@ -90,3 +90,55 @@ mod tests {
         assert_eq!(p.get("r"), Some("https://x/y"));
     }
 }
+
+/// Fuzzing (issue 15): the first value of each name, repeats detected, no panic on any bytes.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn config() -> proptest::test_runner::Config {
+        proptest::test_runner::Config {
+            cases: std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(2048),
+            failure_persistence: None,
+            ..Default::default()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn form_round_trips(pairs in proptest::collection::vec(
+            (prop_oneof![Just("client_id".to_string()), Just("scope".to_string()), "\\PC{0,6}"], "\\PC{0,8}"),
+            0..8,
+        )) {
+            let body = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .finish();
+            let p = Params::parse(body.as_bytes());
+            for (k, _) in &pairs {
+                let first = &pairs.iter().find(|(n, _)| n == k).unwrap().1;
+                prop_assert_eq!(p.get(k), Some(first.as_str()).filter(|v| !v.is_empty()));
+                let count = pairs.iter().filter(|(n, _)| n == k).count();
+                prop_assert_eq!(p.is_repeated(k), count > 1);
+            }
+            for r in p.repeated() {
+                prop_assert!(pairs.iter().filter(|(n, _)| n == r).count() > 1);
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_parse(raw in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let p = Params::parse(&raw);
+            let mut seen = p.repeated().to_vec();
+            seen.sort();
+            seen.dedup();
+            prop_assert_eq!(seen.len(), p.repeated().len());
+        }
+    }
+}

@@ -199,13 +199,20 @@ pub fn check_resource(server_url: &str, resource: &str) -> Result<()> {
     if !same_origin {
         return Err(mismatch());
     }
-    let rp = path_of(resource).trim_end_matches('/');
-    let sp = path_of(server_url);
-    let covered = rp.is_empty()
-        || sp == rp
-        || sp
-            .strip_prefix(rp)
-            .is_some_and(|rest| rest.starts_with('/'));
+    let covers = |rp: &str, sp: &str| {
+        let rp = rp.trim_end_matches('/');
+        rp.is_empty()
+            || sp == rp
+            || sp
+                .strip_prefix(rp)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    // The path as written and the path as the URL parser reads it must both be covered: they
+    // differ when the parser rewrites the string (`\` read as `/`, tabs dropped, dot segments
+    // resolved), and `https:\//host/other` has no written path at all, which read as the root.
+    let covered = origin_of(resource).is_some()
+        && covers(path_of(resource), path_of(server_url))
+        && covers(r.path(), s.path());
     if covered { Ok(()) } else { Err(mismatch()) }
 }
 

@@ -118,7 +118,10 @@ impl Decoder {
         self.buf.drain(..start);
         // What is left holds no line end, but for a CR that may start a CRLF.
         self.scanned = self.buf.len().saturating_sub(1);
-        if self.buf.len() > self.max {
+        // Such a CR already ends the line: counting it would refuse a line of exactly `max`
+        // bytes when its CRLF arrives split across two chunks, and accept it otherwise.
+        let line_len = self.buf.len() - usize::from(self.buf.last() == Some(&b'\r'));
+        if line_len > self.max {
             return Err(Refused("an event stream line is too long"));
         }
         Ok(out)

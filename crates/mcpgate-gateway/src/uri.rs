@@ -25,7 +25,17 @@ pub fn canonical(uri: &str) -> String {
     }
     let mut out = scheme.to_ascii_lowercase();
     out.push(':');
-    let rest = percent_normalised(rest);
+    // Decoding can complete an escape with what precedes it (`%0%61` becomes `%0a`): repeat
+    // until nothing changes, so that the form is stable. A pass that changes anything decodes
+    // an escape (the text gets shorter) or upper-cases one the previous pass completed.
+    let mut rest = percent_normalised(rest);
+    loop {
+        let again = percent_normalised(&rest);
+        if again == rest {
+            break;
+        }
+        rest = again;
+    }
     // Split off the query and fragment; they are not paths.
     let end = rest.find(['?', '#']).unwrap_or(rest.len());
     let (hier, tail) = rest.split_at(end);
@@ -54,6 +64,13 @@ pub fn canonical(uri: &str) -> String {
         out.push_str(path);
     }
     out.push_str(tail);
+    // Without an authority, removing dot segments can leave a path that starts with `//`
+    // (`x:/..//Host/p` becomes `x://Host/p`), which any reader takes for an authority. Read
+    // it that way here too, so that the form is stable and policy keyed by `x://host/p`
+    // also governs this spelling. The second pass has an authority: no further recursion.
+    if !hier.starts_with("//") && out[scheme.len() + 1..].starts_with("//") {
+        return canonical(&out);
+    }
     out
 }
 

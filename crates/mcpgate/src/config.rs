@@ -287,22 +287,23 @@ pub fn load(path: Option<&Path>, ov: &Overrides) -> Result<Config, ConfigError> 
         }
         None => (String::new(), EMBEDDED.to_string()),
     };
-    let file: FileConfig = toml::from_str(&text).map_err(|e| {
-        let line = e.span().map(|s| line_of(&text, s.start));
+    from_text(&text, &source, ov)
+}
+
+/// Parses and validates the text of a configuration file read from `source`.
+fn from_text(text: &str, source: &str, ov: &Overrides) -> Result<Config, ConfigError> {
+    let file: FileConfig = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
         ConfigError {
             location: match line {
                 Some(l) => format!("{source}:{l}"),
-                None => source.clone(),
+                None => source.to_string(),
             },
             field: "(syntax)".into(),
             message: e.message().to_string(),
         }
     })?;
-    Validator {
-        text: &text,
-        source: &source,
-    }
-    .validate(file, ov)
+    Validator { text, source }.validate(file, ov)
 }
 
 /// The `source` of a configuration built from the embedded defaults.
@@ -1257,5 +1258,178 @@ resources = [{ uri = "https://r.example/mcp", grantable_to = { "b" = { clients =
             load_str("[authorization_server]\nscopes = { \"a\" = \"A\" }\ngrantable_to = { \"a\" = { user = [\"x\"] } }\n")
                 .is_err()
         );
+    }
+}
+
+/// Fuzzing (issue 15): any text gives a configuration or an error with a location and a
+/// field, never a panic.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SAMPLE: &str = r#"
+public_url = "http://127.0.0.1:8080"
+listen = "127.0.0.1:8080"
+log_format = "json"
+
+[store]
+sqlite_synchronous = "normal"
+
+[gateway]
+session_idle_secs = 600
+
+[[upstream]]
+name = "notes"
+stdio = { command = "/bin/true" }
+scopes = ["notes:read"]
+
+[upstream.tools.delete]
+allow = false
+"#;
+
+    fn config() -> proptest::test_runner::Config {
+        proptest::test_runner::Config {
+            cases: std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(512),
+            failure_persistence: None,
+            ..Default::default()
+        }
+    }
+
+    fn check(text: &str) -> Result<(), TestCaseError> {
+        if let Err(e) = from_text(text, "fuzz.toml", &Overrides::default()) {
+            prop_assert!(e.location.starts_with("fuzz.toml"), "{}", e);
+            prop_assert!(!e.field.is_empty() && !e.message.is_empty(), "{}", e);
+        }
+        Ok(())
+    }
+
+    /// Key/value lines under the file's tables, values of every TOML type.
+    fn toml_text() -> impl Strategy<Value = String> {
+        let table = proptest::sample::select(vec![
+            "",
+            "[store]",
+            "[tls]",
+            "[metrics]",
+            "[authorization_server]",
+            "[[authorization_server.resource]]",
+            "[authorization_server.dcr]",
+            "[authorization_server.cimd]",
+            "[authorization_server.login]",
+            "[[client]]",
+            "[gateway]",
+            "[[upstream]]",
+            "[upstream.tools.t]",
+            "[[identity_provider]]",
+        ]);
+        let key = proptest::sample::select(vec![
+            "public_url",
+            "listen",
+            "log_format",
+            "trust_forwarded_proto",
+            "sqlite_synchronous",
+            "url",
+            "uri",
+            "scopes",
+            "name",
+            "client_id",
+            "redirect_uris",
+            "enabled",
+            "access_token_ttl_secs",
+            "min_cache_secs",
+            "max_cache_secs",
+            "per_account",
+            "bearer_token",
+            "issuer",
+            "stdio",
+            "allow",
+            "kind",
+            "unknown",
+        ]);
+        let value = prop_oneof![
+            "\"[ -!#-\\[\\]-~]{0,12}\"",
+            Just("\"http://127.0.0.1:8080\"".to_string()),
+            Just("\"https://gw.example\"".to_string()),
+            Just("\"0.0.0.0:0\"".to_string()),
+            Just("\"${env:MCPGATE_FUZZ_UNSET}\"".to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<bool>().prop_map(|b| b.to_string()),
+            Just("[\"a\", 1]".to_string()),
+            Just("{ command = \"x\" }".to_string()),
+            Just("1e400".to_string()),
+            Just("\"\u{e9}\u{212a}\"".to_string()),
+        ];
+        proptest::collection::vec((table, proptest::collection::vec((key, value), 0..4)), 0..5)
+            .prop_map(|tables| {
+                let mut out = String::new();
+                for (t, kvs) in tables {
+                    out.push_str(t);
+                    out.push('\n');
+                    let mut seen = Vec::new();
+                    for (k, v) in kvs {
+                        if !seen.contains(&k) {
+                            seen.push(k);
+                            out.push_str(&format!("{k} = {v}\n"));
+                        }
+                    }
+                }
+                out
+            })
+    }
+
+    /// `SAMPLE` with a piece inserted, a span cut out, or truncated, at char boundaries.
+    fn mutated_sample() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("\"".to_string()),
+            Just("[".to_string()),
+            Just("]".to_string()),
+            Just("=".to_string()),
+            Just("\n".to_string()),
+            Just("#".to_string()),
+            Just("\\".to_string()),
+            Just("'''".to_string()),
+            Just("\u{0}".to_string()),
+            Just("\u{e9}".to_string()),
+            Just("\u{1f600}".to_string()),
+            Just("\r".to_string()),
+            "\\PC{1,3}",
+        ];
+        (any::<usize>(), any::<usize>(), 0u8..3, piece).prop_map(|(a, b, how, piece)| {
+            let at = |i: usize| {
+                let mut i = i % (SAMPLE.len() + 1);
+                while !SAMPLE.is_char_boundary(i) {
+                    i -= 1;
+                }
+                i
+            };
+            let (a, b) = (at(a).min(at(b)), at(a).max(at(b)));
+            match how {
+                0 => format!("{}{piece}{}", &SAMPLE[..a], &SAMPLE[a..]),
+                1 => format!("{}{}", &SAMPLE[..a], &SAMPLE[b..]),
+                _ => SAMPLE[..a].to_string(),
+            }
+        })
+    }
+
+    #[test]
+    fn sample_is_valid() {
+        from_text(SAMPLE, "fuzz.toml", &Overrides::default()).unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn errors_name_a_location_and_a_field(text in prop_oneof![
+            toml_text(),
+            mutated_sample(),
+            ".{0,64}",
+        ]) {
+            check(&text)?;
+        }
     }
 }
