@@ -251,25 +251,11 @@ fn write_with_duplicate(v: &Value, target: usize, seen: &mut usize, out: &mut St
     }
 }
 
-/// JSON equality, but for the last bits of floats: serde_json's default float parser is not
-/// exactly round-trip (its `float_roundtrip` feature is off), so a written float may read back
-/// one ULP away. The gateway forwards its own serialisation: such a float may move that much.
+/// JSON equality. Floats too, exactly: the workspace enables serde_json's
+/// `float_roundtrip`, so a float the gateway writes again reads back as the
+/// client wrote it (without it, one unit in the last place could move).
 fn same_json(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
-            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
-            x == y || (x - y).abs() <= x.abs().max(y.abs()) * 4.0 * f64::EPSILON
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
-        }
-        _ => a == b,
-    }
+    a == b
 }
 
 /// What a parse decided: everything policy reads, and the value forwarded.
