@@ -540,6 +540,16 @@ pub async fn post_form(
     (status, v)
 }
 
+/// `MCPGATE_TEST_REQUIRE` is set (`.ci/run` sets it): trials that need
+/// PostgreSQL or Node fail when those are missing, instead of being
+/// reported as ignored.
+pub fn required_by_ci() -> bool {
+    std::env::var_os(REQUIRE_ENV).is_some()
+}
+
+/// See [`required_by_ci`].
+pub const REQUIRE_ENV: &str = "MCPGATE_TEST_REQUIRE";
+
 #[cfg(test)]
 mod tests {
     use super::html_unescape;

@@ -33,8 +33,23 @@ pub fn trials() -> Vec<Trial> {
         real_provider_full_flow,
         real_provider_confused_deputy_blocked
     ];
+    let required = mcpgate_testkit::required_by_ci();
     list.into_iter()
-        .map(|t| t.with_ignored_flag(no_node))
+        .map(|t| {
+            if no_node && required {
+                // CI must not pass these by skipping them.
+                let name = t.name().to_string();
+                Trial::test(name, || {
+                    Err(format!(
+                        "no node found, and {} requires it",
+                        mcpgate_testkit::REQUIRE_ENV
+                    )
+                    .into())
+                })
+            } else {
+                t.with_ignored_flag(no_node)
+            }
+        })
         .collect()
 }
 

@@ -57,7 +57,11 @@ impl Postgres {
         let schema = format!("{module}_{name}").replace("::", "_");
         Trial::test(format!("{module}::{name}::postgres"), move || {
             let Some(base) = this.0.base.clone() else {
-                return Err(format!("skipped: {ENV} unset").into());
+                return Err(format!(
+                    "{ENV} unset, and {} requires PostgreSQL",
+                    mcpgate_testkit::REQUIRE_ENV
+                )
+                .into());
             };
             let run_db = this
                 .0
@@ -72,7 +76,7 @@ impl Postgres {
                 store.close().await;
             })
         })
-        .with_ignored_flag(!self.enabled())
+        .with_ignored_flag(!self.enabled() && !mcpgate_testkit::required_by_ci())
     }
 
     /// Drops this run's database (if one was created).

@@ -240,6 +240,11 @@ async fn every_revocation_reaches_live_tokens_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_revocation_reaches_live_tokens_postgres() {
     let Some(db) = pg::Schema::create("gw_revocation").await else {
+        assert!(
+            !mcpgate_testkit::required_by_ci(),
+            "MCPGATE_TEST_POSTGRES_URL unset, and {} requires PostgreSQL",
+            mcpgate_testkit::REQUIRE_ENV
+        );
         eprintln!("skipped: MCPGATE_TEST_POSTGRES_URL unset");
         return;
     };

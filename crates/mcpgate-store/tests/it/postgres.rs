@@ -59,7 +59,12 @@ impl Postgres {
             let url = this.run_database()?;
             test(url.to_string())
         })
-        .with_ignored_flag(self.0.base.is_none())
+        // Under `MCPGATE_TEST_REQUIRE` (CI; the same variable as
+        // `mcpgate_testkit::REQUIRE_ENV`, which this crate cannot depend on)
+        // a missing database fails the trials instead.
+        .with_ignored_flag(
+            self.0.base.is_none() && std::env::var_os("MCPGATE_TEST_REQUIRE").is_none(),
+        )
     }
 
     pub(crate) fn case_trial(&self, case: Case) -> Trial {
