@@ -1,5 +1,7 @@
 //! At `MCPGATE_LOG=debug`, no secret reaches the log: not the passwords, the
-//! code, the tokens or the client secret.
+//! code, the tokens, the client secret, or what crosses the gateway (the
+//! bearer token of an MCP request, a forged one, one put in the query, the
+//! session id).
 
 use mcpgate_testkit::Browser;
 
@@ -60,13 +62,49 @@ async fn debug_log_holds_no_secret() {
     .await;
     assert_eq!(status, 400);
 
+    // Through the gateway: a session with the access token, a forged token
+    // and a token in the query (both refused).
+    let mcp = srv.url("/mcp/notes");
+    let post = |auth: Option<String>, url: &str, body: serde_json::Value| {
+        let mut r = srv
+            .http
+            .post(url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(body.to_string());
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        r.send()
+    };
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let r = post(
+        Some(format!("Bearer {}", refreshed.access)),
+        &mcp,
+        init.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let session = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
+    let forged = format!("{}x", refreshed.access);
+    let r = post(Some(format!("Bearer {forged}")), &mcp, init.clone())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let in_query = format!("{mcp}?access_token={}", tokens.access);
+    let r = post(None, &in_query, init).await.unwrap();
+    assert_eq!(r.status(), 400);
+
     let log = srv.stop().await;
     assert!(
         log.contains("DEBUG"),
         "the log is not at debug level:\n{log}"
     );
     assert!(
-        log.contains("/oauth/token"),
+        log.contains("/oauth/token") && log.contains("/mcp/notes"),
         "requests are not logged:\n{log}"
     );
     assert!(
@@ -82,6 +120,8 @@ async fn debug_log_holds_no_secret() {
         ("refreshed access token", refreshed.access.as_str()),
         ("rotated refresh token", refreshed.refresh()),
         ("client secret", secret.as_str()),
+        ("forged access token", forged.as_str()),
+        ("MCP session id", session.as_str()),
     ];
     for (what, s) in secrets {
         assert!(s.len() >= 10, "{what} is suspiciously short: {s:?}");
