@@ -387,7 +387,9 @@ proptest! {
     /// A name passes only when every address it resolves to does; localhost never asks DNS.
     #[test]
     fn names_pass_only_with_all_addresses_allowed(
-        label in "[a-z][a-z0-9-]{0,10}",
+        // An `xn--` label is an IDNA A-label that must decode; the URL
+        // parser refuses most random ones, which is not what this checks.
+        label in "[a-z][a-z0-9-]{0,10}".prop_filter("not an A-label", |l| !l.starts_with("xn--")),
         answer in proptest::collection::vec(
             prop_oneof![ipv4().prop_map(IpAddr::V4), ipv6().prop_map(IpAddr::V6)],
             0..4,
