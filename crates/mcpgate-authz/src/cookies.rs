@@ -72,14 +72,7 @@ mod fuzz {
     use super::*;
 
     fn config() -> proptest::test_runner::Config {
-        proptest::test_runner::Config {
-            cases: std::env::var("PROPTEST_CASES")
-                .ok()
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(2048),
-            failure_persistence: None,
-            ..Default::default()
-        }
+        mcpgate_fuzzkit::config(2048)
     }
 
     fn cookie_header(pairs: &[(String, String)], sep: &str) -> HeaderMap {

@@ -19,34 +19,9 @@ use mcpgate_client::discovery::{
     as_metadata_candidates, check_resource, prm_candidates, validate_as_metadata, validate_url,
 };
 use mcpgate_client::mcp::sse::{SseEvent, SseParser};
+use mcpgate_fuzzkit::{case_variant, config};
 use mcpgate_types::metadata::AuthorizationServerMetadata;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
-
-/// `cases` unless `PROPTEST_CASES` is set; no regression files.
-fn config(cases: u32) -> Config {
-    Config {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(cases),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-fn case_variant(s: &str, flips: u64) -> String {
-    s.chars()
-        .enumerate()
-        .map(|(i, c)| {
-            if flips & (1 << (i % 64)) != 0 {
-                c.to_ascii_uppercase()
-            } else {
-                c
-            }
-        })
-        .collect()
-}
 
 fn insert_at(s: &str, at: usize, piece: &str) -> String {
     let mut i = at % (s.len() + 1);

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use http::{HeaderMap, HeaderValue};
+use mcpgate_fuzzkit::{case_variant, config};
 use mcpgate_gateway::config::{ConfigError, GatewayFile, UpstreamFile, validate};
 use mcpgate_gateway::jsonrpc::{ParseError, codes, decode_header_value, id_hint, parse};
 use mcpgate_gateway::origin::{OriginPolicy, Refusal};
@@ -31,20 +32,7 @@ use mcpgate_gateway::uri::canonical;
 use mcpgate_types::Secret;
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::Config;
 use serde_json::{Value, json};
-
-/// `cases` unless `PROPTEST_CASES` is set; no regression files.
-fn config(cases: u32) -> Config {
-    Config {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(cases),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
 
 /// One textual change to a valid input.
 #[derive(Debug, Clone)]
@@ -506,19 +494,6 @@ fn sse_split_crlf_does_not_count_towards_the_limit() {
 
 // ---------------------------------------------------------------------------------------------
 // Resource URIs, Origin and Host
-
-fn case_variant(s: &str, flips: u64) -> String {
-    s.chars()
-        .enumerate()
-        .map(|(i, c)| {
-            if flips & (1 << (i % 64)) != 0 {
-                c.to_ascii_uppercase()
-            } else {
-                c
-            }
-        })
-        .collect()
-}
 
 /// Another spelling of the path segment `seg`: unreserved characters percent-encoded.
 fn encode_some(seg: &str, bits: u64) -> String {

@@ -23,26 +23,14 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue};
+use mcpgate_fuzzkit::config;
 use mcpgate_guard::bearer::{MAX_TOKEN_LEN, extract, is_token68};
 use mcpgate_guard::{Challenge, Guard, GuardConfig, Principal, TrustedIssuer, www_authenticate};
 use mcpgate_jose::{FixedClock, KeyAlg, PublicJwks, SigningKey, Verifier};
 use mcpgate_types::ScopeSet;
 use mcpgate_types::www_authenticate::find_bearer;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 use serde_json::{Value, json};
-
-/// `cases` unless `PROPTEST_CASES` is set; no regression files.
-fn config(cases: u32) -> Config {
-    Config {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(cases),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
 
 fn headers(values: &[Vec<u8>]) -> Option<HeaderMap> {
     let mut h = HeaderMap::new();

@@ -15,25 +15,13 @@ use std::sync::OnceLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mcpgate_fuzzkit::config;
 use mcpgate_jose::{
     JwtError, KeyAlg, MasterKey, PublicJwks, SigningKey, SystemRng, VerifiedJwt, Verifier,
     VerifyOptions,
 };
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 use serde_json::{Value, json};
-
-/// `cases` unless `PROPTEST_CASES` is set; no regression files.
-fn config(cases: u32) -> Config {
-    Config {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(cases),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
 
 const NOW: i64 = 1_800_000_000;
 const ISS: &str = "https://as.example";

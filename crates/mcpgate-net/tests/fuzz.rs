@@ -23,22 +23,10 @@ use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
 use async_trait::async_trait;
+use mcpgate_fuzzkit::config;
 use mcpgate_net::ip::{self, IPV4_FORBIDDEN, classify, classify_v4, classify_v6};
 use mcpgate_net::{FetchError, FetchPolicy, Resolve, ResolveError, Vetted, vet};
 use proptest::prelude::*;
-use proptest::test_runner::Config;
-
-/// `cases` unless `PROPTEST_CASES` is set; no regression files.
-fn config(cases: u32) -> Config {
-    Config {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(cases),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
 
 /// A resolver with fixed answers that records every question.
 #[derive(Default)]

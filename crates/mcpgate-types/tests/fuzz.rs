@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 
+use mcpgate_fuzzkit::{case_variant, config};
 use mcpgate_types::ScopeSet;
 use mcpgate_types::client_metadata::{ClientMetadata, is_cimd_client_id};
 use mcpgate_types::metadata::{
@@ -32,19 +33,6 @@ use mcpgate_types::resource::{find_canonical, validate};
 use mcpgate_types::scope::is_scope_token;
 use mcpgate_types::www_authenticate::{Challenge, find_bearer, parse};
 use proptest::prelude::*;
-use proptest::test_runner::Config;
-
-/// `cases` unless `PROPTEST_CASES` is set; no regression files.
-fn config(cases: u32) -> Config {
-    Config {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(cases),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
 
 /// One structural mutation of a valid input.
 #[derive(Debug, Clone)]
@@ -219,19 +207,6 @@ proptest! {
 
 // ---------------------------------------------------------------------------------------------
 // Redirect URIs
-
-fn case_variant(s: &str, flips: u64) -> String {
-    s.chars()
-        .enumerate()
-        .map(|(i, c)| {
-            if flips & (1 << (i % 64)) != 0 {
-                c.to_ascii_uppercase()
-            } else {
-                c
-            }
-        })
-        .collect()
-}
 
 const DANGEROUS: &[&str] = &[
     "javascript",

@@ -1290,14 +1290,7 @@ allow = false
 "#;
 
     fn config() -> proptest::test_runner::Config {
-        proptest::test_runner::Config {
-            cases: std::env::var("PROPTEST_CASES")
-                .ok()
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(512),
-            failure_persistence: None,
-            ..Default::default()
-        }
+        mcpgate_fuzzkit::config(512)
     }
 
     fn check(text: &str) -> Result<(), TestCaseError> {
