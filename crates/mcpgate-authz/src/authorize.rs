@@ -420,10 +420,11 @@ fn sign_in_then<'a>(app: &AppState, params: impl Iterator<Item = (&'a str, &'a s
 }
 
 async fn handle(app: &AppState, p: &Params, headers: &HeaderMap) -> Response {
+    // The browser's session, looked up once for the whole request.
+    let current = session::current(app, headers).await;
     // A metadata-document client is fetched only for a signed-in user: an
     // anonymous request cannot make this server fetch URLs.
-    let signed_in = matches!(session::current(app, headers).await, Ok(Some(_)));
-    let fetch = if signed_in {
+    let fetch = if matches!(current, Ok(Some(_))) {
         Fetch::Allowed
     } else {
         Fetch::CacheOnly
@@ -439,9 +440,8 @@ async fn handle(app: &AppState, p: &Params, headers: &HeaderMap) -> Response {
             trusted: false,
         }) => {
             // A client the signed-in user approved may hear of its errors.
-            let user = session::current(app, headers).await.ok().flatten();
             let client_id = p.get("client_id").unwrap_or_default();
-            let approved = match user {
+            let approved = match current.as_ref().ok().and_then(Option::as_ref) {
                 Some(u) => app.store.get_consent(&u.user.id, client_id).await.is_ok(),
                 None => false,
             };
@@ -462,7 +462,7 @@ async fn handle(app: &AppState, p: &Params, headers: &HeaderMap) -> Response {
             .as_deref()
             .is_some_and(|p| p.split(' ').any(|y| y == x))
     };
-    let user = match session::current(app, headers).await {
+    let user = match current {
         Ok(Some(u)) if !prompt_has("login") => u,
         Ok(_) if prompt_has("none") => {
             return to_client(
