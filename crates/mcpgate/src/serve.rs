@@ -289,7 +289,12 @@ pub async fn serve(
                 .with_context(|| format!("binding the metrics listener {addr}"))?;
             tracing::info!(%addr, "metrics listening (http)");
             let app = gateway.ops_router(access);
-            Some(tokio::spawn(serve_connections(listener, app, 64)))
+            Some(tokio::spawn(serve_connections(
+                listener,
+                app,
+                "metrics",
+                METRICS_MAX_CONNECTIONS,
+            )))
         }
         None => None,
     };
@@ -315,7 +320,7 @@ pub async fn serve(
             let listener = listener.tap_io(|tcp| {
                 let _ = tcp.set_nodelay(true);
             });
-            serve_connections(listener, app, rt.config.max_connections).await;
+            serve_connections(listener, app, "main", rt.config.max_connections).await;
         }
         tls => {
             let acceptor = TlsAcceptor::from(Arc::new(tls_config(tls)?));
@@ -326,6 +331,7 @@ pub async fn serve(
             serve_connections(
                 TlsListener::new(listener, acceptor),
                 app,
+                "main",
                 rt.config.max_connections,
             )
             .await;
@@ -354,6 +360,8 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// gateway's SSE sends a comment every 15 s); a request being handled is
 /// never cut by it.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections the `[metrics] listen` listener serves at once (scrapers, probes).
+const METRICS_MAX_CONNECTIONS: usize = 64;
 /// How long shutdown waits for in-flight requests before closing them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -361,8 +369,12 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// the header-read and idle timeouts above (which `axum::serve` cannot
 /// set), the peer address as `ConnectInfo`, and on SIGINT/SIGTERM a
 /// graceful shutdown bounded by [`DRAIN_TIMEOUT`].
-async fn serve_connections<L>(mut listener: L, app: axum::Router, max_connections: usize)
-where
+async fn serve_connections<L>(
+    mut listener: L,
+    app: axum::Router,
+    name: &'static str,
+    max_connections: usize,
+) where
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -380,7 +392,8 @@ where
     // At most `max_connections` are served; the next is accepted when one
     // closes (until then it waits in the kernel's queue).
     let places = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
-    metrics::gauge!("mcpgate_connections_limit").set(max_connections as f64);
+    // Per listener (`main`, `metrics`), so one never hides the other.
+    metrics::gauge!("mcpgate_connections_limit", "listener" => name).set(max_connections as f64);
     loop {
         let place = tokio::select! {
             p = places.clone().acquire_owned() => p.expect("the semaphore is never closed"),
@@ -390,7 +403,7 @@ where
             conn = listener.accept() => conn,
             () = &mut shutdown => break,
         };
-        metrics::gauge!("mcpgate_connections_open").increment(1.0);
+        metrics::gauge!("mcpgate_connections_open", "listener" => name).increment(1.0);
         let activity = Arc::new(Activity::new());
         let svc = {
             let (app, activity) = (app.clone(), activity.clone());
@@ -437,7 +450,7 @@ where
                     }
                 }
             }
-            metrics::gauge!("mcpgate_connections_open").decrement(1.0);
+            metrics::gauge!("mcpgate_connections_open", "listener" => name).decrement(1.0);
             drop(place);
         });
     }

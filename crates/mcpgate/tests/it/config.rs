@@ -273,5 +273,12 @@ async fn metrics_on_their_own_listener_behind_a_token() {
         text.contains("# TYPE") || text.is_empty() || text.contains("mcpgate"),
         "{text}"
     );
+    // Each listener's connection limit shows on its own.
+    for line in [
+        "mcpgate_connections_limit{listener=\"main\"} 10000",
+        "mcpgate_connections_limit{listener=\"metrics\"} 64",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
     srv.stop().await;
 }
