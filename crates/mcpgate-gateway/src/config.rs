@@ -530,24 +530,6 @@ impl GatewaySettings {
 /// `[gateway.limits]`: defaults for what is not set; zero is refused.
 fn limits(l: &LimitsFile) -> Result<ResourceLimits, ConfigError> {
     let d = ResourceLimits::default();
-    let at_least_one = |field: &str, v: Option<usize>, default: usize| match v {
-        Some(0) => Err(err(
-            format!("gateway.limits.{field}"),
-            "must be at least 1 (raise it to widen the limit)",
-        )),
-        Some(v) => Ok(v),
-        None => Ok(default),
-    };
-    let refused = match l.refused_tokens_per_ip_per_minute {
-        Some(0) => {
-            return Err(err(
-                "gateway.limits.refused_tokens_per_ip_per_minute",
-                "must be at least 1 (raise it to widen the limit)",
-            ));
-        }
-        Some(v) => v,
-        None => d.refused_tokens_per_ip_per_minute,
-    };
     Ok(ResourceLimits {
         max_sessions: at_least_one("max_sessions", l.max_sessions, d.max_sessions)?,
         max_children: at_least_one("max_children", l.max_children, d.max_children)?,
@@ -557,8 +539,28 @@ fn limits(l: &LimitsFile) -> Result<ResourceLimits, ConfigError> {
             l.max_streams_per_user,
             d.max_streams_per_user,
         )?,
-        refused_tokens_per_ip_per_minute: refused,
+        refused_tokens_per_ip_per_minute: at_least_one(
+            "refused_tokens_per_ip_per_minute",
+            l.refused_tokens_per_ip_per_minute,
+            d.refused_tokens_per_ip_per_minute,
+        )?,
     })
+}
+
+/// One `[gateway.limits]` field: its default when unset, refused when zero.
+fn at_least_one<T: From<u8> + PartialEq>(
+    field: &str,
+    v: Option<T>,
+    default: T,
+) -> Result<T, ConfigError> {
+    match v {
+        Some(v) if v == T::from(0) => Err(err(
+            format!("gateway.limits.{field}"),
+            "must be at least 1 (raise it to widen the limit)",
+        )),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    }
 }
 
 /// `{public_url}/mcp/{name}`.
