@@ -71,10 +71,6 @@ mod fuzz {
 
     use super::*;
 
-    fn config() -> proptest::test_runner::Config {
-        mcpgate_fuzzkit::config(2048)
-    }
-
     fn cookie_header(pairs: &[(String, String)], sep: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         let line = pairs
@@ -89,7 +85,7 @@ mod fuzz {
     }
 
     proptest! {
-        #![proptest_config(config())]
+        #![proptest_config(mcpgate_fuzzkit::config(2048))]
 
         #[test]
         fn set_cookie_values_read_back(

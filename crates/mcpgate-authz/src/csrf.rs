@@ -97,12 +97,8 @@ mod fuzz {
 
     use super::*;
 
-    fn config() -> proptest::test_runner::Config {
-        mcpgate_fuzzkit::config(2048)
-    }
-
     proptest! {
-        #![proptest_config(config())]
+        #![proptest_config(mcpgate_fuzzkit::config(2048))]
 
         #[test]
         fn only_the_issued_token_verifies(

@@ -98,12 +98,8 @@ mod fuzz {
 
     use super::*;
 
-    fn config() -> proptest::test_runner::Config {
-        mcpgate_fuzzkit::config(2048)
-    }
-
     proptest! {
-        #![proptest_config(config())]
+        #![proptest_config(mcpgate_fuzzkit::config(2048))]
 
         #[test]
         fn form_round_trips(pairs in proptest::collection::vec(

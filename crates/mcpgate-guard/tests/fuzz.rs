@@ -23,7 +23,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue};
-use mcpgate_fuzzkit::config;
+use mcpgate_fuzzkit::{case_variant, config};
 use mcpgate_guard::bearer::{MAX_TOKEN_LEN, extract, is_token68};
 use mcpgate_guard::{Challenge, Guard, GuardConfig, Principal, TrustedIssuer, www_authenticate};
 use mcpgate_jose::{FixedClock, KeyAlg, PublicJwks, SigningKey, Verifier};
@@ -38,19 +38,6 @@ fn headers(values: &[Vec<u8>]) -> Option<HeaderMap> {
         h.append(AUTHORIZATION, HeaderValue::from_bytes(v).ok()?);
     }
     Some(h)
-}
-
-fn flip_case(s: &str, flips: u64) -> String {
-    s.chars()
-        .enumerate()
-        .map(|(i, c)| {
-            if flips & (1 << (i % 64)) != 0 {
-                c.to_ascii_uppercase()
-            } else {
-                c
-            }
-        })
-        .collect()
 }
 
 /// `access_token` spelled so that a form decoder reads that name.
@@ -120,7 +107,7 @@ proptest! {
         junk in proptest::sample::select(vec!["a b", ",", "\"", "é", "\u{0}", "=a", "\t", ";"]),
         at in any::<usize>(),
     ) {
-        let value = format!("{}{}{token}", flip_case("bearer", flips), " ".repeat(spaces));
+        let value = format!("{}{}{token}", case_variant("bearer", flips), " ".repeat(spaces));
         let h = headers(&[value.clone().into_bytes()]).unwrap();
         prop_assert_eq!(extract(&h, None), Ok(token.as_str()));
         prop_assert_eq!(extract(&h, Some("a=1&b=access_token")), Ok(token.as_str()));

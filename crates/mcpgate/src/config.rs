@@ -1289,10 +1289,6 @@ scopes = ["notes:read"]
 allow = false
 "#;
 
-    fn config() -> proptest::test_runner::Config {
-        mcpgate_fuzzkit::config(512)
-    }
-
     fn check(text: &str) -> Result<(), TestCaseError> {
         if let Err(e) = from_text(text, "fuzz.toml", &Overrides::default()) {
             prop_assert!(e.location.starts_with("fuzz.toml"), "{}", e);
@@ -1414,7 +1410,7 @@ allow = false
     }
 
     proptest! {
-        #![proptest_config(config())]
+        #![proptest_config(mcpgate_fuzzkit::config(512))]
 
         #[test]
         fn errors_name_a_location_and_a_field(text in prop_oneof![
