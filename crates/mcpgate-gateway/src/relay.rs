@@ -15,11 +15,10 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::jsonrpc::{self, codes};
 use crate::outbound::Outbound;
-use crate::upstream::stdio::StdioChild;
+use crate::upstream::stdio::{Replies, StdioChild};
 use crate::{resume, sse};
 
 /// A JSON-RPC error answer with `Cache-Control: no-store`.
@@ -94,7 +93,7 @@ impl Drop for CancelOnDrop {
 /// cancels it).
 pub fn logged_sse(
     streams: &resume::Streams,
-    mut rx: mpsc::UnboundedReceiver<Value>,
+    mut rx: Replies,
     out: Outbound,
     until_answer: bool,
 ) -> Response {
@@ -128,7 +127,7 @@ pub fn stdio_sse(
     child: Arc<StdioChild>,
     session: String,
     client_id: Value,
-    rx: mpsc::UnboundedReceiver<Value>,
+    rx: Replies,
     out: Outbound,
 ) -> Response {
     let guard = CancelOnDrop {
@@ -163,10 +162,7 @@ pub fn stdio_sse(
 /// The POST answer for a stdio child as one JSON body (the client does not
 /// take SSE): server→client messages in between are dropped. `None` when
 /// the child went away before answering.
-pub async fn stdio_json(
-    mut rx: mpsc::UnboundedReceiver<Value>,
-    out: &Outbound,
-) -> Option<Response> {
+pub async fn stdio_json(mut rx: Replies, out: &Outbound) -> Option<Response> {
     while let Some(mut m) = rx.recv().await {
         if m.get("method").is_none() {
             out.decide(&mut m);

@@ -48,8 +48,12 @@ type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, RpcError>
 /// remote server knows it by (once sent) and the task waiting for it.
 type InFlight = Arc<Mutex<HashMap<String, (Option<i64>, tokio::task::AbortHandle)>>>;
 
-/// Lines to stdout; `None` stops the writer.
-type Out = mpsc::UnboundedSender<Option<Value>>;
+/// Lines to stdout; `None` stops the writer. Bounded: a host that does not
+/// read its stdin holds the bridge back instead of filling its memory.
+type Out = mpsc::Sender<Option<Value>>;
+
+/// Messages waiting for the host to read them.
+const OUT_QUEUE: usize = 64;
 
 /// Runs the bridge until stdin closes.
 pub async fn run(
@@ -57,7 +61,7 @@ pub async fn run(
     oauth: Arc<OAuthClient>,
     allow_http_loopback: bool,
 ) -> anyhow::Result<()> {
-    let (out, mut rx) = mpsc::unbounded_channel::<Option<Value>>();
+    let (out, mut rx) = mpsc::channel::<Option<Value>>(OUT_QUEUE);
     let writer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
         while let Some(Some(message)) = rx.recv().await {
@@ -91,7 +95,7 @@ pub async fn run(
     if let Ok(mut pending) = bridge.pending.lock() {
         pending.clear();
     }
-    let _ = out.send(None);
+    let _ = out.send(None).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     tracing::info!("bridge stopped");
     result
@@ -109,15 +113,12 @@ struct Bridge {
 }
 
 impl Bridge {
-    fn send(&self, message: Value) {
-        let _ = self.out.send(Some(message));
-    }
-
-    fn respond(&self, id: Value, result: Result<Value, Value>) {
-        self.send(match result {
+    async fn respond(&self, id: Value, result: Result<Value, Value>) {
+        let message = match result {
             Ok(r) => json!({"jsonrpc": "2.0", "id": id, "result": r}),
             Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": e}),
-        });
+        };
+        let _ = self.out.send(Some(message)).await;
     }
 
     fn client(&self) -> Option<Arc<McpClient>> {
@@ -135,7 +136,8 @@ impl Bridge {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::warn!(error = %e, "ignoring a line from the host that is not JSON");
-                    self.respond(Value::Null, Err(rpc(-32700, &format!("parse error: {e}"))));
+                    self.respond(Value::Null, Err(rpc(-32700, &format!("parse error: {e}"))))
+                        .await;
                     continue;
                 }
             };
@@ -148,7 +150,7 @@ impl Bridge {
             match (method, id) {
                 (Some(method), Some(id)) if method == "initialize" => {
                     let answer = self.initialize(params).await.map_err(|e| error_value(&e));
-                    self.respond(id, answer);
+                    self.respond(id, answer).await;
                 }
                 (Some(method), Some(id)) => {
                     let Some(client) = self.client() else {
@@ -157,7 +159,7 @@ impl Bridge {
                         } else {
                             Err(rpc(-32002, "the bridge has not been initialized yet"))
                         };
-                        self.respond(id, answer);
+                        self.respond(id, answer).await;
                         continue;
                     };
                     let bridge = self.clone();
@@ -188,7 +190,7 @@ impl Bridge {
                             .lock()
                             .expect("in-flight lock")
                             .remove(&id.to_string());
-                        bridge.respond(id, answer);
+                        bridge.respond(id, answer).await;
                     });
                     in_flight.insert(key, (None, task));
                 }
@@ -211,7 +213,8 @@ impl Bridge {
                 }
                 (None, Some(id)) => self.host_response(&id, &message),
                 (None, None) => {
-                    self.respond(Value::Null, Err(rpc(-32600, "not a JSON-RPC message")));
+                    self.respond(Value::Null, Err(rpc(-32600, "not a JSON-RPC message")))
+                        .await;
                 }
             }
             while tasks.try_join_next().is_some() {}
@@ -352,16 +355,19 @@ impl ServerHandler for HostHandler {
             p.insert(id.clone(), tx);
         }
         let message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        if self.out.send(Some(message)).is_err() {
+        if self.out.send(Some(message)).await.is_err() {
             return Err(gone());
         }
         rx.await.unwrap_or_else(|_| Err(gone()))
     }
 
     async fn on_notification(&self, method: &str, params: Value) {
-        let _ = self.out.send(Some(
-            json!({"jsonrpc": "2.0", "method": method, "params": params}),
-        ));
+        let _ = self
+            .out
+            .send(Some(
+                json!({"jsonrpc": "2.0", "method": method, "params": params}),
+            ))
+            .await;
     }
 }
 

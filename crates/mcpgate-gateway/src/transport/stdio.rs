@@ -325,24 +325,14 @@ async fn forward(
                 // 2026-07-28 over HTTP: an error answer carries its HTTP status
                 // (404 method not found, 400 missing capability, ...), so wait
                 // for the first message before choosing between JSON and SSE.
-                let first = rx.recv().await.ok_or_else(gone)?;
+                let first = rx.peek().await.ok_or_else(gone)?;
                 if first.get("method").is_none() {
-                    let mut m = first;
+                    let mut m = rx.recv().await.ok_or_else(gone)?;
                     out.decide(&mut m);
                     let mut r = relay::json_response(&m);
                     *r.status_mut() = stateless_error_status(&m);
                     return Ok((r, Forwarded::Allowed));
                 }
-                let (tx, rest) = tokio::sync::mpsc::unbounded_channel();
-                let _ = tx.send(first);
-                tokio::spawn(async move {
-                    while let Some(m) = rx.recv().await {
-                        if tx.send(m).is_err() {
-                            break;
-                        }
-                    }
-                });
-                rx = rest;
             }
             if relay::accepts_sse(call.headers) {
                 let r = match stream {

@@ -33,8 +33,16 @@ use crate::jsonrpc::{self, codes};
 const INIT_SESSION: &str = "mcpgate-init";
 /// Server→client messages kept for a session with no open stream.
 const BACKLOG: usize = 256;
+/// Messages queued on one stream (a request's or a session's GET stream)
+/// that its reader has not taken yet. A full queue refuses what the child
+/// sends next for it; a request's last place is kept for its response.
+pub const QUEUE: usize = 64;
+/// Server→client requests of one session that its client has not answered.
+const MAX_SERVER_REQUESTS: usize = 64;
 /// stderr lines logged per second per child (burst allowed up to this many).
 const STDERR_LINES_PER_SEC: u32 = 20;
+/// Refused server messages logged per second per child; the rest are counted.
+const REFUSALS_LOGGED_PER_SEC: u32 = 5;
 
 /// The child is gone (exited, killed, or its pipes broke).
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -48,7 +56,7 @@ struct Pending {
     progress_token: Option<Value>,
     session: String,
     seq: u64,
-    tx: mpsc::UnboundedSender<Value>,
+    tx: mpsc::Sender<Value>,
 }
 
 struct ServerRequest {
@@ -58,7 +66,7 @@ struct ServerRequest {
 
 #[derive(Default)]
 struct Sink {
-    stream: Option<mpsc::UnboundedSender<Value>>,
+    stream: Option<mpsc::Sender<Value>>,
     backlog: VecDeque<Value>,
 }
 
@@ -67,6 +75,116 @@ struct State {
     pending: HashMap<String, Pending>,
     server_requests: HashMap<String, ServerRequest>,
     sinks: HashMap<String, Sink>,
+    refusals_logged: LogBudget,
+}
+
+/// The messages the child sends on one stream, in order: for a request, the
+/// server→client messages routed to it and, last, its response. The queue
+/// behind it is bounded ([`QUEUE`]).
+pub struct Replies {
+    rx: mpsc::Receiver<Value>,
+    /// A message taken by [`Replies::peek`], received again first.
+    held: Option<Value>,
+}
+
+impl Replies {
+    fn new(rx: mpsc::Receiver<Value>) -> Self {
+        Self { rx, held: None }
+    }
+
+    /// The next message; `None` once the stream has ended.
+    pub async fn recv(&mut self) -> Option<Value> {
+        match self.held.take() {
+            Some(m) => Some(m),
+            None => self.rx.recv().await,
+        }
+    }
+
+    /// Waits for the next message without taking it.
+    pub async fn peek(&mut self) -> Option<&Value> {
+        if self.held.is_none() {
+            self.held = self.rx.recv().await;
+        }
+        self.held.as_ref()
+    }
+}
+
+/// Why a server-initiated message was not forwarded. A request among them
+/// is answered with an error, so that the child does not wait for a reply
+/// that never comes.
+#[derive(Debug, Clone, Copy)]
+enum Unrouted {
+    /// A shared child with requests of several sessions in flight, or none.
+    NoSession,
+    /// The stream it belongs to has [`QUEUE`] messages its client has not read.
+    QueueFull,
+    /// No stream is open and the session's backlog holds [`BACKLOG`] messages.
+    BacklogFull,
+    /// The session has [`MAX_SERVER_REQUESTS`] unanswered server requests.
+    TooManyRequests,
+}
+
+impl Unrouted {
+    fn reason(self) -> &'static str {
+        match self {
+            Unrouted::NoSession => "no_session",
+            Unrouted::QueueFull => "queue_full",
+            Unrouted::BacklogFull => "backlog_full",
+            Unrouted::TooManyRequests => "too_many_server_requests",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Unrouted::NoSession => "mcpgate: no single client session to route this request to",
+            Unrouted::QueueFull => "mcpgate: the client is not reading this stream",
+            Unrouted::BacklogFull => {
+                "mcpgate: the client session has no stream open and its backlog is full"
+            }
+            Unrouted::TooManyRequests => {
+                "mcpgate: too many server requests the client has not answered"
+            }
+        }
+    }
+}
+
+/// Puts a server-initiated message on a request's stream, keeping the last
+/// place of its queue for the response (which therefore always fits).
+fn offer(tx: &mpsc::Sender<Value>, msg: Value) -> Result<(), mpsc::error::TrySendError<Value>> {
+    if !tx.is_closed() && tx.capacity() <= 1 {
+        return Err(mpsc::error::TrySendError::Full(msg));
+    }
+    tx.try_send(msg)
+}
+
+/// A log line budget: at most `per_sec` lines a second; the lines held back
+/// are counted and reported with the next line let through.
+#[derive(Default)]
+struct LogBudget {
+    window: Option<Instant>,
+    used: u32,
+    held_back: u64,
+}
+
+impl LogBudget {
+    /// `Some(lines held back since the last one let through)` when this
+    /// line may be logged.
+    fn allow(&mut self, per_sec: u32) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .window
+            .is_none_or(|w| now.duration_since(w) >= Duration::from_secs(1))
+        {
+            self.window = Some(now);
+            self.used = 0;
+        }
+        if self.used >= per_sec {
+            self.held_back += 1;
+            return None;
+        }
+        self.used += 1;
+        Some(std::mem::take(&mut self.held_back))
+    }
 }
 
 /// A running stdio child.
@@ -290,11 +408,7 @@ impl StdioChild {
     /// Sends a client request. The receiver yields the server→client
     /// messages routed to this request's stream and, last, the response
     /// (with the client's id). It ends when the response has been sent.
-    pub async fn request(
-        &self,
-        session: &str,
-        mut msg: Value,
-    ) -> Result<mpsc::UnboundedReceiver<Value>, ChildGone> {
+    pub async fn request(&self, session: &str, mut msg: Value) -> Result<Replies, ChildGone> {
         let gid = self.gateway_id("c");
         let client_id = msg.get("id").cloned().unwrap_or(Value::Null);
         // Progress notifications name the request by its token: the child
@@ -304,7 +418,7 @@ impl StdioChild {
             .pointer_mut("/params/_meta/progressToken")
             .filter(|t| t.is_string() || t.is_number())
             .map(|t| std::mem::replace(t, Value::String(gid.clone())));
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(QUEUE);
         {
             let mut st = self.state.lock().expect("child state lock");
             let seq = self.next.fetch_add(1, Ordering::Relaxed);
@@ -333,7 +447,7 @@ impl StdioChild {
                 .remove(&gid);
             return Err(e);
         }
-        Ok(rx)
+        Ok(Replies::new(rx))
     }
 
     /// Forgets an in-flight request whose client went away (its stream
@@ -406,15 +520,16 @@ impl StdioChild {
 
     /// Opens (or replaces) the standalone stream of `session` (GET), first
     /// yielding what was kept while no stream was open.
-    pub fn open_stream(&self, session: &str) -> mpsc::UnboundedReceiver<Value> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub fn open_stream(&self, session: &str) -> Replies {
         let mut st = self.state.lock().expect("child state lock");
         let sink = st.sinks.entry(session.to_string()).or_default();
+        // Room for the whole backlog, then the usual queue.
+        let (tx, rx) = mpsc::channel(QUEUE + sink.backlog.len());
         for m in sink.backlog.drain(..) {
-            let _ = tx.send(m);
+            let _ = tx.try_send(m);
         }
         sink.stream = Some(tx);
-        rx
+        Replies::new(rx)
     }
 
     /// Forgets a session: its streams end and its in-flight requests are dropped.
@@ -463,7 +578,8 @@ impl StdioChild {
             };
             if let Some(p) = st.pending.remove(gid) {
                 msg["id"] = p.client_id;
-                let _ = p.tx.send(msg);
+                // The place kept for it (see `offer`).
+                let _ = p.tx.try_send(msg);
             }
             return;
         }
@@ -474,7 +590,9 @@ impl StdioChild {
                 && let Some(client_token) = &p.progress_token
             {
                 msg["params"]["progressToken"] = client_token.clone();
-                let _ = p.tx.send(msg);
+                if let Err(mpsc::error::TrySendError::Full(m)) = offer(&p.tx, msg) {
+                    self.unrouted(&mut st, &m, None, Unrouted::QueueFull);
+                }
                 return;
             }
         }
@@ -494,30 +612,17 @@ impl StdioChild {
             }
         };
         let Some(session) = target else {
-            // No single session can take it (a shared child with requests of
-            // several sessions in flight, or none). A request is answered with
-            // an error, so the server does not wait for a reply that never
-            // comes; either way the refusal is logged.
-            let method = msg
-                .get("method")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            tracing::warn!(upstream = %self.upstream, method, "server message refused: no single client session to route it to");
-            if let Some(child_id) = id {
-                let err = jsonrpc::error_value(
-                    Some(&child_id),
-                    codes::INTERNAL_ERROR,
-                    "mcpgate: no single client session to route this request to",
-                );
-                let mut line = serde_json::to_vec(&err).unwrap_or_default();
-                line.push(b'\n');
-                if self.stdin.try_send(Bytes::from(line)).is_err() {
-                    tracing::warn!(upstream = %self.upstream, "could not answer the refused server request (child busy or gone)");
-                }
-            }
-            return;
+            return self.unrouted(&mut st, &msg, id, Unrouted::NoSession);
         };
         if let Some(child_id) = id {
+            let open = st
+                .server_requests
+                .values()
+                .filter(|r| r.session == session)
+                .count();
+            if open >= MAX_SERVER_REQUESTS {
+                return self.unrouted(&mut st, &msg, Some(child_id), Unrouted::TooManyRequests);
+            }
             let gid = self.gateway_id("s");
             st.server_requests.insert(
                 gid.clone(),
@@ -539,6 +644,26 @@ impl StdioChild {
                 msg["params"]["requestId"] = Value::String(g);
             }
         }
+        if let Err(why) = Self::deliver(&mut st, &session, msg) {
+            let (msg, why) = *why;
+            // A refused request is answered under the id the child gave it.
+            let child_id = msg
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(|g| st.server_requests.remove(g))
+                .map(|r| r.child_id);
+            self.unrouted(&mut st, &msg, child_id, why);
+        }
+    }
+
+    /// Puts a server-initiated message (ids already mapped) on the stream of
+    /// `session` it belongs to: the stream a `subscriptions/listen`
+    /// notification names, else the newest request in flight, else the GET
+    /// stream, else the backlog. A full queue refuses it; a closed stream is
+    /// passed over.
+    fn deliver(st: &mut State, session: &str, msg: Value) -> Result<(), Box<(Value, Unrouted)>> {
+        use mpsc::error::TrySendError::{Closed, Full};
+        let full = |m| Err(Box::new((m, Unrouted::QueueFull)));
         // 2026-07-28 `subscriptions/listen`: a notification names its stream
         // (the listen request's id, which the child knows as our gateway id).
         let listen = msg
@@ -549,32 +674,67 @@ impl StdioChild {
         if let Some(p) = listen {
             let mut m = msg.clone();
             m["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] = p.client_id.clone();
-            if p.tx.send(m).is_ok() {
-                return;
+            match offer(&p.tx, m) {
+                Ok(()) => return Ok(()),
+                Err(Full(m)) => return full(m),
+                Err(Closed(_)) => {}
             }
         }
-        // The newest in-flight request of that session gets it; else the GET stream.
         let newest = st
             .pending
             .values()
             .filter(|p| p.session == session)
             .max_by_key(|p| p.seq);
-        if let Some(p) = newest
-            && p.tx.send(msg.clone()).is_ok()
-        {
-            return;
-        }
-        let sink = st.sinks.entry(session).or_default();
-        if let Some(s) = &sink.stream
-            && s.send(msg.clone()).is_ok()
-        {
-            return;
-        }
+        let msg = match newest {
+            Some(p) => match offer(&p.tx, msg) {
+                Ok(()) => return Ok(()),
+                Err(Full(m)) => return full(m),
+                Err(Closed(m)) => m,
+            },
+            None => msg,
+        };
+        let sink = st.sinks.entry(session.to_string()).or_default();
+        let msg = match &sink.stream {
+            Some(s) => match s.try_send(msg) {
+                Ok(()) => return Ok(()),
+                Err(Full(m)) => return full(m),
+                Err(Closed(m)) => m,
+            },
+            None => msg,
+        };
         sink.stream = None;
         if sink.backlog.len() >= BACKLOG {
-            sink.backlog.pop_front();
+            return Err(Box::new((msg, Unrouted::BacklogFull)));
         }
         sink.backlog.push_back(msg);
+        Ok(())
+    }
+
+    /// A server-initiated message that is not forwarded: counted, logged
+    /// (within a budget, so a flooding child cannot flood the log) and, if
+    /// it is a request, answered to the child with an error.
+    fn unrouted(&self, st: &mut State, msg: &Value, child_id: Option<Value>, why: Unrouted) {
+        metrics::counter!(
+            "mcpgate_gateway_stdio_unrouted_total",
+            "upstream" => self.upstream.clone(),
+            "reason" => why.reason()
+        )
+        .increment(1);
+        if let Some(held_back) = st.refusals_logged.allow(REFUSALS_LOGGED_PER_SEC) {
+            let method = msg
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            tracing::warn!(upstream = %self.upstream, method, reason = why.reason(), held_back, "server message not forwarded: {}", why.message());
+        }
+        if let Some(child_id) = child_id {
+            let err = jsonrpc::error_value(Some(&child_id), codes::INTERNAL_ERROR, why.message());
+            let mut line = serde_json::to_vec(&err).unwrap_or_default();
+            line.push(b'\n');
+            if self.stdin.try_send(Bytes::from(line)).is_err() {
+                tracing::debug!(upstream = %self.upstream, "could not answer the refused server request (child busy or gone)");
+            }
+        }
     }
 
     /// A line that is not one strict JSON-RPC message is not forwarded. If
@@ -587,7 +747,7 @@ impl StdioChild {
         };
         let mut st = self.state.lock().expect("child state lock");
         if let Some(p) = gid.as_str().and_then(|g| st.pending.remove(g)) {
-            let _ = p.tx.send(jsonrpc::error_value(
+            let _ = p.tx.try_send(jsonrpc::error_value(
                 Some(&p.client_id),
                 codes::UPSTREAM_ERROR,
                 "the upstream sent a malformed message",
@@ -599,7 +759,7 @@ impl StdioChild {
     fn fail_all(&self) {
         let mut st = self.state.lock().expect("child state lock");
         for (_, p) in st.pending.drain() {
-            let _ = p.tx.send(jsonrpc::error_value(
+            let _ = p.tx.try_send(jsonrpc::error_value(
                 Some(&p.client_id),
                 codes::UPSTREAM_ERROR,
                 "the upstream server exited",
@@ -715,37 +875,28 @@ async fn reader(
 
 async fn log_stderr(upstream: String, mut err: BufReader<tokio::process::ChildStderr>, max: usize) {
     let mut buf = Vec::new();
-    let mut window = Instant::now();
-    let mut in_window = 0u32;
-    let mut dropped = 0u64;
+    let mut budget = LogBudget::default();
     loop {
         match read_line_limited(&mut err, &mut buf, max.min(64 * 1024)).await {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                 // An over-long line: skip it, keep reading.
-                dropped += 1;
+                budget.held_back += 1;
                 let _ = err.read_until(b'\n', &mut Vec::new()).await;
                 continue;
             }
             Err(_) => break,
         }
-        if window.elapsed() >= Duration::from_secs(1) {
-            if dropped > 0 {
-                tracing::warn!(
-                    upstream,
-                    dropped,
-                    "stdio upstream stderr lines dropped (rate limit)"
-                );
-            }
-            window = Instant::now();
-            in_window = 0;
-            dropped = 0;
-        }
-        in_window += 1;
-        if in_window > STDERR_LINES_PER_SEC {
-            dropped += 1;
+        let Some(dropped) = budget.allow(STDERR_LINES_PER_SEC) else {
             continue;
+        };
+        if dropped > 0 {
+            tracing::warn!(
+                upstream,
+                dropped,
+                "stdio upstream stderr lines dropped (rate limit or too long)"
+            );
         }
         let line = String::from_utf8_lossy(&buf);
         tracing::info!(upstream, "stderr: {}", line.trim_end());
@@ -965,6 +1116,126 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), c.exited())
             .await
             .unwrap();
+    }
+
+    /// Waits until `path` holds a line the child wrote, and returns it.
+    async fn written(path: &std::path::Path) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(r) = std::fs::read_to_string(path)
+                && !r.is_empty()
+            {
+                return serde_json::from_str(&r).unwrap();
+            }
+            assert!(Instant::now() < deadline, "the child wrote nothing");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Everything queued on `rx` now, until it ends or is empty for a moment.
+    async fn drain(rx: &mut Replies) -> Vec<Value> {
+        let mut got = vec![];
+        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+            got.push(m);
+        }
+        got
+    }
+
+    /// A child floods a request's stream its client does not read: the
+    /// queue stops at [`QUEUE`] and the response still gets its place.
+    #[tokio::test]
+    async fn a_flooded_request_stream_is_bounded_and_keeps_the_response() {
+        let script = r#"read -r l; i=0; while [ $i -lt 640 ]; do echo '{"jsonrpc":"2.0","method":"notifications/message","params":{}}'; i=$((i+1)); done; echo "$l""#;
+        let c = StdioChild::spawn("t", &sh(script), &Launch::Direct, false, 1024, slot()).unwrap();
+        // The child echoes this line back: the response, after the flood.
+        let mut rx = c
+            .request("s1", json!({"jsonrpc":"2.0","id":1,"result":{}}))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !c.state.lock().unwrap().pending.is_empty() {
+            assert!(Instant::now() < deadline, "the response never came");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let got = drain(&mut rx).await;
+        assert_eq!(got.len(), QUEUE, "{} messages queued", got.len());
+        assert!(
+            got[..QUEUE - 1]
+                .iter()
+                .all(|m| m["method"] == "notifications/message")
+        );
+        assert_eq!(got[QUEUE - 1]["id"], 1, "the response comes last");
+        c.kill();
+    }
+
+    /// A child floods the GET stream its client does not read: the queue
+    /// stops at [`QUEUE`], and a server request that no longer fits is
+    /// answered to the child with an error instead of being dropped.
+    #[tokio::test]
+    async fn a_flooded_get_stream_is_bounded_and_refuses_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("reply");
+        let script = format!(
+            r#"read -r l; echo "$l"; sleep 0.2; i=0; while [ $i -lt 640 ]; do echo '{{"jsonrpc":"2.0","method":"notifications/message","params":{{}}}}'; i=$((i+1)); done; echo '{{"jsonrpc":"2.0","id":"ask","method":"elicitation/create","params":{{}}}}'; read -r reply; printf '%s' "$reply" > {}; sleep 5"#,
+            out.display()
+        );
+        let c = StdioChild::spawn("t", &sh(&script), &Launch::Direct, false, 1024, slot()).unwrap();
+        let mut rx = c
+            .request("s1", json!({"jsonrpc":"2.0","id":1,"result":{}}))
+            .await
+            .unwrap();
+        assert_eq!(rx.recv().await.unwrap()["id"], 1);
+        let mut stream = c.open_stream("s1");
+        let reply = written(&out).await;
+        assert_eq!(reply["id"], "ask", "{reply}");
+        assert_eq!(reply["error"]["code"], codes::INTERNAL_ERROR, "{reply}");
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not reading"),
+            "{reply}"
+        );
+        assert_eq!(drain(&mut stream).await.len(), QUEUE);
+        assert!(c.state.lock().unwrap().server_requests.is_empty());
+        c.kill();
+    }
+
+    /// A session's unanswered server requests are capped: the one beyond
+    /// [`MAX_SERVER_REQUESTS`] is answered to the child with an error.
+    #[tokio::test]
+    async fn unanswered_server_requests_are_capped_per_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("reply");
+        let n = MAX_SERVER_REQUESTS + 1;
+        let script = format!(
+            r#"read -r l; echo "$l"; i=1; while [ $i -le {n} ]; do echo "{{\"jsonrpc\":\"2.0\",\"id\":$i,\"method\":\"elicitation/create\",\"params\":{{}}}}"; i=$((i+1)); done; read -r reply; printf '%s' "$reply" > {}; sleep 5"#,
+            out.display()
+        );
+        let c = StdioChild::spawn("t", &sh(&script), &Launch::Direct, false, 1024, slot()).unwrap();
+        let mut rx = c
+            .request("s1", json!({"jsonrpc":"2.0","id":1,"result":{}}))
+            .await
+            .unwrap();
+        assert_eq!(rx.recv().await.unwrap()["id"], 1);
+        let reply = written(&out).await;
+        assert_eq!(reply["id"], n, "{reply}");
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("too many"),
+            "{reply}"
+        );
+        // The others wait in the backlog for a stream, each answerable.
+        let mut stream = c.open_stream("s1");
+        let got = drain(&mut stream).await;
+        assert_eq!(got.len(), MAX_SERVER_REQUESTS);
+        assert_eq!(
+            c.state.lock().unwrap().server_requests.len(),
+            MAX_SERVER_REQUESTS
+        );
+        c.kill();
     }
 
     #[tokio::test]
