@@ -362,6 +362,10 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connections the `[metrics] listen` listener serves at once (scrapers, probes).
 const METRICS_MAX_CONNECTIONS: usize = 64;
+/// Connections accepted over `max_connections` only to be answered 503.
+const OVERFLOW_CONNECTIONS: usize = 64;
+/// How long a connection answered 503 may stay open.
+const REFUSED_LIFETIME: Duration = Duration::from_secs(5);
 /// How long shutdown waits for in-flight requests before closing them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -389,19 +393,36 @@ async fn serve_connections<L>(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
-    // At most `max_connections` are served; the next is accepted when one
-    // closes (until then it waits in the kernel's queue).
+    // At most `max_connections` are served. Over that, up to
+    // `OVERFLOW_CONNECTIONS` more are accepted only to be told 503 (see
+    // `refuse_connection`); beyond those, the next waits in the kernel's
+    // queue until a place frees.
     let places = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    let overflow = Arc::new(tokio::sync::Semaphore::new(OVERFLOW_CONNECTIONS));
     // Per listener (`main`, `metrics`), so one never hides the other.
     metrics::gauge!("mcpgate_connections_limit", "listener" => name).set(max_connections as f64);
     loop {
+        let never_closed = "the semaphore is never closed";
         let place = tokio::select! {
-            p = places.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            biased;
+            p = places.clone().acquire_owned() => Ok(p.expect(never_closed)),
+            p = overflow.clone().acquire_owned() => Err(p.expect(never_closed)),
             () = &mut shutdown => break,
         };
         let (io, peer) = tokio::select! {
             conn = listener.accept() => conn,
             () = &mut shutdown => break,
+        };
+        // A place may have freed while this one waited for a connection.
+        let place = match place {
+            Ok(p) => p,
+            Err(over) => match places.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    tokio::spawn(refuse_connection(io, peer, name, over));
+                    continue;
+                }
+            },
         };
         metrics::gauge!("mcpgate_connections_open", "listener" => name).increment(1.0);
         let activity = Arc::new(Activity::new());
@@ -462,6 +483,48 @@ async fn serve_connections<L>(
             tracing::warn!(timeout = ?DRAIN_TIMEOUT, "requests still running at shutdown were cut off");
         }
     }
+}
+
+/// Answers every request of a connection over `max_connections` with 503
+/// and `Retry-After`, and closes it: HTTP/1 after the first answer, any
+/// connection after [`REFUSED_LIFETIME`].
+async fn refuse_connection<I>(
+    io: I,
+    peer: SocketAddr,
+    name: &'static str,
+    over: tokio::sync::OwnedSemaphorePermit,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+
+    metrics::counter!("mcpgate_connections_refused_total", "listener" => name).increment(1);
+    tracing::debug!(%peer, listener = name, "connection refused: max_connections reached");
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .keep_alive(false)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    let svc = hyper::service::service_fn(|_req: hyper::Request<hyper::body::Incoming>| async {
+        use axum::http::{HeaderValue, StatusCode, header};
+        let mut r = axum::response::Response::new(axum::body::Body::from(
+            "mcpgate is serving as many connections as it may (max_connections); try again later\n",
+        ));
+        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        let h = r.headers_mut();
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        Ok::<_, std::convert::Infallible>(r)
+    });
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    let _ = tokio::time::timeout(REFUSED_LIFETIME, conn).await;
+    drop(over);
 }
 
 /// When a connection last moved a byte, whether the client ever sent one,

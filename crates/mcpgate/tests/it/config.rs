@@ -282,3 +282,106 @@ async fn metrics_on_their_own_listener_behind_a_token() {
     }
     srv.stop().await;
 }
+
+/// Opens a connection and sends one keep-alive `GET /healthz`; returns the
+/// connection (still open) and the first bytes of the answer.
+async fn held_connection(addr: &str) -> (tokio::net::TcpStream, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), c.read(&mut buf))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    (c, String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// `max_connections` holds: with every place taken, the next connection
+/// is answered 503 with `Retry-After` and closed, the refusal is counted
+/// in `/metrics`, and a place that frees is served again.
+#[tokio::test]
+async fn connections_over_max_connections_get_503() {
+    let port = crate::harness::free_port();
+    let env = Env::with_config(&format!(
+        "max_connections = 3\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let srv = env.serve().await;
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let gauge = |text: &str, line: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(line))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let scrape = || async {
+        let r = reqwest::get(&metrics).await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    };
+    // What the harness itself holds open (its client's pool) counts too.
+    let before = gauge(
+        &scrape().await,
+        "mcpgate_connections_open{listener=\"main\"}",
+    )
+    .unwrap_or(0.0) as usize;
+    assert!(before < 3, "{before} connections open already");
+    let addr = srv
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut held = vec![];
+    for _ in before..3 {
+        let (c, answer) = held_connection(&addr).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        held.push(c);
+    }
+    let (mut over, answer) = held_connection(&addr).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 5"),
+        "{answer}"
+    );
+    assert!(answer.contains("max_connections"), "{answer}");
+    // It is closed after that one answer.
+    let mut rest = vec![];
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_end(&mut over, &mut rest),
+    )
+    .await;
+    assert!(closed.is_ok(), "the refused connection stays open");
+    let text = scrape().await;
+    assert!(
+        gauge(
+            &text,
+            "mcpgate_connections_refused_total{listener=\"main\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    assert_eq!(
+        gauge(&text, "mcpgate_connections_open{listener=\"main\"}"),
+        Some(3.0),
+        "{text}"
+    );
+    // A place frees: the next connection is served.
+    drop(held.pop());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_c, answer) = held_connection(&addr).await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the freed place was never served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(held);
+    srv.stop().await;
+}
