@@ -39,6 +39,17 @@ impl PostgresStore {
     /// Like [`connect`](Self::connect), from options built in code (for
     /// example with a password read from a secret file).
     pub async fn connect_with(options: PgConnectOptions) -> StoreResult<Self> {
+        // PostgreSQL's notices (each migration check says the tables already
+        // exist) would reach the log as INFO lines on every operator command;
+        // warnings and errors still do. An explicit setting is kept.
+        let options = if options
+            .get_options()
+            .is_some_and(|o| o.contains("client_min_messages"))
+        {
+            options
+        } else {
+            options.options([("client_min_messages", "warning")])
+        };
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(Duration::from_secs(30))

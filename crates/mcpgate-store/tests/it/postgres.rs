@@ -140,6 +140,33 @@ impl Postgres {
                     Ok(())
                 })
             }),
+            self.trial("connecting_again_is_quiet", |run_db| {
+                // Every operator command connects and checks the migrations;
+                // PostgreSQL's notices about tables that already exist must
+                // not reach the log each time.
+                let log = Log::default();
+                let subscriber = tracing_subscriber::fmt()
+                    .with_max_level(tracing::Level::TRACE)
+                    .with_writer(log.clone())
+                    .finish();
+                tracing::subscriber::with_default(subscriber, || {
+                    current_thread(async {
+                        let store = connect_fresh(&run_db, "connecting_again_is_quiet").await?;
+                        store.close().await;
+                        let url = schema_url(&run_db, "connecting_again_is_quiet")?;
+                        let again = PostgresStore::connect(&url)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        again.close().await;
+                        Ok::<_, Failed>(())
+                    })
+                })?;
+                let text = log.text();
+                if text.contains("already exists") || text.contains("sqlx::postgres::notice") {
+                    return Err(format!("PostgreSQL notices reached the log:\n{text}").into());
+                }
+                Ok(())
+            }),
             self.trial("connect_settings", |run_db| {
                 block_on(async move {
                     let store = connect_fresh(&run_db, "connect_settings").await?;
@@ -267,4 +294,33 @@ async fn connect_fresh(run_db: &str, schema: &str) -> Result<PostgresStore, Fail
     PostgresStore::connect(&schema_url(run_db, schema)?)
         .await
         .map_err(|e| format!("connect: {e}").into())
+}
+
+/// A log sink for one trial.
+#[derive(Clone, Default)]
+struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Log {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log lock")).into_owned()
+    }
+}
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Log {
+    type Writer = Log;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }
