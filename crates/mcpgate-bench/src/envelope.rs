@@ -8,10 +8,9 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 
 use anyhow::Result;
-use mcpgate_gateway::config::{self, ConfigError, GatewayFile, UpstreamConfig, UpstreamFile};
+use mcpgate_gateway::config::{self, GatewayFile, UpstreamConfig, UpstreamFile};
 use mcpgate_gateway::{jsonrpc, policy, sse};
 use mcpgate_guard::Principal;
-use mcpgate_types::Secret;
 use serde_json::{Value, json};
 
 use crate::report::{self, Opts, Section};
@@ -24,15 +23,12 @@ fn answer_policy() -> Result<(UpstreamConfig, Principal)> {
         "http": {"url": "http://127.0.0.1:1/mcp"},
         "tools": {"secret": {"allow": false}},
     }))?;
-    let no_secrets = |_: &str, _: &str, _: bool| -> Result<Secret, ConfigError> {
-        unreachable!("the bench upstream has no secrets")
-    };
     let settings = config::validate(
         "http://127.0.0.1:1",
         true,
         &GatewayFile::default(),
         &[up],
-        &no_secrets,
+        &config::secret_as_written,
     )?;
     let principal = Principal {
         issuer: "http://127.0.0.1:1".into(),

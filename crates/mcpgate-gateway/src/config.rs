@@ -33,6 +33,54 @@ pub type SecretResolver<'a> = &'a dyn Fn(&str, &str, bool) -> Result<Secret, Con
 
 // ---- the file shapes ---------------------------------------------------
 
+/// The gateway's tables of a configuration file, `[gateway]` and
+/// `[[upstream]]`, read on their own (tests, fuzzers, benches); `mcpgate`
+/// reads them as part of its whole file.
+#[derive(Debug, Deserialize, Default)]
+pub struct GatewayTables {
+    #[serde(default)]
+    pub gateway: GatewayFile,
+    #[serde(default)]
+    pub upstream: Vec<UpstreamFile>,
+}
+
+impl GatewayTables {
+    /// Reads TOML text; a syntax or shape error names `(syntax)`.
+    pub fn parse(toml_text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(toml_text).map_err(|e| err("(syntax)", e.to_string()))
+    }
+
+    /// [`validate`]s both tables.
+    pub fn validate(
+        &self,
+        public_url: &str,
+        loopback_listener: bool,
+        secret: SecretResolver<'_>,
+    ) -> Result<GatewaySettings, ConfigError> {
+        validate(
+            public_url,
+            loopback_listener,
+            &self.gateway,
+            &self.upstream,
+            secret,
+        )
+    }
+}
+
+/// A [`SecretResolver`] that keeps what is written, unresolved: a
+/// `${...}` reference as it is, a literal only where literals are allowed.
+/// For reading a configuration without its secrets (tests, fuzzing).
+pub fn secret_as_written(field: &str, raw: &str, plain_ok: bool) -> Result<Secret, ConfigError> {
+    if raw.starts_with("${") || plain_ok {
+        Ok(Secret::new(raw))
+    } else {
+        Err(err(
+            field,
+            "a literal secret where a ${env:} or ${file:} reference is required",
+        ))
+    }
+}
+
 /// `[gateway]`: settings shared by every upstream.
 #[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
@@ -1221,30 +1269,8 @@ fn origins(field: &str, list: &[String]) -> Result<Vec<String>, ConfigError> {
 mod tests {
     use super::*;
 
-    fn resolve(field: &str, raw: &str, plain_ok: bool) -> Result<Secret, ConfigError> {
-        if raw.starts_with("${") || plain_ok {
-            Ok(Secret::new(raw))
-        } else {
-            Err(err(field, "plain secret"))
-        }
-    }
-
     fn parse(toml_text: &str) -> Result<GatewaySettings, ConfigError> {
-        #[derive(Deserialize)]
-        struct F {
-            #[serde(default)]
-            gateway: GatewayFile,
-            #[serde(default)]
-            upstream: Vec<UpstreamFile>,
-        }
-        let f: F = toml::from_str(toml_text).map_err(|e| err("(syntax)", e.to_string()))?;
-        validate(
-            "http://127.0.0.1:8080",
-            true,
-            &f.gateway,
-            &f.upstream,
-            &resolve,
-        )
+        GatewayTables::parse(toml_text)?.validate("http://127.0.0.1:8080", true, &secret_as_written)
     }
 
     #[test]
@@ -1263,11 +1289,11 @@ mod tests {
             ("https://127.0.0.1:8080", true),
             ("http://mcp.example.com", true),
         ] {
-            let e = validate(public_url, loopback, &g, &ups, &resolve).unwrap_err();
+            let e = validate(public_url, loopback, &g, &ups, &secret_as_written).unwrap_err();
             assert_eq!(e.field, "gateway.authentication", "{public_url} {loopback}");
             assert!(e.message.contains("loopback"), "{}", e.message);
         }
-        assert!(validate("http://localhost:9", true, &g, &ups, &resolve).is_ok());
+        assert!(validate("http://localhost:9", true, &g, &ups, &secret_as_written).is_ok());
         // Rules that need a token are configuration errors.
         for (extra, field) in [
             ("scopes = [\"a\"]\n", "upstream[0].scopes"),

@@ -24,12 +24,11 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use http::{HeaderMap, HeaderValue};
 use mcpgate_fuzzkit::{case_variant, config};
-use mcpgate_gateway::config::{ConfigError, GatewayFile, UpstreamFile, validate};
+use mcpgate_gateway::config::{ConfigError, GatewayTables, secret_as_written};
 use mcpgate_gateway::jsonrpc::{ParseError, codes, decode_header_value, id_hint, parse};
 use mcpgate_gateway::origin::{OriginPolicy, Refusal};
 use mcpgate_gateway::sse::{Decoder, Event};
 use mcpgate_gateway::uri::canonical;
-use mcpgate_types::Secret;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{Value, json};
@@ -679,41 +678,10 @@ name = "web"
 http = { url = "https://mcp.example/mcp" }
 "#;
 
-fn resolve(
-    field: &str,
-    raw: &str,
-    plain_ok: bool,
-) -> Result<Secret, mcpgate_gateway::config::ConfigError> {
-    if raw.starts_with("${") || plain_ok {
-        Ok(Secret::new(raw))
-    } else {
-        Err(ConfigError {
-            field: field.to_string(),
-            message: "plain secret".into(),
-        })
-    }
-}
-
 fn load(text: &str) -> Result<(), ConfigError> {
-    #[derive(serde::Deserialize)]
-    struct File {
-        #[serde(default)]
-        gateway: GatewayFile,
-        #[serde(default)]
-        upstream: Vec<UpstreamFile>,
-    }
-    let f: File = toml::from_str(text).map_err(|e| ConfigError {
-        field: "(syntax)".into(),
-        message: e.to_string(),
-    })?;
-    validate(
-        "http://127.0.0.1:8080",
-        true,
-        &f.gateway,
-        &f.upstream,
-        &resolve,
-    )
-    .map(|_| ())
+    GatewayTables::parse(text)?
+        .validate("http://127.0.0.1:8080", true, &secret_as_written)
+        .map(|_| ())
 }
 
 /// TOML assembled from the gateway's keys with values of every type.

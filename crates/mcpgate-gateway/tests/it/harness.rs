@@ -10,13 +10,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use mcpgate_authz::ResourceDef;
-use mcpgate_gateway::config::{ConfigError, GatewayFile, UpstreamFile};
+use mcpgate_gateway::config::{ConfigError, GatewayTables};
 use mcpgate_gateway::revocation::StoreRevocations;
 use mcpgate_gateway::{Gateway, GatewayDeps};
 use mcpgate_jose::SystemRng;
 use mcpgate_testkit::{AuthRequest, Browser, Options, TestAs};
 use mcpgate_types::Secret;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub const REDIRECT: &str = "http://127.0.0.1:9/cb";
@@ -76,14 +75,7 @@ impl mcpgate_gateway::Entitlements for AsEntitlements {
     }
 }
 
-#[derive(Deserialize, Default)]
-struct Files {
-    #[serde(default)]
-    gateway: GatewayFile,
-    #[serde(default)]
-    upstream: Vec<UpstreamFile>,
-}
-
+/// Test configurations carry literal secrets anywhere, and `${env:NAME}`.
 fn resolve(_field: &str, raw: &str, _plain_ok: bool) -> Result<Secret, ConfigError> {
     match raw.strip_prefix("${env:").and_then(|r| r.strip_suffix('}')) {
         Some(name) => std::env::var(name)
@@ -139,7 +131,7 @@ impl Stack {
     ) -> Self {
         let bin = upstream_bin();
         let text = config.replace("{bin}", &bin.display().to_string());
-        let files: Files = toml::from_str(&text).expect("test config parses");
+        let files = GatewayTables::parse(&text).expect("test config parses");
         let names: Vec<String> = files.upstream.iter().map(|u| u.name.clone()).collect();
         let as_ = TestAs::start_with(Options {
             store,
@@ -173,16 +165,10 @@ impl Stack {
         mcpgate_authz::admin::create_client(&as_.admin(), &spec, false)
             .await
             .expect("cc client");
-        let files: Files =
-            toml::from_str(&text.replace("{issuer}", &as_.issuer)).expect("test config parses");
-        let settings = mcpgate_gateway::config::validate(
-            &as_.issuer,
-            true,
-            &files.gateway,
-            &files.upstream,
-            &resolve,
-        )
-        .expect("gateway config");
+        let settings = GatewayTables::parse(&text.replace("{issuer}", &as_.issuer))
+            .expect("test config parses")
+            .validate(&as_.issuer, true, &resolve)
+            .expect("gateway config");
         let (revocations, first) = StoreRevocations::start(as_.store.clone()).await;
         first.expect("revocation set loads");
         let authenticators = mcpgate_gateway::guards(
