@@ -1099,19 +1099,9 @@ mod tests {
         );
         let cfg = sh(&script);
         let c = StdioChild::spawn("t", &cfg, &Launch::Direct, true, 1024, slot()).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let reply = loop {
-            if let Ok(r) = std::fs::read_to_string(&out)
-                && !r.is_empty()
-            {
-                break r;
-            }
-            assert!(Instant::now() < deadline, "the child got no answer");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        let v: Value = serde_json::from_str(&reply).unwrap();
-        assert_eq!(v["id"], "s1", "{reply}");
-        assert_eq!(v["error"]["code"], codes::INTERNAL_ERROR, "{reply}");
+        let reply = written(&out).await;
+        assert_eq!(reply["id"], "s1", "{reply}");
+        assert_eq!(reply["error"]["code"], codes::INTERNAL_ERROR, "{reply}");
         c.kill();
         tokio::time::timeout(Duration::from_secs(5), c.exited())
             .await
