@@ -1131,6 +1131,18 @@ mod tests {
         got
     }
 
+    /// A child running `script` (which first echoes one line back) with
+    /// session `s1` known to it: that line is a request the echo answers.
+    async fn session_s1(script: &str) -> Arc<StdioChild> {
+        let c = StdioChild::spawn("t", &sh(script), &Launch::Direct, false, 1024, slot()).unwrap();
+        let mut rx = c
+            .request("s1", json!({"jsonrpc":"2.0","id":1,"result":{}}))
+            .await
+            .unwrap();
+        assert_eq!(rx.recv().await.unwrap()["id"], 1);
+        c
+    }
+
     /// A child floods a request's stream its client does not read: the
     /// queue stops at [`QUEUE`] and the response still gets its place.
     #[tokio::test]
@@ -1169,12 +1181,7 @@ mod tests {
             r#"read -r l; echo "$l"; sleep 0.2; i=0; while [ $i -lt 640 ]; do echo '{{"jsonrpc":"2.0","method":"notifications/message","params":{{}}}}'; i=$((i+1)); done; echo '{{"jsonrpc":"2.0","id":"ask","method":"elicitation/create","params":{{}}}}'; read -r reply; printf '%s' "$reply" > {}; sleep 5"#,
             out.display()
         );
-        let c = StdioChild::spawn("t", &sh(&script), &Launch::Direct, false, 1024, slot()).unwrap();
-        let mut rx = c
-            .request("s1", json!({"jsonrpc":"2.0","id":1,"result":{}}))
-            .await
-            .unwrap();
-        assert_eq!(rx.recv().await.unwrap()["id"], 1);
+        let c = session_s1(&script).await;
         let mut stream = c.open_stream("s1");
         let reply = written(&out).await;
         assert_eq!(reply["id"], "ask", "{reply}");
@@ -1202,12 +1209,7 @@ mod tests {
             r#"read -r l; echo "$l"; i=1; while [ $i -le {n} ]; do echo "{{\"jsonrpc\":\"2.0\",\"id\":$i,\"method\":\"elicitation/create\",\"params\":{{}}}}"; i=$((i+1)); done; read -r reply; printf '%s' "$reply" > {}; sleep 5"#,
             out.display()
         );
-        let c = StdioChild::spawn("t", &sh(&script), &Launch::Direct, false, 1024, slot()).unwrap();
-        let mut rx = c
-            .request("s1", json!({"jsonrpc":"2.0","id":1,"result":{}}))
-            .await
-            .unwrap();
-        assert_eq!(rx.recv().await.unwrap()["id"], 1);
+        let c = session_s1(&script).await;
         let reply = written(&out).await;
         assert_eq!(reply["id"], n, "{reply}");
         assert!(
