@@ -208,7 +208,7 @@ pub fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
 
 /// Is this the consent page (with its form)?
 pub fn is_consent_page(page: &Page) -> bool {
-    page.status == 200 && page.body.contains("action=\"/consent\"") && page.input("csrf").is_some()
+    page.consent_step() == Some("consent") && page.input("csrf").is_some()
 }
 
 /// Opens the authorization URL, signs in as `user` if needed, approves the
@@ -223,11 +223,7 @@ pub async fn authorize_code(
     let page = b
         .authorize_as(&as_.issuer, &req.url(&as_.issuer), user)
         .await;
-    let page = if is_consent_page(&page) {
-        b.decide(&as_.issuer, &page, "approve").await
-    } else {
-        page
-    };
+    let page = b.approve_if_asked(&as_.issuer, page).await;
     code_from(as_, req, &page)
 }
 

@@ -99,8 +99,9 @@ async fn follow(b: &mut Browser, srv: &Server, page: Page) -> Page {
     }
 }
 
+/// The consent page: approve a client, its scopes and resource.
 pub fn is_consent_page(p: &Page) -> bool {
-    p.status == 200 && p.body.contains("action=\"/consent\"")
+    p.consent_step() == Some("consent")
 }
 
 /// Approves the consent page.
@@ -143,11 +144,7 @@ pub async fn authorize(
     password: &str,
 ) -> String {
     let page = sign_in(b, srv, &req.url(&srv.issuer), username, password, None).await;
-    let page = if is_consent_page(&page) {
-        approve(b, srv, &page).await
-    } else {
-        page
-    };
+    let page = b.approve_if_asked(&srv.issuer, page).await;
     code_from(srv, req, &page)
 }
 
