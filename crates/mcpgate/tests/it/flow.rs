@@ -104,6 +104,12 @@ pub fn is_consent_page(p: &Page) -> bool {
     p.consent_step() == Some("consent")
 }
 
+/// Consent is on record, and the page asks for the click that sends a
+/// public client's code to its loopback redirect URI.
+pub fn is_confirm_page(p: &Page) -> bool {
+    p.consent_step() == Some("confirm")
+}
+
 /// Approves the consent page.
 pub async fn approve(b: &mut Browser, srv: &Server, page: &Page) -> Page {
     assert!(
@@ -135,7 +141,7 @@ pub fn code_from(srv: &Server, req: &AuthRequest, page: &Page) -> String {
         .unwrap_or_else(|| panic!("no code in {loc}"))
 }
 
-/// Sign-in, consent (if asked) and the code, in one.
+/// Sign-in, consent or the loopback confirmation (if asked) and the code, in one.
 pub async fn authorize(
     b: &mut Browser,
     srv: &Server,
