@@ -212,6 +212,22 @@ test('approve: the code reaches the loopback redirect with state and iss', async
   assert.equal(await page.textContent('body'), 'callback received');
 });
 
+test('approved once, a public loopback client still waits for a click naming its port', async () => {
+  assert.ok(first, 'needs the client approved in the tests above');
+  const state = b64url(crypto.randomBytes(12));
+  await page.goto(authorizeUrl(first.clientId, state));
+  // Consent is on record, yet the page is shown: the continue step, not a redirect.
+  await page.waitForSelector('form[data-step=confirm]');
+  assert.equal(new URL(page.url()).origin, BASE, 'no redirect before the click');
+  assert.equal(hits.filter((q) => q.get('state') === state).length, 0, 'no code before the click');
+  assert.equal((await page.textContent('.redirect-uri')).trim(), `${redirectBase}/callback`);
+  assert.equal((await page.textContent('.redirect-port')).trim(), `port ${new URL(redirectBase).port}`);
+  await Promise.all([page.waitForURL((u) => u.toString().startsWith(redirectBase)), page.click('button[name=decision][value=approve]')]);
+  const q = await waitForCallback(state);
+  assert.ok(q.get('code'), 'code after the click');
+  assert.equal(q.get('iss'), BASE);
+});
+
 test('deny: access_denied reaches the loopback redirect', async () => {
   const { state } = await openConsent(page, 'Browser Test App (deny)');
   await Promise.all([page.waitForURL((u) => u.toString().startsWith(redirectBase)), page.click('button[name=decision][value=deny]')]);

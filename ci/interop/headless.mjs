@@ -118,7 +118,11 @@ export class UserAgent {
         passwordTries++;
         page = await this.post(action, form);
       } else if (/action="\/consent"/.test(page.body)) {
-        this.consents.push({ at: 'mcpgate', scopes: [...page.body.matchAll(/<code class="scope">([^<]*)<\/code>/g)].map((m) => unescape(m[1])) });
+        // The consent page, or (data-step="confirm", not counted as consent) the click a
+        // public client's loopback redirect needs when consent is on record.
+        if (/data-step="consent"/.test(page.body)) {
+          this.consents.push({ at: 'mcpgate', scopes: [...page.body.matchAll(/<code class="scope">([^<]*)<\/code>/g)].map((m) => unescape(m[1])) });
+        }
         const form = inputs(page.body, true);
         form.push(['decision', 'approve']);
         page = await this.post(action, form);

@@ -125,7 +125,10 @@ async def headless_authorize(url: str) -> str:
                     again = [kv for kv in inputs(r.text, True) if kv[0] not in ("username", "password")]
                     r = await ua(http, "POST", f"{BASE}/login", again + [("username", "admin"), ("password", NEW_PASSWORD)])
             elif 'action="/consent"' in page:
-                consent_seen.append([html.unescape(s) for s in re.findall(r'<code class="scope">([^<]*)</code>', page)])
+                # The consent page, or (data-step="confirm", not counted as consent) the click a
+                # public client's loopback redirect needs when consent is on record.
+                if 'data-step="consent"' in page:
+                    consent_seen.append([html.unescape(s) for s in re.findall(r'<code class="scope">([^<]*)</code>', page)])
                 r = await ua(http, "POST", f"{BASE}/consent", inputs(page, True) + [("decision", "approve")])
             else:
                 raise RuntimeError(f"authorize: unknown page: {page[:300]}")

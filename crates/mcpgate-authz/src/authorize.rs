@@ -13,7 +13,7 @@ use mcpgate_types::secret::hash_secret;
 use mcpgate_types::{OAuthErrorCode, ScopeSet, pkce, resource};
 
 pub use crate::clients::Fetch;
-use crate::clients::{ClientLookupError, lookup};
+use crate::clients::{ClientLookupError, is_public, lookup};
 use crate::csrf;
 use crate::pages::{Common, ConsentPage, ScopeLine, error_page, html};
 use crate::params::Params;
@@ -123,6 +123,22 @@ impl Failure {
 /// under this server's name.
 pub fn redirects_unasked(client: &ClientRecord, approved_by_this_user: bool) -> bool {
     client.kind == mcpgate_store::ClientKind::PreRegistered || approved_by_this_user
+}
+
+/// Must the user confirm this request in the browser even though consent is
+/// on record? Yes for a public client sending the code to a loopback
+/// redirect URI. RFC 8252 §7.3 lets such a redirect use any port
+/// ([`matches_registered`]), and a public client has no secret: any program
+/// on the user's machine, or a page that can start a listener there, can
+/// send the user here with a known public `client_id` and a port of its own.
+/// Consent on record approved the application, not whoever listens on that
+/// port, so the code goes out only after the user has seen this request's
+/// full redirect URI, port included, and clicked (`POST /consent`, with the
+/// form bound to this exact request and usable once). Confidential clients
+/// prove themselves at the token endpoint; other redirect URIs are exact
+/// strings the client registered, and keep skipping the page.
+pub fn needs_click(client: &ClientRecord, redirect_uri: &str) -> bool {
+    is_public(client) && is_localhost_only(redirect_uri)
 }
 
 /// An OAuth error for the client: redirected when `trusted`, else shown on
@@ -497,20 +513,29 @@ async fn handle(app: &AppState, p: &Params, headers: &HeaderMap) -> Response {
         v.scopes.iter().all(|s| c.scopes.iter().any(|g| g == s))
             && c.resources.iter().any(|r| r == &v.resource)
     });
-    if covered && !prompt_has("consent") {
+    let click = needs_click(&v.client, &v.redirect_uri);
+    if covered && !prompt_has("consent") && !click {
         return issue_code(app, &v, &user).await;
     }
     if prompt_has("none") {
+        let description = if covered {
+            "the user must confirm this loopback redirect URI in the browser"
+        } else {
+            "the user has not approved this client"
+        };
         return to_client(
             app,
             trusted,
             &v.redirect_uri,
             v.state.as_deref(),
             OAuthErrorCode::ConsentRequired,
-            "the user has not approved this client",
+            description,
         );
     }
-    consent_page(app, &v, &user, existing.as_ref())
+    // With consent on record (only a loopback click is missing), the page
+    // asks to continue instead of asking for approval again.
+    let confirm_only = covered && !prompt_has("consent");
+    consent_page(app, &v, &user, existing.as_ref(), confirm_only)
 }
 
 /// Consent is not entitlement: narrows the request to the scopes this user
@@ -547,14 +572,33 @@ fn entitle(
     None
 }
 
-/// The binding of a consent form's CSRF token: the login session and every
-/// parameter of the request, so a token shown for one client, scope set or
-/// redirect cannot approve another.
-pub fn consent_binding(session_hash: &str, params: &[(String, String)]) -> Vec<u8> {
-    let mut b = session_hash.as_bytes().to_vec();
-    b.push(0);
+/// The binding of a consent form's CSRF token: the login session, the
+/// form's own random id and every parameter of the request, so a token shown
+/// for one client, scope set, redirect URI (port included), `state` or PKCE
+/// challenge cannot approve another, and the id names the form for
+/// [`spend_form`] (single use).
+pub fn consent_binding(session_hash: &str, form_id: &str, params: &[(String, String)]) -> Vec<u8> {
+    let mut b = csrf::bind_params(&[
+        ("session".to_string(), session_hash.to_string()),
+        ("form".to_string(), form_id.to_string()),
+    ]);
     b.extend(csrf::bind_params(params));
     b
+}
+
+/// Marks a consent form as answered; `false` if it already was (a replay,
+/// or a second click: either way no second decision). The mark outlives
+/// the form's CSRF token.
+async fn spend_form(app: &AppState, form_id: &str) -> Result<bool, StoreError> {
+    match app
+        .store
+        .spend_form(&hash_secret(form_id), app.now() + CONSENT_FORM_TTL)
+        .await
+    {
+        Ok(()) => Ok(true),
+        Err(StoreError::Conflict(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// How long a consent page may be left open before its form expires.
@@ -565,12 +609,14 @@ fn consent_page(
     v: &Validated,
     user: &SessionUser,
     existing: Option<&ConsentRecord>,
+    confirm_only: bool,
 ) -> Response {
     let c = Common::new(app);
+    let form_id = app.random(24);
     let token = csrf::issue(
         &app.csrf_key,
         "consent",
-        &consent_binding(&user.session_hash, &v.params),
+        &consent_binding(&user.session_hash, &form_id, &v.params),
         app.now() + CONSENT_FORM_TTL,
     );
     let scopes = v
@@ -609,7 +655,15 @@ fn consent_page(
             client_id: &v.client.client_id,
             client_verified_host: verified_host,
             redirect_host: display_host(&v.redirect_uri),
-            redirect_localhost: is_localhost_only(&v.redirect_uri),
+            redirect_uri: &v.redirect_uri,
+            redirect_port: is_localhost_only(&v.redirect_uri)
+                .then(|| {
+                    url::Url::parse(&v.redirect_uri)
+                        .ok()?
+                        .port_or_known_default()
+                })
+                .flatten(),
+            confirm_only,
             resource: &v.resource,
             resource_name,
             username: user
@@ -619,6 +673,7 @@ fn consent_page(
                 .unwrap_or(&user.user.username),
             scopes,
             params: v.params.clone(),
+            form_id: &form_id,
             csrf: &token,
         },
     )
@@ -646,7 +701,10 @@ pub async fn consent_post(
         }
         Err(e) => return Failure::Internal(e).into_response(&app),
     };
-    if p.repeated().iter().any(|r| r == "csrf" || r == "decision") {
+    if p.repeated()
+        .iter()
+        .any(|r| matches!(r.as_str(), "csrf" | "decision" | "form"))
+    {
         return error_page(
             &app,
             StatusCode::BAD_REQUEST,
@@ -654,6 +712,14 @@ pub async fn consent_post(
             "The form was malformed.",
         );
     }
+    let Some(form_id) = p.get("form").filter(|f| !f.is_empty()) else {
+        return error_page(
+            &app,
+            StatusCode::BAD_REQUEST,
+            "Invalid form",
+            "The form was malformed: it has no form id.",
+        );
+    };
     // The CSRF token must match this session and exactly these parameters.
     let params: Vec<(String, String)> = REQUEST_PARAMS
         .iter()
@@ -663,7 +729,7 @@ pub async fn consent_post(
     if !csrf::verify(
         &app.csrf_key,
         "consent",
-        &consent_binding(&user.session_hash, &params),
+        &consent_binding(&user.session_hash, form_id, &params),
         token,
         app.now(),
     ) {
@@ -682,19 +748,9 @@ pub async fn consent_post(
     if let Some(r) = entitle(&app, &mut v, &user.user, true) {
         return r;
     }
-    match p.get("decision") {
-        Some("approve") => {}
-        Some("deny") => {
-            return redirect_with(
-                &app,
-                &v.redirect_uri,
-                &[
-                    ("error", "access_denied"),
-                    ("error_description", "the user denied the request"),
-                ],
-                v.state.as_deref(),
-            );
-        }
+    let approve = match p.get("decision") {
+        Some("approve") => true,
+        Some("deny") => false,
         _ => {
             return error_page(
                 &app,
@@ -703,6 +759,31 @@ pub async fn consent_post(
                 "Choose Allow or Deny.",
             );
         }
+    };
+    // One answer per form: a replayed or second submission (of either
+    // answer) changes nothing and issues no second code.
+    match spend_form(&app, form_id).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return error_page(
+                &app,
+                StatusCode::CONFLICT,
+                "This form was already answered",
+                "This request was answered already, and each answer counts once. Start again from the application.",
+            );
+        }
+        Err(e) => return Failure::Internal(e.to_string()).into_response(&app),
+    }
+    if !approve {
+        return redirect_with(
+            &app,
+            &v.redirect_uri,
+            &[
+                ("error", "access_denied"),
+                ("error_description", "the user denied the request"),
+            ],
+            v.state.as_deref(),
+        );
     }
     if let Err(e) = record_consent(&app, &user.user, &v).await {
         return Failure::Internal(e.to_string()).into_response(&app);

@@ -283,6 +283,16 @@ fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, ApiError
     })
 }
 
+/// A public client: nothing proves who holds its `client_id` (no secret to
+/// present at the token endpoint, as [`authenticate`] decides: a confidential
+/// method and a stored secret, or else public). Self-registered `none`
+/// clients and every metadata-document client are public.
+pub fn is_public(client: &ClientRecord) -> bool {
+    let confidential = TokenEndpointAuthMethod::parse(&client.token_endpoint_auth_method)
+        .is_some_and(TokenEndpointAuthMethod::is_confidential);
+    !(confidential && client.client_secret_hash.is_some())
+}
+
 /// Authenticates the client of a back-channel request by its registered
 /// method only. Public clients identify themselves with `client_id`.
 pub async fn authenticate(

@@ -92,12 +92,22 @@ pub struct ConsentPage<'a> {
     /// For CIMD clients: the host of the `client_id` URL, shown prominently.
     pub client_verified_host: Option<String>,
     pub redirect_host: String,
-    pub redirect_localhost: bool,
+    /// The full redirect URI, shown on every consent page.
+    pub redirect_uri: &'a str,
+    /// For a redirect URI on the user's own machine: its port, named on the
+    /// page (any program there could listen on it).
+    pub redirect_port: Option<u16>,
+    /// Consent is on record; only the click for a loopback redirect of a
+    /// public client is missing (`authorize::needs_click`): the page asks to
+    /// continue to this exact address rather than to approve access.
+    pub confirm_only: bool,
     pub resource: &'a str,
     pub resource_name: &'a str,
     pub username: &'a str,
     pub scopes: Vec<ScopeLine>,
     pub params: Vec<(String, String)>,
+    /// The form's random id: bound into `csrf`, and spent when answered.
+    pub form_id: &'a str,
     pub csrf: &'a str,
 }
 

@@ -210,6 +210,9 @@ impl AppState {
                 if let Err(e) = app.store.purge_revocations(now).await {
                     tracing::warn!(error = %e, "purging expired revocation entries failed");
                 }
+                if let Err(e) = app.store.purge_spent_forms(now).await {
+                    tracing::warn!(error = %e, "purging spent consent forms failed");
+                }
                 if let Err(e) = app.store.purge_upstream_states(now).await {
                     tracing::warn!(error = %e, "purging expired upstream sign-ins failed");
                 }

@@ -43,7 +43,10 @@ const PG_PREFIX: &str = "mcpgate_bench_";
 /// The AS session cookie (`mcpgate-authz`'s `cookies::SESSION`).
 const SESSION_COOKIE: &str = "__Host-mcpgate-session";
 const CLIENT_ID: &str = "bench-public";
-const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
+/// An `https` redirect URI (never visited: the bench's browser follows no redirects). A loopback
+/// one would make every authorization wait for the user's click (`authorize::needs_click`), so
+/// remembered consent could not mint codes unattended.
+const REDIRECT_URI: &str = "https://bench.example/callback";
 const USERNAME: &str = "bench";
 const SCOPE: &str = "mcp:tools offline_access";
 const UPSTREAM: &str = "authz";

@@ -322,7 +322,11 @@ impl Browser {
                 form.push(("password".into(), pw));
                 page = self.post("/login", &form).await?;
             } else if page.body.contains("action=\"/consent\"") {
-                self.consents.push(consent_scopes(&page.body));
+                // The consent page, or (not counted as consent) the click a public
+                // client's loopback redirect needs when consent is on record.
+                if page.body.contains("data-step=\"consent\"") {
+                    self.consents.push(consent_scopes(&page.body));
+                }
                 let mut form = hidden(&page.body);
                 form.push(("decision".into(), "approve".into()));
                 page = self.post("/consent", &form).await?;

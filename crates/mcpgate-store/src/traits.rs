@@ -235,6 +235,13 @@ pub trait LoginSessionStore: Send + Sync {
     ) -> StoreResult<Vec<LoginSessionRecord>>;
     /// Deletes every session of `user_id`; returns how many.
     async fn delete_sessions_of(&self, user_id: &str) -> StoreResult<u64>;
+    /// Marks a one-time form (a consent form) as submitted, by the hash of
+    /// its id: `Conflict` if it already was. One `INSERT` decides, so of any
+    /// number of concurrent submissions exactly one succeeds. The mark is
+    /// kept at least until `expires_at` (when the form stops verifying).
+    async fn spend_form(&self, form_hash: &str, expires_at: i64) -> StoreResult<()>;
+    /// Deletes marks that expired before `before`; returns how many.
+    async fn purge_spent_forms(&self, before: i64) -> StoreResult<u64>;
 }
 
 /// The gateway's audit log: append-only, read back newest first.

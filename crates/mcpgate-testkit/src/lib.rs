@@ -256,6 +256,20 @@ impl Page {
         out
     }
 
+    /// Which consent form the page shows: `Some("consent")` (approve a client,
+    /// scopes and resource), `Some("confirm")` (consent is on record; the
+    /// click that sends a public client's code to a loopback redirect URI),
+    /// or `None` for any other page.
+    pub fn consent_step(&self) -> Option<&str> {
+        if self.status != 200 || !self.body.contains("action=\"/consent\"") {
+            return None;
+        }
+        let needle = "data-step=\"";
+        let start = self.body.find(needle)? + needle.len();
+        let end = self.body[start..].find('"')? + start;
+        Some(&self.body[start..end])
+    }
+
     /// Query parameters of the redirect target.
     pub fn location_params(&self) -> BTreeMap<String, String> {
         let loc = self.location.as_deref().unwrap_or("");
@@ -269,7 +283,7 @@ impl Page {
 /// Decodes the character references an HTML escaper emits: the named
 /// `&amp; &lt; &gt; &quot; &apos;` and every numeric `&#NN;` / `&#xHH;`
 /// (askama 0.16 writes `&#38;` for `&`).
-fn html_unescape(s: &str) -> String {
+pub fn html_unescape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('&') {
@@ -438,6 +452,18 @@ impl Browser {
         let mut form = page.hidden_inputs();
         form.push(("decision".into(), decision.into()));
         self.post_form(&format!("{issuer}/consent"), &form).await
+    }
+
+    /// What a user who trusts the application does: approves the consent
+    /// form on `page` if there is one (the consent page, or the click a
+    /// public client's loopback redirect needs even with consent on record),
+    /// and returns what follows; any other page is returned as it is.
+    pub async fn approve_if_asked(&mut self, issuer: &str, page: Page) -> Page {
+        if page.consent_step().is_some() {
+            self.decide(issuer, &page, "approve").await
+        } else {
+            page
+        }
     }
 }
 

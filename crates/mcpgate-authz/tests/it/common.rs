@@ -206,14 +206,21 @@ pub fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Is this the consent page (with its form)?
+/// Is this the consent page (with its form), asking to approve the client?
+/// (Not the confirmation a loopback redirect needs with consent on record.)
 pub fn is_consent_page(page: &Page) -> bool {
-    page.status == 200 && page.body.contains("action=\"/consent\"") && page.input("csrf").is_some()
+    page.consent_step() == Some("consent") && page.input("csrf").is_some()
+}
+
+/// Is this the page that asks to continue to a public client's loopback
+/// redirect URI, consent being on record?
+pub fn is_confirm_page(page: &Page) -> bool {
+    page.consent_step() == Some("confirm") && page.input("csrf").is_some()
 }
 
 /// Opens the authorization URL, signs in as `user` if needed, approves the
-/// consent page if one is shown, and returns the code from the redirect
-/// (after checking `iss` and `state`).
+/// consent (or confirmation) page if one is shown, and returns the code from
+/// the redirect (after checking `iss` and `state`).
 pub async fn authorize_code(
     as_: &TestAs,
     b: &mut Browser,
@@ -223,11 +230,7 @@ pub async fn authorize_code(
     let page = b
         .authorize_as(&as_.issuer, &req.url(&as_.issuer), user)
         .await;
-    let page = if is_consent_page(&page) {
-        b.decide(&as_.issuer, &page, "approve").await
-    } else {
-        page
-    };
+    let page = b.approve_if_asked(&as_.issuer, page).await;
     code_from(as_, req, &page)
 }
 

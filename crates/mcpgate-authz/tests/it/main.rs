@@ -32,6 +32,7 @@ mod idp;
 mod idp_more;
 mod idp_pkjwt;
 mod idp_real;
+mod loopback;
 mod pg;
 mod registration;
 mod snapshots;
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
     let mut trials = Vec::new();
     trials.extend(flows::trials(&pg));
     trials.extend(consent::trials());
+    trials.extend(loopback::trials());
     trials.extend(entitlements::trials());
     trials.extend(registration::trials());
     trials.extend(cimd::trials());

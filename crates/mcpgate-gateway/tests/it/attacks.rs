@@ -178,11 +178,7 @@ async fn token_from_another_issuer_is_refused() {
     let page = b
         .authorize_as(&other.issuer, &req.url(&other.issuer), "alice")
         .await;
-    let page = if page.status == 200 {
-        b.decide(&other.issuer, &page, "approve").await
-    } else {
-        page
-    };
+    let page = b.approve_if_asked(&other.issuer, page).await;
     let code = page.location_params().get("code").cloned().expect("code");
     let (_, v) = mcpgate_testkit::post_form(
         &s.http,

@@ -236,11 +236,7 @@ impl Stack {
         let page = b
             .authorize_as(&self.as_.issuer, &req.url(&self.as_.issuer), user)
             .await;
-        let page = if page.status == 200 && page.body.contains("action=\"/consent\"") {
-            b.decide(&self.as_.issuer, &page, "approve").await
-        } else {
-            page
-        };
+        let page = b.approve_if_asked(&self.as_.issuer, page).await;
         assert_eq!(page.status, 303, "authorization: {}", page.body);
         let code = page.location_params().get("code").cloned().expect("code");
         let (status, v) = mcpgate_testkit::post_form(

@@ -40,11 +40,7 @@ async fn grant(s: &Stack, user: &str, client: &str) -> Granted {
     let page = b
         .authorize_as(&s.as_.issuer, &req.url(&s.as_.issuer), user)
         .await;
-    let page = if page.status == 200 && page.body.contains("action=\"/consent\"") {
-        b.decide(&s.as_.issuer, &page, "approve").await
-    } else {
-        page
-    };
+    let page = b.approve_if_asked(&s.as_.issuer, page).await;
     assert_eq!(page.status, 303, "authorization: {}", page.body);
     let code = page.location_params().get("code").cloned().expect("code");
     let form = req.token_form(&code);

@@ -215,6 +215,36 @@ async fn has_everything(store: &DynStore, user: &str, client: &str, tag: &str) -
     ]
 }
 
+/// A form is spent once: the second submission, and every concurrent
+/// one but a single winner, is `Conflict`; marks go at their expiry.
+pub(crate) async fn spent_forms_single_use(store: DynStore) {
+    store.spend_form("f1", NOW + 600).await.unwrap();
+    assert_conflict(store.spend_form("f1", NOW + 600).await);
+    // Another expiry does not make it another form.
+    assert_conflict(store.spend_form("f1", NOW + 900).await);
+    store.spend_form("f2", NOW + 10).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let st = store.clone();
+        tasks.push(tokio::spawn(
+            async move { st.spend_form("f3", NOW + 600).await },
+        ));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => won += 1,
+            other => assert_conflict(other),
+        }
+    }
+    assert_eq!(won, 1, "exactly one concurrent submission spends a form");
+    // Expired before `before`, strictly; a purged mark is gone.
+    assert_eq!(store.purge_spent_forms(NOW + 10).await.unwrap(), 0);
+    assert_eq!(store.purge_spent_forms(NOW + 11).await.unwrap(), 1);
+    store.spend_form("f2", NOW + 10).await.unwrap();
+    assert_conflict(store.spend_form("f1", NOW + 600).await);
+}
+
 pub(crate) async fn delete_user_cascades(store: DynStore) {
     seed(&store).await;
     grant_everything(&store, "u1", "c1", "a").await;

@@ -80,6 +80,7 @@ pub fn cases() -> Vec<Case> {
         keys::keys_rotate_and_retire,
         keys::keys_one_active,
         keys::sessions_lifecycle,
+        keys::spent_forms_single_use,
         keys::delete_user_cascades,
         keys::delete_client_cascades,
         audit::audit_append_list_purge,

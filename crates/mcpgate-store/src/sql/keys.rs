@@ -1,5 +1,6 @@
-//! Shared SQL for signing keys (JWKS rotation: active → previous → retired)
-//! and AS browser login sessions. Expanded per backend by
+//! Shared SQL for signing keys (JWKS rotation: active → previous → retired),
+//! AS browser login sessions and the one-time forms they submitted. Expanded
+//! per backend by
 //! [`impl_key_stores!`].
 //!
 //! The schema allows at most one `active` key (a partial unique index), so
@@ -180,6 +181,31 @@ macro_rules! impl_key_stores {
             async fn delete_sessions_of(&self, user_id: &str) -> $crate::StoreResult<u64> {
                 let done = ::sqlx::query::<$db>("DELETE FROM login_sessions WHERE user_id = $1")
                     .bind(user_id)
+                    .execute(&self.writer)
+                    .await
+                    .map_err($crate::sql::db_err)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn spend_form(
+                &self,
+                form_hash: &str,
+                expires_at: i64,
+            ) -> $crate::StoreResult<()> {
+                ::sqlx::query::<$db>(
+                    "INSERT INTO spent_forms (form_hash, expires_at) VALUES ($1, $2)",
+                )
+                .bind(form_hash)
+                .bind(expires_at)
+                .execute(&self.writer)
+                .await
+                .map_err($crate::sql::db_err)?;
+                Ok(())
+            }
+
+            async fn purge_spent_forms(&self, before: i64) -> $crate::StoreResult<u64> {
+                let done = ::sqlx::query::<$db>("DELETE FROM spent_forms WHERE expires_at < $1")
+                    .bind(before)
                     .execute(&self.writer)
                     .await
                     .map_err($crate::sql::db_err)?;

@@ -223,6 +223,8 @@ async fn users_add_list_passwd_remove() {
         Some("bob's third password"),
     )
     .await;
+    assert!(flow::is_confirm_page(&page), "{}", page.body);
+    let page = b.approve_if_asked(&srv.issuer, page).await;
     flow::code_from(&srv, &req, &page);
 
     // remove: gone from the list, cannot sign in, their refresh token is dead.
@@ -671,8 +673,11 @@ async fn sessions_list_and_end() {
         !list.contains(b.cookie("__Host-mcpgate-session").unwrap_or("no cookie")),
         "the cookie is never shown"
     );
-    // Signed in: the next authorization goes straight back with a code.
+    // Signed in: the next authorization asks no sign-in, only the click a
+    // public client's loopback redirect needs, and goes back with a code.
     let page = b.get(&req.url(&srv.issuer)).await;
+    assert!(flow::is_confirm_page(&page), "{}", page.body);
+    let page = b.approve_if_asked(&srv.issuer, page).await;
     assert!(
         page.location
             .as_deref()

@@ -85,11 +85,7 @@ async fn play_user(env: &Env, srv: &Server, args: &[&str]) -> CliOut {
 
     let mut b = Browser::new();
     let page = flow::sign_in(&mut b, srv, &authorize_url, USER, PASSWORD, None).await;
-    let page = if flow::is_consent_page(&page) {
-        flow::approve(&mut b, srv, &page).await
-    } else {
-        page
-    };
+    let page = b.approve_if_asked(&srv.issuer, page).await;
     assert_eq!(page.status, 303, "{}", page.body);
     let callback = page.location.clone().expect("a redirect to the client");
     assert!(

@@ -99,8 +99,15 @@ async fn follow(b: &mut Browser, srv: &Server, page: Page) -> Page {
     }
 }
 
+/// The consent page: approve a client, its scopes and resource.
 pub fn is_consent_page(p: &Page) -> bool {
-    p.status == 200 && p.body.contains("action=\"/consent\"")
+    p.consent_step() == Some("consent")
+}
+
+/// Consent is on record, and the page asks for the click that sends a
+/// public client's code to its loopback redirect URI.
+pub fn is_confirm_page(p: &Page) -> bool {
+    p.consent_step() == Some("confirm")
 }
 
 /// Approves the consent page.
@@ -134,7 +141,7 @@ pub fn code_from(srv: &Server, req: &AuthRequest, page: &Page) -> String {
         .unwrap_or_else(|| panic!("no code in {loc}"))
 }
 
-/// Sign-in, consent (if asked) and the code, in one.
+/// Sign-in, consent or the loopback confirmation (if asked) and the code, in one.
 pub async fn authorize(
     b: &mut Browser,
     srv: &Server,
@@ -143,11 +150,7 @@ pub async fn authorize(
     password: &str,
 ) -> String {
     let page = sign_in(b, srv, &req.url(&srv.issuer), username, password, None).await;
-    let page = if is_consent_page(&page) {
-        approve(b, srv, &page).await
-    } else {
-        page
-    };
+    let page = b.approve_if_asked(&srv.issuer, page).await;
     code_from(srv, req, &page)
 }
 
