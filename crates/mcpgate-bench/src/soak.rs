@@ -114,7 +114,7 @@ struct Tally {
 }
 
 /// Failures kept word for word (the rest are counted).
-const KEEP_FAILURES: usize = 30;
+const KEEP_FAILURES: usize = 12;
 
 impl Tally {
     fn count(&self, kind: Kind, status: u16) {
@@ -1235,7 +1235,7 @@ pub async fn cli(args: &[String]) -> Result<()> {
         for f in &out.failures {
             println!("FAIL {f}");
         }
-        bail!("soak failed: {} broken rules (above)", out.failures.len())
+        bail!("soak failed: {} FAIL lines above", out.failures.len())
     }
 }
 
