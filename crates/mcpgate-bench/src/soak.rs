@@ -10,22 +10,15 @@
 //! their own addresses (`X-Forwarded-For`, with 127.0.0.1 as the trusted proxy), so one
 //! worker's refusals do not spill onto another's.
 //!
-//! | worker | sends | documented answers |
-//! |---|---|---|
-//! | login | authorization with the remembered consent, then the code exchange (PKCE) | 303 with `code`, `state`, `iss`; 200 with tokens |
-//! | refresh | refresh-token rotations, each worker on its own chain | 200 with a new refresh token |
-//! | tools | `initialize`, `tools/list`, `tools/call` ×5, `DELETE` with the newest access token | 200 (the echoed text), 202, 204; 503 + `Retry-After: 5` for a full gateway |
-//! | forged | garbage, re-signed, `alg: none` and wrong-audience tokens, no token; a forged refresh token | 401 + `WWW-Authenticate: Bearer`; 429 + `Retry-After` for an address over its refused-token budget; 400 `invalid_grant` |
-//! | oversized | a JSON-RPC message over `max_message_bytes`; a token request over 64 KiB | 413 |
-//! | malformed | bytes that are not JSON, a duplicate member; a token request without a grant | 400 (-32700 / -32600); 400 |
-//! | capacity | sessions of another user until the gateway is full, then `DELETE` | 200, 503 + `Retry-After: 5`, 204 |
-//! | rate | `tools/list` on `tight` | 200; 429 + `Retry-After` |
-//! | streams | three GET streams of one user at once (three sessions) | 200; 429 + `Retry-After` over `max_streams_per_user` |
-//! | sign-in | wrong passwords | 401; 429 + `Retry-After: 60` over `per_account` |
-//! | register | dynamic client registrations | 201; 429 + `Retry-After` over `per_ip_per_hour` |
+//! Workers, in the order of [`Kind`]: code exchanges, refresh rotations, tool calls on
+//! churning sessions, forged tokens, oversized and malformed bodies, a second subject filling
+//! the gateway, a rate-limited upstream, streams past a user's share, wrong passwords and
+//! registrations. docs/testing.md ("Soak") has the table of what each sends and the answers it
+//! accepts; the checks themselves are the `Reply` predicates below.
 //!
-//! Memory: RSS of the `mcpgate serve` process is sampled every second; at the end it must be
-//! at most the first sample after warm-up (a quarter of the run) plus max(32 MiB, 25 %).
+//! Memory: RSS of the `mcpgate serve` process is sampled every second; the lowest of the last
+//! five samples must be at most the lowest of the five after the warm-up (a quarter of the run)
+//! plus max(32 MiB, 25 %).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -1093,24 +1086,30 @@ async fn sample_rss(gw: &Gateway, ctx: &Ctx, started: Instant) -> Vec<Sample> {
     samples
 }
 
-/// The memory rule: `Ok((warm, end, bound))` in KiB, or why it failed.
+/// Samples a memory figure is the lowest of: a passing spike (a password hash alone takes
+/// 19 MiB for a moment) is not growth, and a leak raises every sample.
+const SETTLE_SAMPLES: usize = 5;
+
+/// The memory rule: `Ok((warm, end, bound))` in KiB, or why it failed. `warm` is the lowest of
+/// the [`SETTLE_SAMPLES`] samples from the end of the warm-up on, `end` the lowest of the last
+/// ones.
 fn judge_memory(samples: &[Sample], duration: Duration) -> Result<(u64, u64, u64), String> {
     let warmup = duration / 4;
-    let warm = samples
+    let from = samples
         .iter()
-        .find(|s| s.at >= warmup)
+        .position(|s| s.at >= warmup)
         .ok_or("no RSS sample after the warm-up")?;
-    let end = samples.last().ok_or("no RSS sample")?;
-    let bound = warm.rss_kib + RSS_SLACK_KIB.max(warm.rss_kib * RSS_SLACK_PERCENT / 100);
-    if end.rss_kib > bound {
+    let lowest = |w: &[Sample]| w.iter().map(|s| s.rss_kib).min().unwrap_or(0);
+    let warm = lowest(&samples[from..(from + SETTLE_SAMPLES).min(samples.len())]);
+    let end = lowest(&samples[samples.len().saturating_sub(SETTLE_SAMPLES)..]);
+    let bound = warm + RSS_SLACK_KIB.max(warm * RSS_SLACK_PERCENT / 100);
+    if end > bound {
         return Err(format!(
-            "memory grew: RSS {} KiB at the end, {} KiB after the warm-up ({:.0} s), bound {bound} KiB",
-            end.rss_kib,
-            warm.rss_kib,
-            warm.at.as_secs_f64()
+            "memory grew: RSS {end} KiB at the end, {warm} KiB after the warm-up ({:.0} s), bound {bound} KiB (each the lowest of {SETTLE_SAMPLES} samples)",
+            samples[from].at.as_secs_f64()
         ));
     }
-    Ok((warm.rss_kib, end.rss_kib, bound))
+    Ok((warm, end, bound))
 }
 
 fn mib(kib: u64) -> String {
@@ -1255,13 +1254,22 @@ mod tests {
     }
 
     #[test]
-    fn memory_is_judged_from_the_first_sample_after_warm_up() {
+    fn memory_is_judged_from_the_samples_after_warm_up() {
         let d = Duration::from_secs(100);
         // Growth during warm-up does not count; after it, 32 MiB or 25 % is allowed.
-        let ok = samples(&[10_000, 90_000, 100_000, 100_000, 120_000, 130_000]);
-        assert_eq!(judge_memory(&ok, d), Ok((100_000, 130_000, 132_768)));
-        let big = samples(&[0, 0, 0, 400_000, 450_000, 500_001]);
-        assert!(judge_memory(&big, d).unwrap_err().contains("memory grew"));
+        let ok = samples(&[
+            10_000, 90_000, 100_000, 100_000, 120_000, 125_000, 130_000, 130_000,
+        ]);
+        assert_eq!(judge_memory(&ok, d), Ok((100_000, 100_000, 132_768)));
+        let grew = samples(&[
+            0, 0, 0, 100_000, 100_000, 140_000, 140_000, 140_000, 140_000, 140_000,
+        ]);
+        assert!(judge_memory(&grew, d).unwrap_err().contains("memory grew"));
+        // A spike at the end is not growth; a leak raises every sample.
+        let spike = samples(&[
+            0, 0, 0, 100_000, 100_000, 100_000, 100_000, 100_000, 100_000, 200_000,
+        ]);
+        assert_eq!(judge_memory(&spike, d), Ok((100_000, 100_000, 132_768)));
         assert!(judge_memory(&samples(&[1]), d).is_err());
     }
 
