@@ -6,11 +6,11 @@ use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use mcpgate_store::{ClientKind, ClientRecord, StoreError};
-use mcpgate_types::client_metadata::{ClientMetadata, TokenEndpointAuthMethod, is_cimd_client_id};
-use mcpgate_types::redirect_uri::validate_for_registration;
+use mcpgate_types::client_metadata::{TokenEndpointAuthMethod, is_cimd_client_id};
 use mcpgate_types::secret::{ct_eq, hash_secret};
 use mcpgate_types::{OAuthError, OAuthErrorCode};
 
+use crate::cimd;
 use crate::error::ApiError;
 use crate::params::Params;
 use crate::state::AppState;
@@ -116,7 +116,8 @@ fn is_cimd_id(state: &AppState, client_id: &str) -> bool {
         })
 }
 
-/// Fetches and validates a Client ID Metadata Document (CIMD §4, §6).
+/// Fetches a Client ID Metadata Document (CIMD §4, §6) and validates it
+/// with [`cimd::validate`].
 async fn fetch_cimd(
     state: &AppState,
     url: &str,
@@ -132,76 +133,14 @@ async fn fetch_cimd(
             resp.status
         )));
     }
-    let doc: ClientMetadata = serde_json::from_slice(&resp.body).map_err(|_| {
-        ClientLookupError::BadMetadata(
-            "the client's metadata document is not valid JSON client metadata".into(),
-        )
-    })?;
-    if doc.client_id.as_deref() != Some(url) {
-        return Err(ClientLookupError::BadMetadata(
-            "the metadata document's client_id does not equal its URL".into(),
-        ));
-    }
-    let name = doc
-        .client_name
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| {
-            ClientLookupError::BadMetadata("the metadata document has no client_name".into())
-        })?;
-    if doc.redirect_uris.is_empty() {
-        return Err(ClientLookupError::BadMetadata(
-            "the metadata document has no redirect_uris".into(),
-        ));
-    }
-    for r in &doc.redirect_uris {
-        validate_for_registration(r).map_err(|e| {
-            ClientLookupError::BadMetadata(format!(
-                "the metadata document lists an unacceptable redirect URI: {e}"
-            ))
-        })?;
-    }
-    let method = doc.token_endpoint_auth_method.as_deref().unwrap_or("none");
-    if method != "none" {
-        // A document anyone can read cannot carry a shared secret.
-        return Err(ClientLookupError::BadMetadata(format!(
-            "token_endpoint_auth_method {method:?} is not supported for metadata-document clients; use \"none\""
-        )));
-    }
-    let grant_types = doc
-        .grant_types
-        .clone()
-        .unwrap_or_else(|| vec!["authorization_code".to_string()]);
-    if grant_types
-        .iter()
-        .any(|g| g != "authorization_code" && g != "refresh_token")
-    {
-        return Err(ClientLookupError::BadMetadata(
-            "metadata-document clients may use only authorization_code and refresh_token".into(),
-        ));
-    }
     let c = &state.settings.cimd;
     let ttl = resp
         .cache_max_age()
         .map(|s| s as i64)
         .unwrap_or(c.min_cache_secs)
         .clamp(c.min_cache_secs, c.max_cache_secs);
-    Ok(ClientRecord {
-        client_id: url.to_string(),
-        kind: ClientKind::Cimd,
-        client_name: Some(truncate(name, 200)),
-        client_secret_hash: None,
-        token_endpoint_auth_method: "none".into(),
-        redirect_uris: doc.redirect_uris,
-        grant_types,
-        allowed_scopes: Vec::new(),
-        application_type: doc.application_type,
-        client_uri: doc.client_uri,
-        logo_uri: None,
-        created_at: now,
-        expires_at: Some(now + ttl),
-    })
+    cimd::validate(url, &resp.body, now, ttl)
+        .map_err(|e| ClientLookupError::BadMetadata(e.to_string()))
 }
 
 pub fn truncate(s: &str, max_chars: usize) -> String {

@@ -9,6 +9,7 @@
 
 pub mod admin;
 mod authorize;
+mod cimd;
 mod clients;
 mod cookies;
 mod csrf;

@@ -233,16 +233,29 @@ fn config(store_toml: &str) -> String {
 per_ip_per_hour = 4000000000
 max_per_hour = 4000000000
 
-[[client]]
-client_id = \"{CLIENT_ID}\"
-name = \"bench public client\"
-redirect_uris = [\"{REDIRECT_URI}\"]
-
+{}
 [[upstream]]
 name = \"{UPSTREAM}\"
 http = {{ url = \"http://127.0.0.1:9/mcp\" }}
-"
+",
+        public_client_toml()
     )
+}
+
+/// The `[[client]]` block of the public client that [`sign_in_and_consent`] approves.
+pub fn public_client_toml() -> String {
+    format!(
+        "[[client]]\nclient_id = \"{CLIENT_ID}\"\nname = \"bench public client\"\nredirect_uris = [\"{REDIRECT_URI}\"]\n"
+    )
+}
+
+/// The form of one refresh-token rotation by the public client.
+pub fn refresh_form(refresh_token: &str) -> [(&'static str, &str); 3] {
+    [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+        ("client_id", CLIENT_ID),
+    ]
 }
 
 /// A fresh PostgreSQL database, dropped by [`PgDb::drop_db`].
@@ -285,15 +298,22 @@ impl PgDb {
 }
 
 /// A signed-in browser session that has approved the bench client once.
-struct Session {
-    issuer: String,
+pub struct Session {
+    pub issuer: String,
     resource: String,
+    scope: String,
     cookies: Vec<(String, String)>,
 }
 
 /// Adds the bench user, signs in through the real login page, approves the consent page once
-/// and checks that the consent is remembered (the next authorization returns a code at once).
-async fn sign_in_and_consent(opts: &Opts, gw: &Gateway) -> Result<Session> {
+/// for the bench public client, `scope` and the resource of `upstream`, and checks that the
+/// consent is remembered (the next authorization returns a code at once).
+pub async fn sign_in_and_consent(
+    opts: &Opts,
+    gw: &Gateway,
+    upstream: &str,
+    scope: &str,
+) -> Result<Session> {
     let pw = gw.path().join("bench-password");
     std::fs::write(&pw, format!("{}\n", mcpgate_testkit::PASSWORD))?;
     gw.cli(
@@ -307,9 +327,9 @@ async fn sign_in_and_consent(opts: &Opts, gw: &Gateway) -> Result<Session> {
         ],
     )?;
     let issuer = gw.base.clone();
-    let resource = gw.mcp_url(UPSTREAM);
+    let resource = gw.mcp_url(upstream);
     let mut b = Browser::new();
-    let req = AuthRequest::new(CLIENT_ID, REDIRECT_URI, SCOPE, &resource);
+    let req = AuthRequest::new(CLIENT_ID, REDIRECT_URI, scope, &resource);
     let page = b.authorize_as(&issuer, &req.url(&issuer), USERNAME).await;
     if page.status != 200 || !page.body.contains("decision") {
         bail!(
@@ -337,6 +357,7 @@ async fn sign_in_and_consent(opts: &Opts, gw: &Gateway) -> Result<Session> {
     let s = Session {
         issuer,
         resource,
+        scope: scope.to_string(),
         cookies,
     };
     // Remembered consent: a second authorization must redirect with a code at once.
@@ -349,7 +370,7 @@ async fn sign_in_and_consent(opts: &Opts, gw: &Gateway) -> Result<Session> {
 
 impl Session {
     /// A fresh browser carrying the AS session cookie.
-    fn browser(&self) -> Browser {
+    pub fn browser(&self) -> Browser {
         let mut b = Browser::new();
         for (k, v) in &self.cookies {
             b.set_cookie(k, v);
@@ -360,8 +381,8 @@ impl Session {
 
 /// One authorization with the remembered consent: a fresh PKCE pair and state, `GET
 /// /oauth/authorize` → redirect with `code`, `state` and `iss`. Returns the code and the request.
-async fn mint_code(b: &mut Browser, s: &Session) -> Result<(String, AuthRequest)> {
-    let req = AuthRequest::new(CLIENT_ID, REDIRECT_URI, SCOPE, &s.resource);
+pub async fn mint_code(b: &mut Browser, s: &Session) -> Result<(String, AuthRequest)> {
+    let req = AuthRequest::new(CLIENT_ID, REDIRECT_URI, &s.scope, &s.resource);
     let page = b.get(&req.url(&s.issuer)).await;
     let p = page.location_params();
     let loc = page.location.as_deref().unwrap_or("");
@@ -404,7 +425,7 @@ async fn mint_pool(s: &Arc<Session>, n: usize) -> Result<Vec<(String, AuthReques
     Ok(v)
 }
 
-async fn exchange(
+pub async fn exchange(
     http: &reqwest::Client,
     token_url: &str,
     code: &str,
@@ -475,12 +496,7 @@ async fn bench_refresh(s: &Arc<Session>, warmup: Duration, measure: Duration) ->
         closed_loop(chains, warmup, Some(measure), move |rt: String| {
             let (http, url) = (http.clone(), token_url.clone());
             async move {
-                let form = [
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", rt.as_str()),
-                    ("client_id", CLIENT_ID),
-                ];
-                let r = match http.post(&url).form(&form).send().await {
+                let r = match http.post(&url).form(&refresh_form(&rt)).send().await {
                     Ok(r) => r,
                     Err(e) => return Step::Err(format!("refresh request: {e}"), Some(rt)),
                 };
@@ -601,7 +617,7 @@ async fn run_store(
     let (warmup, measure) = opts.times(WARMUP, DURATION);
     let gw = procs::start_gateway(opts, &config(store_toml))?;
     let pid = gw.proc.pid();
-    let s = Arc::new(sign_in_and_consent(opts, &gw).await?);
+    let s = Arc::new(sign_in_and_consent(opts, &gw, UPSTREAM, SCOPE).await?);
     eprintln!("authz/{store}: code exchanges");
     let (codes, rounds) = bench_codes(&s, measure).await?;
     rows.push(Row {
@@ -768,7 +784,7 @@ mod tests {
 
     #[test]
     fn config_parses_as_toml() {
-        let v: toml::Value = toml::from_str(&procs::base_config(&config(
+        let v: toml::Value = toml::from_str(&procs::base_config_with("", &config(
             "[store]\nbackend = \"postgres\"\npostgres_url = \"postgres://postgres@127.0.0.1:5432/x\"\n",
         )))
         .unwrap();

@@ -10,7 +10,9 @@
 //!   --tool NAME --arguments JSON [--json]` — the closed-loop load generator;
 //! - `echo-upstream (--http PORT | --stdio)` — an rmcp MCP server with the tool `echo`;
 //! - `bare-fixed --port PORT` — a bare hyper server answering a fixed JSON-RPC result;
-//! - `bare-hop --port PORT --upstream URL` — a bare hyper proxy hop.
+//! - `bare-hop --port PORT --upstream URL` — a bare hyper proxy hop;
+//! - `soak [--duration SECS] [--bin-dir DIR]` — not a section: a pass/fail soak of
+//!   `mcpgate serve` under mixed, hostile load ([`soak`]).
 
 mod authz;
 mod envelope;
@@ -22,6 +24,7 @@ mod procs;
 mod report;
 mod sandbox;
 mod scale;
+mod soak;
 mod validation;
 
 use std::fmt::Write as _;
@@ -49,6 +52,7 @@ const USAGE: &str = "usage: mcpgate-bench [--only a,b] [--quick] [--pin-loadgen]
        mcpgate-bench echo-upstream (--http PORT | --stdio)
        mcpgate-bench bare-fixed --port PORT
        mcpgate-bench bare-hop --port PORT --upstream URL
+       mcpgate-bench soak [--duration SECS] [--bin-dir DIR]
 sections: validation, gateway, peers, authz, memory, scale, sandbox, envelope";
 
 struct RunArgs {
@@ -194,6 +198,7 @@ fn main() -> Result<()> {
         Some("echo-upstream") => return rt.block_on(gateway::echo_upstream_cli(&args[1..])),
         Some("bare-fixed") => return rt.block_on(gateway::bare_fixed_cli(&args[1..])),
         Some("bare-hop") => return rt.block_on(gateway::bare_hop_cli(&args[1..])),
+        Some("soak") => return rt.block_on(soak::cli(&args[1..])),
         _ => {}
     }
     let run = parse_run_args(&args)?;

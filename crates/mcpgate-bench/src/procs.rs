@@ -347,9 +347,10 @@ fn command(opts: &Opts, dir: &Path) -> Command {
 /// The config every bench gateway starts from; `extra` (upstreams, `[gateway]`, more clients)
 /// is appended. No `public_url`/`listen`: `serve --listen 127.0.0.1:PORT` makes the issuer
 /// `http://127.0.0.1:PORT`.
-pub fn base_config(extra: &str) -> String {
-    let mut s = String::from(
-        "[authorization_server]\naccess_token_ttl_secs = 86400\n\n[authorization_server.scopes]\n",
+/// `as_keys` (TOML lines, often none) go into `[authorization_server]` itself.
+pub fn base_config_with(as_keys: &str, extra: &str) -> String {
+    let mut s = format!(
+        "[authorization_server]\naccess_token_ttl_secs = 86400\n{as_keys}\n[authorization_server.scopes]\n",
     );
     for sc in SCOPES {
         s.push_str(&format!("\"{sc}\" = \"bench scope {sc}\"\n"));
@@ -361,7 +362,7 @@ pub fn base_config(extra: &str) -> String {
     s
 }
 
-/// Starts `mcpgate serve` with [`base_config`]`(config_toml_extra)` and waits for `/readyz`.
+/// Starts `mcpgate serve` with [`base_config_with`]`("", config_toml_extra)` and waits for `/readyz`.
 /// `{dir}` in `config_toml_extra` is replaced by the gateway's temp dir (for audit files etc.).
 pub fn start_gateway(opts: &Opts, config_toml_extra: &str) -> Result<Gateway> {
     start_gateway_env(opts, config_toml_extra, &[])
@@ -373,10 +374,20 @@ pub fn start_gateway_env(
     config_toml_extra: &str,
     env: &[(&str, &str)],
 ) -> Result<Gateway> {
+    start_gateway_with(opts, "", config_toml_extra, env)
+}
+
+/// [`start_gateway_env`] with `as_keys` in `[authorization_server]` ([`base_config_with`]).
+pub fn start_gateway_with(
+    opts: &Opts,
+    as_keys: &str,
+    config_toml_extra: &str,
+    env: &[(&str, &str)],
+) -> Result<Gateway> {
     let bin = opts.mcpgate_bin();
     if !bin.exists() {
         bail!(
-            "{bin:?} not found: build it with `cargo build --release -p mcpgate` (the bench does this itself unless --no-build)"
+            "{bin:?} not found: build it with `cargo build [--release] -p mcpgate` (the bench sections build the release one themselves unless --no-build)"
         );
     }
     let mut last_err = None;
@@ -386,7 +397,10 @@ pub fn start_gateway_env(
             .tempdir()?;
         std::fs::create_dir(dir.path().join("xdg"))?;
         let extra = config_toml_extra.replace("{dir}", &dir.path().display().to_string());
-        std::fs::write(dir.path().join("mcpgate.toml"), base_config(&extra))?;
+        std::fs::write(
+            dir.path().join("mcpgate.toml"),
+            base_config_with(as_keys, &extra),
+        )?;
         let port = free_port();
         let mut cmd = command(opts, dir.path());
         cmd.envs(env.iter().copied());
@@ -478,7 +492,7 @@ mod tests {
 
     #[test]
     fn base_config_parses_as_toml_with_extra() {
-        let cfg = base_config("[gateway]\nmax_sessions_per_user = 10\n");
+        let cfg = base_config_with("", "[gateway]\nmax_sessions_per_user = 10\n");
         let v: toml::Value = toml::from_str(&cfg).unwrap();
         assert_eq!(v["client"][0]["client_id"].as_str(), Some(CC_CLIENT_ID));
         assert_eq!(v["gateway"]["max_sessions_per_user"].as_integer(), Some(10));
