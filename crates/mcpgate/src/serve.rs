@@ -381,15 +381,9 @@ async fn serve_connections<L>(
 ) where
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::rt::TokioIo;
 
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
+    let builder = connection_builder();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -485,6 +479,19 @@ async fn serve_connections<L>(
     }
 }
 
+/// HTTP/1.1 and HTTP/2 per connection (hyper-util), HTTP/1 with
+/// [`HEADER_READ_TIMEOUT`]: how every listener serves a connection.
+fn connection_builder() -> hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor> {
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
 /// Answers every request of a connection over `max_connections` with 503
 /// and `Retry-After`, and closes it: HTTP/1 after the first answer, any
 /// connection after [`REFUSED_LIFETIME`].
@@ -496,18 +503,10 @@ async fn refuse_connection<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
-
     metrics::counter!("mcpgate_connections_refused_total", "listener" => name).increment(1);
     tracing::debug!(%peer, listener = name, "connection refused: max_connections reached");
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .keep_alive(false)
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
+    let mut builder = connection_builder();
+    builder.http1().keep_alive(false);
     let svc = hyper::service::service_fn(|_req: hyper::Request<hyper::body::Incoming>| async {
         use axum::http::{HeaderValue, StatusCode, header};
         let mut r = axum::response::Response::new(axum::body::Body::from(
@@ -522,7 +521,7 @@ async fn refuse_connection<I>(
         );
         Ok::<_, std::convert::Infallible>(r)
     });
-    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), svc);
     let _ = tokio::time::timeout(REFUSED_LIFETIME, conn).await;
     drop(over);
 }
