@@ -225,6 +225,26 @@ pub struct LinkedIdentityRecord {
     pub created_at: i64,
 }
 
+/// A gateway session as every replica sharing the store sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct GatewaySessionRecord {
+    /// SHA-256 (hex) of the `Mcp-Session-Id`; the id itself is never stored.
+    pub id_hash: String,
+    pub upstream: String,
+    /// The owner: the validated token's issuer, subject and client.
+    pub issuer: String,
+    pub subject: String,
+    pub client_id: String,
+    /// The process that made the session.
+    pub replica: String,
+    /// What another replica needs to carry the session on, sealed; `None`
+    /// when the session lives only in `replica` (a stdio child).
+    pub state: Option<Vec<u8>>,
+    /// Milliseconds since the epoch.
+    pub created_at: i64,
+    pub last_used: i64,
+}
+
 /// An upstream sign-in in flight, stored server side. Single use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct UpstreamStateRecord {

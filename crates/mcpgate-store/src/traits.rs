@@ -301,6 +301,61 @@ pub trait IdentityStore: Send + Sync {
     async fn purge_upstream_states(&self, before: i64) -> StoreResult<u64>;
 }
 
+/// Gateway sessions shared by the replicas of one database: a session made
+/// by one replica is found, bound to the same owner, by every other.
+/// Times are milliseconds since the epoch.
+#[async_trait]
+pub trait GatewaySessionStore: Send + Sync {
+    /// Stores `s` and, in the same transaction, deletes the sessions of the
+    /// same owner (upstream, issuer, subject) beyond the `cap` most recently
+    /// used (`s` counts, and is never among them), returning those. Two
+    /// sessions of one owner made at the same instant on two replicas may
+    /// leave the owner one over `cap` until the next. `Conflict` if the id
+    /// exists.
+    async fn insert_gateway_session(
+        &self,
+        s: &GatewaySessionRecord,
+        cap: u32,
+    ) -> StoreResult<Vec<GatewaySessionRecord>>;
+    /// One conditional `UPDATE … RETURNING`: marks the session used at
+    /// `now` and returns it, if it exists, belongs to `upstream` and to this
+    /// (issuer, subject, client_id), and was used at or after
+    /// `idle_before`. Anything else → `NotFound`, and nothing is changed.
+    async fn touch_gateway_session(
+        &self,
+        id_hash: &str,
+        owner: SessionOwner<'_>,
+        now: i64,
+        idle_before: i64,
+    ) -> StoreResult<GatewaySessionRecord>;
+    /// Deletes the session and returns it (`NotFound` if absent). Of
+    /// concurrent callers exactly one gets it.
+    async fn delete_gateway_session(&self, id_hash: &str) -> StoreResult<GatewaySessionRecord>;
+    /// The id hashes of `replica`'s sessions still stored and used at or
+    /// after `idle_before` (a replica ends what others removed).
+    async fn live_gateway_sessions(
+        &self,
+        replica: &str,
+        idle_before: i64,
+    ) -> StoreResult<Vec<String>>;
+    /// Deletes the sessions last used before `idle_before` and returns
+    /// them (each to exactly one caller), at most `limit`.
+    async fn purge_gateway_sessions(
+        &self,
+        idle_before: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<GatewaySessionRecord>>;
+}
+
+/// Who a gateway session belongs to, and on which upstream.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionOwner<'a> {
+    pub upstream: &'a str,
+    pub issuer: &'a str,
+    pub subject: &'a str,
+    pub client_id: &'a str,
+}
+
 /// A change notice from [`RevocationStore::listen_revocations`].
 pub use crate::revocation::RevocationListener;
 
@@ -351,6 +406,7 @@ pub trait Store:
     + AuditStore
     + IdentityStore
     + RevocationStore
+    + GatewaySessionStore
     + Send
     + Sync
     + 'static

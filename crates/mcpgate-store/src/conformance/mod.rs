@@ -14,6 +14,7 @@ mod grants;
 mod identity;
 mod keys;
 mod revocations;
+mod sessions;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -95,6 +96,10 @@ pub fn cases() -> Vec<Case> {
         revocations::revocations_from_state_changes,
         revocations::revocations_concurrent_revisions_distinct,
         revocations::revocations_watch_follows,
+        sessions::gateway_sessions_bound_to_owner,
+        sessions::gateway_sessions_cap_evicts_least_recently_used,
+        sessions::gateway_sessions_purge_and_replicas,
+        sessions::gateway_sessions_concurrent_delete_exactly_one,
     ]
 }
 

@@ -25,6 +25,7 @@ pub(crate) mod identity;
 pub(crate) mod keys;
 pub(crate) mod revocations;
 pub(crate) mod rows;
+pub(crate) mod sessions;
 
 use crate::traits::StoreError;
 
@@ -78,6 +79,7 @@ macro_rules! impl_store {
         $crate::sql::audit::impl_audit_store!($store, $db);
         $crate::sql::identity::impl_identity_store!($store, $db);
         $crate::sql::revocations::impl_revocation_store!($store, $db);
+        $crate::sql::sessions::impl_session_store!($store, $db);
 
         impl $crate::Store for $store {
             fn backend_name(&self) -> &'static str {
