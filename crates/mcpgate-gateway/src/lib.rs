@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod capacity;
 pub mod config;
+pub mod fleet;
 pub mod jsonrpc;
 mod mcp;
 pub mod metrics;
@@ -90,6 +91,9 @@ pub struct GatewayDeps {
     /// were issued to. Replicas that share a database must share it (mcpgate
     /// derives it from the master key); `None` draws one per process.
     pub request_state_key: Option<[u8; 32]>,
+    /// The session store shared by the replicas of one database
+    /// ([`fleet`]); `None` keeps sessions in this process only.
+    pub shared_sessions: Option<fleet::SharedStore>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +121,8 @@ pub(crate) struct Inner {
     pub settings: GatewaySettings,
     pub upstreams: HashMap<String, Arc<Upstream>>,
     pub sessions: Sessions,
+    /// The shared session store, when replicas share one.
+    pub shared: Option<Arc<fleet::SharedSessions>>,
     pub children: Children,
     pub capacity: capacity::Capacity,
     pub audit: Audit,
@@ -126,6 +132,9 @@ pub(crate) struct Inner {
     pub clock: Arc<dyn Clock>,
     pub entitlements: Option<Arc<dyn Entitlements>>,
     pub stop: CancellationToken,
+    /// Set when the process was asked to stop: `/readyz` answers 503 while
+    /// requests are still served.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// The gateway. Cheap to clone.
@@ -278,13 +287,20 @@ impl Gateway {
             deps.rng.fill(&mut k);
             k
         });
+        let shared = deps.shared_sessions.map(|store| {
+            Arc::new(fleet::SharedSessions::new(
+                store,
+                deps.clock.clone(),
+                deps.rng.clone(),
+                settings.session_idle,
+            ))
+        });
+        // With a shared store, the per-user cap is the fleet's (applied there).
+        let local_cap = shared.is_none().then_some(settings.max_sessions_per_user);
         let inner = Arc::new(Inner {
             states: Arc::new(outbound::RequestStates::new(state_key, deps.rng.clone())),
-            sessions: Sessions::new(
-                settings.session_idle,
-                settings.max_sessions_per_user,
-                deps.rng.clone(),
-            ),
+            sessions: Sessions::new(settings.session_idle, local_cap, deps.rng.clone()),
+            shared,
             children: Children::default(),
             capacity: capacity::Capacity::new(settings.limits),
             audit,
@@ -293,11 +309,15 @@ impl Gateway {
             clock: deps.clock,
             entitlements: deps.entitlements,
             stop: CancellationToken::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
             upstreams,
             settings,
         });
         let gw = Self(inner);
         tokio::spawn(housekeeping(Arc::downgrade(&gw.0), gw.0.stop.clone()));
+        if gw.0.shared.is_some() {
+            tokio::spawn(fleet_sweep(Arc::downgrade(&gw.0), gw.0.stop.clone()));
+        }
         let _ = crate::metrics::handle();
         Ok(gw)
     }
@@ -340,7 +360,9 @@ impl Gateway {
                 get(move || {
                     let gw = gw.clone();
                     async move {
-                        if gw.0.stop.is_cancelled() {
+                        if gw.0.stop.is_cancelled()
+                            || gw.0.draining.load(std::sync::atomic::Ordering::Relaxed)
+                        {
                             (http::StatusCode::SERVICE_UNAVAILABLE, "stopping")
                         } else {
                             (http::StatusCode::OK, "ready")
@@ -399,6 +421,15 @@ impl Gateway {
         self.0.child_pids()
     }
 
+    /// The process is stopping: `/readyz` answers 503 from now on, so that
+    /// load balancers stop sending new work, while requests are still
+    /// served until [`shutdown`](Self::shutdown).
+    pub fn begin_drain(&self) {
+        self.0
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Stops accepting, ends every session (upstream sessions deleted,
     /// children's process groups killed), waits up to `grace` for the
     /// children to exit, then writes the audit records still queued.
@@ -406,6 +437,12 @@ impl Gateway {
         self.0.stop.cancel();
         let mut children = Vec::new();
         for s in self.0.sessions.take_all() {
+            match s.reach {
+                // Other replicas carry it on: the upstream's session stays.
+                session::Reach::Portable => continue,
+                session::Reach::Pinned => self.0.unshare(&s.id_hash).await,
+                session::Reach::Local => {}
+            }
             if let Some(c) = s.child() {
                 children.push(c.clone());
             }
@@ -445,6 +482,43 @@ impl Inner {
         out
     }
 
+    /// Removes a session from this table and from the shared store (the
+    /// session is over for the whole fleet); the caller ends it.
+    pub(crate) async fn forget_session(&self, id: &str) -> Option<Arc<session::Session>> {
+        let s = self.sessions.remove(id)?;
+        if s.reach != session::Reach::Local {
+            self.unshare(&s.id_hash).await;
+        }
+        Some(s)
+    }
+
+    /// Deletes a session from the shared store, if there is one (a failure
+    /// is logged: the row idles out and is purged).
+    async fn unshare(&self, id_hash: &str) {
+        if let Some(shared) = &self.shared
+            && let Err(e) = shared.delete(id_hash).await
+        {
+            tracing::warn!(error = %e, "deleting a session from the shared store failed");
+        }
+    }
+
+    /// Ends sessions the shared store removed (evicted by the fleet-wide
+    /// cap, or idle fleet-wide): one held here is ended like any other; a
+    /// portable one held nowhere is ended from its stored state; a pinned
+    /// one of another replica is ended by that replica's sweep.
+    pub(crate) fn end_evicted(&self, gone: Vec<mcpgate_store::GatewaySessionRecord>) {
+        for rec in gone {
+            if let Some(s) = self.sessions.remove_hashed(&rec.id_hash) {
+                self.end_session(&s);
+            } else if let Some(shared) = &self.shared
+                && let Some(up) = self.upstreams.get(&rec.upstream)
+                && let Some(state) = shared.state(&rec)
+            {
+                up.transport.end_exported(&state);
+            }
+        }
+    }
+
     /// Ends a session that was removed from the table: its transport
     /// deletes the upstream session, or kills its own child (a shared child
     /// only forgets the session).
@@ -474,6 +548,12 @@ async fn housekeeping(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
         }
         let Some(i) = inner.upgrade() else { return };
         for s in i.sessions.take_expired() {
+            match s.reach {
+                // Idle here only: the store decides when it is over.
+                session::Reach::Portable => continue,
+                session::Reach::Pinned => i.unshare(&s.id_hash).await,
+                session::Reach::Local => {}
+            }
             tracing::debug!(upstream = %s.upstream, "session ended (idle or upstream gone)");
             i.end_session(&s);
         }
@@ -487,5 +567,47 @@ async fn housekeeping(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
             u.limits.shrink();
         }
         i.capacity.shrink();
+    }
+}
+
+/// With a shared session store: every [`fleet::SWEEP_EVERY`], ends this
+/// replica's pinned sessions that were removed from the store elsewhere
+/// (evicted by the fleet-wide cap), and purges sessions idle fleet-wide.
+async fn fleet_sweep(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(fleet::SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(i) = inner.upgrade() else { return };
+        let Some(shared) = i.shared.clone() else {
+            return;
+        };
+        let asked = std::time::Instant::now();
+        match shared.live().await {
+            Ok(live) => {
+                for s in i.sessions.snapshot() {
+                    // A session made after the question was asked may not
+                    // be in the answer.
+                    if s.reach == session::Reach::Pinned
+                        && s.created() < asked
+                        && !live.contains(&s.id_hash)
+                        && let Some(s) = i.sessions.remove(&s.id)
+                    {
+                        tracing::debug!(upstream = %s.upstream, "session removed elsewhere: ended");
+                        i.end_session(&s);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the shared session store did not answer the sweep")
+            }
+        }
+        match shared.purge().await {
+            Ok(gone) => i.end_evicted(gone),
+            Err(e) => tracing::warn!(error = %e, "purging idle shared sessions failed"),
+        }
     }
 }

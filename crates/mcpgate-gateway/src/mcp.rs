@@ -27,7 +27,7 @@ use crate::jsonrpc::{self, Envelope, Kind};
 use crate::origin;
 use crate::policy::{self, Decision};
 use crate::refusal::{ChallengeParams, Refusal};
-use crate::session::{Owner, Session};
+use crate::session::{Found, Owner, Reach, Session};
 use crate::transport::{Call, Forward, Forwarded, Started, with_session};
 use crate::{Gateway, Upstream};
 
@@ -292,7 +292,7 @@ async fn post_phases(
     } else if env.kind == Kind::Request && env.is("initialize") {
         initialize(&call, &env).await
     } else {
-        match session_named(&call) {
+        match session_named(&call).await {
             Ok(s) => transport.forward(&call, Some(&s), &env).await,
             Err(r) => Err(r),
         }
@@ -316,15 +316,47 @@ async fn initialize(call: &Call<'_>, env: &Envelope) -> Forward {
     let Some(backend) = backend else {
         return Ok((answer, how));
     };
-    let (_, evicted) = gw.sessions.insert(
-        id.clone(),
-        &call.ctx.up.cfg.name,
-        Owner::of(call.p),
-        backend,
-        slot,
-    );
-    if let Some(e) = evicted {
-        gw.end_session(&e);
+    let up = &call.ctx.up;
+    let owner = Owner::of(call.p);
+    let Some(shared) = &gw.shared else {
+        let (_, evicted) =
+            gw.sessions
+                .insert(id.clone(), &up.cfg.name, owner, Reach::Local, backend, slot);
+        if let Some(e) = evicted {
+            gw.end_session(&e);
+        }
+        return Ok((with_session(answer, &id), how));
+    };
+    // Into the shared store first, then this table: a sweep never finds
+    // here a session the store has not seen.
+    let state = up.transport.export(backend.as_ref());
+    let reach = if state.is_some() {
+        Reach::Portable
+    } else {
+        Reach::Pinned
+    };
+    let id_hash = mcpgate_types::secret::hash_secret(&id);
+    let stored = shared
+        .insert(
+            &id_hash,
+            &up.cfg.name,
+            &owner,
+            state.as_deref(),
+            gw.settings.max_sessions_per_user,
+        )
+        .await;
+    let (s, _) = gw
+        .sessions
+        .insert(id.clone(), &up.cfg.name, owner, reach, backend, slot);
+    match stored {
+        Ok(evicted) => gw.end_evicted(evicted),
+        Err(e) => {
+            tracing::error!(upstream = %up.cfg.name, error = %e, "storing a new session failed; it is ended");
+            if let Some(s) = gw.sessions.remove(&s.id) {
+                gw.end_session(&s);
+            }
+            return Err(Refusal::StoreUnavailable);
+        }
     }
     Ok((with_session(answer, &id), how))
 }
@@ -406,31 +438,100 @@ fn check_stateless_headers(headers: &HeaderMap, env: &Envelope) -> Result<(), &'
     Ok(())
 }
 
-/// The session `sid` of this upstream and principal, if it is alive.
-fn lookup(ctx: &Ctx, sid: &str, p: &Principal) -> Option<Arc<Session>> {
-    let s = ctx.gw.0.sessions.get(sid, &ctx.up.cfg.name, p)?;
+/// The session `sid` of this upstream and principal, if it is alive: held
+/// here (and, with a shared store, confirmed there at most every
+/// [`crate::fleet::CHECK_EVERY`]), or a portable session of another replica,
+/// adopted.
+async fn lookup(ctx: &Ctx, sid: &str, p: &Principal) -> Result<Arc<Session>, Refusal> {
+    let gw = &ctx.gw.0;
+    let up = &ctx.up.cfg.name;
+    let s = match gw.sessions.find(sid, up, p) {
+        Found::Here(s) => s,
+        Found::Refused => return Err(Refusal::UnknownSession),
+        Found::Absent => return adopt(ctx, sid, p).await,
+    };
     if s.child().is_some_and(|c| !c.is_alive()) {
-        if let Some(s) = ctx.gw.0.sessions.remove(sid) {
-            ctx.gw.0.end_session(&s);
+        if let Some(s) = gw.forget_session(sid).await {
+            gw.end_session(&s);
         }
-        return None;
+        return Err(Refusal::UnknownSession);
     }
-    Some(s)
+    if let Some(shared) = &gw.shared
+        && s.reach != Reach::Local
+        && s.check_due(crate::fleet::CHECK_EVERY)
+    {
+        match shared.touch(&s.id_hash, up, p).await {
+            Ok(_) => {}
+            // Deleted, evicted or idle fleet-wide: whoever removed it ended
+            // the upstream's side; a child of ours is ours to end.
+            Err(mcpgate_store::StoreError::NotFound) => {
+                if let Some(s) = gw.sessions.remove(sid)
+                    && s.reach == Reach::Pinned
+                {
+                    gw.end_session(&s);
+                }
+                return Err(Refusal::UnknownSession);
+            }
+            Err(e) => {
+                tracing::warn!(upstream = %up, error = %e, "the shared session store did not answer; serving a session held here");
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// A session this replica does not hold: a portable one of another replica
+/// is adopted (its backend rebuilt from the store); a pinned one (a stdio
+/// child elsewhere) is 404, as is anything unknown.
+async fn adopt(ctx: &Ctx, sid: &str, p: &Principal) -> Result<Arc<Session>, Refusal> {
+    let gw = &ctx.gw.0;
+    let up = &ctx.up.cfg.name;
+    let Some(shared) = &gw.shared else {
+        return Err(Refusal::UnknownSession);
+    };
+    let id_hash = mcpgate_types::secret::hash_secret(sid);
+    let rec = match shared.touch(&id_hash, up, p).await {
+        Ok(rec) => rec,
+        Err(mcpgate_store::StoreError::NotFound) => return Err(Refusal::UnknownSession),
+        Err(e) => {
+            tracing::warn!(upstream = %up, error = %e, "the shared session store did not answer");
+            return Err(Refusal::StoreUnavailable);
+        }
+    };
+    let Some(backend) = shared
+        .state(&rec)
+        .and_then(|st| ctx.up.transport.import(&st))
+    else {
+        metrics::counter!("mcpgate_gateway_sessions_elsewhere_total", "upstream" => up.clone())
+            .increment(1);
+        tracing::debug!(upstream = %up, "a session pinned to another replica: 404, the client starts a new one");
+        return Err(Refusal::UnknownSession);
+    };
+    let slot = gw.capacity.session().map_err(Refusal::AtCapacity)?;
+    let (s, _) = gw.sessions.insert(
+        sid.to_string(),
+        up,
+        Owner::of(p),
+        Reach::Portable,
+        backend,
+        slot,
+    );
+    Ok(s)
 }
 
 /// The session a request of a session-based client names (404 for one
 /// that is unknown, ended, or another principal's).
-fn session_named(call: &Call<'_>) -> Result<Arc<Session>, Refusal> {
+async fn session_named(call: &Call<'_>) -> Result<Arc<Session>, Refusal> {
     let sid = header(call.headers, SESSION).ok_or(Refusal::MissingSession)?;
-    lookup(call.ctx, sid, call.p).ok_or(Refusal::UnknownSession)
+    lookup(call.ctx, sid, call.p).await
 }
 
 /// The session a GET or DELETE names (stateless clients have none: 405).
-fn session_of(call: &Call<'_>) -> Result<Arc<Session>, Refusal> {
+async fn session_of(call: &Call<'_>) -> Result<Arc<Session>, Refusal> {
     if header(call.headers, "mcp-protocol-version") == Some(STATELESS_VERSION) {
         return Err(Refusal::MethodNotAllowed);
     }
-    session_named(call)
+    session_named(call).await
 }
 
 /// GET opens the session's standalone SSE stream, or resumes one of its
@@ -458,7 +559,7 @@ async fn get_phases(
     headers: &HeaderMap,
 ) -> Result<(Response, Forwarded), Refusal> {
     let call = Call { ctx, p, headers };
-    let s = session_of(&call)?;
+    let s = session_of(&call).await?;
     let slot = ctx.gw.0.capacity.stream(p).map_err(|e| match e {
         capacity::StreamRefused::Full => Refusal::AtCapacity(capacity::Full::Streams),
         capacity::StreamRefused::UserShare => Refusal::RateLimited {
@@ -489,16 +590,17 @@ pub(crate) async fn delete(
         p: &p,
         headers: &parts.headers,
     };
-    let outcome = session_of(&call)
-        .map(|s| {
-            if let Some(s) = gw.0.sessions.remove(&s.id) {
+    let outcome = match session_of(&call).await {
+        Ok(s) => {
+            if let Some(s) = gw.0.forget_session(&s.id).await {
                 gw.0.end_session(&s);
             }
             let mut r = Response::new(axum::body::Body::empty());
             *r.status_mut() = StatusCode::NO_CONTENT;
-            (r, Forwarded::Allowed)
-        })
-        .map_err(|r| (r, None));
+            Ok((r, Forwarded::Allowed))
+        }
+        Err(r) => Err((r, None)),
+    };
     ctx.finish(outcome)
 }
 

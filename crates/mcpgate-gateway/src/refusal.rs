@@ -80,6 +80,9 @@ pub enum Refusal {
     UnknownEventId,
     /// The upstream ended its session, so the gateway ended its own.
     UpstreamSessionGone,
+    /// A session this replica does not hold could not be looked up in the
+    /// store shared by the replicas (it is down): 503 with `Retry-After`.
+    StoreUnavailable,
     /// The upstream failed: unreachable, refused our credentials, a 5xx, a
     /// malformed answer, a child that did not start or exited. The detail is
     /// logged where it happens; the client learns nothing more.
@@ -113,7 +116,9 @@ impl Refusal {
                 StatusCode::NOT_FOUND
             }
             Refusal::MethodRemoved => StatusCode::NOT_FOUND,
-            Refusal::ShuttingDown | Refusal::AtCapacity(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::ShuttingDown | Refusal::AtCapacity(_) | Refusal::StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Refusal::ForeignOrigin | Refusal::Denied { .. } | Refusal::NotEntitled { .. } => {
                 StatusCode::FORBIDDEN
             }
@@ -148,6 +153,7 @@ impl Refusal {
             Refusal::Challenge(_) => mcpgate_guard::AUTH_ERROR_CODE,
             Refusal::ShuttingDown
             | Refusal::AtCapacity(_)
+            | Refusal::StoreUnavailable
             | Refusal::ForeignOrigin
             | Refusal::ForeignHost
             | Refusal::RateLimited { .. }
@@ -201,6 +207,7 @@ impl Refusal {
             Refusal::MethodNotAllowed => "no sessions in this protocol version",
             Refusal::MissingSession => "Mcp-Session-Id required",
             Refusal::UnknownSession | Refusal::UpstreamSessionGone => "session not found",
+            Refusal::StoreUnavailable => "the gateway cannot look up this session now",
             Refusal::NotAcceptable => "GET needs Accept: text/event-stream",
             Refusal::UnknownEventId => {
                 "Last-Event-ID names no stream of this session that can be resumed"
@@ -215,7 +222,9 @@ impl Refusal {
             Refusal::Challenge(Challenge::InsufficientScope { .. }) => "step_up",
             Refusal::Challenge(_) => "unauthenticated",
             Refusal::RateLimited { .. } | Refusal::AtCapacity(_) => "rate_limited",
-            Refusal::Upstream { .. } | Refusal::UpstreamSessionGone => "error",
+            Refusal::Upstream { .. } | Refusal::UpstreamSessionGone | Refusal::StoreUnavailable => {
+                "error"
+            }
             Refusal::NoSuchEndpoint
             | Refusal::ShuttingDown
             | Refusal::ForeignOrigin
@@ -264,6 +273,7 @@ impl Refusal {
             Refusal::NotAcceptable => "not_acceptable",
             Refusal::UnknownEventId => "unknown_event_id",
             Refusal::UpstreamSessionGone => "upstream_session_gone",
+            Refusal::StoreUnavailable => "store_unavailable",
             Refusal::Upstream { reason } => reason,
         }
     }
@@ -304,7 +314,7 @@ impl Refusal {
                     Refusal::RateLimited { retry_after, .. } => {
                         h.insert(http::header::RETRY_AFTER, retry_after_secs(*retry_after));
                     }
-                    Refusal::AtCapacity(_) => {
+                    Refusal::AtCapacity(_) | Refusal::StoreUnavailable => {
                         h.insert(
                             http::header::RETRY_AFTER,
                             retry_after_secs(FULL_RETRY_AFTER),
@@ -384,6 +394,7 @@ mod tests {
             Refusal::NotAcceptable,
             Refusal::UnknownEventId,
             Refusal::UpstreamSessionGone,
+            Refusal::StoreUnavailable,
             Refusal::Upstream {
                 reason: "upstream_unreachable",
             },
@@ -412,6 +423,7 @@ mod tests {
                 | Refusal::NotAcceptable
                 | Refusal::UnknownEventId
                 | Refusal::UpstreamSessionGone
+                | Refusal::StoreUnavailable
                 | Refusal::Upstream { .. } => {}
             }
         }

@@ -52,12 +52,31 @@ pub trait Backend: Any + Send + Sync {
     }
 }
 
+/// Where a session is known besides this process's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Only here: the gateway has no shared session store (SQLite, one node).
+    Local,
+    /// In the shared store, but only this process can serve it (a stdio
+    /// child): other replicas answer 404 to it.
+    Pinned,
+    /// In the shared store with what any replica needs to carry it on (an
+    /// HTTP upstream's session id); this process's entry is a cache.
+    Portable,
+}
+
 pub struct Session {
     pub id: String,
+    /// SHA-256 of `id`: the session's key in the shared store.
+    pub id_hash: String,
     pub upstream: String,
     pub owner: Owner,
+    pub reach: Reach,
     backend: Box<dyn Backend>,
     last_used: Mutex<Instant>,
+    /// When this process last confirmed the session in the shared store.
+    checked: Mutex<Instant>,
+    created: Instant,
     /// Its place under `max_sessions`, freed when the last handle is dropped.
     _slot: Slot,
 }
@@ -69,6 +88,22 @@ impl Session {
 
     fn idle_for(&self) -> Duration {
         self.last_used.lock().expect("session lock").elapsed()
+    }
+
+    /// Whether the shared store was last asked about this session more than
+    /// `every` ago; if so, counts this as asking now.
+    pub fn check_due(&self, every: Duration) -> bool {
+        let mut checked = self.checked.lock().expect("session lock");
+        if checked.elapsed() < every {
+            return false;
+        }
+        *checked = Instant::now();
+        true
+    }
+
+    /// When this process made or adopted the session.
+    pub fn created(&self) -> Instant {
+        self.created
     }
 
     /// The transport's own state of this session, if it is a `T`.
@@ -85,16 +120,20 @@ impl Session {
 pub struct Sessions {
     map: Mutex<HashMap<String, Arc<Session>>>,
     idle: Duration,
-    cap: usize,
+    /// The per-owner cap this table applies itself; `None` when the shared
+    /// store applies it fleet-wide.
+    cap: Option<usize>,
     rng: Arc<dyn Rng>,
 }
 
 impl Sessions {
-    pub fn new(idle: Duration, cap: usize, rng: Arc<dyn Rng>) -> Self {
+    /// A table that applies `cap` per owner and upstream itself, or, with
+    /// `cap = None`, leaves it to the shared store.
+    pub fn new(idle: Duration, cap: Option<usize>, rng: Arc<dyn Rng>) -> Self {
         Self {
             map: Mutex::new(HashMap::new()),
             idle,
-            cap: cap.max(1),
+            cap: cap.map(|c| c.max(1)),
             rng,
         }
     }
@@ -104,26 +143,37 @@ impl Sessions {
         mcpgate_jose::random_token(self.rng.as_ref(), 32)
     }
 
-    /// Stores a new session. When the owner already holds `cap` sessions on
-    /// this upstream, the least recently used of them is evicted and
-    /// returned for the caller to end.
+    /// Stores a new session. When the table applies the cap and the owner
+    /// already holds `cap` sessions on this upstream, the least recently
+    /// used of them is evicted and returned for the caller to end. A
+    /// session of that id already here (adopted by a concurrent request) is
+    /// kept and returned instead.
     pub fn insert(
         &self,
         id: String,
         upstream: &str,
         owner: Owner,
+        reach: Reach,
         backend: Box<dyn Backend>,
         slot: Slot,
     ) -> (Arc<Session>, Option<Arc<Session>>) {
+        let now = Instant::now();
         let s = Arc::new(Session {
+            id_hash: mcpgate_types::secret::hash_secret(&id),
             id: id.clone(),
             upstream: upstream.to_string(),
             owner,
+            reach,
             backend,
-            last_used: Mutex::new(Instant::now()),
+            last_used: Mutex::new(now),
+            checked: Mutex::new(now),
+            created: now,
             _slot: slot,
         });
         let mut map = self.map.lock().expect("sessions lock");
+        if let Some(there) = map.get(&id) {
+            return (there.clone(), None);
+        }
         let mut mine: Vec<&Arc<Session>> = map
             .values()
             .filter(|x| {
@@ -132,7 +182,7 @@ impl Sessions {
                     && x.owner.subject == s.owner.subject
             })
             .collect();
-        let evicted = if mine.len() >= self.cap {
+        let evicted = if self.cap.is_some_and(|cap| mine.len() >= cap) {
             mine.sort_by_key(|x| std::cmp::Reverse(x.idle_for()));
             let victim = mine[0].id.clone();
             map.remove(&victim)
@@ -150,18 +200,32 @@ impl Sessions {
     }
 
     /// The session `id` if it exists, belongs to `upstream` and to this
-    /// principal; `None` otherwise, whatever the reason (→ 404).
+    /// principal; `None` otherwise, whatever the reason (→ 404). A portable
+    /// session's idleness is the shared store's to judge (it may be in use
+    /// at another replica).
     pub fn get(&self, id: &str, upstream: &str, p: &Principal) -> Option<Arc<Session>> {
-        let map = self.map.lock().expect("sessions lock");
-        let s = map.get(id)?;
-        if s.upstream != upstream || !s.owner.is(p) {
-            return None;
+        match self.find(id, upstream, p) {
+            Found::Here(s) => Some(s),
+            Found::Refused | Found::Absent => None,
         }
-        if s.idle_for() > self.idle {
-            return None;
+    }
+
+    /// Like [`get`](Self::get), telling a session this table does not hold
+    /// (another replica may) from one it holds for someone else or that has
+    /// idled out here.
+    pub fn find(&self, id: &str, upstream: &str, p: &Principal) -> Found {
+        let map = self.map.lock().expect("sessions lock");
+        let Some(s) = map.get(id) else {
+            return Found::Absent;
+        };
+        if s.upstream != upstream || !s.owner.is(p) {
+            return Found::Refused;
+        }
+        if s.reach != Reach::Portable && s.idle_for() > self.idle {
+            return Found::Refused;
         }
         s.touch();
-        Some(s.clone())
+        Found::Here(s.clone())
     }
 
     pub fn remove(&self, id: &str) -> Option<Arc<Session>> {
@@ -171,6 +235,18 @@ impl Sessions {
                 .decrement(1.0);
         }
         s
+    }
+
+    /// Removes the session whose id hashes to `id_hash` (one evicted or
+    /// purged through the shared store), if this table holds it.
+    pub fn remove_hashed(&self, id_hash: &str) -> Option<Arc<Session>> {
+        let id = {
+            let map = self.map.lock().expect("sessions lock");
+            map.values()
+                .find(|s| s.id_hash == id_hash)
+                .map(|s| s.id.clone())
+        }?;
+        self.remove(&id)
     }
 
     /// Removes and returns sessions idle longer than the limit, and those
@@ -218,6 +294,15 @@ impl Sessions {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// What [`Sessions::find`] found.
+pub enum Found {
+    Here(Arc<Session>),
+    /// Held here, but another principal's, another upstream's, or idle.
+    Refused,
+    /// Not held here.
+    Absent,
 }
 
 /// (upstream, issuer, subject).
@@ -363,7 +448,7 @@ mod tests {
 
     #[test]
     fn ids_are_long_visible_ascii_and_distinct() {
-        let s = Sessions::new(Duration::from_secs(60), 4, Arc::new(SystemRng::new()));
+        let s = Sessions::new(Duration::from_secs(60), Some(4), Arc::new(SystemRng::new()));
         let a = s.mint_id();
         assert!(a.len() >= 43);
         assert!(a.bytes().all(|b| (0x21..=0x7e).contains(&b)));
@@ -372,9 +457,16 @@ mod tests {
 
     #[test]
     fn bound_to_owner_and_upstream() {
-        let s = Sessions::new(Duration::from_secs(60), 4, Arc::new(SystemRng::new()));
+        let s = Sessions::new(Duration::from_secs(60), Some(4), Arc::new(SystemRng::new()));
         let id = s.mint_id();
-        s.insert(id.clone(), "a", Owner::of(&p("alice", "c")), http(), slot());
+        s.insert(
+            id.clone(),
+            "a",
+            Owner::of(&p("alice", "c")),
+            Reach::Local,
+            http(),
+            slot(),
+        );
         assert!(s.get(&id, "a", &p("alice", "c")).is_some());
         assert!(s.get(&id, "a", &p("bob", "c")).is_none());
         assert!(s.get(&id, "a", &p("alice", "other-client")).is_none());
@@ -386,20 +478,59 @@ mod tests {
 
     #[test]
     fn cap_evicts_least_recently_used() {
-        let s = Sessions::new(Duration::from_secs(60), 2, Arc::new(SystemRng::new()));
-        let (a, _) = s.insert("a".into(), "u", Owner::of(&p("alice", "c")), http(), slot());
+        let s = Sessions::new(Duration::from_secs(60), Some(2), Arc::new(SystemRng::new()));
+        let (a, _) = s.insert(
+            "a".into(),
+            "u",
+            Owner::of(&p("alice", "c")),
+            Reach::Local,
+            http(),
+            slot(),
+        );
         std::thread::sleep(Duration::from_millis(5));
-        s.insert("b".into(), "u", Owner::of(&p("alice", "c")), http(), slot());
-        s.insert("x".into(), "u", Owner::of(&p("bob", "c")), http(), slot());
-        let (_, evicted) = s.insert("c".into(), "u", Owner::of(&p("alice", "c")), http(), slot());
+        s.insert(
+            "b".into(),
+            "u",
+            Owner::of(&p("alice", "c")),
+            Reach::Local,
+            http(),
+            slot(),
+        );
+        s.insert(
+            "x".into(),
+            "u",
+            Owner::of(&p("bob", "c")),
+            Reach::Local,
+            http(),
+            slot(),
+        );
+        let (_, evicted) = s.insert(
+            "c".into(),
+            "u",
+            Owner::of(&p("alice", "c")),
+            Reach::Local,
+            http(),
+            slot(),
+        );
         assert_eq!(evicted.unwrap().id, a.id);
         assert_eq!(s.len(), 3);
     }
 
     #[test]
     fn idle_sessions_expire() {
-        let s = Sessions::new(Duration::from_millis(1), 2, Arc::new(SystemRng::new()));
-        s.insert("a".into(), "u", Owner::of(&p("alice", "c")), http(), slot());
+        let s = Sessions::new(
+            Duration::from_millis(1),
+            Some(2),
+            Arc::new(SystemRng::new()),
+        );
+        s.insert(
+            "a".into(),
+            "u",
+            Owner::of(&p("alice", "c")),
+            Reach::Local,
+            http(),
+            slot(),
+        );
         std::thread::sleep(Duration::from_millis(10));
         assert!(s.get("a", "u", &p("alice", "c")).is_none());
         assert_eq!(s.take_expired().len(), 1);

@@ -17,6 +17,8 @@ use mcpgate_types::client_metadata::TokenEndpointAuthMethod;
 
 pub use mcpgate_types::pkce;
 
+pub mod pg;
+
 /// The password every test user gets.
 pub const PASSWORD: &str = "correct horse battery staple";
 

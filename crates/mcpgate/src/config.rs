@@ -31,6 +31,8 @@ pub struct FileConfig {
     /// Client connections served at once on the main listener (default 10000);
     /// more wait in the kernel's accept queue.
     pub max_connections: Option<usize>,
+    /// Seconds between SIGTERM and closing the listener, `/readyz` 503.
+    pub shutdown_delay_secs: Option<u64>,
     pub data_dir: Option<PathBuf>,
     pub trust_forwarded_proto: Option<bool>,
     pub master_key: Option<String>,
@@ -225,6 +227,8 @@ pub struct ConfigClient {
 
 /// Default `max_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Largest `shutdown_delay_secs`.
+pub const MAX_SHUTDOWN_DELAY_SECS: u64 = 300;
 
 /// The validated runtime configuration.
 #[derive(Debug, Clone)]
@@ -233,6 +237,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Connections served at once (`max_connections`).
     pub max_connections: usize,
+    /// After SIGTERM, how long `/readyz` answers 503 while the listener
+    /// still serves, before it closes (`shutdown_delay_secs`).
+    pub shutdown_delay: std::time::Duration,
     pub data_dir: PathBuf,
     pub tls: TlsConfig,
     pub trust_forwarded_proto: bool,
@@ -677,10 +684,20 @@ impl Validator<'_> {
             Some(n) => n,
             None => DEFAULT_MAX_CONNECTIONS,
         };
+        let shutdown_delay = match f.shutdown_delay_secs {
+            Some(n) if n > MAX_SHUTDOWN_DELAY_SECS => {
+                return Err(self.err(
+                    "shutdown_delay_secs",
+                    format!("at most {MAX_SHUTDOWN_DELAY_SECS}"),
+                ));
+            }
+            n => std::time::Duration::from_secs(n.unwrap_or(0)),
+        };
         Ok(Config {
             source: self.source.to_string(),
             listen,
             max_connections,
+            shutdown_delay,
             data_dir,
             tls,
             trust_forwarded_proto,

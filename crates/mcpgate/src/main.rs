@@ -1,11 +1,6 @@
 //! The `mcpgate` binary: the CLI, config loading and wiring of the roles.
 
-mod admin_cli;
-mod bridge;
-mod client_cli;
-mod config;
-mod serve;
-mod timefmt;
+use mcpgate::{admin_cli, client_cli, config, serve};
 
 use std::path::PathBuf;
 
@@ -155,7 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if demo {
                 admin_cli::demo_bootstrap(&runtime).await?;
             }
-            serve::serve(&runtime, None).await
+            serve::serve(runtime).await
         }
         Cmd::Users { cmd } => admin_cli::users(&serve::Runtime::open(cfg).await?, cmd).await,
         Cmd::Clients { cmd } => admin_cli::clients(&serve::Runtime::open(cfg).await?, cmd).await,

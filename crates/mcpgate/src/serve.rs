@@ -241,6 +241,16 @@ pub fn gateway(
                 rt.master_key
                     .derive_subkey("mcpgate/gateway/request-state/v1"),
             ),
+            // On PostgreSQL, replicas share the database: they share their
+            // gateway sessions through it too. SQLite is one node.
+            shared_sessions: (rt.store.backend_name() == "postgres").then(|| {
+                mcpgate_gateway::fleet::SharedStore {
+                    store: rt.store.clone(),
+                    key: rt
+                        .master_key
+                        .derive_subkey("mcpgate/gateway/shared-sessions/v1"),
+                }
+            }),
         },
     )?;
     for u in &gw.settings().upstreams {
@@ -257,94 +267,170 @@ pub fn gateway(
     Ok(gw)
 }
 
-/// Serves until SIGINT/SIGTERM, then drains in-flight requests.
-pub async fn serve(
-    rt: &Runtime,
-    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
-) -> anyhow::Result<()> {
-    let state = rt.app_state().await?;
-    // Rate-limit memory, expired codes and sessions, rotated keys.
-    let maintenance = state.spawn_maintenance();
-    let gateway = gateway(rt, &state, revocations(rt).await?)?;
-    let metrics = &rt.config.metrics;
-    let access = || match (&metrics.token, metrics.served) {
-        (_, false) => MetricsAccess::Hidden,
-        (Some(t), true) => MetricsAccess::Bearer(t.clone()),
-        (None, true) => MetricsAccess::Open,
-    };
-    // `/metrics` on the main listener, or on one of its own.
-    let (main_metrics, own) = match metrics.listen {
-        Some(addr) => (MetricsAccess::Hidden, Some((addr, access()))),
-        None => (access(), None),
-    };
-    if !metrics.served {
+/// A whole mcpgate running in this process: the store, the authorization
+/// server, the gateway and their listeners, as `mcpgate serve` runs them.
+/// The binary serves one until SIGINT/SIGTERM; tests and benchmarks start
+/// one or several (replicas sharing a database) the same way.
+///
+/// Stopping is in three steps: `/readyz` answers 503 at once; the listeners
+/// go on serving for `shutdown_delay_secs`, so a load balancer's health
+/// check takes the replica out before it stops accepting; then they close
+/// and in-flight requests drain (at most [`DRAIN_TIMEOUT`]), and the gateway
+/// ends the sessions only this process can serve.
+pub struct Stack {
+    addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Stack {
+    /// Opens everything `rt` configures, binds the listeners and serves.
+    pub async fn start(rt: Arc<Runtime>) -> anyhow::Result<Self> {
+        let state = rt.app_state().await?;
+        // Rate-limit memory, expired codes and sessions, rotated keys.
+        let maintenance = state.spawn_maintenance();
+        let gateway = gateway(&rt, &state, revocations(&rt).await?)?;
+        let (stop, asked) = tokio::sync::watch::channel(false);
+        // Listeners close when `closing` turns true: `shutdown_delay` after
+        // the stop was asked for.
+        let (close, closing) = tokio::sync::watch::channel(false);
+        let metrics = &rt.config.metrics;
+        let access = || match (&metrics.token, metrics.served) {
+            (_, false) => MetricsAccess::Hidden,
+            (Some(t), true) => MetricsAccess::Bearer(t.clone()),
+            (None, true) => MetricsAccess::Open,
+        };
+        // `/metrics` on the main listener, or on one of its own.
+        let (main_metrics, own) = match metrics.listen {
+            Some(addr) => (MetricsAccess::Hidden, Some((addr, access()))),
+            None => (access(), None),
+        };
+        if !metrics.served {
+            tracing::info!(
+                "/metrics is not served on a listener that is not loopback: set [metrics] listen or bearer_token"
+            );
+        }
+        let own_metrics = match own {
+            Some((addr, access)) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the metrics listener {addr}"))?;
+                tracing::info!(%addr, "metrics listening (http)");
+                let app = gateway.ops_router(access);
+                Some(tokio::spawn(serve_connections(
+                    listener,
+                    app,
+                    "metrics",
+                    METRICS_MAX_CONNECTIONS,
+                    closing.clone(),
+                )))
+            }
+            None => None,
+        };
+        let app = mcpgate_authz::router(state)
+            .merge(gateway.router())
+            .merge(gateway.ops_router(main_metrics))
+            .layer(axum::middleware::from_fn(log_request));
+        let listener = TcpListener::bind(rt.config.listen)
+            .await
+            .with_context(|| format!("binding {}", rt.config.listen))?;
+        let addr = listener.local_addr()?;
+        let issuer = rt.config.authz.issuer.clone();
+        let main: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+            match &rt.config.tls {
+                TlsConfig::None => {
+                    tracing::info!(%addr, %issuer, "mcpgate listening (http, loopback)");
+                    // Responses (SSE events, JSON bodies after headers) go out in
+                    // several writes: without TCP_NODELAY, Nagle's algorithm and the
+                    // peer's delayed ACK hold each one for ~40 ms on loopback.
+                    use axum::serve::ListenerExt as _;
+                    let listener = listener.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
+                    Box::pin(serve_connections(
+                        listener,
+                        app,
+                        "main",
+                        rt.config.max_connections,
+                        closing,
+                    ))
+                }
+                tls => {
+                    let acceptor = TlsAcceptor::from(Arc::new(tls_config(tls)?));
+                    tracing::info!(%addr, %issuer, "mcpgate listening (https)");
+                    Box::pin(serve_connections(
+                        TlsListener::new(listener, acceptor),
+                        app,
+                        "main",
+                        rt.config.max_connections,
+                        closing,
+                    ))
+                }
+            };
+        tokio::spawn(drain_on_stop(
+            asked,
+            gateway.clone(),
+            rt.config.shutdown_delay,
+            close,
+        ));
+        let done = tokio::spawn(async move {
+            main.await;
+            maintenance.abort();
+            if let Some(t) = own_metrics {
+                t.abort();
+            }
+            // In-flight requests are drained: end sessions and kill stdio children.
+            gateway.shutdown(Duration::from_secs(5)).await;
+            tracing::info!("mcpgate stopped");
+        });
+        Ok(Self { addr, stop, done })
+    }
+
+    /// The main listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Begins stopping (what SIGTERM does); [`wait`](Self::wait) for the end.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Waits until the stack has stopped.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.done.await.context("the server task failed")
+    }
+}
+
+/// When a stop is asked for: not ready at once, listeners closed
+/// `delay` later.
+async fn drain_on_stop(
+    mut asked: tokio::sync::watch::Receiver<bool>,
+    gateway: mcpgate_gateway::Gateway,
+    delay: Duration,
+    close: tokio::sync::watch::Sender<bool>,
+) {
+    if asked.wait_for(|stop| *stop).await.is_err() {
+        return;
+    }
+    gateway.begin_drain();
+    if !delay.is_zero() {
         tracing::info!(
-            "/metrics is not served on a listener that is not loopback: set [metrics] listen or bearer_token"
+            ?delay,
+            "/readyz answers 503; serving on until the load balancer has noticed"
         );
+        tokio::time::sleep(delay).await;
     }
-    let own_metrics = match own {
-        Some((addr, access)) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the metrics listener {addr}"))?;
-            tracing::info!(%addr, "metrics listening (http)");
-            let app = gateway.ops_router(access);
-            Some(tokio::spawn(serve_connections(
-                listener,
-                app,
-                "metrics",
-                METRICS_MAX_CONNECTIONS,
-            )))
-        }
-        None => None,
-    };
-    let app = mcpgate_authz::router(state)
-        .merge(gateway.router())
-        .merge(gateway.ops_router(main_metrics))
-        .layer(axum::middleware::from_fn(log_request));
-    let listener = TcpListener::bind(rt.config.listen)
-        .await
-        .with_context(|| format!("binding {}", rt.config.listen))?;
-    let addr = listener.local_addr()?;
-    let issuer = &rt.config.authz.issuer;
-    match &rt.config.tls {
-        TlsConfig::None => {
-            tracing::info!(%addr, %issuer, "mcpgate listening (http, loopback)");
-            if let Some(tx) = ready {
-                let _ = tx.send(addr);
-            }
-            // Responses (SSE events, JSON bodies after headers) go out in
-            // several writes: without TCP_NODELAY, Nagle's algorithm and the
-            // peer's delayed ACK hold each one for ~40 ms on loopback.
-            use axum::serve::ListenerExt as _;
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            serve_connections(listener, app, "main", rt.config.max_connections).await;
-        }
-        tls => {
-            let acceptor = TlsAcceptor::from(Arc::new(tls_config(tls)?));
-            tracing::info!(%addr, %issuer, "mcpgate listening (https)");
-            if let Some(tx) = ready {
-                let _ = tx.send(addr);
-            }
-            serve_connections(
-                TlsListener::new(listener, acceptor),
-                app,
-                "main",
-                rt.config.max_connections,
-            )
-            .await;
-        }
-    }
-    maintenance.abort();
-    if let Some(t) = own_metrics {
-        t.abort();
-    }
-    // In-flight requests are drained: end sessions and kill stdio children.
-    gateway.shutdown(Duration::from_secs(5)).await;
-    tracing::info!("mcpgate stopped");
-    Ok(())
+    tracing::info!("closing the listeners: draining in-flight requests");
+    let _ = close.send(true);
+}
+
+/// Serves until SIGINT/SIGTERM, then stops as [`Stack`] says.
+pub async fn serve(rt: Runtime) -> anyhow::Result<()> {
+    let stack = Stack::start(Arc::new(rt)).await?;
+    shutdown_signal().await;
+    stack.stop();
+    stack.wait().await
 }
 
 /// How long a client may take to send a request's headers, or its first
@@ -371,13 +457,14 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The accept loop: HTTP/1.1 and HTTP/2 per connection (hyper-util), with
 /// the header-read and idle timeouts above (which `axum::serve` cannot
-/// set), the peer address as `ConnectInfo`, and on SIGINT/SIGTERM a
-/// graceful shutdown bounded by [`DRAIN_TIMEOUT`].
+/// set), the peer address as `ConnectInfo`, and a graceful shutdown bounded
+/// by [`DRAIN_TIMEOUT`] once `closing` turns true.
 async fn serve_connections<L>(
     mut listener: L,
     app: axum::Router,
     name: &'static str,
     max_connections: usize,
+    mut closing: tokio::sync::watch::Receiver<bool>,
 ) where
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
@@ -385,7 +472,9 @@ async fn serve_connections<L>(
 
     let builder = connection_builder();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let shutdown = shutdown_signal();
+    let shutdown = async move {
+        let _ = closing.wait_for(|close| *close).await;
+    };
     tokio::pin!(shutdown);
     // At most `max_connections` are served. Over that, up to
     // `OVERFLOW_CONNECTIONS` more are accepted only to be told 503 (see
@@ -695,7 +784,7 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutting down: draining in-flight requests");
+    tracing::info!("shutting down");
 }
 
 fn tls_config(tls: &TlsConfig) -> anyhow::Result<rustls::ServerConfig> {

@@ -31,9 +31,20 @@ struct HttpSession {
 
 impl Backend for HttpSession {}
 
+impl HttpSession {
+    fn id(&self) -> Option<HeaderValue> {
+        self.upstream_session.lock().expect("session lock").clone()
+    }
+}
+
 fn upstream_session(s: &Session) -> Option<HeaderValue> {
-    s.backend::<HttpSession>()
-        .and_then(|b| b.upstream_session.lock().expect("session lock").clone())
+    s.backend::<HttpSession>().and_then(HttpSession::id)
+}
+
+fn upstream_session_of(b: &dyn Backend) -> Option<HeaderValue> {
+    (b as &dyn std::any::Any)
+        .downcast_ref::<HttpSession>()
+        .and_then(HttpSession::id)
 }
 
 impl Http {
@@ -70,7 +81,7 @@ impl Http {
             && let Some(s) = session
         {
             // The upstream ended its session: so does the gateway.
-            call.ctx.gw.0.sessions.remove(&s.id);
+            call.ctx.gw.0.forget_session(&s.id).await;
             return Err(Refusal::UpstreamSessionGone);
         }
         Ok((parts, body))
@@ -155,7 +166,51 @@ impl super::Transport for Http {
     }
 
     fn end_session(&self, session: &Session) {
-        let Some(upstream_session) = upstream_session(session) else {
+        self.delete_upstream_session(upstream_session(session));
+    }
+
+    /// The upstream's session id, or nothing when it gave none: `[0]` or
+    /// `[1, id…]`.
+    fn export(&self, backend: &dyn Backend) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        match upstream_session_of(backend) {
+            Some(v) => {
+                out.push(1);
+                out.extend_from_slice(v.as_bytes());
+            }
+            None => out.push(0),
+        }
+        Some(out)
+    }
+
+    fn import(&self, state: &[u8]) -> Option<Box<dyn Backend>> {
+        let id = imported_session(state)?;
+        Some(Box::new(HttpSession {
+            upstream_session: Mutex::new(id),
+        }))
+    }
+
+    fn end_exported(&self, state: &[u8]) {
+        if let Some(id) = imported_session(state) {
+            self.delete_upstream_session(id);
+        }
+    }
+}
+
+/// The upstream session id in an exported state (`None` inside: the
+/// upstream gave none); `None` for bytes that are not a state.
+fn imported_session(state: &[u8]) -> Option<Option<HeaderValue>> {
+    match state.split_first()? {
+        (0, []) => Some(None),
+        (1, id) => HeaderValue::from_bytes(id).ok().map(Some),
+        _ => None,
+    }
+}
+
+impl Http {
+    /// DELETEs the upstream's session, if there is one. Does not wait.
+    fn delete_upstream_session(&self, upstream_session: Option<HeaderValue>) {
+        let Some(upstream_session) = upstream_session else {
             return;
         };
         let client = self.client.clone();

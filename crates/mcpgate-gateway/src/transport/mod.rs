@@ -113,6 +113,24 @@ pub trait Transport: Send + Sync {
     /// Ends a session that has left the session table (DELETE, idle,
     /// eviction, shutdown). Does not wait.
     fn end_session(&self, session: &Session);
+
+    /// What another replica needs to carry a session with this backend on
+    /// (stored sealed in the shared session store), or `None` when it can
+    /// live only in this process (a stdio child): other replicas then
+    /// answer 404 to it.
+    fn export(&self, _backend: &dyn Backend) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// The backend of a session another replica made, from what its
+    /// [`export`](Self::export) gave; `None` if `state` is not one.
+    fn import(&self, _state: &[u8]) -> Option<Box<dyn Backend>> {
+        None
+    }
+
+    /// Ends a session this process does not hold, from its exported state
+    /// (evicted or idle fleet-wide). Does not wait.
+    fn end_exported(&self, _state: &[u8]) {}
 }
 
 /// The transport of one configured upstream: the one place that maps a

@@ -65,6 +65,7 @@ fn gateway_with(
             clock,
             entitlements: None,
             request_state_key: None,
+            shared_sessions: None,
         },
     )
     .expect("gateway")

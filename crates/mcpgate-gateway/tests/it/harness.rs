@@ -191,6 +191,7 @@ impl Stack {
                 clock: Arc::new(mcpgate_jose::SystemClock),
                 entitlements: Some(Arc::new(AsEntitlements(as_.state.clone()))),
                 request_state_key: None,
+                shared_sessions: None,
             },
         )
         .expect("gateway");

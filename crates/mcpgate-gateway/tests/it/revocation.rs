@@ -235,13 +235,7 @@ async fn every_revocation_reaches_live_tokens_sqlite() {
 /// The same over PostgreSQL, with the operator on a second pool.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_revocation_reaches_live_tokens_postgres() {
-    let Some(db) = pg::Schema::create("gw_revocation").await else {
-        assert!(
-            !mcpgate_testkit::required_by_ci(),
-            "MCPGATE_TEST_POSTGRES_URL unset, and {} requires PostgreSQL",
-            mcpgate_testkit::REQUIRE_ENV
-        );
-        eprintln!("skipped: MCPGATE_TEST_POSTGRES_URL unset");
+    let Some(db) = mcpgate_testkit::pg::schema_or_skip("gw_revocation").await else {
         return;
     };
     let gateway_store: DynStore = Arc::new(db.connect().await);
@@ -267,55 +261,4 @@ async fn nothing_loaded_refuses_own_tokens() {
     };
     assert_eq!(r.status(&t), RevocationStatus::Unknown);
     assert_eq!(r.generation(), 0);
-}
-
-mod pg {
-    //! A fresh schema in the database of `MCPGATE_TEST_POSTGRES_URL`,
-    //! dropped at the end.
-    use mcpgate_store::PostgresStore;
-    use sqlx::{AssertSqlSafe, Connection, PgConnection};
-
-    pub struct Schema {
-        base: String,
-        name: String,
-    }
-
-    impl Schema {
-        pub async fn create(prefix: &str) -> Option<Self> {
-            let base = std::env::var("MCPGATE_TEST_POSTGRES_URL")
-                .ok()
-                .filter(|v| !v.is_empty())?;
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos();
-            let name = format!("{prefix}_{}_{nanos}", std::process::id());
-            let mut c = PgConnection::connect(&base).await.expect("connect");
-            sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA \"{name}\"")))
-                .execute(&mut c)
-                .await
-                .expect("create schema");
-            let _ = c.close().await;
-            Some(Self { base, name })
-        }
-
-        pub async fn connect(&self) -> PostgresStore {
-            let mut url = url::Url::parse(&self.base).expect("URL");
-            url.query_pairs_mut()
-                .append_pair("options[search_path]", &self.name);
-            PostgresStore::connect(url.as_str()).await.expect("store")
-        }
-
-        pub async fn drop_schema(self) {
-            let mut c = PgConnection::connect(&self.base).await.expect("connect");
-            sqlx::query(AssertSqlSafe(format!(
-                "DROP SCHEMA \"{}\" CASCADE",
-                self.name
-            )))
-            .execute(&mut c)
-            .await
-            .expect("drop schema");
-            let _ = c.close().await;
-        }
-    }
 }
