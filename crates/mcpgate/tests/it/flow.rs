@@ -6,7 +6,7 @@ use mcpgate_jose::{JwtError, VerifiedJwt, Verifier, VerifyOptions};
 use mcpgate_testkit::{AuthRequest, Browser, Page, post_form};
 use serde_json::Value;
 
-use crate::harness::Server;
+use crate::harness::Front;
 
 /// The redirect URI every test client registers (nothing listens there).
 pub const REDIRECT: &str = "http://127.0.0.1:9/cb";
@@ -18,7 +18,7 @@ pub const SCOPE: &str = "notes:read offline_access";
 /// follows: the consent page, the redirect to the client, or a failed login.
 pub async fn sign_in(
     b: &mut Browser,
-    srv: &Server,
+    srv: &Front,
     authorize_url: &str,
     username: &str,
     password: &str,
@@ -42,7 +42,7 @@ pub async fn sign_in(
 /// Submits the login form of `login` (and the password-change form if it follows).
 pub async fn login_post(
     b: &mut Browser,
-    srv: &Server,
+    srv: &Front,
     login: &Page,
     username: &str,
     password: &str,
@@ -92,7 +92,7 @@ pub async fn login_post(
 }
 
 /// Follows one 303 back to a relative location on the server.
-async fn follow(b: &mut Browser, srv: &Server, page: Page) -> Page {
+async fn follow(b: &mut Browser, srv: &Front, page: Page) -> Page {
     match page.location.clone() {
         Some(back) if page.status == 303 && back.starts_with('/') => b.get(&srv.url(&back)).await,
         _ => page,
@@ -111,18 +111,18 @@ pub fn is_confirm_page(p: &Page) -> bool {
 }
 
 /// Approves the consent page.
-pub async fn approve(b: &mut Browser, srv: &Server, page: &Page) -> Page {
+pub async fn approve(b: &mut Browser, srv: &Front, page: &Page) -> Page {
     assert!(
         is_consent_page(page),
         "expected the consent page, got {}: {}",
         page.status,
         page.body
     );
-    b.decide(&srv.issuer, page, "approve").await
+    b.decide(&srv.base, page, "approve").await
 }
 
 /// The code from the redirect to the client, after checking `state` and `iss`.
-pub fn code_from(srv: &Server, req: &AuthRequest, page: &Page) -> String {
+pub fn code_from(srv: &Front, req: &AuthRequest, page: &Page) -> String {
     assert_eq!(
         page.status, 303,
         "expected the redirect to the client, got {}: {}",
@@ -144,13 +144,13 @@ pub fn code_from(srv: &Server, req: &AuthRequest, page: &Page) -> String {
 /// Sign-in, consent or the loopback confirmation (if asked) and the code, in one.
 pub async fn authorize(
     b: &mut Browser,
-    srv: &Server,
+    srv: &Front,
     req: &AuthRequest,
     username: &str,
     password: &str,
 ) -> String {
-    let page = sign_in(b, srv, &req.url(&srv.issuer), username, password, None).await;
-    let page = b.approve_if_asked(&srv.issuer, page).await;
+    let page = sign_in(b, srv, &req.url(&srv.base), username, password, None).await;
+    let page = b.approve_if_asked(&srv.base, page).await;
     code_from(srv, req, &page)
 }
 
@@ -190,7 +190,7 @@ impl Tokens {
 
 /// Redeems a code; `basic` authenticates a confidential client.
 pub async fn redeem(
-    srv: &Server,
+    srv: &Front,
     req: &AuthRequest,
     code: &str,
     basic: Option<(&str, &str)>,
@@ -207,7 +207,7 @@ pub async fn redeem(
 
 /// A refresh request; returns the raw status and body.
 pub async fn refresh_raw(
-    srv: &Server,
+    srv: &Front,
     client_id: &str,
     refresh_token: &str,
     basic: Option<(&str, &str)>,
@@ -221,7 +221,7 @@ pub async fn refresh_raw(
 }
 
 pub async fn refresh(
-    srv: &Server,
+    srv: &Front,
     client_id: &str,
     refresh_token: &str,
     basic: Option<(&str, &str)>,
@@ -231,7 +231,7 @@ pub async fn refresh(
 }
 
 /// The published JWKS and a verifier built from it.
-pub async fn jwks(srv: &Server) -> (Value, Verifier) {
+pub async fn jwks(srv: &Front) -> (Value, Verifier) {
     let doc = srv.get_json("/oauth/jwks.json").await;
     let v = Verifier::from_jwks_json(&doc).expect("a usable JWK set");
     (doc, v)
@@ -254,7 +254,7 @@ pub fn now() -> i64 {
 }
 
 /// Verifies an access token as a resource server would (RFC 9068).
-pub fn verify(v: &Verifier, srv: &Server, token: &str) -> Result<VerifiedJwt<Value>, JwtError> {
+pub fn verify(v: &Verifier, srv: &Front, token: &str) -> Result<VerifiedJwt<Value>, JwtError> {
     v.verify(
         token,
         &VerifyOptions {
@@ -268,6 +268,6 @@ pub fn verify(v: &Verifier, srv: &Server, token: &str) -> Result<VerifiedJwt<Val
 }
 
 /// An authorization request for the default resource and scopes.
-pub fn request(srv: &Server, client_id: &str) -> AuthRequest {
+pub fn request(srv: &Front, client_id: &str) -> AuthRequest {
     AuthRequest::new(client_id, REDIRECT, SCOPE, &srv.resource)
 }

@@ -246,11 +246,14 @@ impl Env {
             let mut server = Server {
                 child,
                 port,
-                issuer: issuer.clone(),
-                resource: format!("{issuer}/mcp/notes"),
+                front: Front {
+                    base: issuer.clone(),
+                    resource: format!("{issuer}/mcp/notes"),
+                    issuer,
+                    http: http.build().expect("reqwest client"),
+                },
                 log,
                 stdout: out,
-                http: http.build().expect("reqwest client"),
             };
             match server.wait_ready().await {
                 Ok(()) => return server,
@@ -280,26 +283,51 @@ pub struct ServeOpts {
     pub bin: Option<PathBuf>,
 }
 
-/// A running `mcpgate serve`.
-pub struct Server {
-    child: Child,
-    pub port: u16,
-    /// `http://127.0.0.1:PORT` (or `https://localhost:PORT`).
+/// Where a test sends its requests, and who answers: one server, or a load
+/// balancer in front of several replicas of one issuer.
+pub struct Front {
+    /// Where requests go: `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The issuer (`public_url`): `base` for a lone server.
     pub issuer: String,
     /// The default resource, `{issuer}/mcp/notes`.
     pub resource: String,
-    /// Captured stderr (the log).
-    pub log: PathBuf,
-    pub stdout: PathBuf,
     /// A client that follows no redirects (and, for TLS, trusts the self-signed certificate).
     pub http: reqwest::Client,
 }
 
-impl Server {
+impl Front {
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.issuer)
+        format!("{}{path}", self.base)
     }
 
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = self.http.get(self.url(path)).send().await.expect("GET");
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.expect("JSON body")
+    }
+}
+
+/// A running `mcpgate serve`.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    /// `http://127.0.0.1:PORT` (or `https://localhost:PORT`) as issuer and base.
+    pub front: Front,
+    /// Captured stderr (the log).
+    pub log: PathBuf,
+    pub stdout: PathBuf,
+}
+
+impl std::ops::Deref for Server {
+    type Target = Front;
+
+    fn deref(&self) -> &Front {
+        &self.front
+    }
+}
+
+impl Server {
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id().expect("server still running")
@@ -339,12 +367,6 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    pub async fn get_json(&self, path: &str) -> serde_json::Value {
-        let r = self.http.get(self.url(path)).send().await.expect("GET");
-        assert!(r.status().is_success(), "GET {path}: {}", r.status());
-        r.json().await.expect("JSON body")
     }
 
     /// Sends SIGTERM (graceful shutdown), waits for a clean exit and

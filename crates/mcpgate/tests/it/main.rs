@@ -10,6 +10,7 @@ mod client;
 mod config;
 mod demo;
 mod durability;
+mod fleet;
 mod no_auth;
 mod no_secrets;
 mod sandbox;
