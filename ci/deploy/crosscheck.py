@@ -47,6 +47,32 @@ def matches(selector, labels):
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
+def mounted_config(where, pod, container, configmaps):
+    """The text of the config file `--config` names, from a mounted ConfigMap key, and the
+    paths the pod's Secrets are mounted at."""
+    args = container.get("args", [])
+    config_path = args[args.index("--config") + 1] if "--config" in args else None
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = {}
+    for m in container.get("volumeMounts", []):
+        if m["name"] not in volumes:
+            fail(where, f"volumeMount {m['name']} names no volume")
+        mounts[m["mountPath"]] = volumes.get(m["name"])
+    text = None
+    for _, cm in configmaps:
+        for mount, vol in mounts.items():
+            if not vol or vol.get("configMap", {}).get("name") != cm["metadata"]["name"]:
+                continue
+            items = vol["configMap"].get("items") or [{"key": k, "path": k} for k in cm["data"]]
+            for item in items:
+                if f"{mount.rstrip('/')}/{item['path']}" == config_path:
+                    text = cm["data"].get(item["key"])
+    if text is None:
+        fail(where, f"--config {config_path} is not a key of a mounted ConfigMap")
+    secrets = sorted(m for m, v in mounts.items() if v and "secret" in v)
+    return text, secrets
+
+
 def kubernetes(directory, toml_out):
     docs = []
     for path in sorted(directory.glob("*.yaml")):
@@ -91,27 +117,11 @@ def kubernetes(directory, toml_out):
         if not probe or probe.get("httpGet", {}).get("path") != path:
             fail(dep_file, f"{kind} must be an httpGet of {path}")
     for kind, probe in probes.items():
-        if probe and probe["httpGet"].get("port") not in ports:
-            fail(dep_file, f"{kind} port {probe['httpGet'].get('port')!r} is not a named container port")
+        if probe and probe.get("httpGet", {}).get("port") not in ports:
+            fail(dep_file, f"{kind} must probe a named container port over httpGet")
 
-    # The config file the container is told to read is the ConfigMap's key, mounted.
-    args = container.get("args", [])
-    config_path = args[args.index("--config") + 1] if "--config" in args else None
-    volumes = {v["name"]: v for v in pod.get("volumes", [])}
-    mounts = {m["mountPath"]: volumes.get(m["name"]) for m in container.get("volumeMounts", [])}
-    for m in container.get("volumeMounts", []):
-        if m["name"] not in volumes:
-            fail(dep_file, f"volumeMount {m['name']} names no volume")
-    config_text = None
-    for name, cm in by_kind["ConfigMap"]:
-        for mount, vol in mounts.items():
-            if not vol or vol.get("configMap", {}).get("name") != cm["metadata"]["name"]:
-                continue
-            for item in vol["configMap"].get("items") or [{"key": k, "path": k} for k in cm["data"]]:
-                if f"{mount.rstrip('/')}/{item['path']}" == config_path:
-                    config_text = cm["data"].get(item["key"])
+    config_text, secret_mounts = mounted_config(dep_file, pod, container, by_kind["ConfigMap"])
     if config_text is None:
-        fail(dep_file, f"--config {config_path} is not a key of a mounted ConfigMap")
         return
     toml_out.write_text(config_text)
     try:
@@ -119,6 +129,13 @@ def kubernetes(directory, toml_out):
     except tomllib.TOMLDecodeError as e:
         fail("ConfigMap mcpgate.toml", f"not TOML: {e}")
         return
+    # Operator jobs (keys rotate) must read the very same file and secrets.
+    for name, job in by_kind.get("CronJob", []):
+        job_pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        for c in job_pod["containers"]:
+            text, mounts = mounted_config(name, job_pod, c, by_kind["ConfigMap"])
+            if text is not None and (text != config_text or mounts != secret_mounts):
+                fail(name, f"container {c['name']} does not read the Deployment's config and secrets")
 
     if port_of(cfg.get("listen", "127.0.0.1:8080")) != ports.get("http"):
         fail(dep_file, "container port `http` is not the config's listen port")
@@ -129,7 +146,6 @@ def kubernetes(directory, toml_out):
         fail("ConfigMap mcpgate.toml", "replicas must share PostgreSQL: [store] backend = \"postgres\"")
     if "master_key" not in cfg:
         fail("ConfigMap mcpgate.toml", "replicas must share one master_key (else each generates its own)")
-    secret_mounts = [m for m, v in mounts.items() if v and "secret" in v]
     for path in file_refs(config_text):
         if not any(under(path, m) for m in secret_mounts):
             fail("ConfigMap mcpgate.toml", f"${{file:{path}}} is not in a mounted Secret")
