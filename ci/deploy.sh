@@ -117,4 +117,14 @@ else
     log "systemd-analyze not installed: the unit's syntax is not verified"
 fi
 
+# --- 6. the HAProxy configuration (the fleet tests run it; here its syntax alone) --------------
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+if [[ -x $HAPROXY ]]; then
+    log "haproxy -c deploy/haproxy/mcpgate.cfg"
+    "$HAPROXY" -c -q -f deploy/haproxy/mcpgate.cfg >"$WORK/haproxy.out" 2>&1 \
+        || { cat "$WORK/haproxy.out" >&2; log "FAIL: haproxy -c"; exit 1; }
+else
+    log "haproxy not installed: deploy/haproxy/mcpgate.cfg is not checked"
+fi
+
 log "deployment files pass ($(( $(date +%s) - START )) s)"
