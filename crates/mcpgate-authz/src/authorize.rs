@@ -239,7 +239,7 @@ pub async fn validate(app: &AppState, p: &Params, fetch: Fetch) -> Result<Valida
                 format!("The application's registration is not valid: {m}."),
             ));
         }
-        Err(ClientLookupError::Internal(e)) => return Err(Failure::Internal(e)),
+        Err(ClientLookupError::Store(e)) => return Err(Failure::Internal(e.to_string())),
     };
     if !client.grant_types.iter().any(|g| g == "authorization_code") {
         return Err(Failure::Page(

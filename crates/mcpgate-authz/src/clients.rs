@@ -29,7 +29,8 @@ pub enum ClientLookupError {
     Untrusted,
     /// Too many document fetches for this host or in all: try again later.
     Busy,
-    Internal(String),
+    /// The store failed (its kind kept: an unreachable store is 503).
+    Store(StoreError),
 }
 
 /// Whether a lookup may fetch a Client ID Metadata Document.
@@ -61,7 +62,7 @@ pub async fn lookup(
         Ok(c) if c.kind != ClientKind::Cimd => return Ok(c),
         Ok(c) => Some(c),
         Err(StoreError::NotFound) => None,
-        Err(e) => return Err(ClientLookupError::Internal(e.to_string())),
+        Err(e) => return Err(ClientLookupError::Store(e)),
     };
     if !(cimd.enabled && is_cimd_id(state, client_id)) {
         return Err(ClientLookupError::Unknown);
@@ -96,7 +97,7 @@ pub async fn lookup(
         .store
         .upsert_client(&rec)
         .await
-        .map_err(|e| ClientLookupError::Internal(e.to_string()))?;
+        .map_err(ClientLookupError::Store)?;
     Ok(rec)
 }
 
@@ -252,7 +253,7 @@ pub async fn authenticate(
     };
     let client = match lookup(state, &p.client_id, Fetch::CacheOnly).await {
         Ok(c) => c,
-        Err(ClientLookupError::Internal(e)) => return Err(ApiError::Internal(e)),
+        Err(ClientLookupError::Store(e)) => return Err(e.into()),
         Err(_) => return Err(fail(p.method, "client authentication failed")),
     };
     let registered = TokenEndpointAuthMethod::parse(&client.token_endpoint_auth_method)

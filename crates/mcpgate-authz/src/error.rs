@@ -21,11 +21,18 @@ pub enum ApiError {
     /// Our fault. The string is logged, the client sees `server_error`.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The store cannot be reached now: 503 `temporarily_unavailable` with
+    /// `Retry-After`, at once rather than after a long wait. Logged.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::Internal(format!("store: {e}"))
+        match e {
+            StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            e => ApiError::Internal(format!("store: {e}")),
+        }
     }
 }
 
@@ -100,6 +107,19 @@ impl IntoResponse for ApiError {
                     StatusCode::INTERNAL_SERVER_ERROR,
                     &OAuthError::server_error(),
                 )
+            }
+            ApiError::Unavailable(detail) => {
+                tracing::error!(error = %detail, "the store is unavailable");
+                let mut r = no_store_json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &OAuthError::new(
+                        OAuthErrorCode::TemporarilyUnavailable,
+                        "the server cannot reach its database; retry shortly",
+                    ),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
             }
         }
     }

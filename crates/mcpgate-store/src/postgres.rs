@@ -19,6 +19,10 @@ use crate::traits::StoreResult;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
+/// How long a request waits for a connection before the store answers
+/// `Unavailable`.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A store in a PostgreSQL database. Cloning shares the connection pool.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
@@ -52,7 +56,9 @@ impl PostgresStore {
         };
         let pool = PgPoolOptions::new()
             .max_connections(10)
-            .acquire_timeout(Duration::from_secs(30))
+            // A database that is down makes requests fail (503) after this
+            // wait, instead of holding them for long.
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
             .map_err(db_err)?;

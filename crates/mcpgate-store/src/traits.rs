@@ -15,9 +15,14 @@ pub enum StoreError {
     /// A unique key already exists, or a conditional update lost its race.
     #[error("conflict: {0}")]
     Conflict(String),
-    /// The database failed (connection, IO, corrupt row, migration).
+    /// The database failed (corrupt row, migration, a statement refused).
     #[error("store backend failure: {0}")]
     Backend(String),
+    /// The database cannot be reached now (connection refused or lost, no
+    /// connection free within the pool's wait): worth retrying shortly,
+    /// and answered 503 by the servers.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

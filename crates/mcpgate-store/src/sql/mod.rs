@@ -30,11 +30,26 @@ pub(crate) mod sessions;
 use crate::traits::StoreError;
 
 /// Maps a sqlx error to the store's: unique violations are `Conflict`, a
-/// missing row or a missing referenced row (foreign key) is `NotFound`,
-/// anything else is `Backend`.
+/// missing row or a missing referenced row (foreign key) is `NotFound`, a
+/// database that cannot be reached is `Unavailable`, anything else is
+/// `Backend`.
 pub(crate) fn db_err(err: sqlx::Error) -> StoreError {
     match &err {
         sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err.to_string()),
+        // PostgreSQL's connection exceptions (class 08) and the server
+        // shutting down or starting (57P01-57P03).
+        sqlx::Error::Database(db)
+            if db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) =>
+        {
+            StoreError::Unavailable(err.to_string())
+        }
         sqlx::Error::Database(db) => match db.kind() {
             sqlx::error::ErrorKind::UniqueViolation => {
                 StoreError::Conflict(db.message().to_owned())

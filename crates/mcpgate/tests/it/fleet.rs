@@ -696,3 +696,202 @@ impl Fleet {
         }
     }
 }
+
+/// A PostgreSQL server of the test's own, in a temporary directory on a
+/// free loopback port (run as the `postgres` user, as PostgreSQL refuses
+/// root), so stopping it disturbs no other test.
+struct OwnPostgres {
+    dir: tempfile::TempDir,
+    port: u16,
+    bin: std::path::PathBuf,
+}
+
+impl OwnPostgres {
+    /// `None` when the server programs or the `postgres` user are missing
+    /// (and CI does not require them).
+    fn start() -> Option<Self> {
+        let bin = [
+            "/usr/lib/postgresql/15/bin",
+            "/usr/local/bin",
+            "/usr/lib/postgresql/16/bin",
+        ]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|d| d.join("initdb").exists() && d.join("pg_ctl").exists());
+        let user = std::process::Command::new("id")
+            .arg("postgres")
+            .output()
+            .ok();
+        let (Some(bin), Some(true)) = (bin, user.map(|o| o.status.success())) else {
+            assert!(
+                !mcpgate_testkit::required_by_ci(),
+                "initdb/pg_ctl or the postgres user missing, and {} requires them",
+                mcpgate_testkit::REQUIRE_ENV
+            );
+            eprintln!("skipped: no PostgreSQL server programs");
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = |args: &[&str]| {
+            let st = std::process::Command::new("chown")
+                .args(["-R", "postgres", dir.path().to_str().unwrap()])
+                .status()
+                .expect("chown");
+            assert!(st.success());
+            let out = std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .args(args)
+                .output()
+                .expect("runuser");
+            assert!(
+                out.status.success(),
+                "{args:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let data = dir.path().join("data");
+        run(&[
+            bin.join("initdb").to_str().unwrap(),
+            "-D",
+            data.to_str().unwrap(),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+        ]);
+        let pg = Self {
+            port: free_port(),
+            dir,
+            bin,
+        };
+        pg.ctl("start");
+        Some(pg)
+    }
+
+    fn ctl(&self, what: &str) {
+        let data = self.dir.path().join("data");
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("postgres.log");
+        let st = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-o",
+                &opts,
+                "-l",
+                log.to_str().unwrap(),
+            ])
+            .args(["-w", "-m", "fast", what])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("pg_ctl");
+        assert!(st.success(), "pg_ctl {what}");
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| self.ctl("stop"));
+    }
+}
+
+/// PostgreSQL stopped and started again while mcpgate serves: while it is down,
+/// requests that need it fail fast with 503 and `Retry-After`, sessions the
+/// replica holds go on; after, everything works again without restarting
+/// mcpgate, and no grant was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_restart_fails_fast_and_recovers() {
+    let Some(pg) = OwnPostgres::start() else {
+        return;
+    };
+    let (_upstream, upstream_url) = http_upstream().await;
+    let env = Env::with_config(&format!(
+        "[store]\nbackend = \"postgres\"\npostgres_url = \"{}\"\n\
+         [[upstream]]\nname = \"web\"\nhttp = {{ url = \"{upstream_url}\" }}\n\
+         scopes = [\"notes:read\"]\n",
+        pg.url()
+    ));
+    env.add_user(USER, PASSWORD).await;
+    let (client_id, _) = env.add_client("Restart app", REDIRECT, &[]).await;
+    let srv = env.serve().await;
+    let mut b = Browser::new();
+    let req = AuthRequest::new(
+        &client_id,
+        REDIRECT,
+        "notes:read offline_access",
+        &srv.url("/mcp/web"),
+    );
+    let code = flow::authorize(&mut b, &srv, &req, USER, PASSWORD).await;
+    let tokens = flow::redeem(&srv, &req, &code, None).await;
+    let sid = initialize(&srv, "web", &tokens.access).await;
+    assert_eq!(echo(&srv, &tokens.access, &sid, "up").await, 200);
+
+    pg.ctl("stop");
+    // A refresh needs the database: 503 temporarily_unavailable, soon.
+    let asked = Instant::now();
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", tokens.refresh()),
+        ("client_id", client_id.as_str()),
+    ];
+    let r = srv
+        .http
+        .post(srv.url("/oauth/token"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let waited = asked.elapsed();
+    assert_eq!(r.status(), 503, "{}", srv.log_text());
+    assert_eq!(
+        r.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "temporarily_unavailable", "{v}");
+    eprintln!("a refresh with the database down was answered 503 after {waited:?}");
+    assert!(
+        waited < Duration::from_secs(15),
+        "not failing fast: {waited:?}"
+    );
+    // A new session needs the database too: 503 with Retry-After.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "fleet-test", "version": "1"}}});
+    let (status, _, msg) = mcp(&srv, "web", &tokens.access, None, &init).await;
+    assert_eq!(status, 503, "{msg}");
+    // The session this replica holds goes on.
+    for _ in 0..3 {
+        assert_eq!(echo(&srv, &tokens.access, &sid, "down").await, 200);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+
+    pg.ctl("start");
+    // Back without a restart: the same refresh token rotates (nothing was
+    // lost or spent while the database was down), and sessions are made.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let fresh = loop {
+        if let Some(t) = rotate(&srv, &client_id, tokens.refresh()).await {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "the store never came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(!fresh.is_empty());
+    let again = initialize(&srv, "web", &tokens.access).await;
+    assert_eq!(echo(&srv, &tokens.access, &again, "again").await, 200);
+    assert_eq!(echo(&srv, &tokens.access, &sid, "still").await, 200);
+    srv.stop().await;
+    drop(pg);
+}
