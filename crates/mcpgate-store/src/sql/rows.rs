@@ -435,8 +435,13 @@ mod tests {
             crate::sql::db_err(sqlx::Error::RowNotFound),
             StoreError::NotFound
         ));
+        // A database that cannot be reached now is told apart (503).
         assert!(matches!(
             crate::sql::db_err(sqlx::Error::PoolTimedOut),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            crate::sql::db_err(sqlx::Error::Protocol("bad".into())),
             StoreError::Backend(_)
         ));
     }
