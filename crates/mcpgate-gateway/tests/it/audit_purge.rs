@@ -65,6 +65,7 @@ fn gateway_with(
             clock,
             entitlements: None,
             request_state_key: None,
+            replica: None,
         },
     )
     .expect("gateway")

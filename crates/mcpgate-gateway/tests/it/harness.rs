@@ -146,6 +146,7 @@ impl Stack {
                 }
                 tweak(s);
             }),
+            ..Default::default()
         })
         .await;
         as_.add_user("alice", &[]).await;
@@ -191,6 +192,7 @@ impl Stack {
                 clock: Arc::new(mcpgate_jose::SystemClock),
                 entitlements: Some(Arc::new(AsEntitlements(as_.state.clone()))),
                 request_state_key: None,
+                replica: None,
             },
         )
         .expect("gateway");

@@ -269,7 +269,7 @@ async fn nothing_loaded_refuses_own_tokens() {
     assert_eq!(r.generation(), 0);
 }
 
-mod pg {
+pub(crate) mod pg {
     //! A fresh schema in the database of `MCPGATE_TEST_POSTGRES_URL`,
     //! dropped at the end.
     use mcpgate_store::PostgresStore;

@@ -10,6 +10,7 @@
 
 mod accounts;
 mod audit;
+mod fleet;
 mod grants;
 mod identity;
 mod keys;
@@ -95,6 +96,13 @@ pub fn cases() -> Vec<Case> {
         revocations::revocations_from_state_changes,
         revocations::revocations_concurrent_revisions_distinct,
         revocations::revocations_watch_follows,
+        fleet::fleet_bucket_takes_whole_tokens,
+        fleet::fleet_bucket_refills_up_to_capacity,
+        fleet::fleet_bucket_concurrent_no_token_twice,
+        fleet::fleet_buckets_purged_when_idle,
+        fleet::fleet_heartbeat_counts_live_replicas,
+        fleet::fleet_housekeeper_acquires,
+        fleet::fleet_key_rotation_moves_the_revision,
     ]
 }
 
