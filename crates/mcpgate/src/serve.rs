@@ -279,6 +279,9 @@ pub async fn serve(
     // The store's change feed: a key rotation anywhere reaches this
     // process's JWKS and the gateway's verifiers within a second.
     let follow = state.follow_changes(revocations.0.subscribe());
+    // The watch lives while a clone does: the guards hold one per upstream,
+    // and this one keeps the feed going without any (an AS alone).
+    let _feed = revocations.clone();
     let gateway = gateway(rt, &state, revocations, replica)?;
     let metrics = &rt.config.metrics;
     let access = || match (&metrics.token, metrics.served) {
