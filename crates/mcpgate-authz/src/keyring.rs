@@ -15,6 +15,8 @@ pub struct KeySet {
     pub active: SigningKey,
     pub jwks: PublicJwks,
     pub verifier: Arc<Verifier>,
+    /// (kid, state) of every stored key this set was built from.
+    stored: Vec<(String, KeyState)>,
 }
 
 pub struct KeyRing {
@@ -60,6 +62,26 @@ impl KeyRing {
         *self.current.write().expect("keyring lock poisoned") = Arc::new(set);
         Ok(())
     }
+
+    /// Reloads only if the stored keys differ from the current set's (one
+    /// listing otherwise); returns whether it did.
+    pub async fn refresh(
+        &self,
+        d: &KeyDeps<'_>,
+        alg: KeyAlg,
+        grace_secs: i64,
+    ) -> Result<bool, ApiError> {
+        let stored = fingerprint(&d.store.list_keys().await?);
+        if stored == self.current().stored {
+            return Ok(false);
+        }
+        self.reload(d, alg, grace_secs).await?;
+        Ok(true)
+    }
+}
+
+fn fingerprint(records: &[SigningKeyRecord]) -> Vec<(String, KeyState)> {
+    records.iter().map(|r| (r.kid.clone(), r.state)).collect()
 }
 
 /// Adds a new active key; the old active key becomes previous (still in the
@@ -138,5 +160,6 @@ async fn build(d: &KeyDeps<'_>, alg: KeyAlg, grace_secs: i64) -> Result<KeySet, 
         active,
         jwks,
         verifier,
+        stored: fingerprint(&records),
     })
 }

@@ -67,7 +67,13 @@ async fn handle(
         }
     }
     let ip = app.client_ip(Some(peer), headers);
-    if app.limiters.register_ip.check_key(&ip).is_err() {
+    if app
+        .limiters
+        .register_ip
+        .check(&ip.to_string())
+        .await
+        .is_err()
+    {
         return Err(ApiError::RateLimited {
             retry_after_secs: 60,
         });

@@ -198,8 +198,8 @@ pub async fn login_post(
         );
     }
     let ip = app.client_ip(Some(peer), &headers);
-    let limited = app.limiters.login_ip.check_key(&ip).is_err()
-        || (!username.is_empty() && app.limiters.login_account.check_key(&username).is_err());
+    let limited = app.limiters.login_ip.check(&ip.to_string()).await.is_err()
+        || (!username.is_empty() && app.limiters.login_account.check(&username).await.is_err());
     if limited {
         tracing::warn!(%ip, "login rate limit hit");
         let mut r = login_form(

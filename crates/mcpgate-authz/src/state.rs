@@ -9,6 +9,8 @@ use axum::http::HeaderMap;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use mcpgate_jose::{Clock, MasterKey, Rng};
 use mcpgate_net::SafeFetcher;
+use mcpgate_store::fleet::{Housekeeper, Replica};
+use mcpgate_store::rates::{Limiter, Rate};
 use mcpgate_store::{DynStore, RevokeAt};
 
 use crate::error::ApiError;
@@ -23,12 +25,21 @@ pub struct Deps {
     pub rng: Arc<dyn Rng>,
     /// Fetcher for Client ID Metadata Documents (SSRF guarded).
     pub fetcher: SafeFetcher,
+    /// This process as a replica of a fleet sharing the store (PostgreSQL):
+    /// login and registration limits hold across the fleet, and
+    /// housekeeping runs on one replica at a time. `None`: this process is
+    /// the only one (limits in memory, every round runs here).
+    pub replica: Option<Replica>,
 }
 
+/// Brute-force and flood limits. Those keyed by account and client
+/// address are fleet-wide when the store is shared (an attacker spreading
+/// attempts over N replicas gets the figure, not N times it); the outbound
+/// metadata-document fetch limits protect other hosts and stay per process.
 pub(crate) struct Limiters {
-    pub login_account: DefaultKeyedRateLimiter<String>,
-    pub login_ip: DefaultKeyedRateLimiter<IpAddr>,
-    pub register_ip: DefaultKeyedRateLimiter<IpAddr>,
+    pub login_account: Limiter,
+    pub login_ip: Limiter,
+    pub register_ip: Limiter,
     /// Outbound metadata-document fetches, per host and in all.
     pub cimd_host: DefaultKeyedRateLimiter<String>,
     pub cimd_all: governor::DefaultDirectRateLimiter,
@@ -50,6 +61,7 @@ pub struct Inner {
     pub(crate) csrf_key: aws_lc_rs::hmac::Key,
     /// Discovered upstream identity providers.
     pub(crate) idp_cache: crate::idp::Cache,
+    pub(crate) replica: Option<Replica>,
 }
 
 /// Cheap to clone; what every handler receives.
@@ -88,16 +100,28 @@ impl AppState {
             aws_lc_rs::hmac::HMAC_SHA256,
             &deps.master_key.derive_subkey("mcpgate/csrf/v1"),
         );
+        let limit = |name: &str, per_window: u32, window_secs: u64| {
+            let rate = Rate {
+                per_window,
+                window: Duration::from_secs(window_secs.max(1)),
+            };
+            match &deps.replica {
+                Some(r) => r.limiter(name, rate),
+                None => Limiter::local(rate),
+            }
+        };
         let limiters = Limiters {
-            login_account: RateLimiter::keyed(per_window(
+            login_account: limit(
+                "login-account",
                 settings.login.per_account,
                 settings.login.window_secs,
-            )),
-            login_ip: RateLimiter::keyed(per_window(
+            ),
+            login_ip: limit(
+                "login-ip",
                 settings.login.per_ip,
                 settings.login.window_secs,
-            )),
-            register_ip: RateLimiter::keyed(per_window(settings.dcr.per_ip_per_hour, 3600)),
+            ),
+            register_ip: limit("register-ip", settings.dcr.per_ip_per_hour, 3600),
             cimd_host: RateLimiter::keyed(per_window(
                 settings.cimd.fetches_per_host_per_minute,
                 60,
@@ -120,6 +144,7 @@ impl AppState {
             limiters,
             csrf_key,
             idp_cache: Default::default(),
+            replica: deps.replica,
         })))
     }
 
@@ -179,51 +204,120 @@ impl AppState {
         mcpgate_net::forwarded::client_ip(&self.settings.trusted_proxies, peer, headers)
     }
 
-    /// Periodic housekeeping: forget idle rate-limit keys (so a flood of
-    /// distinct usernames or IPs cannot grow memory without bound), delete
-    /// expired authorization codes, login sessions, revocation entries and
-    /// refresh families, unused client metadata documents whose cache expired,
-    /// and pick up signing
-    /// keys rotated by the CLI or another replica. Runs until aborted.
+    /// Periodic maintenance, every minute until aborted: forget idle
+    /// rate-limit keys (so a flood of distinct usernames or IPs cannot grow
+    /// memory without bound), pick up signing keys rotated elsewhere (a
+    /// fallback: [`follow_changes`](Self::follow_changes) sees a rotation
+    /// within a second), and run a [`housekeeping_round`](Self::housekeeping_round)
+    /// if this replica holds the housekeeping lock.
     pub fn spawn_maintenance(&self) -> tokio::task::JoinHandle<()> {
         let app = self.clone();
         tokio::spawn(async move {
+            let mut housekeeper = app.housekeeper().await;
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             tick.tick().await;
             loop {
                 tick.tick().await;
-                app.limiters.login_account.retain_recent();
-                app.limiters.login_account.shrink_to_fit();
+                app.limiters.login_account.shrink();
+                app.limiters.login_ip.shrink();
+                app.limiters.register_ip.shrink();
                 app.limiters.cimd_host.retain_recent();
                 app.limiters.cimd_host.shrink_to_fit();
-                for l in [&app.limiters.login_ip, &app.limiters.register_ip] {
-                    l.retain_recent();
-                    l.shrink_to_fit();
-                }
-                let now = app.now();
-                if let Err(e) = app.store.purge_codes(now).await {
-                    tracing::warn!(error = %e, "purging expired codes failed");
-                }
-                if let Err(e) = app.store.purge_sessions(now).await {
-                    tracing::warn!(error = %e, "purging expired sessions failed");
-                }
-                if let Err(e) = app.store.purge_revocations(now).await {
-                    tracing::warn!(error = %e, "purging expired revocation entries failed");
-                }
-                if let Err(e) = app.store.purge_spent_forms(now).await {
-                    tracing::warn!(error = %e, "purging spent consent forms failed");
-                }
-                if let Err(e) = app.store.purge_upstream_states(now).await {
-                    tracing::warn!(error = %e, "purging expired upstream sign-ins failed");
-                }
-                if let Err(e) = app.store.purge_families(now).await {
-                    tracing::warn!(error = %e, "purging expired refresh families failed");
-                }
-                if let Err(e) = app.store.purge_unused_metadata_clients(now).await {
-                    tracing::warn!(error = %e, "purging unused client metadata documents failed");
-                }
+                app.housekeeping_round(&mut housekeeper).await;
                 if let Err(e) = app.reload_keys().await {
                     tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones");
+                }
+            }
+        })
+    }
+
+    /// The lock that makes this process the one doing housekeeping: the
+    /// fleet's (PostgreSQL advisory lock), or always held when alone.
+    pub async fn housekeeper(&self) -> Housekeeper {
+        let Some(r) = &self.replica else {
+            return Housekeeper::always();
+        };
+        match r.housekeeper("authz").await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "no housekeeping lock; this replica does housekeeping");
+                Housekeeper::always()
+            }
+        }
+    }
+
+    /// One round of housekeeping, if `housekeeper` lets this process run it
+    /// (returns whether it ran): delete expired authorization codes, login
+    /// sessions, spent forms, upstream sign-ins, revocation entries and
+    /// refresh families, unused client metadata documents whose cache
+    /// expired, and fleet rate-limit buckets idle for their longest window.
+    pub async fn housekeeping_round(&self, housekeeper: &mut Housekeeper) -> bool {
+        if !housekeeper.acquire().await {
+            return false;
+        }
+        let now = self.now();
+        if let Err(e) = self.store.purge_codes(now).await {
+            tracing::warn!(error = %e, "purging expired codes failed");
+        }
+        if let Err(e) = self.store.purge_sessions(now).await {
+            tracing::warn!(error = %e, "purging expired sessions failed");
+        }
+        if let Err(e) = self.store.purge_revocations(now).await {
+            tracing::warn!(error = %e, "purging expired revocation entries failed");
+        }
+        if let Err(e) = self.store.purge_spent_forms(now).await {
+            tracing::warn!(error = %e, "purging spent consent forms failed");
+        }
+        if let Err(e) = self.store.purge_upstream_states(now).await {
+            tracing::warn!(error = %e, "purging expired upstream sign-ins failed");
+        }
+        if let Err(e) = self.store.purge_families(now).await {
+            tracing::warn!(error = %e, "purging expired refresh families failed");
+        }
+        if let Err(e) = self.store.purge_unused_metadata_clients(now).await {
+            tracing::warn!(error = %e, "purging unused client metadata documents failed");
+        }
+        if self.replica.is_some() {
+            // A bucket idle for its window is full, which is what a missing
+            // one is. The longest window in use: login's, DCR's hour, or the
+            // gateway's minute.
+            let idle = self.settings.login.window_secs.max(3600) as f64;
+            if let Err(e) = self.store.purge_rate_limits(idle).await {
+                tracing::warn!(error = %e, "purging idle rate-limit buckets failed");
+            }
+        }
+        true
+    }
+
+    /// Reloads the signing keys whenever the store's change revision moves
+    /// (`changes`: [`mcpgate_store::RevocationWatch::subscribe`], which
+    /// follows PostgreSQL notices and polls every 250 ms), so a rotation by
+    /// `mcpgate keys rotate` or another replica reaches this process's JWKS
+    /// and the verifiers of its gateway within a second. A revision that
+    /// moved for another reason (a revocation) costs one key listing.
+    /// Runs until the watch is dropped or the task aborted.
+    pub fn follow_changes(
+        &self,
+        mut changes: tokio::sync::watch::Receiver<i64>,
+    ) -> tokio::task::JoinHandle<()> {
+        let app = self.clone();
+        tokio::spawn(async move {
+            changes.borrow_and_update();
+            while changes.changed().await.is_ok() {
+                let refreshed = app
+                    .keys
+                    .refresh(
+                        &app.key_deps(),
+                        app.settings.signing_alg,
+                        app.settings.key_grace_secs,
+                    )
+                    .await;
+                match refreshed {
+                    Ok(true) => tracing::info!("signing keys changed in the store; reloaded"),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones")
+                    }
                 }
             }
         })

@@ -94,6 +94,10 @@ pub struct GatewayDeps {
     /// The session store shared by the replicas of one database
     /// ([`fleet`]); `None` keeps sessions in this process only.
     pub shared_sessions: Option<fleet::SharedStore>,
+    /// This process as a replica of a fleet sharing a PostgreSQL store:
+    /// rate limits hold across the fleet and the audit purge runs on one
+    /// replica at a time. `None`: limits in memory, every purge runs here.
+    pub replica: Option<mcpgate_store::fleet::Replica>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +139,9 @@ pub(crate) struct Inner {
     /// Set when the process was asked to stop: `/readyz` answers 503 while
     /// requests are still served.
     pub draining: std::sync::atomic::AtomicBool,
+    pub replica: Option<mcpgate_store::fleet::Replica>,
+    /// The audit purge's housekeeping lock, taken on first use.
+    pub purge_lock: tokio::sync::Mutex<Option<mcpgate_store::fleet::Housekeeper>>,
 }
 
 /// The gateway. Cheap to clone.
@@ -270,7 +277,7 @@ impl Gateway {
                     auth,
                     prm_url: prm_url(&u.resource),
                     transport,
-                    limits: Limits::new(u.rate_limit),
+                    limits: Limits::new(u.rate_limit, &u.name, deps.replica.as_ref()),
                     origin: OriginPolicy::new(
                         &settings.public_url,
                         &origins,
@@ -310,6 +317,8 @@ impl Gateway {
             entitlements: deps.entitlements,
             stop: CancellationToken::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            replica: deps.replica,
+            purge_lock: tokio::sync::Mutex::new(None),
             upstreams,
             settings,
         });
@@ -466,6 +475,30 @@ impl Inner {
         self.audit.purge_before(before).await
     }
 
+    /// The housekeeping round of the audit log: on one replica at a time
+    /// (the holder of the `gateway-audit` lock), or here when alone.
+    async fn purge_audit_round(&self) -> Option<u64> {
+        let mut lock = self.purge_lock.lock().await;
+        if lock.is_none() {
+            *lock = Some(match &self.replica {
+                Some(r) => match r.housekeeper("gateway-audit").await {
+                    Ok(h) => h,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no housekeeping lock; this replica purges audit rows");
+                        mcpgate_store::fleet::Housekeeper::always()
+                    }
+                },
+                None => mcpgate_store::fleet::Housekeeper::always(),
+            });
+        }
+        let held = match lock.as_mut() {
+            Some(h) => h.acquire().await,
+            None => true,
+        };
+        drop(lock);
+        if held { self.purge_audit().await } else { None }
+    }
+
     pub(crate) fn child_pids(&self) -> Vec<u32> {
         let mut out: Vec<u32> = Vec::new();
         for s in self.sessions.snapshot() {
@@ -561,7 +594,7 @@ async fn housekeeping(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
         if last_purge.is_none_or(|t| t.elapsed() >= AUDIT_PURGE_EVERY) {
             last_purge = Some(tokio::time::Instant::now());
             let i = i.clone();
-            tokio::spawn(async move { i.purge_audit().await });
+            tokio::spawn(async move { i.purge_audit_round().await });
         }
         for u in i.upstreams.values() {
             u.limits.shrink();

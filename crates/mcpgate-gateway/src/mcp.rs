@@ -171,7 +171,7 @@ async fn admit(
         }
     };
     ctx.principal = Some(p.clone());
-    if let Err((reason, retry_after)) = up.limits.check(&p) {
+    if let Err((reason, retry_after)) = up.limits.check(&p).await {
         return Err(ctx.refuse(
             Refusal::RateLimited {
                 reason,

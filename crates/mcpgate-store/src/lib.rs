@@ -16,7 +16,9 @@
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod fleet;
 mod postgres;
+pub mod rates;
 pub mod records;
 pub mod revocation;
 mod sql;

@@ -105,6 +105,21 @@ impl PostgresStore {
         Ok(Some(crate::revocation::RevocationListener(listener)))
     }
 
+    /// Now, in seconds, by the database's clock (the transaction's start:
+    /// one value for the whole statement).
+    const DB_NOW: &'static str = "EXTRACT(EPOCH FROM now())::float8";
+    /// A whole number of tokens from a non-negative amount.
+    const FLOOR: (&'static str, &'static str) = ("floor(", ")::bigint");
+
+    /// The advisory lock of `task` in this database and schema, on a
+    /// connection of its own (so it dies with this process's connection).
+    async fn housekeeper_on(&self, task: &str) -> StoreResult<crate::fleet::Housekeeper> {
+        Ok(crate::fleet::Housekeeper::postgres(
+            (*self.pool.connect_options()).clone(),
+            task,
+        ))
+    }
+
     async fn write_tx(&self) -> StoreResult<Transaction<'static, Postgres>> {
         self.pool.begin().await.map_err(db_err)
     }

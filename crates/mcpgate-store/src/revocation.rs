@@ -9,6 +9,12 @@
 //! covers; [`RevocationWatch`] keeps an in-memory copy that follows the
 //! store (a revision counter polled every 250 ms, plus PostgreSQL
 //! `LISTEN/NOTIFY`), for a guard to consult on every request without IO.
+//!
+//! The revision and its notice are the store's one **change feed**: a
+//! signing-key rotation bumps the same revision in its transaction (and so
+//! notifies), and [`RevocationWatch::subscribe`] hands the revision to
+//! whatever else must follow another process's changes within a second
+//! (the authorization server's key ring).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -128,6 +134,8 @@ struct WatchInner {
     /// The store revision of the snapshot (-1: none yet).
     revision: AtomicI64,
     set: RwLock<Arc<RevocationSet>>,
+    /// The revision, for those that follow other changes (signing keys).
+    changes: tokio::sync::watch::Sender<i64>,
 }
 
 /// An in-memory copy of the store's revocation set that follows it. Cheap
@@ -160,6 +168,7 @@ impl RevocationWatch {
             generation: AtomicU64::new(0),
             revision: AtomicI64::new(-1),
             set: RwLock::new(Arc::new(RevocationSet::default())),
+            changes: tokio::sync::watch::Sender::new(-1),
         }))
     }
 
@@ -184,6 +193,16 @@ impl RevocationWatch {
         )
     }
 
+    /// The store's change revision as this watch last read it, updated
+    /// whenever it moves (-1 before the first load). The revision counts
+    /// every change other processes must see at once, not only
+    /// revocations: a signing-key rotation bumps it too, so a key ring can
+    /// follow this instead of a feed of its own. The receiver ends when the
+    /// watch is dropped.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.0.changes.subscribe()
+    }
+
     /// Whether the snapshot revokes this token; `None` if none has loaded.
     pub fn covers(&self, t: &RevocableToken<'_>) -> Option<bool> {
         self.snapshot().map(|s| s.covers(t))
@@ -206,6 +225,7 @@ impl RevocationWatch {
         self.0.revision.store(revision, Ordering::Release);
         // After the set: a reader that sees the new generation sees the new set.
         self.0.generation.fetch_add(1, Ordering::AcqRel);
+        self.0.changes.send_replace(revision);
         Ok(true)
     }
 

@@ -116,6 +116,16 @@ impl SqliteStore {
         Ok(None)
     }
 
+    /// Now, in seconds (one value for the whole statement in SQLite).
+    const DB_NOW: &'static str = "((julianday('now') - 2440587.5) * 86400.0)";
+    /// A whole number of tokens from a non-negative amount (truncation).
+    const FLOOR: (&'static str, &'static str) = ("CAST(", " AS INTEGER)");
+
+    /// One node: every round is this process's.
+    async fn housekeeper_on(&self, _task: &str) -> StoreResult<crate::fleet::Housekeeper> {
+        Ok(crate::fleet::Housekeeper::always())
+    }
+
     /// A write transaction holding the database write lock from its start.
     async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         self.writer

@@ -212,8 +212,10 @@ pub trait SigningKeyStore: Send + Sync {
     /// All keys, oldest first.
     async fn list_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
     /// In one transaction: the current active key becomes `Previous` (with
-    /// `rotated_at = now`), `new` is inserted as `Active`, and any
-    /// `Previous` key rotated before `retire_before` becomes `Retired`.
+    /// `rotated_at = now`), `new` is inserted as `Active`, any `Previous`
+    /// key rotated before `retire_before` becomes `Retired`, and the
+    /// change revision ([`RevocationStore::revocation_revision`]) moves,
+    /// with its notice on PostgreSQL, so every replica reloads its keys.
     async fn rotate_keys(
         &self,
         new: &SigningKeyRecord,
@@ -367,7 +369,9 @@ pub use crate::revocation::RevocationListener;
 /// The revocation set: entries naming grants, users, clients, consents and
 /// token ids whose access tokens must be refused although their signature
 /// and expiry are good (see [`crate::RevocationSet`] for what each covers),
-/// and a revision counter that grows with every change.
+/// and a revision counter that grows with every change. The revision (and
+/// its PostgreSQL notice) is the store's one change feed: signing-key
+/// rotations move it too.
 #[async_trait]
 pub trait RevocationStore: Send + Sync {
     /// Adds `entries` (an existing entry for the same target keeps the later
@@ -399,6 +403,51 @@ pub trait RevocationStore: Send + Sync {
     async fn listen_revocations(&self) -> StoreResult<Option<RevocationListener>>;
 }
 
+/// A token bucket's shape: it holds at most `capacity` whole tokens and
+/// refills at `refill_per_sec` (a limit of N per minute: capacity N, N/60
+/// per second).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    pub capacity: u32,
+    pub refill_per_sec: f64,
+}
+
+/// What [`FleetStore::take_tokens`] took.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Taken {
+    /// Whole tokens taken out, `0..=want`.
+    pub granted: u32,
+    /// What the bucket holds after (fractional: it refills continuously).
+    pub left: f64,
+}
+
+/// A round of housekeeping for one replica at a time (see [`crate::fleet`]).
+pub use crate::fleet::Housekeeper;
+
+/// What the replicas sharing one database need to act as one: fleet-wide
+/// token buckets for rate limits ([`crate::rates`]), a heartbeat per
+/// replica, and the lock that lets one replica at a time do housekeeping.
+#[async_trait]
+pub trait FleetStore: Send + Sync {
+    /// Refills the bucket `key` for the time since it was last touched (the
+    /// database's clock), then takes `min(want, whole tokens held)` out, in
+    /// one conditional upsert: of concurrent callers on any replica, no two
+    /// get the same token. A new key starts full. `key` is text without NUL
+    /// (PostgreSQL refuses it) and short enough for an index entry;
+    /// [`crate::rates::Limiter`] makes its keys so.
+    async fn take_tokens(&self, key: &str, bucket: Bucket, want: u32) -> StoreResult<Taken>;
+    /// Deletes buckets untouched for `idle_secs` (by then full, which is
+    /// what a missing bucket is); returns how many.
+    async fn purge_rate_limits(&self, idle_secs: f64) -> StoreResult<u64>;
+    /// Records that replica `id` is alive now, forgets replicas not seen for
+    /// `ttl_secs`, and returns how many are alive (this one included).
+    async fn fleet_heartbeat(&self, id: &str, ttl_secs: f64) -> StoreResult<u32>;
+    /// The housekeeping lock for `task` (one per kind of round): on
+    /// PostgreSQL an advisory lock on a connection of its own, on SQLite
+    /// (one node) always held.
+    async fn housekeeper(&self, task: &str) -> StoreResult<Housekeeper>;
+}
+
 /// Every aggregate in one object: what the server holds.
 pub trait Store:
     UserStore
@@ -412,6 +461,7 @@ pub trait Store:
     + IdentityStore
     + RevocationStore
     + GatewaySessionStore
+    + FleetStore
     + Send
     + Sync
     + 'static

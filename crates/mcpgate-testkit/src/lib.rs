@@ -49,6 +49,10 @@ impl Drop for TestAs {
 pub struct Options {
     pub store: Option<DynStore>,
     pub tweak: Box<dyn FnOnce(&mut AuthzSettings) + Send>,
+    /// The master key (replicas of one fleet share it); a fresh one if unset.
+    pub master_key: Option<Arc<MasterKey>>,
+    /// This server as a replica of a fleet sharing `store`.
+    pub replica: Option<mcpgate_store::fleet::Replica>,
 }
 
 impl Default for Options {
@@ -56,6 +60,8 @@ impl Default for Options {
         Self {
             store: None,
             tweak: Box::new(|_| {}),
+            master_key: None,
+            replica: None,
         }
     }
 }
@@ -82,8 +88,9 @@ impl TestAs {
             }
         };
         let rng = Arc::new(SystemRng::new());
-        let (master, _) = MasterKey::generate(rng.as_ref());
-        let master_key = Arc::new(master);
+        let master_key = opts
+            .master_key
+            .unwrap_or_else(|| Arc::new(MasterKey::generate(rng.as_ref()).0));
         let now = mcpgate_jose::Clock::now(&SystemClock);
         let clock = FixedClock::new(now);
         let mut settings = AuthzSettings::with_issuer(issuer.clone());
@@ -118,6 +125,7 @@ impl TestAs {
                 clock: Arc::new(clock.clone()),
                 rng: rng.clone(),
                 fetcher: SafeFetcher::new(policy),
+                replica: opts.replica,
             },
         )
         .await

@@ -539,7 +539,7 @@ pub async fn keys(rt: &Runtime, cmd: KeysCmd) -> anyhow::Result<()> {
                 "new active key {kid}; the previous key stays published for {} s",
                 a.key_grace_secs
             );
-            println!("running servers pick it up within a minute, or at restart");
+            println!("running servers sharing this store pick it up within a second");
         }
     }
     Ok(())

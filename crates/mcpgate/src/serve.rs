@@ -15,6 +15,7 @@ use mcpgate_gateway::revocation::StoreRevocations;
 use mcpgate_jose::{Clock, MasterKey, Rng, SystemClock, SystemRng};
 use mcpgate_net::SafeFetcher;
 use mcpgate_net::policy::FetchPolicy;
+use mcpgate_store::fleet::Replica;
 use mcpgate_store::{DynStore, PostgresStore, SqliteDurability, SqliteStore, StoreError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -134,7 +135,7 @@ impl Runtime {
 
     /// Builds the authorization server state (loads or creates signing keys,
     /// upserts the clients declared in the config file).
-    pub async fn app_state(&self) -> anyhow::Result<AppState> {
+    pub async fn app_state(&self, replica: Option<Replica>) -> anyhow::Result<AppState> {
         for c in &self.config.clients {
             mcpgate_authz::admin::create_client(&self.admin(), &c.spec, true)
                 .await
@@ -154,6 +155,7 @@ impl Runtime {
                 clock: self.clock.clone(),
                 rng: self.rng.clone(),
                 fetcher: SafeFetcher::new(policy),
+                replica,
             },
         )
         .await
@@ -213,6 +215,7 @@ pub fn gateway(
     rt: &Runtime,
     state: &AppState,
     revocations: StoreRevocations,
+    replica: Option<Replica>,
 ) -> anyhow::Result<mcpgate_gateway::Gateway> {
     let issuer = &rt.config.authz.issuer;
     let settings = rt.config.gateway.clone();
@@ -251,6 +254,7 @@ pub fn gateway(
                         .derive_subkey("mcpgate/gateway/shared-sessions/v1"),
                 }
             }),
+            replica,
         },
     )?;
     for u in &gw.settings().upstreams {
@@ -286,10 +290,23 @@ pub struct Stack {
 impl Stack {
     /// Opens everything `rt` configures, binds the listeners and serves.
     pub async fn start(rt: Arc<Runtime>) -> anyhow::Result<Self> {
-        let state = rt.app_state().await?;
+        // Replicas sharing a PostgreSQL store act as one fleet: rate limits
+        // across all of them, housekeeping on one at a time. SQLite is one node.
+        let replica = match rt.store.backend_name() {
+            "postgres" => Some(Replica::join(rt.store.clone()).await),
+            _ => None,
+        };
+        let state = rt.app_state(replica.clone()).await?;
         // Rate-limit memory, expired codes and sessions, rotated keys.
         let maintenance = state.spawn_maintenance();
-        let gateway = gateway(&rt, &state, revocations(&rt).await?)?;
+        let revocations = revocations(&rt).await?;
+        // The store's change feed: a key rotation anywhere reaches this
+        // process's JWKS and the gateway's verifiers within a second.
+        let follow = state.follow_changes(revocations.0.subscribe());
+        // The watch lives while a clone does: the guards hold one per upstream,
+        // and this one keeps the feed going without any (an AS alone).
+        let feed = revocations.clone();
+        let gateway = gateway(&rt, &state, revocations, replica)?;
         let (stop, asked) = tokio::sync::watch::channel(false);
         // Listeners close when `closing` turns true: `shutdown_delay` after
         // the stop was asked for.
@@ -376,6 +393,8 @@ impl Stack {
         let done = tokio::spawn(async move {
             main.await;
             maintenance.abort();
+            follow.abort();
+            drop(feed);
             if let Some(t) = own_metrics {
                 t.abort();
             }

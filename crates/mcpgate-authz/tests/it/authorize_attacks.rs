@@ -464,6 +464,7 @@ fn limits(per_account: u32, per_ip: u32) -> Options {
             // A long window, so no token refills while the trial runs.
             s.login.window_secs = 3600;
         }),
+        ..Default::default()
     }
 }
 

@@ -228,6 +228,7 @@ async fn cimd_disabled_override_refuses_http_loopback() {
     let as_ = TestAs::start_with(Options {
         store: None,
         tweak: Box::new(|s| s.cimd.allow_http_loopback = false),
+        ..Default::default()
     })
     .await;
     prepare(&as_).await;
@@ -276,6 +277,7 @@ async fn cimd_domain_policy_refuses_cached_and_new_documents() {
     let denied = TestAs::start_with(Options {
         store: None,
         tweak: Box::new(|s| s.cimd.denied_hosts = vec!["127.0.0.1".into()]),
+        ..Default::default()
     })
     .await;
     prepare(&denied).await;
@@ -309,6 +311,7 @@ async fn cimd_domain_policy_refuses_cached_and_new_documents() {
     let elsewhere = TestAs::start_with(Options {
         store: None,
         tweak: Box::new(|s| s.cimd.allowed_hosts = vec!["*.example.com".into()]),
+        ..Default::default()
     })
     .await;
     prepare(&elsewhere).await;
@@ -326,6 +329,7 @@ async fn cimd_fetches_are_rate_limited_per_host() {
     let as_ = TestAs::start_with(Options {
         store: None,
         tweak: Box::new(|s| s.cimd.fetches_per_host_per_minute = 1),
+        ..Default::default()
     })
     .await;
     prepare(&as_).await;
@@ -351,6 +355,7 @@ async fn cimd_loopback_address_refused_and_no_connection_arrives() {
     let as_ = TestAs::start_with(Options {
         store: None,
         tweak: Box::new(|s| s.cimd.allow_http_loopback = false),
+        ..Default::default()
     })
     .await;
     prepare(&as_).await;

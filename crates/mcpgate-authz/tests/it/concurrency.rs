@@ -47,6 +47,7 @@ async fn server_with_grace(store: Option<DynStore>, grace: i64) -> TestAs {
     let as_ = TestAs::start_with(Options {
         store,
         tweak: Box::new(move |s| s.refresh_reuse_grace_secs = grace),
+        ..Default::default()
     })
     .await;
     prepare(&as_).await;

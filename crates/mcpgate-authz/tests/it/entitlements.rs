@@ -38,6 +38,7 @@ async fn server(tweak: impl FnOnce(&mut mcpgate_authz::AuthzSettings) + Send + '
     let as_ = TestAs::start_with(Options {
         store: None,
         tweak: Box::new(tweak),
+        ..Default::default()
     })
     .await;
     prepare(&as_).await;

@@ -208,6 +208,7 @@ pub async fn as_with(p: IdentityProvider) -> TestAs {
     let as_ = TestAs::start_with(Options {
         store: None,
         tweak: Box::new(move |s| s.identity_providers.push(p)),
+        ..Default::default()
     })
     .await;
     as_.add_public_client("app", REDIRECT).await;

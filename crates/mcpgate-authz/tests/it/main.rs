@@ -26,6 +26,7 @@ mod common;
 mod concurrency;
 mod consent;
 mod entitlements;
+mod fleet;
 mod flows;
 mod headers;
 mod idp;
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
     trials.extend(authorize_attacks::trials());
     trials.extend(token_attacks::trials());
     trials.extend(concurrency::trials(&pg));
+    trials.extend(fleet::trials(&pg));
     trials.extend(snapshots::trials());
     trials.extend(headers::trials());
     trials.extend(idp::trials());

@@ -224,6 +224,7 @@ async fn dcr_requires_initial_access_token_when_configured() {
                 "initial-access-token-123".to_string(),
             ))
         }),
+        ..Default::default()
     })
     .await;
     let body =
@@ -252,6 +253,7 @@ async fn dcr_is_rate_limited_per_ip() {
     let as_ = TestAs::start_with(mcpgate_testkit::Options {
         store: None,
         tweak: Box::new(|s| s.dcr.per_ip_per_hour = 2),
+        ..Default::default()
     })
     .await;
     let body = json!({"redirect_uris": [DCR_REDIRECT], "token_endpoint_auth_method": "none"});

@@ -169,6 +169,7 @@ async fn token_from_another_issuer_is_refused() {
             st.resources
                 .push(mcpgate_authz::ResourceDef::new(resource, "a"))
         }),
+        ..Default::default()
     })
     .await;
     other.add_user("alice", &[]).await;

@@ -66,6 +66,7 @@ fn gateway_with(
             entitlements: None,
             request_state_key: None,
             shared_sessions: None,
+            replica: None,
         },
     )
     .expect("gateway")

@@ -146,6 +146,7 @@ impl Stack {
                 }
                 tweak(s);
             }),
+            ..Default::default()
         })
         .await;
         as_.add_user("alice", &[]).await;
@@ -192,6 +193,7 @@ impl Stack {
                 entitlements: Some(Arc::new(AsEntitlements(as_.state.clone()))),
                 request_state_key: None,
                 shared_sessions: None,
+                replica: None,
             },
         )
         .expect("gateway");

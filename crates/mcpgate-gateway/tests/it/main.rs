@@ -7,6 +7,7 @@ mod audit_purge;
 mod differential;
 mod e2e;
 mod external;
+mod fleet_limits;
 mod harness;
 mod hierarchy;
 mod limits;

@@ -10,6 +10,7 @@
 
 mod accounts;
 mod audit;
+mod fleet;
 mod grants;
 mod identity;
 mod keys;
@@ -100,6 +101,13 @@ pub fn cases() -> Vec<Case> {
         sessions::gateway_sessions_cap_evicts_least_recently_used,
         sessions::gateway_sessions_purge_and_replicas,
         sessions::gateway_sessions_concurrent_delete_exactly_one,
+        fleet::fleet_bucket_takes_whole_tokens,
+        fleet::fleet_bucket_refills_up_to_capacity,
+        fleet::fleet_bucket_concurrent_no_token_twice,
+        fleet::fleet_buckets_purged_when_idle,
+        fleet::fleet_heartbeat_counts_live_replicas,
+        fleet::fleet_housekeeper_acquires,
+        fleet::fleet_key_rotation_moves_the_revision,
     ]
 }
 

@@ -91,6 +91,8 @@ macro_rules! impl_key_stores {
                 .map_err($crate::sql::db_err)?;
                 Self::insert_key_in(&mut *tx, new, $crate::KeyState::Active).await?;
                 Self::retire_keys_in(&mut *tx, retire_before, now).await?;
+                // The change feed: every replica reloads its keys at once.
+                Self::bump_revision_in(&mut tx).await?;
                 tx.commit().await.map_err($crate::sql::db_err)
             }
 

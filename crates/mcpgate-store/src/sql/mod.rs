@@ -20,6 +20,7 @@
 
 pub(crate) mod accounts;
 pub(crate) mod audit;
+pub(crate) mod fleet;
 pub(crate) mod grants;
 pub(crate) mod identity;
 pub(crate) mod keys;
@@ -95,6 +96,7 @@ macro_rules! impl_store {
         $crate::sql::identity::impl_identity_store!($store, $db);
         $crate::sql::revocations::impl_revocation_store!($store, $db);
         $crate::sql::sessions::impl_session_store!($store, $db);
+        $crate::sql::fleet::impl_fleet_store!($store, $db);
 
         impl $crate::Store for $store {
             fn backend_name(&self) -> &'static str {

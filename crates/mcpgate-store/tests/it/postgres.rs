@@ -14,9 +14,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use libtest_mimic::{Failed, Trial};
 use mcpgate_store::conformance::{self, Case};
+use mcpgate_store::fleet::Fleet;
+use mcpgate_store::rates::{Limiter, Rate};
 use mcpgate_store::{
-    PostgresStore, RevocableToken, RevocationRecord, RevocationStore, RevocationTarget,
-    RevocationWatch, Store, StoreError,
+    FleetStore, KeyState, PostgresStore, RevocableToken, RevocationRecord, RevocationStore,
+    RevocationTarget, RevocationWatch, SigningKeyRecord, SigningKeyStore, Store, StoreError,
 };
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use url::Url;
@@ -134,6 +136,164 @@ impl Postgres {
                         }
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
+                    drop(watch);
+                    writer.close().await;
+                    reader.close().await;
+                    Ok(())
+                })
+            }),
+            // Three replicas (three pools on one schema, each with its own
+            // limiter) hammer one key: together they admit the figure plus
+            // the refill, within 10%, not three times it.
+            self.trial("fleet_limit_holds_across_replicas", |run_db| {
+                block_on(async move {
+                    let name = "fleet_limit_holds_across_replicas";
+                    let first = connect_fresh(&run_db, name).await?;
+                    let mut stores = vec![first.clone()];
+                    for _ in 0..2 {
+                        stores.push(
+                            PostgresStore::connect(&schema_url(&run_db, name)?)
+                                .await
+                                .map_err(|e| e.to_string())?,
+                        );
+                    }
+                    let figure = 600;
+                    let rate = Rate::per_minute(figure);
+                    let start = std::time::Instant::now();
+                    let run_for = Duration::from_secs(2);
+                    let mut tasks = Vec::new();
+                    for s in &stores {
+                        let limiter = Arc::new(Limiter::shared(
+                            "test",
+                            rate,
+                            Arc::new(s.clone()),
+                            Fleet::fixed(3),
+                        ));
+                        // Several concurrent callers per replica, as requests are.
+                        for _ in 0..4 {
+                            let limiter = limiter.clone();
+                            tasks.push(tokio::spawn(async move {
+                                let (mut ok, mut refused) = (0u32, 0u32);
+                                while start.elapsed() < run_for {
+                                    match limiter.check("user").await {
+                                        Ok(()) => ok += 1,
+                                        Err(wait) => {
+                                            assert!(wait > Duration::ZERO);
+                                            refused += 1;
+                                            tokio::task::yield_now().await;
+                                        }
+                                    }
+                                }
+                                (ok, refused)
+                            }));
+                        }
+                    }
+                    let (mut ok, mut refused) = (0u32, 0u32);
+                    for t in tasks {
+                        let (o, r) = t.await.map_err(|e| e.to_string())?;
+                        ok += o;
+                        refused += r;
+                    }
+                    let elapsed = start.elapsed().as_secs_f64();
+                    // A full bucket, plus what refilled meanwhile.
+                    let allowed = f64::from(figure) + elapsed * f64::from(figure) / 60.0;
+                    eprintln!(
+                        "fleet limit: {ok} admitted, {refused} refused in {elapsed:.2} s; \
+                         the figure allows {allowed:.0}"
+                    );
+                    if f64::from(ok) > allowed * 1.1 || f64::from(ok) < f64::from(figure) * 0.9 {
+                        return Err(format!(
+                            "{ok} admitted across 3 replicas, {allowed:.0} allowed (±10%)"
+                        )
+                        .into());
+                    }
+                    if refused == 0 {
+                        return Err("nothing refused".into());
+                    }
+                    for s in stores {
+                        s.close().await;
+                    }
+                    Ok(())
+                })
+            }),
+            // Two replicas want the same round: one gets it. When the
+            // holder's connection dies (a killed replica), the other takes over.
+            self.trial("fleet_housekeeping_one_replica", |run_db| {
+                block_on(async move {
+                    let name = "fleet_housekeeping_one_replica";
+                    let a = connect_fresh(&run_db, name).await?;
+                    let b = PostgresStore::connect(&schema_url(&run_db, name)?)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let mut ha = a.housekeeper("purge").await.map_err(|e| e.to_string())?;
+                    let mut hb = b.housekeeper("purge").await.map_err(|e| e.to_string())?;
+                    assert!(ha.acquire().await, "the first asker holds it");
+                    assert!(!hb.acquire().await, "one replica at a time");
+                    assert!(ha.acquire().await, "the holder keeps it");
+                    assert!(!hb.acquire().await);
+                    // Another task's lock is another lock.
+                    let mut other = b.housekeeper("audit").await.map_err(|e| e.to_string())?;
+                    assert!(other.acquire().await);
+                    let pid = ha.backend_pid().await.ok_or("holder has no connection")?;
+                    let mut admin = PgConnection::connect(&run_db)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+                        .bind(pid)
+                        .fetch_one(&mut admin)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    assert!(killed);
+                    let start = std::time::Instant::now();
+                    while !hb.acquire().await {
+                        if start.elapsed() > Duration::from_secs(10) {
+                            return Err("the lock was not released with its connection".into());
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    assert!(!ha.acquire().await, "the old holder lost it");
+                    admin.close().await.map_err(|e| e.to_string())?;
+                    a.close().await;
+                    b.close().await;
+                    Ok(())
+                })
+            }),
+            // A key rotation bumps the change revision and notifies: a watch
+            // on another handle that polls once a minute sees it within 1 s.
+            self.trial("key_rotation_notifies_across_handles", |run_db| {
+                block_on(async move {
+                    let name = "key_rotation_notifies_across_handles";
+                    let reader = connect_fresh(&run_db, name).await?;
+                    let writer = PostgresStore::connect(&schema_url(&run_db, name)?)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let (watch, first) =
+                        RevocationWatch::start(Arc::new(reader.clone()), Duration::from_secs(60))
+                            .await;
+                    first.map_err(|e| e.to_string())?;
+                    let mut changes = watch.subscribe();
+                    let before = *changes.borrow_and_update();
+                    writer
+                        .rotate_keys(
+                            &SigningKeyRecord {
+                                kid: "k-notify".into(),
+                                alg: "ES256".into(),
+                                sealed_pkcs8: vec![1, 2, 3],
+                                state: KeyState::Active,
+                                created_at: 1,
+                                rotated_at: None,
+                                retired_at: None,
+                            },
+                            1,
+                            0,
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    tokio::time::timeout(Duration::from_secs(1), changes.changed())
+                        .await
+                        .map_err(|_| "no change notice within 1 s")?
+                        .map_err(|e| e.to_string())?;
+                    assert!(*changes.borrow() > before);
                     drop(watch);
                     writer.close().await;
                     reader.close().await;
