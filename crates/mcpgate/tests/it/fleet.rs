@@ -20,6 +20,8 @@ use crate::harness::{Env, Front, ServeOpts, Server, free_port};
 const USER: &str = "fleet-user";
 const PASSWORD: &str = "a long enough password for the fleet";
 const HAPROXY_CONFIG: &str = include_str!("../../../../deploy/haproxy/mcpgate.cfg");
+/// `per_user_per_minute` of the `limited` upstream.
+const LIMIT: u64 = 60;
 /// Replicas stop serving this long after SIGTERM (`/readyz` 503 at once).
 const SHUTDOWN_DELAY_SECS: u64 = 2;
 
@@ -144,7 +146,10 @@ impl Fleet {
              scopes = [\"notes:read\"]\n\
              [[upstream]]\nname = \"web\"\nhttp = {{ url = \"{upstream_url}\" }}\n\
              scopes = [\"notes:read\"]\n\
-             rate_limit = {{ per_user_per_minute = 1000000, per_client_per_minute = 1000000 }}\n",
+             rate_limit = {{ per_user_per_minute = 1000000, per_client_per_minute = 1000000 }}\n\
+             [[upstream]]\nname = \"limited\"\nhttp = {{ url = \"{upstream_url}\" }}\n\
+             scopes = [\"notes:read\"]\n\
+             rate_limit = {{ per_user_per_minute = {LIMIT}, per_client_per_minute = 100000 }}\n",
             key = key_file.display(),
             db = schema.url(),
             bin = crate::harness::bin(),
@@ -447,6 +452,49 @@ async fn fleet_session_cap_is_fleet_wide() {
             "session {n}"
         );
     }
+    fleet.finish().await;
+}
+
+/// A user's rate limit holds for the fleet: requests spread over three
+/// replicas by HAProxy admit the configured figure (within 10%), not three
+/// times it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fleet_rate_limit_holds_across_replicas() {
+    let Some(fleet) = Fleet::start("fleet_limit", "").await else {
+        return;
+    };
+    let t = fleet.tokens("limited", 0).await;
+    let started = Instant::now();
+    // initialize and notifications/initialized count too.
+    let sid = initialize(&fleet.front, "limited", &t.access).await;
+    let (mut admitted, mut limited) = (2u64, 0u64);
+    for n in 0..(3 * LIMIT) {
+        let (status, msg) = call(
+            &fleet.front,
+            "limited",
+            &t.access,
+            &sid,
+            "echo",
+            json!({"text": format!("{n}")}),
+        )
+        .await;
+        match status {
+            200 => admitted += 1,
+            429 => limited += 1,
+            s => panic!("unexpected {s}: {msg}"),
+        }
+    }
+    // The bucket refills at LIMIT per minute while the test runs.
+    let refill = started.elapsed().as_secs_f64() * LIMIT as f64 / 60.0;
+    eprintln!(
+        "fleet-wide limit {LIMIT}/min: {admitted} admitted, {limited} refused in {:?}",
+        started.elapsed()
+    );
+    let allowed = LIMIT as f64 + refill;
+    assert!(
+        (admitted as f64) <= allowed * 1.1 && (admitted as f64) >= LIMIT as f64 * 0.9,
+        "{admitted} admitted for a limit of {LIMIT} (+{refill:.1} refilled)"
+    );
     fleet.finish().await;
 }
 
