@@ -5,7 +5,10 @@
 //! implement every trait: SQLite ([`SqliteStore`], the embedded default) and
 //! PostgreSQL ([`PostgresStore`]), from one body of SQL. Single-use and
 //! rotation are single conditional statements or transactions in the
-//! database, never read-then-write in Rust.
+//! database, never read-then-write in Rust. On SQLite, code exchanges and
+//! rotations waiting at the same time share one commit (group commit, each
+//! in a savepoint of its own, every caller answered after the commit); on
+//! PostgreSQL each is one statement.
 //!
 //! Secrets never reach this crate in the clear: codes, refresh tokens,
 //! client secrets and login-session ids arrive as SHA-256 hashes, passwords
@@ -17,6 +20,7 @@
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod fleet;
+mod grant_writer;
 mod postgres;
 pub mod rates;
 pub mod records;

@@ -12,10 +12,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
+use sqlx::{FromRow, Postgres, Row, Transaction};
 
-use crate::sql::{db_err, impl_store, migrate_err};
-use crate::traits::StoreResult;
+use crate::records::{AuthCodeRecord, RefreshFamilyRecord, RefreshTokenRecord, RevokeAt};
+use crate::sql::rows::{
+    CodeRow, TokenFamilyRow, code_cols, family_cols, token_cols, token_family_cols,
+};
+use crate::sql::{db_err, impl_store, migrate_err, to_json};
+use crate::traits::{Rotate, StoreResult};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -118,6 +122,117 @@ impl PostgresStore {
             (*self.pool.connect_options()).clone(),
             task,
         ))
+    }
+
+    /// A code exchange's write in one statement (PostgreSQL runs a
+    /// statement in a transaction of its own): the conditional `UPDATE`
+    /// that decides who redeems the code and, from its row only, the
+    /// family (`ON CONFLICT DO NOTHING`: a replay's placeholder keeps the id)
+    /// and, only if the family went in, its first token. `None` when the
+    /// code was not redeemed here (used or unknown); else the record and
+    /// whether the family was stored.
+    async fn redeem_step(
+        &self,
+        code_hash: &str,
+        now: i64,
+        family: Option<(&RefreshFamilyRecord, &RefreshTokenRecord)>,
+    ) -> StoreResult<Option<(AuthCodeRecord, bool)>> {
+        let Some((f, first)) = family else {
+            let row = sqlx::query_as::<Postgres, CodeRow>(concat!(
+                "UPDATE auth_codes SET used_at = $1 \
+                 WHERE code_hash = $2 AND used_at IS NULL RETURNING ",
+                code_cols!()
+            ))
+            .bind(now)
+            .bind(code_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+            return row.map(|r| Ok((r.try_into()?, false))).transpose();
+        };
+        let row = sqlx::query(concat!(
+            "WITH used AS (UPDATE auth_codes SET used_at = $1 \
+             WHERE code_hash = $2 AND used_at IS NULL RETURNING ",
+            code_cols!(),
+            "), fam AS (INSERT INTO refresh_families (",
+            family_cols!(),
+            ") SELECT $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM used \
+             ON CONFLICT (family_id) DO NOTHING RETURNING family_id), \
+             tok AS (INSERT INTO refresh_tokens (",
+            token_cols!(),
+            ") SELECT $13, $14, $15, $16, $17, $18 FROM fam RETURNING token_hash) \
+             SELECT used.*, (SELECT count(*) FROM tok) AS stored FROM used"
+        ))
+        .bind(now)
+        .bind(code_hash)
+        .bind(f.family_id.as_str())
+        .bind(f.client_id.as_str())
+        .bind(f.user_id.as_str())
+        .bind(f.resource.as_str())
+        .bind(to_json(&f.scopes)?)
+        .bind(f.auth_time)
+        .bind(f.code_hash.as_deref())
+        .bind(f.created_at)
+        .bind(f.expires_at)
+        .bind(f.revoked_at)
+        .bind(first.token_hash.as_str())
+        .bind(first.family_id.as_str())
+        .bind(to_json(&first.scopes)?)
+        .bind(first.created_at)
+        .bind(first.expires_at)
+        .bind(first.rotated_at)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let stored: i64 = row.try_get("stored").map_err(db_err)?;
+        let rec = CodeRow::from_row(&row).map_err(db_err)?.try_into()?;
+        Ok(Some((rec, stored == 1)))
+    }
+
+    /// A rotation's write: the conditional `UPDATE` of the old token (current,
+    /// of `new`'s family, family live) and the `INSERT` of its successor from
+    /// its row only, in one statement returning the old token with its
+    /// family. Any other case is settled in a transaction of its own.
+    async fn rotate_step(
+        &self,
+        old_hash: &str,
+        new: &RefreshTokenRecord,
+        at: RevokeAt,
+        grace_secs: i64,
+    ) -> StoreResult<Rotate> {
+        let row = sqlx::query_as::<Postgres, TokenFamilyRow>(concat!(
+            "WITH t AS (UPDATE refresh_tokens SET rotated_at = $1 \
+             WHERE token_hash = $2 AND family_id = $3 AND rotated_at IS NULL AND EXISTS (\
+             SELECT 1 FROM refresh_families f \
+             WHERE f.family_id = refresh_tokens.family_id AND f.revoked_at IS NULL) \
+             RETURNING ",
+            token_cols!(),
+            "), n AS (INSERT INTO refresh_tokens (",
+            token_cols!(),
+            ") SELECT $4, $3, $5, $6, $7, $8 FROM t RETURNING token_hash) SELECT ",
+            token_family_cols!(),
+            " FROM t JOIN refresh_families f ON f.family_id = t.family_id"
+        ))
+        .bind(at.now)
+        .bind(old_hash)
+        .bind(new.family_id.as_str())
+        .bind(new.token_hash.as_str())
+        .bind(to_json(&new.scopes)?)
+        .bind(new.created_at)
+        .bind(new.expires_at)
+        .bind(new.rotated_at)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if let Some(row) = row {
+            let (old, family) = row.try_into()?;
+            return Ok(Rotate::Rotated { family, old });
+        }
+        let mut tx = self.write_tx().await?;
+        let settled = Self::settle_rotation_in(&mut tx, old_hash, new, at, grace_secs).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(settled)
     }
 
     async fn write_tx(&self) -> StoreResult<Transaction<'static, Postgres>> {

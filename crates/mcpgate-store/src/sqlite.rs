@@ -9,7 +9,11 @@
 //! own, which WAL lets run beside the writer. Write transactions start with
 //! `BEGIN IMMEDIATE`, taking the write lock up front, so a writer in another
 //! process (the admin CLI) waits its turn on the busy timeout instead of
-//! failing halfway through. A database file this opens is created
+//! failing halfway through. The writes of code exchanges and refresh-token
+//! rotations go through a group commit ([`crate::grant_writer`]): one task
+//! commits every such step waiting, each in a savepoint of its own, in one
+//! transaction and one fsync, and answers each caller after the commit.
+//! A database file this opens is created
 //! with mode 0600 (on Unix); SQLite gives its `-wal`/`-shm` files the same
 //! mode. Every trait body is the shared SQL of [`crate::sql`].
 
@@ -21,8 +25,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
+use crate::grant_writer::{GrantWriter, Redeemed};
+use crate::records::{RefreshFamilyRecord, RefreshTokenRecord, RevokeAt};
 use crate::sql::{db_err, impl_store, migrate_err};
-use crate::traits::{StoreError, StoreResult};
+use crate::traits::{Rotate, StoreError, StoreResult};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -54,6 +60,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Every write: one connection.
     writer: SqlitePool,
+    /// The writes of code exchanges and rotations, committed in groups.
+    grants: GrantWriter,
 }
 
 impl SqliteStore {
@@ -92,7 +100,12 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(db_err)?;
-        Ok(Self { pool, writer })
+        let grants = GrantWriter::start(writer.clone());
+        Ok(Self {
+            pool,
+            writer,
+            grants,
+        })
     }
 
     /// Closes every connection, waiting for those in use to come back. Call
@@ -124,6 +137,34 @@ impl SqliteStore {
     /// One node: every round is this process's.
     async fn housekeeper_on(&self, _task: &str) -> StoreResult<crate::fleet::Housekeeper> {
         Ok(crate::fleet::Housekeeper::always())
+    }
+
+    /// A code exchange's write, committed with the others waiting
+    /// ([`GrantWriter`]).
+    async fn redeem_step(
+        &self,
+        code_hash: &str,
+        now: i64,
+        family: Option<(&RefreshFamilyRecord, &RefreshTokenRecord)>,
+    ) -> StoreResult<Redeemed> {
+        self.grants.redeem(code_hash, now, family).await
+    }
+
+    /// A rotation, committed with the others waiting ([`GrantWriter`]).
+    async fn rotate_step(
+        &self,
+        old_hash: &str,
+        new: &RefreshTokenRecord,
+        at: RevokeAt,
+        grace_secs: i64,
+    ) -> StoreResult<Rotate> {
+        self.grants.rotate(old_hash, new, at, grace_secs).await
+    }
+
+    /// The writer connection, for tests that drive the grant writer's batches.
+    #[cfg(test)]
+    pub(crate) fn writer_pool(&self) -> &SqlitePool {
+        &self.writer
     }
 
     /// A write transaction holding the database write lock from its start.

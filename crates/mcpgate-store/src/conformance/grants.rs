@@ -231,6 +231,132 @@ pub(crate) async fn code_redeem_with_family_concurrent_exactly_one(store: DynSto
     assert_eq!(store.list_families(None, NOW).await.unwrap().len(), 1);
 }
 
+/// Many code exchanges and rotations at once (on SQLite they are committed
+/// in groups), some of which fail on a unique key: each failing one writes
+/// nothing (its code stays unused, its token stays current, no family or
+/// successor is left), and none of the others fails with it.
+pub(crate) async fn grant_steps_fail_alone(store: DynStore) {
+    const STEPS: usize = 48;
+    seed(&store).await;
+    // "dup" exists, so any step that stores a token by that hash fails.
+    store
+        .create_family(&family("f_dup", "c1", "u1"), &token("dup", "f_dup"))
+        .await
+        .unwrap();
+    for i in 0..STEPS {
+        if i % 2 == 0 {
+            store
+                .insert_code(&code(&format!("k{i}"), "c1", "u1"))
+                .await
+                .unwrap();
+        } else {
+            store
+                .create_family(
+                    &family(&format!("r{i}"), "c1", "u1"),
+                    &token(&format!("a{i}"), &format!("r{i}")),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let fails = |i: usize| i % 6 == 4 || i % 6 == 5;
+    let start = Arc::new(Barrier::new(STEPS));
+    let steps: Vec<_> = (0..STEPS)
+        .map(|i| {
+            let (store, start) = (store.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                if i % 2 == 0 {
+                    let fam = family(&format!("f{i}"), "c1", "u1");
+                    let hash = if fails(i) {
+                        "dup".to_owned()
+                    } else {
+                        format!("t{i}")
+                    };
+                    let first = token(&hash, &fam.family_id);
+                    store
+                        .redeem_code_with_family(&format!("k{i}"), NOW + 1, Some((&fam, &first)))
+                        .await
+                        .map(|(r, stored)| matches!(r, Redeem::Fresh(_)) && stored)
+                } else {
+                    let family_id = format!("r{i}");
+                    let hash = if fails(i) {
+                        "dup".to_owned()
+                    } else {
+                        format!("b{i}")
+                    };
+                    let next = token(&hash, &family_id);
+                    store
+                        .rotate_refresh_token(&format!("a{i}"), &next, at(NOW + 1))
+                        .await
+                        .map(|r| matches!(r, Rotate::Rotated { .. }))
+                }
+            })
+        })
+        .collect();
+    for (i, step) in steps.into_iter().enumerate() {
+        let outcome = step.await.expect("task");
+        if !fails(i) {
+            assert!(
+                outcome.expect("a neighbour of a failed step must not fail"),
+                "step {i}"
+            );
+            continue;
+        }
+        assert_conflict(outcome);
+        if i % 2 == 0 {
+            assert_eq!(
+                store.get_code(&format!("k{i}")).await.unwrap().used_at,
+                None,
+                "code of failed step {i}"
+            );
+            assert_not_found(store.get_refresh_token(&format!("t{i}")).await);
+            let ids: Vec<_> = store
+                .list_families(None, NOW)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|f| f.family_id)
+                .collect();
+            assert!(
+                !ids.contains(&format!("f{i}")),
+                "family of failed step {i}: {ids:?}"
+            );
+        } else {
+            let (old, _) = store.get_refresh_token(&format!("a{i}")).await.unwrap();
+            assert_eq!(old.rotated_at, None, "token of failed step {i}");
+        }
+    }
+    // The failed steps can be retried: nothing of them was left behind.
+    for i in (0..STEPS).filter(|&i| fails(i)) {
+        if i % 2 == 0 {
+            let fam = family(&format!("f{i}"), "c1", "u1");
+            let (r, stored) = store
+                .redeem_code_with_family(
+                    &format!("k{i}"),
+                    NOW + 2,
+                    Some((&fam, &token(&format!("t{i}"), &fam.family_id))),
+                )
+                .await
+                .unwrap();
+            assert!(matches!(r, Redeem::Fresh(_)) && stored, "retry of step {i}");
+        } else {
+            let r = store
+                .rotate_refresh_token(
+                    &format!("a{i}"),
+                    &token(&format!("b{i}"), &format!("r{i}")),
+                    at(NOW + 2),
+                )
+                .await
+                .unwrap();
+            assert!(
+                matches!(r, Rotate::Rotated { .. }),
+                "retry of step {i}: {r:?}"
+            );
+        }
+    }
+}
+
 pub(crate) async fn code_purge(store: DynStore) {
     seed(&store).await;
     for (hash, expires_at) in [("old", NOW - 10), ("edge", NOW), ("live", NOW + 60)] {

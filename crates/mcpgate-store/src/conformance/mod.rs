@@ -67,6 +67,7 @@ pub fn cases() -> Vec<Case> {
         grants::code_get_does_not_consume,
         grants::code_redeem_with_family,
         grants::code_redeem_with_family_concurrent_exactly_one,
+        grants::grant_steps_fail_alone,
         grants::code_purge,
         grants::family_purge,
         grants::refresh_family_create_and_get,

@@ -5,10 +5,19 @@
 //! OAuth 2.1 §4.1.3 / RFC 9700 §4.14: a code is redeemed by one conditional
 //! `UPDATE … WHERE used_at IS NULL RETURNING …`, so of any number of
 //! concurrent callers exactly one sees the row; the rest read it afterwards
-//! as a replay. A refresh token is rotated in one write transaction: a
-//! conditional `UPDATE` of the old token (not yet rotated, family live) and
-//! the `INSERT` of its successor; when the old token had already been
-//! rotated, the same transaction revokes the whole family.
+//! as a replay. A refresh token is rotated by a conditional `UPDATE` of the
+//! old token (not yet rotated, family live) and the `INSERT` of its
+//! successor, atomically; when the old token had already been rotated, one
+//! transaction revokes the whole family.
+//!
+//! These two writes, a code exchange's and a rotation's, are the AS's hot
+//! path, so each backend executes them as one *grant step* of its own
+//! (`redeem_step`, `rotate_step`): on PostgreSQL one statement (data-modifying
+//! CTEs), on SQLite one multi-statement round trip inside a group commit
+//! ([`crate::grant_writer`]). In both, the later `INSERT`s write only from
+//! the row the deciding `UPDATE` returned. The rare outcomes of a rotation
+//! (unknown, revoked, sibling, reuse) are settled by the shared
+//! `settle_rotation_in`.
 
 /// Expands `AuthCodeStore` and `RefreshTokenStore` for `$store` over sqlx
 /// database `$db`.
@@ -85,24 +94,69 @@ macro_rules! impl_grant_stores {
                 Ok(true)
             }
 
-            /// The conditional `UPDATE` that decides who redeems a code.
-            async fn mark_code_used_in<'c, E: ::sqlx::Executor<'c, Database = $db>>(
-                ex: E,
-                code_hash: &str,
-                now: i64,
-            ) -> $crate::StoreResult<Option<$crate::AuthCodeRecord>> {
-                ::sqlx::query_as::<$db, $crate::sql::rows::CodeRow>(concat!(
-                    "UPDATE auth_codes SET used_at = $1 \
-                     WHERE code_hash = $2 AND used_at IS NULL RETURNING ",
-                    $crate::sql::rows::code_cols!()
-                ))
-                .bind(now)
-                .bind(code_hash)
-                .fetch_optional(ex)
-                .await
-                .map_err($crate::sql::db_err)?
-                .map(TryInto::try_into)
-                .transpose()
+            /// The slow path of a rotation, in `tx` (the caller commits):
+            /// `old_hash` was not rotated by the conditional `UPDATE` of the
+            /// step, so it is unknown, of a revoked family, of another family
+            /// than `new`, or rotated before (a sibling within `grace_secs`,
+            /// else reuse: the family is revoked here, and its grant added to
+            /// the revocation set).
+            pub(crate) async fn settle_rotation_in(
+                tx: &mut ::sqlx::Transaction<'static, $db>,
+                old_hash: &str,
+                new: &$crate::RefreshTokenRecord,
+                at: $crate::RevokeAt,
+                grace_secs: i64,
+            ) -> $crate::StoreResult<$crate::Rotate> {
+                let now = at.now;
+                let token: $crate::RefreshTokenRecord =
+                    ::sqlx::query_as::<$db, $crate::sql::rows::TokenRow>(concat!(
+                        "SELECT ",
+                        $crate::sql::rows::token_cols!(),
+                        " FROM refresh_tokens WHERE token_hash = $1"
+                    ))
+                    .bind(old_hash)
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err($crate::sql::db_err)?
+                    .try_into()?;
+                let family = Self::family_in(&mut **tx, &token.family_id).await?;
+                if family.revoked_at.is_some() {
+                    return Ok($crate::Rotate::Revoked { family });
+                }
+                let Some(rotated_at) = token.rotated_at else {
+                    // Current and live, so the step's UPDATE passed it over
+                    // for naming another family than `new`; or the rows
+                    // changed between two statements in a way no store
+                    // operation does.
+                    $crate::sql::same_family(&token.family_id, &new.family_id)?;
+                    return Err($crate::StoreError::Conflict(
+                        "refresh token rotation lost a race".to_owned(),
+                    ));
+                };
+                if now.saturating_sub(rotated_at) <= grace_secs && grace_secs > 0 {
+                    // Presented again just after its rotation: a sibling.
+                    $crate::sql::same_family(&token.family_id, &new.family_id)?;
+                    Self::insert_token_in(&mut **tx, new).await?;
+                    return Ok($crate::Rotate::Sibling { family, old: token });
+                }
+                // Reuse of a rotated token: revoke the whole family, here.
+                let family: $crate::RefreshFamilyRecord =
+                    ::sqlx::query_as::<$db, $crate::sql::rows::FamilyRow>(concat!(
+                        "UPDATE refresh_families SET revoked_at = COALESCE(revoked_at, $1) \
+                         WHERE family_id = $2 RETURNING ",
+                        $crate::sql::rows::family_cols!()
+                    ))
+                    .bind(now)
+                    .bind(family.family_id.as_str())
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err($crate::sql::db_err)?
+                    .try_into()?;
+                let entry = at.entry($crate::RevocationTarget::Grant {
+                    grant_id: family.family_id.clone(),
+                });
+                Self::revoke_in(tx, &[entry]).await?;
+                Ok($crate::Rotate::Reused { family })
             }
         }
 
@@ -136,16 +190,19 @@ macro_rules! impl_grant_stores {
                 code_hash: &str,
                 now: i64,
             ) -> $crate::StoreResult<$crate::Redeem> {
-                // The one statement that decides: only the caller whose UPDATE
-                // matched an unused row gets it back.
-                if let Some(rec) = Self::mark_code_used_in(&self.writer, code_hash, now).await? {
+                // The step's conditional UPDATE decides: only the caller whose
+                // UPDATE matched an unused row gets it back.
+                if let Some((rec, _)) = self.redeem_step(code_hash, now, None).await? {
                     return Ok($crate::Redeem::Fresh(rec));
                 }
                 // Lost (or no such code): read it only to tell replay from unknown.
                 Ok($crate::Redeem::Replayed(self.get_code(code_hash).await?))
             }
 
-            async fn get_code(&self, code_hash: &str) -> $crate::StoreResult<$crate::AuthCodeRecord> {
+            async fn get_code(
+                &self,
+                code_hash: &str,
+            ) -> $crate::StoreResult<$crate::AuthCodeRecord> {
                 ::sqlx::query_as::<$db, $crate::sql::rows::CodeRow>(concat!(
                     "SELECT ",
                     $crate::sql::rows::code_cols!(),
@@ -167,18 +224,13 @@ macro_rules! impl_grant_stores {
                 if let Some((f, first)) = family {
                     $crate::sql::same_family(&f.family_id, &first.family_id)?;
                 }
-                let mut tx = self.write_tx().await?;
-                let Some(rec) = Self::mark_code_used_in(&mut *tx, code_hash, now).await? else {
-                    tx.rollback().await.map_err($crate::sql::db_err)?;
-                    let stored = self.get_code(code_hash).await?;
-                    return Ok(($crate::Redeem::Replayed(stored), false));
-                };
-                let stored = match family {
-                    Some((f, first)) => Self::insert_family_in(&mut tx, f, first).await?,
-                    None => false,
-                };
-                tx.commit().await.map_err($crate::sql::db_err)?;
-                Ok(($crate::Redeem::Fresh(rec), stored))
+                match self.redeem_step(code_hash, now, family).await? {
+                    Some((rec, stored)) => Ok(($crate::Redeem::Fresh(rec), stored)),
+                    None => {
+                        let stored = self.get_code(code_hash).await?;
+                        Ok(($crate::Redeem::Replayed(stored), false))
+                    }
+                }
             }
 
             async fn purge_codes(&self, before: i64) -> $crate::StoreResult<u64> {
@@ -213,20 +265,19 @@ macro_rules! impl_grant_stores {
                 token_hash: &str,
             ) -> $crate::StoreResult<($crate::RefreshTokenRecord, $crate::RefreshFamilyRecord)>
             {
-                let token: $crate::RefreshTokenRecord =
-                    ::sqlx::query_as::<$db, $crate::sql::rows::TokenRow>(concat!(
-                        "SELECT ",
-                        $crate::sql::rows::token_cols!(),
-                        " FROM refresh_tokens WHERE token_hash = $1"
-                    ))
-                    .bind(token_hash)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err($crate::sql::db_err)?
-                    .try_into()?;
-                // A token never outlives its family (ON DELETE CASCADE).
-                let family = Self::family_in(&self.pool, &token.family_id).await?;
-                Ok((token, family))
+                // One statement: a token never outlives its family (ON DELETE
+                // CASCADE), so the join finds both or neither.
+                ::sqlx::query_as::<$db, $crate::sql::rows::TokenFamilyRow>(concat!(
+                    "SELECT ",
+                    $crate::sql::rows::token_family_cols!(),
+                    " FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id \
+                     WHERE t.token_hash = $1"
+                ))
+                .bind(token_hash)
+                .fetch_one(&self.pool)
+                .await
+                .map_err($crate::sql::db_err)?
+                .try_into()
             }
 
             async fn rotate_refresh_token_within(
@@ -236,83 +287,7 @@ macro_rules! impl_grant_stores {
                 at: $crate::RevokeAt,
                 grace_secs: i64,
             ) -> $crate::StoreResult<$crate::Rotate> {
-                let now = at.now;
-                let mut tx = self.write_tx().await?;
-                // The conditional UPDATE decides: the old token must be
-                // current and its family live.
-                let rotated = ::sqlx::query_as::<$db, $crate::sql::rows::TokenRow>(concat!(
-                    "UPDATE refresh_tokens SET rotated_at = $1 \
-                     WHERE token_hash = $2 AND rotated_at IS NULL AND EXISTS (\
-                     SELECT 1 FROM refresh_families f \
-                     WHERE f.family_id = refresh_tokens.family_id AND f.revoked_at IS NULL) \
-                     RETURNING ",
-                    $crate::sql::rows::token_cols!()
-                ))
-                .bind(now)
-                .bind(old_hash)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err($crate::sql::db_err)?;
-
-                if let Some(row) = rotated {
-                    let old: $crate::RefreshTokenRecord = row.try_into()?;
-                    $crate::sql::same_family(&old.family_id, &new.family_id)?;
-                    Self::insert_token_in(&mut *tx, new).await?;
-                    let family = Self::family_in(&mut *tx, &old.family_id).await?;
-                    tx.commit().await.map_err($crate::sql::db_err)?;
-                    return Ok($crate::Rotate::Rotated { family, old });
-                }
-
-                // Not rotated by us: unknown, revoked family, or reuse.
-                let token: $crate::RefreshTokenRecord =
-                    ::sqlx::query_as::<$db, $crate::sql::rows::TokenRow>(concat!(
-                        "SELECT ",
-                        $crate::sql::rows::token_cols!(),
-                        " FROM refresh_tokens WHERE token_hash = $1"
-                    ))
-                    .bind(old_hash)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err($crate::sql::db_err)?
-                    .try_into()?;
-                let family = Self::family_in(&mut *tx, &token.family_id).await?;
-                if family.revoked_at.is_some() {
-                    tx.commit().await.map_err($crate::sql::db_err)?;
-                    return Ok($crate::Rotate::Revoked { family });
-                }
-                let Some(rotated_at) = token.rotated_at else {
-                    // Only reachable if the rows changed between our two
-                    // statements in a way no store operation does.
-                    return Err($crate::StoreError::Conflict(
-                        "refresh token rotation lost a race".to_owned(),
-                    ));
-                };
-                if now.saturating_sub(rotated_at) <= grace_secs && grace_secs > 0 {
-                    // Presented again just after its rotation: a sibling.
-                    $crate::sql::same_family(&token.family_id, &new.family_id)?;
-                    Self::insert_token_in(&mut *tx, new).await?;
-                    tx.commit().await.map_err($crate::sql::db_err)?;
-                    return Ok($crate::Rotate::Sibling { family, old: token });
-                }
-                // Reuse of a rotated token: revoke the whole family, here.
-                let family: $crate::RefreshFamilyRecord =
-                    ::sqlx::query_as::<$db, $crate::sql::rows::FamilyRow>(concat!(
-                        "UPDATE refresh_families SET revoked_at = COALESCE(revoked_at, $1) \
-                         WHERE family_id = $2 RETURNING ",
-                        $crate::sql::rows::family_cols!()
-                    ))
-                    .bind(now)
-                    .bind(family.family_id.as_str())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err($crate::sql::db_err)?
-                    .try_into()?;
-                let entry = at.entry($crate::RevocationTarget::Grant {
-                    grant_id: family.family_id.clone(),
-                });
-                Self::revoke_in(&mut tx, &[entry]).await?;
-                tx.commit().await.map_err($crate::sql::db_err)?;
-                Ok($crate::Rotate::Reused { family })
+                self.rotate_step(old_hash, new, at, grace_secs).await
             }
 
             async fn revoke_family(
@@ -405,11 +380,12 @@ macro_rules! impl_grant_stores {
                 .execute(&mut *tx)
                 .await
                 .map_err($crate::sql::db_err)?;
-                let done = ::sqlx::query::<$db>("DELETE FROM refresh_families WHERE expires_at < $1")
-                    .bind(before)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err($crate::sql::db_err)?;
+                let done =
+                    ::sqlx::query::<$db>("DELETE FROM refresh_families WHERE expires_at < $1")
+                        .bind(before)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err($crate::sql::db_err)?;
                 tx.commit().await.map_err($crate::sql::db_err)?;
                 Ok(done.rows_affected())
             }

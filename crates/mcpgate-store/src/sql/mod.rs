@@ -16,7 +16,11 @@
 //!
 //! Single use and rotation are decided by the database: `redeem_code` is one
 //! conditional `UPDATE … RETURNING`; `rotate_refresh_token` is a conditional
-//! `UPDATE` plus `INSERT` in one transaction, revoking the family on reuse.
+//! `UPDATE` plus `INSERT`, atomically, revoking the family on reuse. Those
+//! two writes (the grant steps) are the one place the backends differ in
+//! more than connections: each store type also provides `redeem_step` and
+//! `rotate_step` (see [`grants`]), a single CTE statement on PostgreSQL and a
+//! group-committed step on SQLite ([`crate::grant_writer`]).
 
 pub(crate) mod accounts;
 pub(crate) mod audit;

@@ -245,6 +245,55 @@ impl TryFrom<TokenRow> for RefreshTokenRecord {
     }
 }
 
+/// A refresh token and its family in one row: the token's columns as
+/// [`token_cols!`] names them (table alias `t`), the family's with an `f_`
+/// prefix (alias `f`).
+macro_rules! token_family_cols {
+    () => {
+        "t.token_hash, t.family_id, t.scopes, t.created_at, t.expires_at, t.rotated_at, \
+         f.client_id AS f_client_id, f.user_id AS f_user_id, f.resource AS f_resource, \
+         f.scopes AS f_scopes, f.auth_time AS f_auth_time, f.code_hash AS f_code_hash, \
+         f.created_at AS f_created_at, f.expires_at AS f_expires_at, f.revoked_at AS f_revoked_at"
+    };
+}
+pub(crate) use token_family_cols;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct TokenFamilyRow {
+    #[sqlx(flatten)]
+    token: TokenRow,
+    f_client_id: String,
+    f_user_id: String,
+    f_resource: String,
+    f_scopes: String,
+    f_auth_time: i64,
+    f_code_hash: Option<String>,
+    f_created_at: i64,
+    f_expires_at: i64,
+    f_revoked_at: Option<i64>,
+}
+
+impl TryFrom<TokenFamilyRow> for (RefreshTokenRecord, RefreshFamilyRecord) {
+    type Error = StoreError;
+    fn try_from(r: TokenFamilyRow) -> Result<Self, StoreError> {
+        let token: RefreshTokenRecord = r.token.try_into()?;
+        let family = FamilyRow {
+            family_id: token.family_id.clone(),
+            client_id: r.f_client_id,
+            user_id: r.f_user_id,
+            resource: r.f_resource,
+            scopes: r.f_scopes,
+            auth_time: r.f_auth_time,
+            code_hash: r.f_code_hash,
+            created_at: r.f_created_at,
+            expires_at: r.f_expires_at,
+            revoked_at: r.f_revoked_at,
+        }
+        .try_into()?;
+        Ok((token, family))
+    }
+}
+
 macro_rules! key_cols {
     () => {
         "kid, alg, sealed_pkcs8, state, created_at, rotated_at, retired_at"
