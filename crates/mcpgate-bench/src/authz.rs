@@ -259,13 +259,13 @@ pub fn refresh_form(refresh_token: &str) -> [(&'static str, &str); 3] {
 }
 
 /// A fresh PostgreSQL database, dropped by [`PgDb::drop_db`].
-struct PgDb {
+pub(crate) struct PgDb {
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl PgDb {
-    async fn create() -> Result<Self> {
+    pub(crate) async fn create() -> Result<Self> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
@@ -283,7 +283,7 @@ impl PgDb {
         Ok(Self { name, url })
     }
 
-    async fn drop_db(&self) -> Result<()> {
+    pub(crate) async fn drop_db(&self) -> Result<()> {
         assert!(self.name.starts_with(PG_PREFIX) && !self.name.contains('"'));
         let mut admin = PgConnection::connect(&format!("{POSTGRES_SERVER}/postgres")).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -16,6 +16,7 @@
 
 mod authz;
 mod envelope;
+mod fleet;
 mod gateway;
 mod load;
 mod memory;
@@ -45,6 +46,7 @@ const SECTIONS: &[&str] = &[
     "scale",
     "sandbox",
     "envelope",
+    "fleet",
 ];
 
 const USAGE: &str = "usage: mcpgate-bench [--only a,b] [--quick] [--pin-loadgen] [--no-build] [--markdown PATH]
@@ -134,6 +136,7 @@ async fn run_section(name: &str, opts: &Opts) -> Result<Section> {
         "memory" => memory::section(opts).await,
         "sandbox" => sandbox::section(opts).await,
         "envelope" => envelope::section(opts).await,
+        "fleet" => fleet::section(opts).await,
         other => bail!("unknown section {other:?}"),
     }
 }

@@ -384,6 +384,18 @@ pub fn start_gateway_with(
     config_toml_extra: &str,
     env: &[(&str, &str)],
 ) -> Result<Gateway> {
+    start_replica(opts, "", as_keys, config_toml_extra, env)
+}
+
+/// [`start_gateway_with`], with `top` (top-level keys such as `public_url`
+/// and `master_key`: replicas of one issuer) at the head of the file.
+pub fn start_replica(
+    opts: &Opts,
+    top: &str,
+    as_keys: &str,
+    config_toml_extra: &str,
+    env: &[(&str, &str)],
+) -> Result<Gateway> {
     let bin = opts.mcpgate_bin();
     if !bin.exists() {
         bail!(
@@ -399,7 +411,7 @@ pub fn start_gateway_with(
         let extra = config_toml_extra.replace("{dir}", &dir.path().display().to_string());
         std::fs::write(
             dir.path().join("mcpgate.toml"),
-            base_config_with(as_keys, &extra),
+            format!("{top}{}", base_config_with(as_keys, &extra)),
         )?;
         let port = free_port();
         let mut cmd = command(opts, dir.path());

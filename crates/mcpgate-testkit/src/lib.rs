@@ -17,6 +17,7 @@ use mcpgate_types::client_metadata::TokenEndpointAuthMethod;
 
 pub use mcpgate_types::pkce;
 
+pub mod haproxy;
 pub mod pg;
 
 /// The password every test user gets.

@@ -1,7 +1,8 @@
 //! A fleet: three `mcpgate serve` replicas on one PostgreSQL schema, behind
 //! HAProxy (Debian's package) running `deploy/haproxy/mcpgate.cfg` with
-//! only its `bind` and `server` lines set to loopback ports — the
-//! configuration docs/deployment.md documents is the one tested here.
+//! only its `bind` and `server` lines set to loopback ports
+//! (`mcpgate_testkit::haproxy`) — the configuration docs/deployment.md
+//! documents is the one tested here.
 //!
 //! Without `MCPGATE_TEST_POSTGRES_URL` or `haproxy` the trials say so and
 //! pass, unless `MCPGATE_TEST_REQUIRE` is set (CI), where they fail.
@@ -19,50 +20,10 @@ use crate::harness::{Env, Front, ServeOpts, Server, free_port};
 
 const USER: &str = "fleet-user";
 const PASSWORD: &str = "a long enough password for the fleet";
-const HAPROXY_CONFIG: &str = include_str!("../../../../deploy/haproxy/mcpgate.cfg");
 /// `per_user_per_minute` of the `limited` upstream.
 const LIMIT: u64 = 60;
 /// Replicas stop serving this long after SIGTERM (`/readyz` 503 at once).
 const SHUTDOWN_DELAY_SECS: u64 = 2;
-
-/// `haproxy` on PATH or in Debian's place.
-fn haproxy_bin() -> Option<std::path::PathBuf> {
-    ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy"]
-        .iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.exists())
-}
-
-/// The tested HAProxy configuration: the file as shipped, with its `bind`
-/// line on `front` and one `server` line per replica port.
-pub fn haproxy_config(front: u16, replicas: &[u16]) -> String {
-    let mut out = String::new();
-    let mut servers_done = false;
-    for line in HAPROXY_CONFIG.lines() {
-        let t = line.trim_start();
-        if t.starts_with("bind ") {
-            out.push_str(&format!("    bind 127.0.0.1:{front}\n"));
-        } else if t.starts_with("server ") {
-            if !servers_done {
-                for (i, p) in replicas.iter().enumerate() {
-                    out.push_str(&format!(
-                        "    server r{} 127.0.0.1:{p} check inter 500ms fall 2 rise 2\n",
-                        i + 1
-                    ));
-                }
-                servers_done = true;
-            }
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    assert!(
-        servers_done,
-        "deploy/haproxy/mcpgate.cfg has no server line"
-    );
-    out
-}
 
 /// Three replicas, HAProxy in front, an HTTP upstream (the `testing`
 /// fixture) and the stdio demo upstream.
@@ -117,7 +78,7 @@ async fn http_upstream() -> (Child, String) {
 impl Fleet {
     /// `None` when PostgreSQL or HAProxy is missing and CI does not need them.
     async fn start(name: &str, extra: &str) -> Option<Self> {
-        let Some(haproxy) = haproxy_bin() else {
+        let Some(haproxy) = mcpgate_testkit::haproxy::binary() else {
             assert!(
                 !mcpgate_testkit::required_by_ci(),
                 "haproxy not installed, and {} requires it",
@@ -165,7 +126,10 @@ impl Fleet {
             ports.push(srv.port);
             replicas.push(Some(srv));
         }
-        let cfg = env.write("haproxy.cfg", &haproxy_config(front_port, &ports));
+        let cfg = env.write(
+            "haproxy.cfg",
+            &mcpgate_testkit::haproxy::config(front_port, &ports),
+        );
         let haproxy = Command::new(haproxy)
             .arg("-db")
             .arg("-f")

@@ -14,4 +14,5 @@ mod fleet;
 mod no_auth;
 mod no_secrets;
 mod sandbox;
+mod stack;
 mod transport;
