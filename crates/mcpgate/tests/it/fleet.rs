@@ -532,24 +532,7 @@ async fn fleet_survives_a_killed_replica() {
     for i in 0..3 {
         sids.push(initialize(&fleet.replica(i), "web", &web.access).await);
     }
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let mut workers = Vec::new();
-    for (w, sid) in sids.iter().enumerate() {
-        let (front, token, sid) = (fleet.front_clone(), web.access.clone(), sid.clone());
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        workers.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                match echo(&front, &token, &sid, &format!("w{w}")).await {
-                    200 => ok.fetch_add(1, Ordering::Relaxed),
-                    s => {
-                        eprintln!("worker {w}: {s}");
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-            }
-        }));
-    }
+    let load = EchoLoad::start(&fleet, &web.access, &sids);
     // One more worker rotates the refresh token through HAProxy: an answer
     // lost with the replica is retried with the same token (within the
     // reuse grace), so the family is never lost.
@@ -559,7 +542,7 @@ async fn fleet_survives_a_killed_replica() {
             fleet.client_id.clone(),
             web.refresh().to_string(),
         );
-        let stop = stop.clone();
+        let stop = load.stop.clone();
         tokio::spawn(async move {
             let (mut token, mut rotated, mut retried) = (first, 0u32, 0u32);
             while !stop.load(Ordering::Relaxed) {
@@ -581,14 +564,10 @@ async fn fleet_survives_a_killed_replica() {
         .args(["-KILL", &pid.to_string()])
         .status()
         .expect("kill");
-    let killed_at = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let killed_at = load.counts();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
+    let (ok, failed) = load.finish().await;
     let (last, rotated, retried) = rotations.await.unwrap();
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     eprintln!(
         "killed replica 2 after {killed_at:?} (ok, failed); in all {ok} ok, {failed} failed; \
          {rotated} rotations, {retried} retried"
@@ -635,24 +614,7 @@ async fn fleet_rolling_restart_loses_nothing() {
     };
     let web = fleet.tokens("web", 0).await;
     let sid = initialize(&fleet.front, "web", &web.access).await;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let mut workers = Vec::new();
-    for w in 0..4 {
-        let (front, token, sid) = (fleet.front_clone(), web.access.clone(), sid.clone());
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        workers.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                match echo(&front, &token, &sid, &format!("w{w}")).await {
-                    200 => ok.fetch_add(1, Ordering::Relaxed),
-                    s => {
-                        eprintln!("worker {w}: {s}");
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-            }
-        }));
-    }
+    let load = EchoLoad::start(&fleet, &web.access, &vec![sid; 4]);
     for i in 0..3 {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let srv = fleet.replicas[i].take().expect("replica");
@@ -663,15 +625,66 @@ async fn fleet_rolling_restart_loses_nothing() {
         // HAProxy takes it back after two good checks.
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (ok, failed) = load.finish().await;
     eprintln!("rolling restart: {ok} ok, {failed} failed");
     assert_eq!(failed, 0);
     assert!(ok > 50, "too little load to show anything: {ok}");
     fleet.finish().await;
+}
+
+/// Workers calling `echo` through HAProxy, one per session given, until
+/// [`EchoLoad::finish`]; they count what succeeded and what failed.
+struct EchoLoad {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl EchoLoad {
+    fn start(fleet: &Fleet, token: &str, sids: &[String]) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let mut workers = Vec::new();
+        for (w, sid) in sids.iter().enumerate() {
+            let (front, token, sid) = (fleet.front_clone(), token.to_string(), sid.clone());
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            workers.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    match echo(&front, &token, &sid, &format!("w{w}")).await {
+                        200 => ok.fetch_add(1, Ordering::Relaxed),
+                        s => {
+                            eprintln!("worker {w}: {s}");
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            }));
+        }
+        Self {
+            stop,
+            ok,
+            failed,
+            workers,
+        }
+    }
+
+    /// (succeeded, failed) so far.
+    fn counts(&self) -> (u64, u64) {
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Stops the workers; (succeeded, failed) in all.
+    async fn finish(mut self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in std::mem::take(&mut self.workers) {
+            w.await.unwrap();
+        }
+        self.counts()
+    }
 }
 
 /// One refresh through `front`: the new refresh token, or `None` when the
