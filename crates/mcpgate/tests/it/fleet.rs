@@ -77,7 +77,7 @@ async fn http_upstream() -> (Child, String) {
 
 impl Fleet {
     /// `None` when PostgreSQL or HAProxy is missing and CI does not need them.
-    async fn start(name: &str, extra: &str) -> Option<Self> {
+    async fn start(name: &str) -> Option<Self> {
         let Some(haproxy) = mcpgate_testkit::haproxy::binary() else {
             assert!(
                 !mcpgate_testkit::required_by_ci(),
@@ -101,7 +101,6 @@ impl Fleet {
              shutdown_delay_secs = {SHUTDOWN_DELAY_SECS}\n\
              [store]\nbackend = \"postgres\"\npostgres_url = \"{db}\"\n\
              [gateway]\nmax_sessions_per_user = 3\n\
-             {extra}\n\
              [[upstream]]\nname = \"notes\"\n\
              stdio = {{ command = \"{bin}\", args = [\"demo-upstream\"] }}\n\
              scopes = [\"notes:read\"]\n\
@@ -312,7 +311,7 @@ async fn echo(front: &Front, token: &str, sid: &str, text: &str) -> u16 {
 /// step on another replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fleet_serves_every_step_on_any_replica() {
-    let Some(fleet) = Fleet::start("fleet_steps", "").await else {
+    let Some(fleet) = Fleet::start("fleet_steps").await else {
         return;
     };
     // The code from the browser flow through HAProxy (round robin), redeemed
@@ -393,7 +392,7 @@ async fn fleet_serves_every_step_on_any_replica() {
 /// one replica stops at the one that held it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fleet_session_cap_is_fleet_wide() {
-    let Some(fleet) = Fleet::start("fleet_cap", "").await else {
+    let Some(fleet) = Fleet::start("fleet_cap").await else {
         return;
     };
     let web = fleet.tokens("web", 0).await;
@@ -424,7 +423,7 @@ async fn fleet_session_cap_is_fleet_wide() {
 /// times it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fleet_rate_limit_holds_across_replicas() {
-    let Some(fleet) = Fleet::start("fleet_limit", "").await else {
+    let Some(fleet) = Fleet::start("fleet_limit").await else {
         return;
     };
     let t = fleet.tokens("limited", 0).await;
@@ -467,7 +466,7 @@ async fn fleet_rate_limit_holds_across_replicas() {
 /// allows a generous bound so that a loaded machine does not fail it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fleet_revocation_reaches_every_replica() {
-    let Some(fleet) = Fleet::start("fleet_revoke", "").await else {
+    let Some(fleet) = Fleet::start("fleet_revoke").await else {
         return;
     };
     let web = fleet.tokens("web", 0).await;
@@ -524,7 +523,7 @@ async fn fleet_revocation_reaches_every_replica() {
 /// made meanwhile are neither lost nor doubled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fleet_survives_a_killed_replica() {
-    let Some(mut fleet) = Fleet::start("fleet_kill", "").await else {
+    let Some(mut fleet) = Fleet::start("fleet_kill").await else {
         return;
     };
     let web = fleet.tokens("web", 0).await;
@@ -609,7 +608,7 @@ async fn fleet_survives_a_killed_replica() {
 /// under load through HAProxy: not one request fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fleet_rolling_restart_loses_nothing() {
-    let Some(mut fleet) = Fleet::start("fleet_roll", "").await else {
+    let Some(mut fleet) = Fleet::start("fleet_roll").await else {
         return;
     };
     let web = fleet.tokens("web", 0).await;
