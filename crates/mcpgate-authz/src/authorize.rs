@@ -13,7 +13,7 @@ use mcpgate_types::secret::hash_secret;
 use mcpgate_types::{OAuthErrorCode, ScopeSet, pkce, resource};
 
 pub use crate::clients::Fetch;
-use crate::clients::{ClientLookupError, is_public, lookup};
+use crate::clients::{ClientLookupError, Read, is_public, lookup};
 use crate::csrf;
 use crate::pages::{Common, ConsentPage, ScopeLine, error_page, html};
 use crate::params::Params;
@@ -211,7 +211,7 @@ pub async fn validate(app: &AppState, p: &Params, fetch: Fetch) -> Result<Valida
             "The request names no client (client_id is missing).".into(),
         )
     })?;
-    let client = match lookup(app, client_id, fetch).await {
+    let client = match lookup(app, client_id, fetch, Read::Current).await {
         Ok(c) => c,
         Err(ClientLookupError::NotFetched) => return Err(Failure::SignInFirst),
         Err(ClientLookupError::Untrusted) => {

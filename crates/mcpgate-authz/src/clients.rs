@@ -45,6 +45,18 @@ pub enum Fetch {
     CacheOnly,
 }
 
+/// How current the client's row must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// Read from the store now.
+    Current,
+    /// May be up to [`mcpgate_store::CLIENT_CACHE_TTL`] old for changes made
+    /// by other processes ([`mcpgate_store::ClientStore::get_client_recent`]):
+    /// only where the grant step that follows re-checks the client (a code
+    /// exchange, a rotation).
+    Recent,
+}
+
 /// Finds a client by id. For CIMD ids (https URL with a path) a cached
 /// record is used until it expires, then the document is fetched again,
 /// where `fetch` allows it.
@@ -52,13 +64,18 @@ pub async fn lookup(
     state: &AppState,
     client_id: &str,
     fetch: Fetch,
+    read: Read,
 ) -> Result<ClientRecord, ClientLookupError> {
     if client_id.len() > 2048 {
         return Err(ClientLookupError::Unknown);
     }
     let now = state.now();
     let cimd = &state.settings.cimd;
-    let cached = match state.store.get_client(client_id).await {
+    let row = match read {
+        Read::Current => state.store.get_client(client_id).await,
+        Read::Recent => state.store.get_client_recent(client_id).await,
+    };
+    let cached = match row {
         Ok(c) if c.kind != ClientKind::Cimd => return Ok(c),
         Ok(c) => Some(c),
         Err(StoreError::NotFound) => None,
@@ -235,10 +252,12 @@ pub fn is_public(client: &ClientRecord) -> bool {
 
 /// Authenticates the client of a back-channel request by its registered
 /// method only. Public clients identify themselves with `client_id`.
+/// `read` says how current its row must be.
 pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     params: &Params,
+    read: Read,
 ) -> Result<ClientRecord, ApiError> {
     if let Some(name) = params.first_repeated(&["client_id", "client_secret"]) {
         return Err(OAuthError::invalid_request(format!("parameter {name} is repeated")).into());
@@ -251,7 +270,7 @@ pub async fn authenticate(
             ApiError::code(OAuthErrorCode::InvalidClient, d)
         }
     };
-    let client = match lookup(state, &p.client_id, Fetch::CacheOnly).await {
+    let client = match lookup(state, &p.client_id, Fetch::CacheOnly, read).await {
         Ok(c) => c,
         Err(ClientLookupError::Store(e)) => return Err(e.into()),
         Err(_) => return Err(fail(p.method, "client authentication failed")),

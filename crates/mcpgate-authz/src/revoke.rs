@@ -14,7 +14,7 @@ use mcpgate_types::secret::hash_secret;
 use mcpgate_types::token::{AccessTokenClaims, IntrospectionResponse};
 use mcpgate_types::{OAuthError, OAuthErrorCode};
 
-use crate::clients::authenticate;
+use crate::clients::{Read, authenticate};
 use crate::error::{ApiError, ApiResult, no_store_json};
 use crate::params::{Params, is_form};
 use crate::state::AppState;
@@ -45,7 +45,7 @@ pub async fn revoke(
 ) -> Response {
     let r: ApiResult<()> = async {
         let p = parse(&headers, &body)?;
-        let client = authenticate(&app, &headers, &p).await?;
+        let client = authenticate(&app, &headers, &p, Read::Current).await?;
         let token = p.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
         let now = app.now();
         if let Some(c) = own_access_token(&app, token, now) {
@@ -82,7 +82,7 @@ pub async fn introspect(
 ) -> Response {
     let r: ApiResult<IntrospectionResponse> = async {
         let p = parse(&headers, &body)?;
-        let client = authenticate(&app, &headers, &p).await?;
+        let client = authenticate(&app, &headers, &p, Read::Current).await?;
         if client.client_secret_hash.is_none()
             || !app
                 .settings

@@ -13,7 +13,7 @@ use mcpgate_types::secret::hash_secret;
 use mcpgate_types::token::{AccessTokenClaims, TokenResponse};
 use mcpgate_types::{OAuthError, OAuthErrorCode, ScopeSet, pkce, resource};
 
-use crate::clients::authenticate;
+use crate::clients::{Read, authenticate};
 use crate::error::{ApiError, ApiResult, no_store_json};
 use crate::params::{Params, is_form};
 use crate::settings::Holder;
@@ -45,7 +45,14 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &[u8]) -> ApiResult<T
     let grant = p
         .get("grant_type")
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
-    let client = authenticate(app, headers, &p).await?;
+    // A code exchange and a rotation may authenticate against a client row
+    // read within the last second: their grant step fails on its own if the
+    // client is gone (its codes and families go with it).
+    let read = match grant {
+        "authorization_code" | "refresh_token" => Read::Recent,
+        _ => Read::Current,
+    };
+    let client = authenticate(app, headers, &p, read).await?;
     let allowed = |g: &str| client.grant_types.iter().any(|x| x == g);
     match grant {
         "authorization_code" if allowed(grant) => authorization_code(app, &client, &p).await,
@@ -84,8 +91,8 @@ async fn authorization_code(
     // Read first, check, then redeem: a code exchange costs one commit (the
     // redemption and the refresh family together). A code that fails a
     // check is consumed all the same, as if it had been redeemed first.
-    let rec = match app.store.get_code(&code_hash).await {
-        Ok(rec) => rec,
+    let (rec, user) = match app.store.get_code_and_user(&code_hash).await {
+        Ok(found) => found,
         Err(StoreError::NotFound) => {
             return Err(invalid_grant("the authorization code is invalid"));
         }
@@ -94,7 +101,7 @@ async fn authorization_code(
     if rec.used_at.is_some() {
         return Err(replayed(app, &rec, &code_hash, now).await?);
     }
-    let user = match check_code(app, &rec, client, p, verifier, now).await {
+    let user = match check_code(&rec, user, client, p, verifier, now) {
         Ok(user) => user,
         Err(refused) => {
             consume(app, &code_hash, now).await?;
@@ -179,10 +186,10 @@ fn first_family(
 
 /// Everything a code exchange checks before redeeming (OAuth 2.1 §4.1.3):
 /// the client, expiry, `redirect_uri`, PKCE, `resource`, and that the user
-/// may still sign in. Returns the user.
-async fn check_code(
-    app: &AppState,
+/// (read with the code) may still sign in. Returns the user.
+fn check_code(
     rec: &AuthCodeRecord,
+    user: UserRecord,
     client: &ClientRecord,
     p: &Params,
     verifier: &str,
@@ -214,13 +221,10 @@ async fn check_code(
     {
         return Err(OAuthError::invalid_target("resource differs from the one authorized").into());
     }
-    match app.store.get_user(&rec.user_id).await {
-        Ok(u) if !u.disabled => Ok(u),
-        Ok(_) | Err(StoreError::NotFound) => {
-            Err(invalid_grant("the user is no longer allowed to sign in"))
-        }
-        Err(e) => Err(e.into()),
+    if user.disabled {
+        return Err(invalid_grant("the user is no longer allowed to sign in"));
     }
+    Ok(user)
 }
 
 /// Consumes a code whose exchange was refused; a replay found on the way
@@ -313,7 +317,7 @@ async fn refresh(app: &AppState, client: &ClientRecord, p: &Params) -> ApiResult
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
     let now = app.now();
     let hash = hash_secret(raw);
-    let (tok, family) = match app.store.get_refresh_token(&hash).await {
+    let (tok, family, user) = match app.store.get_refresh_token_and_user(&hash).await {
         Ok(x) => x,
         Err(StoreError::NotFound) => return Err(invalid_grant("the refresh token is invalid")),
         Err(e) => return Err(e.into()),
@@ -348,13 +352,9 @@ async fn refresh(app: &AppState, client: &ClientRecord, p: &Params) -> ApiResult
             asked
         }
     };
-    let user = match app.store.get_user(&family.user_id).await {
-        Ok(u) if !u.disabled => u,
-        Ok(_) | Err(StoreError::NotFound) => {
-            return Err(invalid_grant("the user is no longer allowed to sign in"));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    if user.disabled {
+        return Err(invalid_grant("the user is no longer allowed to sign in"));
+    }
     // A refresh grants only what the user may hold now (groups change,
     // rules change): the rest of the grant is withheld, and a refresh with
     // nothing left is refused.

@@ -34,8 +34,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::SqliteStore;
 use crate::records::{AuthCodeRecord, RefreshFamilyRecord, RefreshTokenRecord, RevokeAt};
+use crate::sql::db_err;
+use crate::sql::grants::{bind_redeem_with_family, bind_rotation};
 use crate::sql::rows::{CodeRow, FamilyRow, TokenRow, code_cols, family_cols, token_cols};
-use crate::sql::{db_err, to_json};
 use crate::traits::{Rotate, StoreError, StoreResult};
 
 /// Most steps one transaction commits.
@@ -314,25 +315,9 @@ async fn redeem(
     );
     let query = match family {
         None => sqlx::query(REDEEM).bind(now).bind(code_hash.to_owned()),
-        Some((f, first)) => sqlx::query(WITH_FAMILY)
-            .bind(now)
-            .bind(code_hash.to_owned())
-            .bind(f.family_id.clone())
-            .bind(f.client_id.clone())
-            .bind(f.user_id.clone())
-            .bind(f.resource.clone())
-            .bind(to_json(&f.scopes)?)
-            .bind(f.auth_time)
-            .bind(f.code_hash.clone())
-            .bind(f.created_at)
-            .bind(f.expires_at)
-            .bind(f.revoked_at)
-            .bind(first.token_hash.clone())
-            .bind(first.family_id.clone())
-            .bind(to_json(&first.scopes)?)
-            .bind(first.created_at)
-            .bind(first.expires_at)
-            .bind(first.rotated_at),
+        Some((f, first)) => {
+            bind_redeem_with_family!(sqlx::query(WITH_FAMILY), now, code_hash, f, first)
+        }
     };
     let done = Statements::run(tx, query).await?;
     let Some(row) = done.rows(1)?.first() else {
@@ -368,15 +353,7 @@ async fn rotate(
         family_cols!(),
         " FROM refresh_families WHERE family_id = $3 AND changes() = 1"
     );
-    let query = sqlx::query(ROTATE)
-        .bind(at.now)
-        .bind(old_hash.to_owned())
-        .bind(new.family_id.clone())
-        .bind(new.token_hash.clone())
-        .bind(to_json(&new.scopes)?)
-        .bind(new.created_at)
-        .bind(new.expires_at)
-        .bind(new.rotated_at);
+    let query = bind_rotation!(sqlx::query(ROTATE), at, old_hash, new);
     let done = Statements::run(tx, query).await?;
     match (done.rows(1)?.first(), done.rows(3)?.first()) {
         (Some(old), Some(family)) => Ok(Rotate::Rotated {

@@ -17,6 +17,7 @@
 //! With the `conformance` feature, the `conformance` module holds the test suite
 //! every backend must pass.
 
+pub mod client_cache;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod fleet;
@@ -29,6 +30,7 @@ mod sql;
 mod sqlite;
 mod traits;
 
+pub use client_cache::CLIENT_CACHE_TTL;
 pub use postgres::PostgresStore;
 pub use records::*;
 pub use revocation::{RevocableToken, RevocationSet, RevocationWatch};

@@ -15,10 +15,11 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{FromRow, Postgres, Row, Transaction};
 
 use crate::records::{AuthCodeRecord, RefreshFamilyRecord, RefreshTokenRecord, RevokeAt};
+use crate::sql::grants::{bind_redeem_with_family, bind_rotation};
 use crate::sql::rows::{
     CodeRow, TokenFamilyRow, code_cols, family_cols, token_cols, token_family_cols,
 };
-use crate::sql::{db_err, impl_store, migrate_err, to_json};
+use crate::sql::{db_err, impl_store, migrate_err};
 use crate::traits::{Rotate, StoreResult};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -33,6 +34,8 @@ pub struct PostgresStore {
     pool: PgPool,
     /// The same pool: PostgreSQL runs concurrent writers itself.
     writer: PgPool,
+    /// Clients read recently ([`crate::client_cache`]).
+    clients: crate::client_cache::ClientCache,
 }
 
 impl PostgresStore {
@@ -70,6 +73,7 @@ impl PostgresStore {
         Ok(Self {
             writer: pool.clone(),
             pool,
+            clients: Default::default(),
         })
     }
 
@@ -150,7 +154,7 @@ impl PostgresStore {
             .map_err(db_err)?;
             return row.map(|r| Ok((r.try_into()?, false))).transpose();
         };
-        let row = sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             "WITH used AS (UPDATE auth_codes SET used_at = $1 \
              WHERE code_hash = $2 AND used_at IS NULL RETURNING ",
             code_cols!(),
@@ -162,28 +166,11 @@ impl PostgresStore {
             token_cols!(),
             ") SELECT $13, $14, $15, $16, $17, $18 FROM fam RETURNING token_hash) \
              SELECT used.*, (SELECT count(*) FROM tok) AS stored FROM used"
-        ))
-        .bind(now)
-        .bind(code_hash)
-        .bind(f.family_id.as_str())
-        .bind(f.client_id.as_str())
-        .bind(f.user_id.as_str())
-        .bind(f.resource.as_str())
-        .bind(to_json(&f.scopes)?)
-        .bind(f.auth_time)
-        .bind(f.code_hash.as_deref())
-        .bind(f.created_at)
-        .bind(f.expires_at)
-        .bind(f.revoked_at)
-        .bind(first.token_hash.as_str())
-        .bind(first.family_id.as_str())
-        .bind(to_json(&first.scopes)?)
-        .bind(first.created_at)
-        .bind(first.expires_at)
-        .bind(first.rotated_at)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
+        ));
+        let row = bind_redeem_with_family!(query, now, code_hash, f, first)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
         let Some(row) = row else { return Ok(None) };
         let stored: i64 = row.try_get("stored").map_err(db_err)?;
         let rec = CodeRow::from_row(&row).map_err(db_err)?.try_into()?;
@@ -201,7 +188,7 @@ impl PostgresStore {
         at: RevokeAt,
         grace_secs: i64,
     ) -> StoreResult<Rotate> {
-        let row = sqlx::query_as::<Postgres, TokenFamilyRow>(concat!(
+        let query = sqlx::query_as::<Postgres, TokenFamilyRow>(concat!(
             "WITH t AS (UPDATE refresh_tokens SET rotated_at = $1 \
              WHERE token_hash = $2 AND family_id = $3 AND rotated_at IS NULL AND EXISTS (\
              SELECT 1 FROM refresh_families f \
@@ -213,18 +200,11 @@ impl PostgresStore {
             ") SELECT $4, $3, $5, $6, $7, $8 FROM t RETURNING token_hash) SELECT ",
             token_family_cols!(),
             " FROM t JOIN refresh_families f ON f.family_id = t.family_id"
-        ))
-        .bind(at.now)
-        .bind(old_hash)
-        .bind(new.family_id.as_str())
-        .bind(new.token_hash.as_str())
-        .bind(to_json(&new.scopes)?)
-        .bind(new.created_at)
-        .bind(new.expires_at)
-        .bind(new.rotated_at)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
+        ));
+        let row = bind_rotation!(query, at, old_hash, new)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
         if let Some(row) = row {
             let (old, family) = row.try_into()?;
             return Ok(Rotate::Rotated { family, old });

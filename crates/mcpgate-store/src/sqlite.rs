@@ -62,6 +62,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// The writes of code exchanges and rotations, committed in groups.
     grants: GrantWriter,
+    /// Clients read recently ([`crate::client_cache`]).
+    clients: crate::client_cache::ClientCache,
 }
 
 impl SqliteStore {
@@ -105,6 +107,7 @@ impl SqliteStore {
             pool,
             writer,
             grants,
+            clients: Default::default(),
         })
     }
 

@@ -51,6 +51,14 @@ pub trait ClientStore: Send + Sync {
     /// Insert or replace (CIMD cache refresh).
     async fn upsert_client(&self, client: &ClientRecord) -> StoreResult<()>;
     async fn get_client(&self, client_id: &str) -> StoreResult<ClientRecord>;
+    /// [`get_client`](Self::get_client), answered from memory when this
+    /// handle (or a clone) read the client less than
+    /// [`CLIENT_CACHE_TTL`](crate::CLIENT_CACHE_TTL) ago and wrote no
+    /// client since. A change made by another process may therefore take
+    /// that long to be seen. Only for callers whose next step re-checks the
+    /// client in the database: a code exchange or a rotation (the code or
+    /// the family goes with its client). See [`crate::client_cache`].
+    async fn get_client_recent(&self, client_id: &str) -> StoreResult<ClientRecord>;
     /// Sorted by client_id.
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>>;
     /// Deletes the client with its consents, codes and refresh families and,
@@ -101,6 +109,10 @@ pub trait AuthCodeStore: Send + Sync {
     /// Reads a code without consuming it (to check a request before
     /// redeeming). Unknown hash → `NotFound`.
     async fn get_code(&self, code_hash: &str) -> StoreResult<AuthCodeRecord>;
+    /// [`get_code`](Self::get_code) and the code's user, in one statement
+    /// (a code never outlives its user: `ON DELETE CASCADE`).
+    async fn get_code_and_user(&self, code_hash: &str)
+    -> StoreResult<(AuthCodeRecord, UserRecord)>;
     /// [`redeem_code`](Self::redeem_code) and, in the same transaction when
     /// the code was fresh, stores `family` and its first token — one commit
     /// for a whole code exchange, and no window in which a code is used but
@@ -154,6 +166,12 @@ pub trait RefreshTokenStore: Send + Sync {
         &self,
         token_hash: &str,
     ) -> StoreResult<(RefreshTokenRecord, RefreshFamilyRecord)>;
+    /// [`get_refresh_token`](Self::get_refresh_token) and the family's user,
+    /// in one statement (a family never outlives its user).
+    async fn get_refresh_token_and_user(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<(RefreshTokenRecord, RefreshFamilyRecord, UserRecord)>;
     /// In one transaction: if `old_hash` is current (not rotated) and its
     /// family is live, mark it rotated at `at.now` and insert `new` (same
     /// family); if it was already rotated, revoke the family and add its

@@ -160,6 +160,36 @@ pub(crate) async fn clients_upsert(store: DynStore) {
     store.get_consent("u1", &cimd.client_id).await.unwrap();
 }
 
+/// A recent read sees every write made through the same handle at once:
+/// create, upsert, delete and purge (the cache is a store's own business;
+/// what another process writes may take [`crate::CLIENT_CACHE_TTL`]).
+pub(crate) async fn clients_recent_sees_own_writes(store: DynStore) {
+    assert_not_found(store.get_client_recent("c1").await);
+    let mut c = client("c1");
+    store.create_client(&c).await.unwrap();
+    assert_eq!(store.get_client_recent("c1").await.unwrap(), c);
+    assert_eq!(store.get_client_recent("c1").await.unwrap(), c);
+
+    c.client_secret_hash = Some("rotated".to_owned());
+    c.redirect_uris = strings(&["https://app.example/other"]);
+    store.upsert_client(&c).await.unwrap();
+    assert_eq!(store.get_client_recent("c1").await.unwrap(), c);
+
+    store.delete_client("c1", at(NOW)).await.unwrap();
+    assert_not_found(store.get_client_recent("c1").await);
+
+    let mut cimd = client("https://app.example/client.json");
+    cimd.kind = ClientKind::Cimd;
+    cimd.expires_at = Some(NOW - 10);
+    store.upsert_client(&cimd).await.unwrap();
+    assert_eq!(
+        store.get_client_recent(&cimd.client_id).await.unwrap(),
+        cimd
+    );
+    assert_eq!(store.purge_unused_metadata_clients(NOW).await.unwrap(), 1);
+    assert_not_found(store.get_client_recent(&cimd.client_id).await);
+}
+
 pub(crate) async fn clients_count_dynamic(store: DynStore) {
     assert_eq!(store.count_dynamic_clients_since(0).await.unwrap(), 0);
     for (i, (kind, created_at)) in [

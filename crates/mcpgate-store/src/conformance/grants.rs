@@ -91,6 +91,42 @@ pub(crate) async fn code_get_does_not_consume(store: DynStore) {
     assert_eq!(store.get_code("k1").await.unwrap(), used);
 }
 
+/// A code read with its user: one row, both records as stored; the user
+/// as they are now (a disabled user reads disabled), and gone with the user.
+pub(crate) async fn code_get_with_user(store: DynStore) {
+    seed(&store).await;
+    let issued = code("k1", "c1", "u1");
+    store.insert_code(&issued).await.unwrap();
+    store.insert_code(&code("k2", "c1", "u2")).await.unwrap();
+    let (got, who) = store.get_code_and_user("k1").await.unwrap();
+    assert_eq!(got, issued);
+    assert_eq!(who, store.get_user("u1").await.unwrap());
+    assert_not_found(store.get_code_and_user("k404").await);
+
+    let mut bob = store.get_user("u2").await.unwrap();
+    bob.disabled = true;
+    bob.updated_at = NOW + 1;
+    store.update_user(&bob).await.unwrap();
+    assert_eq!(store.get_code_and_user("k2").await.unwrap().1, bob);
+
+    store.delete_user("u2", at(NOW + 2)).await.unwrap();
+    assert_not_found(store.get_code_and_user("k2").await);
+}
+
+/// A refresh token read with its family and the family's user.
+pub(crate) async fn refresh_get_with_user(store: DynStore) {
+    seed(&store).await;
+    let fam = family("f1", "c1", "u2");
+    let first = token("t1", "f1");
+    store.create_family(&fam, &first).await.unwrap();
+    let (t, f, u) = store.get_refresh_token_and_user("t1").await.unwrap();
+    assert_eq!((t, f), (first, fam));
+    assert_eq!(u, store.get_user("u2").await.unwrap());
+    assert_not_found(store.get_refresh_token_and_user("t404").await);
+    store.delete_user("u2", at(NOW + 1)).await.unwrap();
+    assert_not_found(store.get_refresh_token_and_user("t1").await);
+}
+
 pub(crate) async fn code_redeem_with_family(store: DynStore) {
     seed(&store).await;
     let issued = code("k1", "c1", "u1");

@@ -127,7 +127,7 @@ macro_rules! impl_account_stores {
                 &self,
                 client: &$crate::ClientRecord,
             ) -> $crate::StoreResult<()> {
-                ::sqlx::query::<$db>(concat!(
+                let done = ::sqlx::query::<$db>(concat!(
                     "INSERT INTO clients (",
                     $crate::sql::rows::client_cols!(),
                     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
@@ -146,8 +146,9 @@ macro_rules! impl_account_stores {
                 .bind(client.created_at)
                 .bind(client.expires_at)
                 .execute(&self.writer)
-                .await
-                .map_err($crate::sql::db_err)?;
+                .await;
+                self.clients.changed();
+                done.map_err($crate::sql::db_err)?;
                 Ok(())
             }
 
@@ -155,7 +156,7 @@ macro_rules! impl_account_stores {
                 &self,
                 client: &$crate::ClientRecord,
             ) -> $crate::StoreResult<()> {
-                ::sqlx::query::<$db>(concat!(
+                let done = ::sqlx::query::<$db>(concat!(
                     "INSERT INTO clients (",
                     $crate::sql::rows::client_cols!(),
                     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
@@ -183,8 +184,9 @@ macro_rules! impl_account_stores {
                 .bind(client.created_at)
                 .bind(client.expires_at)
                 .execute(&self.writer)
-                .await
-                .map_err($crate::sql::db_err)?;
+                .await;
+                self.clients.changed();
+                done.map_err($crate::sql::db_err)?;
                 Ok(())
             }
 
@@ -202,6 +204,20 @@ macro_rules! impl_account_stores {
                 .await
                 .map_err($crate::sql::db_err)?
                 .try_into()
+            }
+
+            async fn get_client_recent(
+                &self,
+                client_id: &str,
+            ) -> $crate::StoreResult<$crate::ClientRecord> {
+                match self.clients.get(client_id) {
+                    Ok(rec) => Ok(rec),
+                    Err(mark) => {
+                        let rec = self.get_client(client_id).await?;
+                        self.clients.put(&rec, mark);
+                        Ok(rec)
+                    }
+                }
             }
 
             async fn list_clients(&self) -> $crate::StoreResult<Vec<$crate::ClientRecord>> {
@@ -236,7 +252,9 @@ macro_rules! impl_account_stores {
                     client_id: client_id.to_owned(),
                 });
                 Self::revoke_in(&mut tx, &[entry]).await?;
-                tx.commit().await.map_err($crate::sql::db_err)
+                let done = tx.commit().await;
+                self.clients.changed();
+                done.map_err($crate::sql::db_err)
             }
 
             async fn count_dynamic_clients_since(&self, since: i64) -> $crate::StoreResult<u64> {
@@ -261,9 +279,9 @@ macro_rules! impl_account_stores {
                 .bind($crate::ClientKind::Cimd.as_str())
                 .bind(before)
                 .execute(&self.writer)
-                .await
-                .map_err($crate::sql::db_err)?;
-                Ok(done.rows_affected())
+                .await;
+                self.clients.changed();
+                Ok(done.map_err($crate::sql::db_err)?.rows_affected())
             }
         }
 

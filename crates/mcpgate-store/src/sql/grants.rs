@@ -19,6 +19,55 @@
 //! (unknown, revoked, sibling, reuse) are settled by the shared
 //! `settle_rotation_in`.
 
+/// Binds a code exchange's grant step, numbered as both backends' SQL
+/// numbers it: `$1` now, `$2` the code, `$3`–`$12` the family (in
+/// [`family_cols!`](crate::sql::rows::family_cols) order), `$13`–`$18` its
+/// first token ([`token_cols!`](crate::sql::rows::token_cols)). Values are
+/// bound owned, so the query may outlive the records (SQLite's writer task).
+/// Expands to an expression that uses `?` (list encoding).
+macro_rules! bind_redeem_with_family {
+    ($query:expr, $now:expr, $code_hash:expr, $f:expr, $first:expr) => {
+        $query
+            .bind($now)
+            .bind($code_hash.to_owned())
+            .bind($f.family_id.clone())
+            .bind($f.client_id.clone())
+            .bind($f.user_id.clone())
+            .bind($f.resource.clone())
+            .bind($crate::sql::to_json(&$f.scopes)?)
+            .bind($f.auth_time)
+            .bind($f.code_hash.clone())
+            .bind($f.created_at)
+            .bind($f.expires_at)
+            .bind($f.revoked_at)
+            .bind($first.token_hash.clone())
+            .bind($first.family_id.clone())
+            .bind($crate::sql::to_json(&$first.scopes)?)
+            .bind($first.created_at)
+            .bind($first.expires_at)
+            .bind($first.rotated_at)
+    };
+}
+pub(crate) use bind_redeem_with_family;
+
+/// Binds a rotation's grant step: `$1` now, `$2` the old token, `$3` the
+/// family, `$4`–`$8` the new token's hash, scopes, `created_at`,
+/// `expires_at` and `rotated_at`. Owned values; uses `?`.
+macro_rules! bind_rotation {
+    ($query:expr, $at:expr, $old_hash:expr, $new:expr) => {
+        $query
+            .bind($at.now)
+            .bind($old_hash.to_owned())
+            .bind($new.family_id.clone())
+            .bind($new.token_hash.clone())
+            .bind($crate::sql::to_json(&$new.scopes)?)
+            .bind($new.created_at)
+            .bind($new.expires_at)
+            .bind($new.rotated_at)
+    };
+}
+pub(crate) use bind_rotation;
+
 /// Expands `AuthCodeStore` and `RefreshTokenStore` for `$store` over sqlx
 /// database `$db`.
 macro_rules! impl_grant_stores {
@@ -215,6 +264,23 @@ macro_rules! impl_grant_stores {
                 .try_into()
             }
 
+            async fn get_code_and_user(
+                &self,
+                code_hash: &str,
+            ) -> $crate::StoreResult<($crate::AuthCodeRecord, $crate::UserRecord)> {
+                ::sqlx::query_as::<$db, $crate::sql::rows::CodeUserRow>(concat!(
+                    "SELECT ",
+                    $crate::sql::rows::code_user_cols!(),
+                    $crate::sql::rows::joined_user_cols!(),
+                    " FROM auth_codes c JOIN users u ON u.id = c.user_id WHERE c.code_hash = $1"
+                ))
+                .bind(code_hash)
+                .fetch_one(&self.pool)
+                .await
+                .map_err($crate::sql::db_err)?
+                .try_into()
+            }
+
             async fn redeem_code_with_family(
                 &self,
                 code_hash: &str,
@@ -272,6 +338,29 @@ macro_rules! impl_grant_stores {
                     $crate::sql::rows::token_family_cols!(),
                     " FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id \
                      WHERE t.token_hash = $1"
+                ))
+                .bind(token_hash)
+                .fetch_one(&self.pool)
+                .await
+                .map_err($crate::sql::db_err)?
+                .try_into()
+            }
+
+            async fn get_refresh_token_and_user(
+                &self,
+                token_hash: &str,
+            ) -> $crate::StoreResult<(
+                $crate::RefreshTokenRecord,
+                $crate::RefreshFamilyRecord,
+                $crate::UserRecord,
+            )> {
+                ::sqlx::query_as::<$db, $crate::sql::rows::TokenFamilyUserRow>(concat!(
+                    "SELECT ",
+                    $crate::sql::rows::token_family_cols!(),
+                    ", ",
+                    $crate::sql::rows::joined_user_cols!(),
+                    " FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id \
+                     JOIN users u ON u.id = f.user_id WHERE t.token_hash = $1"
                 ))
                 .bind(token_hash)
                 .fetch_one(&self.pool)

@@ -53,6 +53,59 @@ impl TryFrom<UserRow> for UserRecord {
     }
 }
 
+/// A user's columns joined to another table's row (alias `u`), each with a
+/// `u_` prefix so none collides with that row's own.
+macro_rules! joined_user_cols {
+    () => {
+        "u.id AS u_id, u.username AS u_username, u.display_name AS u_display_name, \
+         u.password_hash AS u_password_hash, u.group_names AS u_group_names, \
+         u.must_change_password AS u_must_change_password, u.disabled AS u_disabled, \
+         u.created_at AS u_created_at, u.updated_at AS u_updated_at"
+    };
+}
+pub(crate) use joined_user_cols;
+
+/// [`UserRow`] as [`joined_user_cols!`] names its columns.
+#[derive(sqlx::FromRow)]
+pub(crate) struct JoinedUserRow {
+    #[sqlx(rename = "u_id")]
+    id: String,
+    #[sqlx(rename = "u_username")]
+    username: String,
+    #[sqlx(rename = "u_display_name")]
+    display_name: Option<String>,
+    #[sqlx(rename = "u_password_hash")]
+    password_hash: Option<String>,
+    #[sqlx(rename = "u_group_names")]
+    group_names: String,
+    #[sqlx(rename = "u_must_change_password")]
+    must_change_password: bool,
+    #[sqlx(rename = "u_disabled")]
+    disabled: bool,
+    #[sqlx(rename = "u_created_at")]
+    created_at: i64,
+    #[sqlx(rename = "u_updated_at")]
+    updated_at: i64,
+}
+
+impl TryFrom<JoinedUserRow> for UserRecord {
+    type Error = StoreError;
+    fn try_from(r: JoinedUserRow) -> Result<Self, StoreError> {
+        UserRow {
+            id: r.id,
+            username: r.username,
+            display_name: r.display_name,
+            password_hash: r.password_hash,
+            group_names: r.group_names,
+            must_change_password: r.must_change_password,
+            disabled: r.disabled,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+        .try_into()
+    }
+}
+
 macro_rules! client_cols {
     () => {
         "client_id, kind, client_name, client_secret_hash, token_endpoint_auth_method, \
@@ -174,6 +227,31 @@ impl TryFrom<CodeRow> for AuthCodeRecord {
     }
 }
 
+/// A code and its user in one row: the code's columns as [`code_cols!`]
+/// names them (table alias `c`), then [`joined_user_cols!`].
+macro_rules! code_user_cols {
+    () => {
+        "c.code_hash, c.client_id, c.user_id, c.redirect_uri, c.scopes, c.resource, \
+         c.code_challenge, c.auth_time, c.created_at, c.expires_at, c.used_at, "
+    };
+}
+pub(crate) use code_user_cols;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct CodeUserRow {
+    #[sqlx(flatten)]
+    code: CodeRow,
+    #[sqlx(flatten)]
+    user: JoinedUserRow,
+}
+
+impl TryFrom<CodeUserRow> for (AuthCodeRecord, UserRecord) {
+    type Error = StoreError;
+    fn try_from(r: CodeUserRow) -> Result<Self, StoreError> {
+        Ok((r.code.try_into()?, r.user.try_into()?))
+    }
+}
+
 macro_rules! family_cols {
     () => {
         "family_id, client_id, user_id, resource, scopes, auth_time, code_hash, created_at, \
@@ -291,6 +369,24 @@ impl TryFrom<TokenFamilyRow> for (RefreshTokenRecord, RefreshFamilyRecord) {
         }
         .try_into()?;
         Ok((token, family))
+    }
+}
+
+/// A refresh token, its family and the family's user in one row:
+/// [`token_family_cols!`] and [`joined_user_cols!`].
+#[derive(sqlx::FromRow)]
+pub(crate) struct TokenFamilyUserRow {
+    #[sqlx(flatten)]
+    token_family: TokenFamilyRow,
+    #[sqlx(flatten)]
+    user: JoinedUserRow,
+}
+
+impl TryFrom<TokenFamilyUserRow> for (RefreshTokenRecord, RefreshFamilyRecord, UserRecord) {
+    type Error = StoreError;
+    fn try_from(r: TokenFamilyUserRow) -> Result<Self, StoreError> {
+        let (token, family) = r.token_family.try_into()?;
+        Ok((token, family, r.user.try_into()?))
     }
 }
 
