@@ -27,6 +27,12 @@ pub enum ApiError {
     Unavailable(String),
 }
 
+/// A limiter's wait as a `Retry-After` value: whole seconds, rounded up,
+/// at least 1.
+pub(crate) fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -67,15 +67,9 @@ async fn handle(
         }
     }
     let ip = app.client_ip(Some(peer), headers);
-    if app
-        .limiters
-        .register_ip
-        .check(&ip.to_string())
-        .await
-        .is_err()
-    {
+    if let Err(wait) = app.limiters.register_ip.check(&ip.to_string()).await {
         return Err(ApiError::RateLimited {
-            retry_after_secs: 60,
+            retry_after_secs: crate::error::retry_after_secs(wait),
         });
     }
     let now = app.now();

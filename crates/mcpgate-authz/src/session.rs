@@ -11,6 +11,7 @@ use mcpgate_types::secret::hash_secret;
 
 use crate::cookies;
 use crate::csrf;
+use crate::error::retry_after_secs;
 use crate::pages::{Common, LoginPage, MessagePage, PasswordPage, error_page, html};
 use crate::params::Params;
 use crate::password;
@@ -198,20 +199,24 @@ pub async fn login_post(
         );
     }
     let ip = app.client_ip(Some(peer), &headers);
-    let limited = app.limiters.login_ip.check(&ip.to_string()).await.is_err()
-        || (!username.is_empty() && app.limiters.login_account.check(&username).await.is_err());
-    if limited {
-        tracing::warn!(%ip, "login rate limit hit");
+    // The address first: a refused address spends none of the account's limit.
+    let mut limited = app.limiters.login_ip.check(&ip.to_string()).await.err();
+    if limited.is_none() && !username.is_empty() {
+        limited = app.limiters.login_account.check(&username).await.err();
+    }
+    if let Some(wait) = limited {
+        let secs = retry_after_secs(wait);
+        tracing::warn!(%ip, retry_after_secs = secs, "login rate limit hit");
         let mut r = login_form(
             &app,
             Some(&nonce),
             &return_to,
             &username,
-            Some("Too many sign-in attempts. Wait a minute and try again."),
+            Some("Too many sign-in attempts. Wait a while and try again."),
             StatusCode::TOO_MANY_REQUESTS,
         );
         r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         return r;
     }
     let password = p.get("password").unwrap_or("").to_string();

@@ -19,8 +19,9 @@
 //! - a replica confirms a session it holds with the store at most every
 //!   [`CHECK_EVERY`] while it is used, so a session deleted or evicted
 //!   elsewhere stops here within that time, and its sweep
-//!   ([`SWEEP_EVERY`]) ends pinned sessions removed elsewhere and purges
-//!   sessions idle fleet-wide.
+//!   ([`SWEEP_EVERY`]) ends pinned sessions removed elsewhere; the purge of
+//!   sessions idle fleet-wide runs on one replica at a time, the holder of
+//!   the `gateway` housekeeping lock ([`crate::SESSIONS_TASK`]).
 //!
 //! When the store cannot be reached, a session this replica holds keeps
 //! working (last known good, logged, like the revocation snapshot); one it
@@ -40,7 +41,7 @@ use crate::session::Owner;
 /// again (deletions and evictions made elsewhere reach it within this).
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How often a replica sweeps: ends its pinned sessions removed elsewhere,
-/// purges sessions idle fleet-wide.
+/// and (the housekeeping lock's holder) purges sessions idle fleet-wide.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Rows one purge takes at most.
 const PURGE_BATCH: u32 = 256;

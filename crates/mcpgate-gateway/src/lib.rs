@@ -140,9 +140,21 @@ pub(crate) struct Inner {
     /// requests are still served.
     pub draining: std::sync::atomic::AtomicBool,
     pub replica: Option<mcpgate_store::fleet::Replica>,
-    /// The audit purge's housekeeping lock, taken on first use.
-    pub purge_lock: tokio::sync::Mutex<Option<mcpgate_store::fleet::Housekeeper>>,
+    /// The audit purge's housekeeping lock ([`AUDIT_TASK`]), taken on first use.
+    pub purge_lock: HousekeepingLock,
+    /// The purge of idle shared sessions' housekeeping lock ([`SESSIONS_TASK`]),
+    /// taken on first use.
+    pub sweep_lock: HousekeepingLock,
 }
+
+/// One kind of housekeeping round's lock: `None` until first asked for, and
+/// again once the gateway has stopped (dropping it releases the lock).
+pub(crate) type HousekeepingLock = tokio::sync::Mutex<Option<mcpgate_store::fleet::Housekeeper>>;
+
+/// The housekeeping lock of the audit purge (one replica at a time).
+pub const AUDIT_TASK: &str = "gateway-audit";
+/// The housekeeping lock of the purge of sessions idle fleet-wide.
+pub const SESSIONS_TASK: &str = "gateway";
 
 /// The gateway. Cheap to clone.
 #[derive(Clone)]
@@ -319,6 +331,7 @@ impl Gateway {
             draining: std::sync::atomic::AtomicBool::new(false),
             replica: deps.replica,
             purge_lock: tokio::sync::Mutex::new(None),
+            sweep_lock: tokio::sync::Mutex::new(None),
             upstreams,
             settings,
         });
@@ -419,6 +432,16 @@ impl Gateway {
         self.0.purge_audit().await
     }
 
+    /// Purges sessions idle fleet-wide from the shared store now and ends
+    /// what this replica can of them (the fleet sweep does it every
+    /// [`fleet::SWEEP_EVERY`]), if this replica holds the housekeeping lock
+    /// of that purge ([`SESSIONS_TASK`]). Returns how many rows it removed;
+    /// `None` when another replica holds the lock, there is no shared store,
+    /// the gateway has stopped, or the store failed.
+    pub async fn purge_idle_sessions(&self) -> Option<usize> {
+        self.0.purge_shared_round().await
+    }
+
     /// Live gateway sessions.
     pub fn session_count(&self) -> usize {
         self.0.sessions.len()
@@ -444,6 +467,11 @@ impl Gateway {
     /// children to exit, then writes the audit records still queued.
     pub async fn shutdown(&self, grace: Duration) {
         self.0.stop.cancel();
+        // Another replica takes the housekeeping over at once, rather than
+        // when this process exits.
+        for lock in [&self.0.sweep_lock, &self.0.purge_lock] {
+            lock.lock().await.take();
+        }
         let mut children = Vec::new();
         for s in self.0.sessions.take_all() {
             match s.reach {
@@ -476,27 +504,60 @@ impl Inner {
     }
 
     /// The housekeeping round of the audit log: on one replica at a time
-    /// (the holder of the `gateway-audit` lock), or here when alone.
+    /// (the holder of the [`AUDIT_TASK`] lock), or here when alone.
     async fn purge_audit_round(&self) -> Option<u64> {
-        let mut lock = self.purge_lock.lock().await;
+        if self.holds(&self.purge_lock, AUDIT_TASK).await {
+            self.purge_audit().await
+        } else {
+            None
+        }
+    }
+
+    /// The purge of sessions idle fleet-wide: on one replica at a time (the
+    /// holder of the [`SESSIONS_TASK`] lock), or here when alone. Each row
+    /// it removes is ended here ([`end_evicted`](Self::end_evicted)).
+    async fn purge_shared_round(&self) -> Option<usize> {
+        let shared = self.shared.as_ref()?;
+        if !self.holds(&self.sweep_lock, SESSIONS_TASK).await {
+            return None;
+        }
+        match shared.purge().await {
+            Ok(gone) => {
+                let n = gone.len();
+                self.end_evicted(gone);
+                Some(n)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "purging idle shared sessions failed");
+                None
+            }
+        }
+    }
+
+    /// Whether this process may run the next round of `task`: it holds the
+    /// fleet's housekeeping lock (taken here on first use), or it is alone.
+    /// Never once the gateway has stopped (its locks are released then).
+    async fn holds(&self, lock: &HousekeepingLock, task: &str) -> bool {
+        let mut lock = lock.lock().await;
+        if self.stop.is_cancelled() {
+            return false;
+        }
         if lock.is_none() {
             *lock = Some(match &self.replica {
-                Some(r) => match r.housekeeper("gateway-audit").await {
+                Some(r) => match r.housekeeper(task).await {
                     Ok(h) => h,
                     Err(e) => {
-                        tracing::warn!(error = %e, "no housekeeping lock; this replica purges audit rows");
+                        tracing::warn!(error = %e, %task, "no housekeeping lock; this replica does the round");
                         mcpgate_store::fleet::Housekeeper::always()
                     }
                 },
                 None => mcpgate_store::fleet::Housekeeper::always(),
             });
         }
-        let held = match lock.as_mut() {
+        match lock.as_mut() {
             Some(h) => h.acquire().await,
-            None => true,
-        };
-        drop(lock);
-        if held { self.purge_audit().await } else { None }
+            None => false,
+        }
     }
 
     pub(crate) fn child_pids(&self) -> Vec<u32> {
@@ -605,7 +666,8 @@ async fn housekeeping(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
 
 /// With a shared session store: every [`fleet::SWEEP_EVERY`], ends this
 /// replica's pinned sessions that were removed from the store elsewhere
-/// (evicted by the fleet-wide cap), and purges sessions idle fleet-wide.
+/// (evicted by the fleet-wide cap), and, on the one replica holding the
+/// [`SESSIONS_TASK`] lock, purges sessions idle fleet-wide.
 async fn fleet_sweep(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(fleet::SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -638,9 +700,6 @@ async fn fleet_sweep(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
                 tracing::warn!(error = %e, "the shared session store did not answer the sweep")
             }
         }
-        match shared.purge().await {
-            Ok(gone) => i.end_evicted(gone),
-            Err(e) => tracing::warn!(error = %e, "purging idle shared sessions failed"),
-        }
+        i.purge_shared_round().await;
     }
 }

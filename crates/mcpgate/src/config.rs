@@ -310,7 +310,12 @@ fn from_text(text: &str, source: &str, ov: &Overrides) -> Result<Config, ConfigE
             message: e.message().to_string(),
         }
     })?;
-    Validator { text, source }.validate(file, ov)
+    Validator {
+        text,
+        source,
+        secret_files: std::cell::RefCell::new(Vec::new()),
+    }
+    .validate(file, ov)
 }
 
 /// The `source` of a configuration built from the embedded defaults.
@@ -373,6 +378,9 @@ fn line_of(text: &str, offset: usize) -> usize {
 struct Validator<'a> {
     text: &'a str,
     source: &'a str,
+    /// Every file a `${file:PATH}` secret was read from: no stdio child's
+    /// sandbox may open them.
+    secret_files: std::cell::RefCell<Vec<PathBuf>>,
 }
 
 impl Validator<'_> {
@@ -456,9 +464,11 @@ impl Validator<'_> {
             .strip_prefix("${file:")
             .and_then(|r| r.strip_suffix('}'))
         {
-            return std::fs::read_to_string(path)
+            let secret = std::fs::read_to_string(path)
                 .map(|s| Secret::new(s.trim_end_matches(['\n', '\r']).to_string()))
-                .map_err(|e| self.err(field, format!("cannot read secret file {path}: {e}")));
+                .map_err(|e| self.err(field, format!("cannot read secret file {path}: {e}")))?;
+            self.secret_files.borrow_mut().push(PathBuf::from(path));
+            return Ok(secret);
         }
         if raw.starts_with("${") {
             return Err(self.err(field, "secret references are ${env:NAME} or ${file:PATH}"));
@@ -678,6 +688,13 @@ impl Validator<'_> {
         }
         if self.source != EMBEDDED {
             gateway.protected_paths.push(PathBuf::from(self.source));
+        }
+        // The files `${file:PATH}` secrets came from (all are resolved by now:
+        // store, master key, clients, identity providers, upstreams, metrics).
+        for p in self.secret_files.take() {
+            if !gateway.protected_paths.contains(&p) {
+                gateway.protected_paths.push(p);
+            }
         }
         let max_connections = match f.max_connections {
             Some(0) => return Err(self.err("max_connections", "must be at least 1")),
@@ -1122,6 +1139,37 @@ mod tests {
                 .is_err()
         );
         assert!(load_str("[authorization_server]\naccess_token_ttl_secs = 0\n").is_err());
+    }
+
+    /// A stdio child's sandbox must not open the files mcpgate's secrets
+    /// are read from, wherever they are and whatever field names them.
+    #[test]
+    fn secret_files_are_protected_from_stdio_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, master) = mcpgate_jose::MasterKey::generate(&mcpgate_jose::SystemRng::new());
+        let key = dir.path().join("master.key");
+        std::fs::write(&key, master).unwrap();
+        let metrics = dir.path().join("metrics-token");
+        std::fs::write(&metrics, "0123456789abcdef-metrics\n").unwrap();
+        let child = dir.path().join("child-token");
+        std::fs::write(&child, "for the child\n").unwrap();
+        let c = load_str(&format!(
+            "master_key = \"${{file:{}}}\"\n[metrics]\nbearer_token = \"${{file:{}}}\"\n\
+             [[upstream]]\nname = \"n\"\n\
+             stdio = {{ command = \"/bin/true\", env = {{ API_TOKEN = \"${{file:{}}}\" }} }}\n",
+            key.display(),
+            metrics.display(),
+            child.display(),
+        ))
+        .unwrap();
+        for f in [&key, &metrics, &child] {
+            assert!(
+                c.gateway.protected_paths.contains(f),
+                "{} is not protected: {:?}",
+                f.display(),
+                c.gateway.protected_paths
+            );
+        }
     }
 
     #[test]

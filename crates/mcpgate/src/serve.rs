@@ -444,8 +444,25 @@ async fn drain_on_stop(
     let _ = close.send(true);
 }
 
+/// Raises this process's soft limit of open files (`RLIMIT_NOFILE`) to its
+/// hard limit: every connection, session stream, upstream connection and
+/// stdio child's pipes is a descriptor, and the usual soft limit (1024)
+/// runs out long before `max_connections`. Returns the limit before and now.
+/// Sandboxed children set their own (`[upstream.sandbox.limits] open_files`).
+pub fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
+    let (soft, hard) = rlimit::Resource::NOFILE.get()?;
+    if soft < hard {
+        rlimit::Resource::NOFILE.set(hard, hard)?;
+    }
+    Ok((soft, rlimit::Resource::NOFILE.get()?.0))
+}
+
 /// Serves until SIGINT/SIGTERM, then stops as [`Stack`] says.
 pub async fn serve(rt: Runtime) -> anyhow::Result<()> {
+    match raise_open_files_limit() {
+        Ok((before, now)) => tracing::info!(limit = now, before, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
+    }
     let stack = Stack::start(Arc::new(rt)).await?;
     shutdown_signal().await;
     stack.stop();
@@ -919,6 +936,19 @@ impl axum::serve::Listener for TlsListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// From a low soft limit (this test sets one, so that there is
+    /// something to raise), `serve`'s call leaves the soft limit at the hard.
+    #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_limit() {
+        let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
+        let low = hard.min(512);
+        rlimit::Resource::NOFILE.set(low, hard).unwrap();
+        let (before, now) = raise_open_files_limit().unwrap();
+        assert_eq!(before, low);
+        assert_eq!(now, hard);
+        assert_eq!(rlimit::Resource::NOFILE.get().unwrap(), (hard, hard));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_connection_is_idle_after_the_header_timeout() {

@@ -455,6 +455,17 @@ async fn login(as_: &TestAs, b: &mut Browser, username: &str, password: &str) ->
     b.post_form(&as_.url("/login"), &form).await
 }
 
+/// The `Retry-After` of an answer, in seconds.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> u64 {
+    headers
+        .get("retry-after")
+        .expect("Retry-After")
+        .to_str()
+        .expect("ASCII")
+        .parse()
+        .expect("whole seconds")
+}
+
 fn limits(per_account: u32, per_ip: u32) -> Options {
     Options {
         store: None,
@@ -483,7 +494,13 @@ async fn login_brute_force_hits_account_limit() {
     }
     let p = login(&as_, &mut b, USER, PASSWORD).await;
     assert_eq!(p.status, 429, "the right password is refused once limited");
-    assert!(p.headers.get("retry-after").is_some());
+    // The limiter's own wait: one attempt comes back every 3600 s / 3, less
+    // what the trial has taken since the first guess (far under 600 s).
+    let retry_after = retry_after(&p.headers);
+    assert!(
+        (600..=1200).contains(&retry_after),
+        "Retry-After {retry_after} is not the wait for one attempt (at most 1200 s)"
+    );
     assert_eq!(
         b.cookie("__Host-mcpgate-session"),
         None,

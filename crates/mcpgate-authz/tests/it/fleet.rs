@@ -115,6 +115,10 @@ async fn two_replicas(
 }
 
 async fn login(as_: &TestAs, b: &mut Browser, password: &str) -> u16 {
+    login_page(as_, b, password).await.status
+}
+
+async fn login_page(as_: &TestAs, b: &mut Browser, password: &str) -> mcpgate_testkit::Page {
     let form_page = b.get(&as_.url("/login")).await;
     let form = pairs(&[
         ("csrf", &form_page.input("csrf").expect("login csrf")),
@@ -122,7 +126,7 @@ async fn login(as_: &TestAs, b: &mut Browser, password: &str) -> u16 {
         ("username", USER),
         ("password", password),
     ]);
-    b.post_form(&as_.url("/login"), &form).await.status
+    b.post_form(&as_.url("/login"), &form).await
 }
 
 /// Guesses spread over two replicas meet one per-account limit, not two.
@@ -142,8 +146,19 @@ async fn login_limit_across_replicas(store: DynStore) {
         };
         assert_eq!(status, 401, "guess {i}");
     }
-    assert_eq!(login(&a, &mut ba, "wrong guess").await, 429);
-    assert_eq!(login(&b, &mut bb, mcpgate_testkit::PASSWORD).await, 429);
+    // Each refusal says when the fleet's bucket has a token again: one
+    // refills every 3600 s / 4, so at most that, less what the trial took.
+    for p in [
+        login_page(&a, &mut ba, "wrong guess").await,
+        login_page(&b, &mut bb, mcpgate_testkit::PASSWORD).await,
+    ] {
+        assert_eq!(p.status, 429);
+        let retry_after = crate::authorize_attacks::retry_after(&p.headers);
+        assert!(
+            (450..=900).contains(&retry_after),
+            "Retry-After {retry_after} is not the wait for one token (at most 900 s)"
+        );
+    }
 }
 
 /// Of two replicas, one runs a housekeeping round; when its lock's

@@ -8,6 +8,7 @@ mod differential;
 mod e2e;
 mod external;
 mod fleet_limits;
+mod fleet_sweep;
 mod harness;
 mod hierarchy;
 mod limits;

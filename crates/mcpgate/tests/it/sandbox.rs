@@ -334,4 +334,30 @@ async fn check_config_prints_the_sandbox_and_refuses_what_would_expose_mcpgate()
         ),
     ];
     env.check_config_refuses(&cases).await;
+
+    // A secret read from a file (`${file:PATH}`) is mcpgate's too: a child
+    // given its directory is refused, so it never runs with that access.
+    let secrets = env.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    let token = secrets.join("metrics-token");
+    std::fs::write(&token, "0123456789abcdef-metrics\n").unwrap();
+    let reads_secrets = upstream(
+        "h",
+        &format!("[upstream.sandbox]\nread = [\"{}\"]\n", secrets.display()),
+    );
+    let with_secret = format!(
+        "[metrics]\nbearer_token = \"${{file:{}}}\"\n\n{reads_secrets}",
+        token.display()
+    );
+    let refusal = format!(
+        "sandbox.read: {} would open {}",
+        secrets.display(),
+        token.display()
+    );
+    env.check_config_refuses(&[("reads-secrets.toml", with_secret, &refusal)])
+        .await;
+    // The same rule without the secret in that directory is accepted.
+    let p = env.write("reads-dir.toml", &reads_secrets);
+    env.cli_ok(&["--config", p.to_str().unwrap(), "check-config"])
+        .await;
 }
