@@ -15,6 +15,7 @@ pub mod capacity;
 pub mod config;
 pub mod fleet;
 pub mod jsonrpc;
+pub(crate) mod log_budget;
 mod mcp;
 pub mod metrics;
 pub mod origin;
@@ -142,6 +143,9 @@ pub(crate) struct Inner {
     pub replica: Option<mcpgate_store::fleet::Replica>,
     /// The audit purge's housekeeping lock, taken on first use.
     pub purge_lock: tokio::sync::Mutex<Option<mcpgate_store::fleet::Housekeeper>>,
+    /// Warnings that the store did not answer: during an outage every
+    /// request and sweep would log one, so they share a budget.
+    pub store_warnings: log_budget::SharedLogBudget,
 }
 
 /// The gateway. Cheap to clone.
@@ -319,6 +323,7 @@ impl Gateway {
             draining: std::sync::atomic::AtomicBool::new(false),
             replica: deps.replica,
             purge_lock: tokio::sync::Mutex::new(None),
+            store_warnings: log_budget::store_warnings(),
             upstreams,
             settings,
         });
@@ -530,8 +535,9 @@ impl Inner {
     async fn unshare(&self, id_hash: &str) {
         if let Some(shared) = &self.shared
             && let Err(e) = shared.delete(id_hash).await
+            && let Some(held_back) = self.store_warnings.allow()
         {
-            tracing::warn!(error = %e, "deleting a session from the shared store failed");
+            tracing::warn!(error = %e, held_back, "deleting a session from the shared store failed");
         }
     }
 
@@ -609,6 +615,8 @@ async fn housekeeping(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
 async fn fleet_sweep(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(fleet::SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The sweep failed last time: its next success is logged, once.
+    let mut failing = false;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -621,6 +629,9 @@ async fn fleet_sweep(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
         let asked = std::time::Instant::now();
         match shared.live().await {
             Ok(live) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("the shared session store answers the sweep again");
+                }
                 for s in i.sessions.snapshot() {
                     // A session made after the question was asked may not
                     // be in the answer.
@@ -635,12 +646,19 @@ async fn fleet_sweep(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "the shared session store did not answer the sweep")
+                failing = true;
+                if let Some(held_back) = i.store_warnings.allow() {
+                    tracing::warn!(error = %e, held_back, "the shared session store did not answer the sweep");
+                }
             }
         }
         match shared.purge().await {
             Ok(gone) => i.end_evicted(gone),
-            Err(e) => tracing::warn!(error = %e, "purging idle shared sessions failed"),
+            Err(e) => {
+                if let Some(held_back) = i.store_warnings.allow() {
+                    tracing::warn!(error = %e, held_back, "purging idle shared sessions failed");
+                }
+            }
         }
     }
 }
