@@ -15,7 +15,7 @@ use mcpgate_types::{OAuthErrorCode, ScopeSet, pkce, resource};
 pub use crate::clients::Fetch;
 use crate::clients::{ClientLookupError, Read, is_public, lookup};
 use crate::csrf;
-use crate::pages::{Common, ConsentPage, ScopeLine, error_page, html};
+use crate::pages::{Common, ConsentPage, ScopeLine, error_page, html, store_error_page};
 use crate::params::Params;
 use crate::session::{self, SessionUser};
 use crate::settings::Holder;
@@ -68,7 +68,9 @@ pub enum Failure {
     /// A metadata-document client this server has not fetched yet: the
     /// user signs in first, and only then is the document fetched.
     SignInFirst,
-    Internal(String),
+    /// The store failed: 503 with `Retry-After` when it cannot be reached
+    /// now, else 500 ([`crate::pages::store_error_page`]).
+    Store(StoreError),
 }
 
 impl Failure {
@@ -102,15 +104,7 @@ impl Failure {
                 "This sign-in request cannot be completed",
                 "Sign in first, then start again from the application.",
             ),
-            Failure::Internal(detail) => {
-                tracing::error!(error = %detail, "internal error in authorization endpoint");
-                error_page(
-                    app,
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong",
-                    "The server could not complete this request. Try again later.",
-                )
-            }
+            Failure::Store(e) => store_error_page(app, "authorization request", &e),
         }
     }
 }
@@ -239,7 +233,7 @@ pub async fn validate(app: &AppState, p: &Params, fetch: Fetch) -> Result<Valida
                 format!("The application's registration is not valid: {m}."),
             ));
         }
-        Err(ClientLookupError::Store(e)) => return Err(Failure::Internal(e.to_string())),
+        Err(ClientLookupError::Store(e)) => return Err(Failure::Store(e)),
     };
     if !client.grant_types.iter().any(|g| g == "authorization_code") {
         return Err(Failure::Page(
@@ -493,7 +487,7 @@ async fn handle(app: &AppState, p: &Params, headers: &HeaderMap) -> Response {
         Ok(_) => {
             return sign_in_then(app, v.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }
-        Err(e) => return Failure::Internal(e).into_response(app),
+        Err(e) => return Failure::Store(e).into_response(app),
     };
     // Consent registry: approved before for at least these scopes and this resource?
     let existing = match app
@@ -503,7 +497,7 @@ async fn handle(app: &AppState, p: &Params, headers: &HeaderMap) -> Response {
     {
         Ok(c) => Some(c),
         Err(StoreError::NotFound) => None,
-        Err(e) => return Failure::Internal(e.to_string()).into_response(app),
+        Err(e) => return Failure::Store(e).into_response(app),
     };
     let trusted = redirects_unasked(&v.client, existing.is_some());
     if let Some(r) = entitle(app, &mut v, &user.user, trusted) {
@@ -699,7 +693,7 @@ pub async fn consent_post(
                 "Your sign-in session ended. Start again from the application.",
             );
         }
-        Err(e) => return Failure::Internal(e).into_response(&app),
+        Err(e) => return Failure::Store(e).into_response(&app),
     };
     if p.repeated()
         .iter()
@@ -772,7 +766,7 @@ pub async fn consent_post(
                 "This request was answered already, and each answer counts once. Start again from the application.",
             );
         }
-        Err(e) => return Failure::Internal(e.to_string()).into_response(&app),
+        Err(e) => return Failure::Store(e).into_response(&app),
     }
     if !approve {
         return redirect_with(
@@ -786,7 +780,7 @@ pub async fn consent_post(
         );
     }
     if let Err(e) = record_consent(&app, &user.user, &v).await {
-        return Failure::Internal(e.to_string()).into_response(&app);
+        return Failure::Store(e).into_response(&app);
     }
     issue_code(&app, &v, &user).await
 }
@@ -843,7 +837,7 @@ async fn issue_code(app: &AppState, v: &Validated, user: &SessionUser) -> Respon
         used_at: None,
     };
     if let Err(e) = app.store.insert_code(&rec).await {
-        return Failure::Internal(e.to_string()).into_response(app);
+        return Failure::Store(e).into_response(app);
     }
     tracing::info!(client_id = %v.client.client_id, user = %user.user.id, resource = %v.resource, "authorization code issued");
     let mut r = redirect_with(app, &v.redirect_uri, &[("code", &code)], v.state.as_deref());

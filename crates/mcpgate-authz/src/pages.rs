@@ -6,6 +6,7 @@
 use askama::Template;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use mcpgate_store::StoreError;
 
 use crate::state::AppState;
 
@@ -154,6 +155,42 @@ pub fn error_page(state: &AppState, status: StatusCode, title: &str, message: &s
             logout_csrf: None,
         },
     )
+}
+
+/// The database cannot be reached now: 503 with `Retry-After` (as the JSON
+/// endpoints answer `temporarily_unavailable`), and a page that asks the
+/// user to try again shortly rather than calling it a failure of theirs.
+pub fn unavailable_page(state: &AppState) -> Response {
+    let mut r = error_page(
+        state,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Please try again shortly",
+        "The server cannot reach its database at the moment. Please try again in a few seconds.",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+/// The page for a store error while serving `what` (logged; the page shows
+/// no detail): [`unavailable_page`] when the database cannot be reached,
+/// otherwise a 500 page.
+pub fn store_error_page(state: &AppState, what: &str, e: &StoreError) -> Response {
+    match e {
+        StoreError::Unavailable(detail) => {
+            tracing::warn!(error = %detail, "{what}: the store is unavailable");
+            unavailable_page(state)
+        }
+        e => {
+            tracing::error!(error = %e, "{what} failed");
+            error_page(
+                state,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "The server could not complete this request. Try again later.",
+            )
+        }
+    }
 }
 
 /// The parameters of a page form POST, or the error page answering a body

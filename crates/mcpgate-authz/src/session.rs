@@ -12,7 +12,9 @@ use mcpgate_types::secret::hash_secret;
 use crate::cookies;
 use crate::csrf;
 use crate::error::retry_after_secs;
-use crate::pages::{Common, LoginPage, MessagePage, PasswordPage, error_page, html};
+use crate::pages::{
+    Common, LoginPage, MessagePage, PasswordPage, error_page, html, store_error_page,
+};
 use crate::params::Params;
 use crate::password;
 use crate::state::AppState;
@@ -26,8 +28,11 @@ pub struct SessionUser {
 }
 
 /// Reads and checks the session cookie. `Ok(None)` when absent, unknown,
-/// expired, or the user is gone or disabled.
-pub async fn current(app: &AppState, headers: &HeaderMap) -> Result<Option<SessionUser>, String> {
+/// expired, or the user is gone or disabled; `Err` when the store failed.
+pub async fn current(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<SessionUser>, StoreError> {
     let Some(raw) = cookies::get(headers, cookies::SESSION) else {
         return Ok(None);
     };
@@ -38,7 +43,7 @@ pub async fn current(app: &AppState, headers: &HeaderMap) -> Result<Option<Sessi
     let s = match app.store.get_session(&h).await {
         Ok(s) => s,
         Err(StoreError::NotFound) => return Ok(None),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e),
     };
     if s.expires_at <= app.now() {
         return Ok(None);
@@ -50,7 +55,7 @@ pub async fn current(app: &AppState, headers: &HeaderMap) -> Result<Option<Sessi
             auth_time: s.auth_time,
         })),
         Ok(_) | Err(StoreError::NotFound) => Ok(None),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e),
     }
 }
 
@@ -223,15 +228,7 @@ pub async fn login_post(
     let user = match app.store.get_user_by_username(&username).await {
         Ok(u) => Some(u),
         Err(StoreError::NotFound) => None,
-        Err(e) => {
-            tracing::error!(error = %e, "user lookup failed");
-            return error_page(
-                &app,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "Try again later.",
-            );
-        }
+        Err(e) => return store_error_page(&app, "user lookup", &e),
     };
     let phc = user
         .as_ref()
@@ -356,6 +353,7 @@ pub async fn password_post(
     };
     let user = match app.store.get_user(user_id).await {
         Ok(u) => u,
+        Err(e @ StoreError::Unavailable(_)) => return store_error_page(&app, "user lookup", &e),
         Err(_) => {
             return error_page(
                 &app,
@@ -433,13 +431,7 @@ pub async fn password_post(
     updated.must_change_password = false;
     updated.updated_at = app.now();
     if let Err(e) = app.store.update_user(&updated).await {
-        tracing::error!(error = %e, "password update failed");
-        return error_page(
-            &app,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Something went wrong",
-            "Try again later.",
-        );
+        return store_error_page(&app, "password update", &e);
     }
     start_session(&app, &updated, &return_to).await
 }
@@ -456,13 +448,7 @@ pub(crate) async fn start_session(app: &AppState, user: &UserRecord, return_to: 
         expires_at: now + ttl,
     };
     if let Err(e) = app.store.insert_session(&rec).await {
-        tracing::error!(error = %e, "session insert failed");
-        return error_page(
-            app,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Something went wrong",
-            "Try again later.",
-        );
+        return store_error_page(app, "session insert", &e);
     }
     tracing::info!(user = %user.id, "user signed in");
     let mut r = if return_to.is_empty() {
@@ -508,6 +494,7 @@ fn signed_in_page(app: &AppState, user: &UserRecord) -> Response {
 pub async fn logout_get(State(app): State<AppState>, headers: HeaderMap) -> Response {
     let c = Common::new(&app);
     match current(&app, &headers).await {
+        Err(e) => store_error_page(&app, "sign-out page", &e),
         Ok(Some(u)) => {
             let token = csrf::issue(
                 &app.csrf_key,
@@ -528,7 +515,7 @@ pub async fn logout_get(State(app): State<AppState>, headers: HeaderMap) -> Resp
                 },
             )
         }
-        _ => html(
+        Ok(None) => html(
             StatusCode::OK,
             &MessagePage {
                 asset_base: &c.asset_base,

@@ -51,6 +51,8 @@ struct Sinks {
     stdout: bool,
     file: Option<std::fs::File>,
     store: Option<Arc<dyn AuditStore>>,
+    /// While the store is down every batch fails: logged within a budget.
+    store_warnings: crate::log_budget::SharedLogBudget,
 }
 
 impl Audit {
@@ -71,6 +73,7 @@ impl Audit {
                 stdout: cfg.stdout,
                 file,
                 store,
+                store_warnings: crate::log_budget::store_warnings(),
             };
             let handle = tokio::spawn(writer(rx, sinks, stop));
             audit.tx = Some(tx);
@@ -227,7 +230,9 @@ impl Sinks {
         if let Some(s) = &self.store
             && let Err(e) = s.insert_audit(batch).await
         {
-            tracing::warn!(error = %e, "writing audit records to the store failed");
+            if let Some(held_back) = self.store_warnings.allow() {
+                tracing::warn!(error = %e, held_back, "writing audit records to the store failed");
+            }
             metrics::counter!("mcpgate_gateway_audit_write_errors_total")
                 .increment(batch.len() as u64);
         }

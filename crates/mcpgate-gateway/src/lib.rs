@@ -15,6 +15,7 @@ pub mod capacity;
 pub mod config;
 pub mod fleet;
 pub mod jsonrpc;
+pub(crate) mod log_budget;
 mod mcp;
 pub mod metrics;
 pub mod origin;
@@ -145,6 +146,9 @@ pub(crate) struct Inner {
     /// The purge of idle shared sessions' housekeeping lock ([`SESSIONS_TASK`]),
     /// taken on first use.
     pub sweep_lock: HousekeepingLock,
+    /// Warnings that the store did not answer: during an outage every
+    /// request and sweep would log one, so they share a budget.
+    pub store_warnings: log_budget::SharedLogBudget,
 }
 
 /// One kind of housekeeping round's lock: `None` until first asked for, and
@@ -332,6 +336,7 @@ impl Gateway {
             replica: deps.replica,
             purge_lock: tokio::sync::Mutex::new(None),
             sweep_lock: tokio::sync::Mutex::new(None),
+            store_warnings: log_budget::store_warnings(),
             upstreams,
             settings,
         });
@@ -528,7 +533,9 @@ impl Inner {
                 Some(n)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "purging idle shared sessions failed");
+                if let Some(held_back) = self.store_warnings.allow() {
+                    tracing::warn!(error = %e, held_back, "purging idle shared sessions failed");
+                }
                 None
             }
         }
@@ -591,8 +598,9 @@ impl Inner {
     async fn unshare(&self, id_hash: &str) {
         if let Some(shared) = &self.shared
             && let Err(e) = shared.delete(id_hash).await
+            && let Some(held_back) = self.store_warnings.allow()
         {
-            tracing::warn!(error = %e, "deleting a session from the shared store failed");
+            tracing::warn!(error = %e, held_back, "deleting a session from the shared store failed");
         }
     }
 
@@ -671,6 +679,8 @@ async fn housekeeping(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
 async fn fleet_sweep(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(fleet::SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The sweep failed last time: its next success is logged, once.
+    let mut failing = false;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -683,6 +693,9 @@ async fn fleet_sweep(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
         let asked = std::time::Instant::now();
         match shared.live().await {
             Ok(live) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("the shared session store answers the sweep again");
+                }
                 for s in i.sessions.snapshot() {
                     // A session made after the question was asked may not
                     // be in the answer.
@@ -697,7 +710,10 @@ async fn fleet_sweep(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "the shared session store did not answer the sweep")
+                failing = true;
+                if let Some(held_back) = i.store_warnings.allow() {
+                    tracing::warn!(error = %e, held_back, "the shared session store did not answer the sweep");
+                }
             }
         }
         i.purge_shared_round().await;

@@ -351,7 +351,9 @@ async fn initialize(call: &Call<'_>, env: &Envelope) -> Forward {
     match stored {
         Ok(evicted) => gw.end_evicted(evicted),
         Err(e) => {
-            tracing::error!(upstream = %up.cfg.name, error = %e, "storing a new session failed; it is ended");
+            if let Some(held_back) = gw.store_warnings.allow() {
+                tracing::error!(upstream = %up.cfg.name, error = %e, held_back, "storing a new session failed; it is ended");
+            }
             if let Some(s) = gw.sessions.remove(&s.id) {
                 gw.end_session(&s);
             }
@@ -473,7 +475,9 @@ async fn lookup(ctx: &Ctx, sid: &str, p: &Principal) -> Result<Arc<Session>, Ref
                 return Err(Refusal::UnknownSession);
             }
             Err(e) => {
-                tracing::warn!(upstream = %up, error = %e, "the shared session store did not answer; serving a session held here");
+                if let Some(held_back) = gw.store_warnings.allow() {
+                    tracing::warn!(upstream = %up, error = %e, held_back, "the shared session store did not answer; serving a session held here");
+                }
             }
         }
     }
@@ -494,7 +498,9 @@ async fn adopt(ctx: &Ctx, sid: &str, p: &Principal) -> Result<Arc<Session>, Refu
         Ok(rec) => rec,
         Err(mcpgate_store::StoreError::NotFound) => return Err(Refusal::UnknownSession),
         Err(e) => {
-            tracing::warn!(upstream = %up, error = %e, "the shared session store did not answer");
+            if let Some(held_back) = gw.store_warnings.allow() {
+                tracing::warn!(upstream = %up, error = %e, held_back, "the shared session store did not answer");
+            }
             return Err(Refusal::StoreUnavailable);
         }
     };

@@ -163,11 +163,16 @@ impl Runtime {
     }
 }
 
-/// A PostgreSQL error may echo the connection string; keep only the kind.
+/// A PostgreSQL error may echo the connection string (with its password);
+/// keep only the kind. A connection that cannot be made at all is
+/// `Unavailable`, the error most likely to quote the URL it tried.
 fn redact_store_error(e: &StoreError) -> String {
     match e {
         StoreError::Backend(m) if m.contains("://") => {
             "backend failure (details hidden: the message contained a URL)".into()
+        }
+        StoreError::Unavailable(m) if m.contains("://") => {
+            "store unavailable (details hidden: the message contained a URL)".into()
         }
         other => other.to_string(),
     }
@@ -948,6 +953,29 @@ mod tests {
         assert_eq!(before, low);
         assert_eq!(now, hard);
         assert_eq!(rlimit::Resource::NOFILE.get().unwrap(), (hard, hard));
+    }
+
+    #[test]
+    fn store_errors_that_quote_a_url_are_redacted() {
+        let url = "postgres://mcpgate:hunter2@db.internal:5432/mcpgate";
+        for e in [
+            StoreError::Backend(format!("error connecting to {url}")),
+            StoreError::Unavailable(format!("pool timed out connecting to {url}")),
+        ] {
+            let shown = redact_store_error(&e);
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(!shown.contains("://"), "{shown}");
+            assert!(shown.contains("details hidden"), "{shown}");
+        }
+        // The kind stays visible, and messages without a URL are kept.
+        assert!(
+            redact_store_error(&StoreError::Unavailable(format!("no route: {url}")))
+                .starts_with("store unavailable")
+        );
+        assert_eq!(
+            redact_store_error(&StoreError::Unavailable("connection refused".into())),
+            "store unavailable: connection refused"
+        );
     }
 
     #[tokio::test(start_paused = true)]

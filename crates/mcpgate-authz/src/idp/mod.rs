@@ -67,6 +67,16 @@ fn internal(app: &AppState, detail: &str) -> Response {
     )
 }
 
+/// A store failure: 503 with `Retry-After` when the database cannot be
+/// reached now (the sign-in state, cookie included, is kept for the retry),
+/// else [`internal`].
+fn store_failed(app: &AppState, e: &StoreError) -> Response {
+    match e {
+        StoreError::Unavailable(_) => crate::pages::store_error_page(app, "upstream sign-in", e),
+        e => internal(app, &e.to_string()),
+    }
+}
+
 fn upstream_failed(app: &AppState, p: &IdentityProvider, e: UpstreamError) -> Response {
     match e {
         UpstreamError::Provider(d) => {
@@ -176,7 +186,7 @@ pub async fn start(
         expires_at: now + UPSTREAM_STATE_TTL,
     };
     if let Err(e) = app.store.insert_upstream_state(&rec).await {
-        return internal(&app, &e.to_string());
+        return store_failed(&app, &e);
     }
     let mut ser = url::form_urlencoded::Serializer::new(String::new());
     ser.append_pair("response_type", "code")
@@ -254,7 +264,7 @@ pub async fn callback(
                 "This sign-in has expired, was already used, or was started in another browser. Start again from the application.",
             );
         }
-        Err(e) => return internal(&app, &e.to_string()),
+        Err(e) => return store_failed(&app, &e),
     };
     if rec.provider != provider.name {
         return refuse(
@@ -319,7 +329,7 @@ pub async fn callback(
     }
     let user = match linked_user(&app, &provider, &identity).await {
         Ok(u) => u,
-        Err(e) => return internal(&app, &e.to_string()),
+        Err(e) => return store_failed(&app, &e),
     };
     if user.disabled {
         return refuse(

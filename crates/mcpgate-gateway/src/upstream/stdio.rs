@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::StdioConfig;
 use crate::jsonrpc::{self, codes};
+use crate::log_budget::LogBudget;
 
 /// The pseudo-session of the gateway's own `initialize` handshake.
 const INIT_SESSION: &str = "mcpgate-init";
@@ -155,36 +156,6 @@ fn offer(tx: &mpsc::Sender<Value>, msg: Value) -> Result<(), mpsc::error::TrySen
         return Err(mpsc::error::TrySendError::Full(msg));
     }
     tx.try_send(msg)
-}
-
-/// A log line budget: at most `per_sec` lines a second; the lines held back
-/// are counted and reported with the next line let through.
-#[derive(Default)]
-struct LogBudget {
-    window: Option<Instant>,
-    used: u32,
-    held_back: u64,
-}
-
-impl LogBudget {
-    /// `Some(lines held back since the last one let through)` when this
-    /// line may be logged.
-    fn allow(&mut self, per_sec: u32) -> Option<u64> {
-        let now = Instant::now();
-        if self
-            .window
-            .is_none_or(|w| now.duration_since(w) >= Duration::from_secs(1))
-        {
-            self.window = Some(now);
-            self.used = 0;
-        }
-        if self.used >= per_sec {
-            self.held_back += 1;
-            return None;
-        }
-        self.used += 1;
-        Some(std::mem::take(&mut self.held_back))
-    }
 }
 
 /// A running stdio child.
@@ -882,7 +853,7 @@ async fn log_stderr(upstream: String, mut err: BufReader<tokio::process::ChildSt
             Ok(false) => break,
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                 // An over-long line: skip it, keep reading.
-                budget.held_back += 1;
+                budget.hold_back();
                 let _ = err.read_until(b'\n', &mut Vec::new()).await;
                 continue;
             }
@@ -963,6 +934,7 @@ mod tests {
     }
 
     use super::*;
+    use std::time::Instant;
 
     /// A child that runs `script` under `/bin/sh`, outside the sandbox.
     fn sh(script: &str) -> StdioConfig {

@@ -26,7 +26,9 @@ const LIMIT: u64 = 60;
 const SHUTDOWN_DELAY_SECS: u64 = 2;
 
 /// Three replicas, HAProxy in front, an HTTP upstream (the `testing`
-/// fixture) and the stdio demo upstream.
+/// fixture) under three names (`web`; `limited`, rate limited; `guarded`,
+/// whose `echo` needs `notes:write` beyond the baseline `notes:read`) and
+/// the stdio demo upstream.
 struct Fleet {
     env: Env,
     replicas: Vec<Option<Server>>,
@@ -109,7 +111,10 @@ impl Fleet {
              rate_limit = {{ per_user_per_minute = 1000000, per_client_per_minute = 1000000 }}\n\
              [[upstream]]\nname = \"limited\"\nhttp = {{ url = \"{upstream_url}\" }}\n\
              scopes = [\"notes:read\"]\n\
-             rate_limit = {{ per_user_per_minute = {LIMIT}, per_client_per_minute = 100000 }}\n",
+             rate_limit = {{ per_user_per_minute = {LIMIT}, per_client_per_minute = 100000 }}\n\
+             [[upstream]]\nname = \"guarded\"\nhttp = {{ url = \"{upstream_url}\" }}\n\
+             scopes = [\"notes:read\"]\n\
+             tools = {{ echo = {{ scopes = [\"notes:write\"] }} }}\n",
             key = key_file.display(),
             db = schema.url(),
             bin = crate::harness::bin(),
@@ -189,14 +194,18 @@ impl Fleet {
     /// The whole sign-in and consent through HAProxy, the code redeemed at
     /// replica `at`.
     async fn tokens(&self, upstream: &str, at: usize) -> Tokens {
-        let mut b = Browser::new();
+        self.tokens_in(&mut Browser::new(), upstream, at).await
+    }
+
+    /// [`Fleet::tokens`] in browser `b`, which stays signed in.
+    async fn tokens_in(&self, b: &mut Browser, upstream: &str, at: usize) -> Tokens {
         let req = AuthRequest::new(
             &self.client_id,
             REDIRECT,
             "notes:read offline_access",
             &self.resource(upstream),
         );
-        let code = flow::authorize(&mut b, &self.front, &req, USER, PASSWORD).await;
+        let code = flow::authorize(b, &self.front, &req, USER, PASSWORD).await;
         flow::redeem(&self.replica(at), &req, &code, None).await
     }
 
@@ -221,15 +230,15 @@ fn replica_opts(port: Option<u16>) -> ServeOpts {
     }
 }
 
-/// One MCP request: status, session id header, and the JSON-RPC message
-/// (from a JSON body or the first event of a stream).
-async fn mcp(
+/// One MCP request as sent; `None` when the connection failed or closed
+/// without an answer.
+async fn mcp_send(
     front: &Front,
     upstream: &str,
     token: &str,
     session: Option<&str>,
     body: &Value,
-) -> (u16, Option<String>, Value) {
+) -> Option<reqwest::Response> {
     let mut req = front
         .http
         .post(front.url(&format!("/mcp/{upstream}")))
@@ -240,13 +249,26 @@ async fn mcp(
     if let Some(s) = session {
         req = req.header("mcp-session-id", s);
     }
-    let r = match req.send().await {
-        Ok(r) => r,
-        // The connection failed or closed without an answer: status 0.
+    match req.send().await {
+        Ok(r) => Some(r),
         Err(e) => {
             eprintln!("MCP POST: {e}");
-            return (0, None, Value::Null);
+            None
         }
+    }
+}
+
+/// One MCP request: status, session id header, and the JSON-RPC message
+/// (from a JSON body or the first event of a stream). No answer: status 0.
+async fn mcp(
+    front: &Front,
+    upstream: &str,
+    token: &str,
+    session: Option<&str>,
+    body: &Value,
+) -> (u16, Option<String>, Value) {
+    let Some(r) = mcp_send(front, upstream, token, session, body).await else {
+        return (0, None, Value::Null);
     };
     let status = r.status().as_u16();
     let sid = r
@@ -265,11 +287,14 @@ async fn mcp(
     (status, sid, msg)
 }
 
-async fn initialize(front: &Front, upstream: &str, token: &str) -> String {
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+fn initialize_request() -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {},
-        "clientInfo": {"name": "fleet-test", "version": "1"}}});
-    let (status, sid, msg) = mcp(front, upstream, token, None, &init).await;
+        "clientInfo": {"name": "fleet-test", "version": "1"}}})
+}
+
+async fn initialize(front: &Front, upstream: &str, token: &str) -> String {
+    let (status, sid, msg) = mcp(front, upstream, token, None, &initialize_request()).await;
     assert_eq!(status, 200, "initialize: {msg}");
     let sid = sid.expect("a session id");
     let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
@@ -278,7 +303,27 @@ async fn initialize(front: &Front, upstream: &str, token: &str) -> String {
     sid
 }
 
+/// `DELETE` of a session: the status (0: no answer).
+async fn end_session(front: &Front, upstream: &str, token: &str, sid: &str) -> u16 {
+    let r = front
+        .http
+        .delete(front.url(&format!("/mcp/{upstream}")))
+        .bearer_auth(token)
+        .header("mcp-session-id", sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await;
+    r.map_or(0, |r| r.status().as_u16())
+}
+
 static IDS: AtomicU64 = AtomicU64::new(10);
+
+/// The body of a `tools/call` of `tool`.
+fn call_request(tool: &str, args: Value) -> Value {
+    let id = IDS.fetch_add(1, Ordering::Relaxed);
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": tool, "arguments": args}})
+}
 
 /// `tools/call` of `tool`: the status and the message.
 async fn call(
@@ -289,9 +334,7 @@ async fn call(
     tool: &str,
     args: Value,
 ) -> (u16, Value) {
-    let id = IDS.fetch_add(1, Ordering::Relaxed);
-    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-        "params": {"name": tool, "arguments": args}});
+    let body = call_request(tool, args);
     let (status, _, msg) = mcp(front, upstream, token, Some(sid), &body).await;
     (status, msg)
 }
@@ -330,17 +373,10 @@ async fn fleet_serves_every_step_on_any_replica() {
         );
     }
     // Ended at r3: gone everywhere, within the replicas' check interval.
-    let r = fleet
-        .replica(2)
-        .http
-        .delete(fleet.replica(2).url("/mcp/web"))
-        .bearer_auth(&web.access)
-        .header("mcp-session-id", &sid)
-        .header("mcp-protocol-version", "2025-11-25")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(
+        end_session(&fleet.replica(2), "web", &web.access, &sid).await,
+        204
+    );
     tokio::time::sleep(Duration::from_millis(1200)).await;
     for i in 0..3 {
         assert_eq!(
@@ -385,6 +421,131 @@ async fn fleet_serves_every_step_on_any_replica() {
         [200, 404, 404],
         "exactly one replica holds the child"
     );
+    fleet.finish().await;
+}
+
+/// The scopes a token response granted.
+fn granted(t: &Tokens) -> Vec<&str> {
+    t.json["scope"]
+        .as_str()
+        .unwrap_or_default()
+        .split(' ')
+        .collect()
+}
+
+/// Step-up with each step on another replica: a token for the baseline
+/// scope, a call of a tool that needs more (403 `insufficient_scope` and the
+/// scopes to ask for), the protected resource metadata the challenge names,
+/// the user's consent to the wider scope, the call again on the same
+/// session, and a refresh that keeps the wider grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fleet_steps_up_and_refreshes_on_any_replica() {
+    let Some(fleet) = Fleet::start("fleet_step_up").await else {
+        return;
+    };
+    let resource = fleet.resource("guarded");
+    // Signed in through HAProxy for the baseline; the browser stays signed in.
+    let mut b = Browser::new();
+    let read = fleet.tokens_in(&mut b, "guarded", 0).await;
+    assert!(!granted(&read).contains(&"notes:write"), "{}", read.json);
+    let sid = initialize(&fleet.replica(1), "guarded", &read.access).await;
+    let text = json!({"text": "stepped up"});
+
+    // At r3: 403 with a Bearer challenge naming every scope the call needs.
+    let r = mcp_send(
+        &fleet.replica(2),
+        "guarded",
+        &read.access,
+        Some(&sid),
+        &call_request("echo", text.clone()),
+    )
+    .await
+    .expect("an answer");
+    assert_eq!(r.status(), 403);
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .and_then(mcpgate_types::www_authenticate::find_bearer)
+        .expect("a Bearer challenge");
+    assert_eq!(challenge.get("error"), Some("insufficient_scope"));
+    let wanted = challenge.get("scope").expect("the scopes to ask for");
+    let mut wanted: Vec<&str> = wanted.split(' ').collect();
+    wanted.sort_unstable();
+    assert_eq!(wanted, ["notes:read", "notes:write"]);
+    // The metadata it points to, read at r1, names this resource and scope.
+    let prm = challenge
+        .get("resource_metadata")
+        .and_then(|u| u.strip_prefix(fleet.front.issuer.as_str()))
+        .expect("resource_metadata on the issuer");
+    let prm = fleet.replica(0).get_json(prm).await;
+    assert_eq!(prm["resource"], resource.as_str(), "{prm}");
+
+    // Back to the AS for the union of scopes: the request at r2 shows the
+    // signed-in user the consent page (the new scope), approved at r3, the
+    // code redeemed at r1.
+    let wider = AuthRequest::new(
+        &fleet.client_id,
+        REDIRECT,
+        &format!("{} offline_access", wanted.join(" ")),
+        &resource,
+    );
+    let page = b.get(&wider.url(&fleet.replica(1).base)).await;
+    assert!(
+        flow::is_consent_page(&page),
+        "{}: {}",
+        page.status,
+        page.body
+    );
+    assert!(page.body.contains("notes:write"), "{}", page.body);
+    let page = flow::approve(&mut b, &fleet.replica(2), &page).await;
+    let code = flow::code_from(&fleet.front, &wider, &page);
+    let wide = flow::redeem(&fleet.replica(0), &wider, &code, None).await;
+    assert!(granted(&wide).contains(&"notes:write"), "{}", wide.json);
+
+    // The call again, on the same session, at r2.
+    let (status, msg) = call(
+        &fleet.replica(1),
+        "guarded",
+        &wide.access,
+        &sid,
+        "echo",
+        text.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{msg}");
+    assert!(msg.to_string().contains("stepped up"), "{msg}");
+
+    // A refresh at r3 keeps the wider grant; its token works at r1.
+    let refreshed = flow::refresh(&fleet.replica(2), &fleet.client_id, wide.refresh(), None).await;
+    assert!(
+        granted(&refreshed).contains(&"notes:write"),
+        "{}",
+        refreshed.json
+    );
+    assert_ne!(refreshed.refresh(), wide.refresh());
+    let (status, msg) = call(
+        &fleet.replica(0),
+        "guarded",
+        &refreshed.access,
+        &sid,
+        "echo",
+        text.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{msg}");
+    // The baseline token is still refused the tool: the scope came with the
+    // new grant, not with the session.
+    let (status, _) = call(
+        &fleet.replica(2),
+        "guarded",
+        &read.access,
+        &sid,
+        "echo",
+        text,
+    )
+    .await;
+    assert_eq!(status, 403);
     fleet.finish().await;
 }
 
@@ -531,7 +692,7 @@ async fn fleet_survives_a_killed_replica() {
     for i in 0..3 {
         sids.push(initialize(&fleet.replica(i), "web", &web.access).await);
     }
-    let load = EchoLoad::start(&fleet, &web.access, &sids);
+    let load = EchoLoad::start(&fleet.front, &web.access, &sids);
     // One more worker rotates the refresh token through HAProxy: an answer
     // lost with the replica is retried with the same token (within the
     // reuse grace), so the family is never lost.
@@ -613,7 +774,7 @@ async fn fleet_rolling_restart_loses_nothing() {
     };
     let web = fleet.tokens("web", 0).await;
     let sid = initialize(&fleet.front, "web", &web.access).await;
-    let load = EchoLoad::start(&fleet, &web.access, &vec![sid; 4]);
+    let load = EchoLoad::start(&fleet.front, &web.access, &vec![sid; 4]);
     for i in 0..3 {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let srv = fleet.replicas[i].take().expect("replica");
@@ -631,8 +792,9 @@ async fn fleet_rolling_restart_loses_nothing() {
     fleet.finish().await;
 }
 
-/// Workers calling `echo` through HAProxy, one per session given, until
-/// [`EchoLoad::finish`]; they count what succeeded and what failed.
+/// Workers calling `echo` through `front` (HAProxy, or one server), one per
+/// session given, until [`EchoLoad::finish`]; they count what succeeded and
+/// what failed.
 struct EchoLoad {
     stop: Arc<std::sync::atomic::AtomicBool>,
     ok: Arc<AtomicU64>,
@@ -641,12 +803,12 @@ struct EchoLoad {
 }
 
 impl EchoLoad {
-    fn start(fleet: &Fleet, token: &str, sids: &[String]) -> Self {
+    fn start(front: &Front, token: &str, sids: &[String]) -> Self {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let mut workers = Vec::new();
         for (w, sid) in sids.iter().enumerate() {
-            let (front, token, sid) = (fleet.front_clone(), token.to_string(), sid.clone());
+            let (front, token, sid) = (clone_of(front), token.to_string(), sid.clone());
             let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
             workers.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
@@ -686,38 +848,73 @@ impl EchoLoad {
     }
 }
 
-/// One refresh through `front`: the new refresh token, or `None` when the
-/// request failed on the way (to be retried with the same token).
-async fn rotate(front: &Front, client_id: &str, token: &str) -> Option<String> {
+/// How one refresh ended.
+enum Refreshed {
+    /// The new refresh token.
+    Rotated(String),
+    /// 503 `temporarily_unavailable` with `Retry-After`: not rotated.
+    Unavailable,
+    /// Anything else: the status (0: no whole answer) and the body.
+    Failed(u16, String),
+}
+
+/// One refresh of `token` through `front`.
+async fn refresh_once(front: &Front, client_id: &str, token: &str) -> Refreshed {
     let form = [
         ("grant_type", "refresh_token"),
         ("refresh_token", token),
         ("client_id", client_id),
     ];
-    let r = front
+    let r = match front
         .http
         .post(front.url("/oauth/token"))
         .form(&form)
         .send()
         .await
-        .ok()?;
+    {
+        Ok(r) => r,
+        Err(e) => return Refreshed::Failed(0, e.to_string()),
+    };
     let status = r.status().as_u16();
-    let v: Value = r.json().await.ok()?;
-    if status >= 500 {
-        return None;
+    let retry_after = r.headers().contains_key("retry-after");
+    let text = match r.text().await {
+        Ok(t) => t,
+        Err(e) => return Refreshed::Failed(0, e.to_string()),
+    };
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    match (status, v["refresh_token"].as_str()) {
+        (200, Some(t)) => Refreshed::Rotated(t.to_string()),
+        (503, _) if retry_after && v["error"] == "temporarily_unavailable" => {
+            Refreshed::Unavailable
+        }
+        _ => Refreshed::Failed(status, text),
     }
-    assert_eq!(status, 200, "refresh refused: {v}");
-    v["refresh_token"].as_str().map(str::to_string)
+}
+
+/// One refresh through `front`: the new refresh token, or `None` when the
+/// request failed on the way (to be retried with the same token).
+async fn rotate(front: &Front, client_id: &str, token: &str) -> Option<String> {
+    match refresh_once(front, client_id, token).await {
+        Refreshed::Rotated(t) => Some(t),
+        Refreshed::Unavailable => None,
+        Refreshed::Failed(s, _) if s == 0 || s >= 500 => None,
+        Refreshed::Failed(s, body) => panic!("refresh refused: {s} {body}"),
+    }
+}
+
+/// `front` again, with a client (and connection pool) of its own.
+fn clone_of(front: &Front) -> Front {
+    Front {
+        base: front.base.clone(),
+        issuer: front.issuer.clone(),
+        resource: front.resource.clone(),
+        http: http_client(),
+    }
 }
 
 impl Fleet {
     fn front_clone(&self) -> Front {
-        Front {
-            base: self.front.base.clone(),
-            issuer: self.front.issuer.clone(),
-            resource: self.front.resource.clone(),
-            http: http_client(),
-        }
+        clone_of(&self.front)
     }
 }
 
@@ -830,10 +1027,177 @@ impl Drop for OwnPostgres {
     }
 }
 
-/// PostgreSQL stopped and started again while mcpgate serves: while it is down,
-/// requests that need it fail fast with 503 and `Retry-After`, sessions the
-/// replica holds go on; after, everything works again without restarting
-/// mcpgate, and no grant was lost.
+/// What a worker's requests got while the database went away and came back:
+/// each must succeed or be refused at once with 503 and `Retry-After`.
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    unavailable: AtomicU64,
+    /// The slowest 503, for the report.
+    slowest_refusal: std::sync::Mutex<Duration>,
+    /// Every other answer (a 500, no answer, a refused grant), described.
+    wrong: std::sync::Mutex<Vec<String>>,
+}
+
+impl Tally {
+    fn ok(&self) {
+        self.ok.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn unavailable(&self, took: Duration) {
+        self.unavailable.fetch_add(1, Ordering::Relaxed);
+        let mut s = self.slowest_refusal.lock().unwrap();
+        *s = (*s).max(took);
+    }
+
+    fn wrong(&self, what: String) {
+        eprintln!("{what}");
+        self.wrong.lock().unwrap().push(what);
+    }
+
+    /// (succeeded, refused with 503) so far.
+    fn counts(&self) -> (u64, u64) {
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.unavailable.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A worker of the restart trial: its tally, and the task, which returns
+/// the last refresh token of its chain (empty for other workers).
+struct Worker {
+    name: &'static str,
+    tally: Arc<Tally>,
+    task: tokio::task::JoinHandle<String>,
+}
+
+/// Between two requests of one worker, to keep the load a small machine can
+/// carry beside the server.
+const PACE: Duration = Duration::from_millis(10);
+
+impl Worker {
+    /// Rotates a refresh chain: a 503 leaves the token as it was, to be
+    /// presented again.
+    fn refreshes(
+        name: &'static str,
+        front: &Front,
+        client_id: &str,
+        first: String,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
+        let tally = Arc::new(Tally::default());
+        let (front, client_id, t) = (clone_of(front), client_id.to_string(), tally.clone());
+        let task = tokio::spawn(async move {
+            let mut token = first;
+            while !stop.load(Ordering::Relaxed) {
+                let asked = Instant::now();
+                match refresh_once(&front, &client_id, &token).await {
+                    Refreshed::Rotated(next) => {
+                        token = next;
+                        t.ok();
+                    }
+                    Refreshed::Unavailable => t.unavailable(asked.elapsed()),
+                    Refreshed::Failed(status, body) => {
+                        t.wrong(format!("{name}: {status} {body}"));
+                    }
+                }
+                tokio::time::sleep(PACE).await;
+            }
+            token
+        });
+        Self { name, tally, task }
+    }
+
+    /// Opens sessions of `upstream` and ends each at once (so that the
+    /// per-user cap never evicts anyone else's).
+    fn sessions(
+        name: &'static str,
+        front: &Front,
+        upstream: &'static str,
+        token: &str,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
+        let tally = Arc::new(Tally::default());
+        let (front, token, t) = (clone_of(front), token.to_string(), tally.clone());
+        let task = tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let asked = Instant::now();
+                let init = mcp_send(&front, upstream, &token, None, &initialize_request()).await;
+                let Some(r) = init else {
+                    t.wrong(format!("{name}: initialize had no answer"));
+                    continue;
+                };
+                let status = r.status().as_u16();
+                let retry_after = r.headers().contains_key("retry-after");
+                let sid = r
+                    .headers()
+                    .get("mcp-session-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let body = r.text().await.unwrap_or_default();
+                match (status, sid) {
+                    (200, Some(sid)) => {
+                        t.ok();
+                        match end_session(&front, upstream, &token, &sid).await {
+                            204 | 503 => {}
+                            s => t.wrong(format!("{name}: DELETE answered {s}")),
+                        }
+                    }
+                    (503, _) if retry_after => t.unavailable(asked.elapsed()),
+                    (s, _) => t.wrong(format!("{name}: initialize answered {s}: {body}")),
+                }
+                tokio::time::sleep(PACE).await;
+            }
+            String::new()
+        });
+        Self { name, tally, task }
+    }
+}
+
+/// Waits until `done(i, tally)` holds for every worker `i` (at most a
+/// generous while: a worker that never gets there is stuck, and the test
+/// says which).
+async fn until_each(workers: &[Worker], what: &str, done: impl Fn(usize, &Tally) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let behind: Vec<&str> = workers
+            .iter()
+            .enumerate()
+            .filter(|(i, w)| !done(*i, &w.tally))
+            .map(|(_, w)| w.name)
+            .collect();
+        if behind.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{behind:?} never {what}: {:?}",
+            workers
+                .iter()
+                .map(|w| (w.name, w.tally.counts()))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Log lines the gateway's store-outage warnings (one shared budget) and
+/// the audit writer's (one of its own) may write in `lasted`: the budget's
+/// lines per window, for every window that can overlap that time.
+fn store_warning_lines_allowed(lasted: Duration) -> usize {
+    // STORE_WARNINGS lines per STORE_WARNING_WINDOW (mcpgate-gateway's
+    // log_budget): 3 per 10 s.
+    3 * (lasted.as_secs() as usize / 10 + 2)
+}
+
+/// PostgreSQL stopped and started again while mcpgate serves under load:
+/// workers rotate two refresh chains, call a tool on a session the replica
+/// holds, and open new sessions. While the database is down every request
+/// that needs it is refused at once with 503 and `Retry-After` (the sign-in
+/// and consent pages too, as an HTML page), none hangs or gets a 500, and
+/// the held session goes on; after, everything works again without
+/// restarting mcpgate, and no grant was lost or doubled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_restart_fails_fast_and_recovers() {
     let Some(pg) = OwnPostgres::start() else {
@@ -843,28 +1207,69 @@ async fn postgres_restart_fails_fast_and_recovers() {
     let env = Env::with_config(&format!(
         "[store]\nbackend = \"postgres\"\npostgres_url = \"{}\"\n\
          [[upstream]]\nname = \"web\"\nhttp = {{ url = \"{upstream_url}\" }}\n\
-         scopes = [\"notes:read\"]\n",
+         scopes = [\"notes:read\"]\n\
+         rate_limit = {{ per_user_per_minute = 1000000, per_client_per_minute = 1000000 }}\n",
         pg.url()
     ));
     env.add_user(USER, PASSWORD).await;
     let (client_id, _) = env.add_client("Restart app", REDIRECT, &[]).await;
     let srv = env.serve().await;
+    let served_from = Instant::now();
+    let request = || {
+        AuthRequest::new(
+            &client_id,
+            REDIRECT,
+            "notes:read offline_access",
+            &srv.url("/mcp/web"),
+        )
+    };
+    // Three grants: one for the sessions, two refresh chains.
     let mut b = Browser::new();
-    let req = AuthRequest::new(
-        &client_id,
-        REDIRECT,
-        "notes:read offline_access",
-        &srv.url("/mcp/web"),
-    );
-    let code = flow::authorize(&mut b, &srv, &req, USER, PASSWORD).await;
-    let tokens = flow::redeem(&srv, &req, &code, None).await;
+    let mut grants = Vec::new();
+    for _ in 0..3 {
+        let req = request();
+        let code = flow::authorize(&mut b, &srv, &req, USER, PASSWORD).await;
+        grants.push(flow::redeem(&srv, &req, &code, None).await);
+    }
+    let tokens = grants.remove(0);
     let sid = initialize(&srv, "web", &tokens.access).await;
     assert_eq!(echo(&srv, &tokens.access, &sid, "up").await, 200);
+    // A consent form shown now and answered while the database is down.
+    let later = request();
+    let form = b.get(&later.url(&srv.base)).await;
+    assert!(form.consent_step().is_some(), "{}", form.body);
+
+    // The load. The held session needs no database: every call succeeds.
+    let held = EchoLoad::start(&srv, &tokens.access, &[sid.clone(), sid.clone()]);
+    let stop = held.stop.clone();
+    let mut workers = vec![Worker::sessions(
+        "new sessions",
+        &srv,
+        "web",
+        &tokens.access,
+        stop.clone(),
+    )];
+    for (name, g) in ["refresh chain 1", "refresh chain 2"]
+        .into_iter()
+        .zip(&grants)
+    {
+        workers.push(Worker::refreshes(
+            name,
+            &srv,
+            &client_id,
+            g.refresh().to_string(),
+            stop.clone(),
+        ));
+    }
+    until_each(&workers, "succeeded before the outage", |_, t| {
+        t.counts().0 >= 3
+    })
+    .await;
 
     pg.ctl("stop");
     // A refresh needs the database: 503 temporarily_unavailable, soon.
     let asked = Instant::now();
-    let form = [
+    let form_body = [
         ("grant_type", "refresh_token"),
         ("refresh_token", tokens.refresh()),
         ("client_id", client_id.as_str()),
@@ -872,7 +1277,7 @@ async fn postgres_restart_fails_fast_and_recovers() {
     let r = srv
         .http
         .post(srv.url("/oauth/token"))
-        .form(&form)
+        .form(&form_body)
         .send()
         .await
         .unwrap();
@@ -890,16 +1295,46 @@ async fn postgres_restart_fails_fast_and_recovers() {
         "not failing fast: {waited:?}"
     );
     // A new session needs the database too: 503 with Retry-After.
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {},
-        "clientInfo": {"name": "fleet-test", "version": "1"}}});
-    let (status, _, msg) = mcp(&srv, "web", &tokens.access, None, &init).await;
+    let (status, _, msg) = mcp(&srv, "web", &tokens.access, None, &initialize_request()).await;
     assert_eq!(status, 503, "{msg}");
-    // The session this replica holds goes on.
-    for _ in 0..3 {
-        assert_eq!(echo(&srv, &tokens.access, &sid, "down").await, 200);
-        tokio::time::sleep(Duration::from_millis(400)).await;
-    }
+    // The pages a person sees say so too: the authorization request of a
+    // signed-in user (its session is in the database), a new sign-in, and
+    // the consent form shown before the outage.
+    let unavailable_page = |what: &str, p: &mcpgate_testkit::Page| {
+        assert_eq!(p.status, 503, "{what}: {}", p.body);
+        assert_eq!(
+            p.headers.get("retry-after").map(|v| v.as_bytes()),
+            Some(&b"1"[..]),
+            "{what}"
+        );
+        assert!(
+            p.headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|c| c.starts_with("text/html")),
+            "{what}"
+        );
+        assert!(p.body.contains("try again"), "{what}: {}", p.body);
+    };
+    let page = b.get(&request().url(&srv.base)).await;
+    unavailable_page("authorization request", &page);
+    let page = flow::sign_in(
+        &mut Browser::new(),
+        &srv,
+        &request().url(&srv.base),
+        USER,
+        PASSWORD,
+        None,
+    )
+    .await;
+    unavailable_page("sign-in", &page);
+    let page = b.decide(&srv.base, &form, "approve").await;
+    unavailable_page("consent", &page);
+    // Every worker that needs the database is refused, several times.
+    until_each(&workers, "were refused while it was down", |_, t| {
+        t.counts().1 >= 3
+    })
+    .await;
 
     pg.ctl("start");
     // Back without a restart: the same refresh token rotates (nothing was
@@ -912,10 +1347,110 @@ async fn postgres_restart_fails_fast_and_recovers() {
         assert!(Instant::now() < deadline, "the store never came back");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(!fresh.is_empty());
+    // Every worker succeeds again.
+    let before: Vec<u64> = workers.iter().map(|w| w.tally.counts().0).collect();
+    until_each(&workers, "succeeded after the restart", |i, t| {
+        t.counts().0 >= before[i] + 3
+    })
+    .await;
+    let (held_ok, held_failed) = held.finish().await;
+    let mut chains = Vec::new();
+    for w in workers {
+        let last = w.task.await.expect("worker");
+        let (ok, refused) = w.tally.counts();
+        let slowest = *w.tally.slowest_refusal.lock().unwrap();
+        eprintln!(
+            "{}: {ok} succeeded, {refused} refused with 503 (slowest {slowest:?})",
+            w.name
+        );
+        let wrong = w.tally.wrong.lock().unwrap();
+        assert!(
+            wrong.is_empty(),
+            "{}: answers other than success or 503: {:?}",
+            w.name,
+            &wrong[..wrong.len().min(5)]
+        );
+        if !last.is_empty() {
+            chains.push(last);
+        }
+    }
+    eprintln!("held session: {held_ok} calls succeeded, {held_failed} failed");
+    assert_eq!(
+        held_failed, 0,
+        "the held session failed while the database was down"
+    );
+
+    // The consent form refused while the database was down was not spent:
+    // answered again, it gives its code.
+    let page = b.decide(&srv.base, &form, "approve").await;
+    let code = flow::code_from(&srv, &later, &page);
+    let late = flow::redeem(&srv, &later, &code, None)
+        .await
+        .refresh()
+        .to_string();
     let again = initialize(&srv, "web", &tokens.access).await;
     assert_eq!(echo(&srv, &tokens.access, &again, "again").await, 200);
     assert_eq!(echo(&srv, &tokens.access, &sid, "still").await, 200);
+
+    // Nothing lost or doubled: every chain rotates once more, and each
+    // grant is exactly one live family.
+    let store = mcpgate_store::PostgresStore::connect(&pg.url())
+        .await
+        .expect("store");
+    let mut families = std::collections::BTreeSet::new();
+    for last in chains.iter().chain([&fresh, &late]) {
+        let next = rotate(&srv, &client_id, last).await.expect("rotates");
+        let hash = mcpgate_types::secret::hash_secret(&next);
+        let (tok, fam) = mcpgate_store::RefreshTokenStore::get_refresh_token(&store, &hash)
+            .await
+            .expect("the new token is stored");
+        assert!(
+            tok.rotated_at.is_none() && fam.revoked_at.is_none(),
+            "{fam:?}"
+        );
+        families.insert(fam.family_id);
+    }
+    assert_eq!(families.len(), 4, "one family per grant: {families:?}");
+    let live: std::collections::BTreeSet<String> =
+        mcpgate_store::RefreshTokenStore::list_families(&store, None, flow::now())
+            .await
+            .expect("families")
+            .into_iter()
+            .map(|f| f.family_id)
+            .collect();
+    assert_eq!(live, families, "grants lost or doubled");
+    store.close().await;
+
+    // The outage was logged, within the warnings' budget rather than once
+    // per request.
+    let log = srv.log_text();
+    let lasted = served_from.elapsed();
+    let gateway_warnings = log
+        .lines()
+        .filter(|l| {
+            [
+                "the shared session store did not answer",
+                "storing a new session failed",
+                "deleting a session from the shared store failed",
+                "purging idle shared sessions failed",
+            ]
+            .iter()
+            .any(|m| l.contains(m))
+        })
+        .count();
+    let audit_warnings = log
+        .lines()
+        .filter(|l| l.contains("writing audit records to the store failed"))
+        .count();
+    eprintln!(
+        "store warnings over {lasted:?}: {gateway_warnings} by the gateway, {audit_warnings} by the audit writer"
+    );
+    assert!(gateway_warnings > 0, "the outage was not logged:\n{log}");
+    assert!(
+        gateway_warnings <= store_warning_lines_allowed(lasted),
+        "{gateway_warnings} gateway warnings in {lasted:?}"
+    );
+    assert!(audit_warnings <= store_warning_lines_allowed(lasted));
     srv.stop().await;
     drop(pg);
 }
