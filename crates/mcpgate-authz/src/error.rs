@@ -4,6 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mcpgate_store::StoreError;
+use mcpgate_types::log_budget::SharedLogBudget;
 use mcpgate_types::{OAuthError, OAuthErrorCode};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,12 @@ pub enum ApiError {
     #[error("unavailable: {0}")]
     Unavailable(String),
 }
+
+/// The log lines of requests that found the database down: every request
+/// fails alike then, so they share one budget (3 lines per 10 s, each with
+/// the count held back since the last).
+pub(crate) static STORE_OUTAGE_LOG: std::sync::LazyLock<SharedLogBudget> =
+    std::sync::LazyLock::new(|| SharedLogBudget::new(3, std::time::Duration::from_secs(10)));
 
 /// A limiter's wait as a `Retry-After` value: whole seconds, rounded up,
 /// at least 1.
@@ -115,7 +122,9 @@ impl IntoResponse for ApiError {
                 )
             }
             ApiError::Unavailable(detail) => {
-                tracing::error!(error = %detail, "the store is unavailable");
+                if let Some(held_back) = STORE_OUTAGE_LOG.allow() {
+                    tracing::error!(error = %detail, held_back, "the store is unavailable");
+                }
                 let mut r = no_store_json(
                     StatusCode::SERVICE_UNAVAILABLE,
                     &OAuthError::new(

@@ -178,7 +178,9 @@ pub fn unavailable_page(state: &AppState) -> Response {
 pub fn store_error_page(state: &AppState, what: &str, e: &StoreError) -> Response {
     match e {
         StoreError::Unavailable(detail) => {
-            tracing::warn!(error = %detail, "{what}: the store is unavailable");
+            if let Some(held_back) = crate::error::STORE_OUTAGE_LOG.allow() {
+                tracing::warn!(error = %detail, held_back, "{what}: the store is unavailable");
+            }
             unavailable_page(state)
         }
         e => {

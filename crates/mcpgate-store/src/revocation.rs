@@ -256,6 +256,11 @@ async fn follow(
     mut listener: Option<RevocationListener>,
 ) {
     let mut relisten_at = tokio::time::Instant::now() + RELISTEN_AFTER;
+    // A database that is down fails every poll (four a second): the first
+    // failures are logged, then one line per minute with the count held
+    // back, and one when a poll succeeds again.
+    let mut failures = mcpgate_types::log_budget::LogBudget::default();
+    let mut failing = false;
     loop {
         tokio::select! {
             () = tokio::time::sleep(poll) => {}
@@ -273,11 +278,22 @@ async fn follow(
         }
         let Some(inner) = weak.upgrade() else { return };
         let watch = RevocationWatch(inner);
-        if let Err(e) = watch.refresh(store.as_ref()).await {
-            if watch.generation() == 0 {
-                tracing::error!(error = %e, "loading the revocation set failed: tokens of this issuer are refused until it loads");
-            } else {
-                tracing::error!(error = %e, "refreshing the revocation set failed: revocations made since the last good snapshot are NOT enforced until it succeeds");
+        match watch.refresh(store.as_ref()).await {
+            Ok(_) if failing => {
+                failing = false;
+                tracing::info!("the revocation set loads again");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                failing = true;
+                let window = Duration::from_secs(60);
+                if let Some(held_back) = failures.allow_at(std::time::Instant::now(), 2, window) {
+                    if watch.generation() == 0 {
+                        tracing::error!(error = %e, held_back, "loading the revocation set failed: tokens of this issuer are refused until it loads");
+                    } else {
+                        tracing::error!(error = %e, held_back, "refreshing the revocation set failed: revocations made since the last good snapshot are NOT enforced until it succeeds");
+                    }
+                }
             }
         }
         drop(watch);

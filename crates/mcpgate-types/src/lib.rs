@@ -6,6 +6,7 @@
 
 pub mod client_metadata;
 pub mod error;
+pub mod log_budget;
 pub mod metadata;
 pub mod pkce;
 pub mod redirect_uri;
