@@ -56,6 +56,8 @@ const REFUSED_TOKENS_PER_IP: u32 = 10;
 const TIGHT_PER_USER_PER_MINUTE: u32 = 30;
 const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 const LOGIN_PER_ACCOUNT: u32 = 5;
+/// The login limit's window: a refused sign-in's `Retry-After` is at most this.
+const LOGIN_WINDOW_SECS: u64 = 60;
 const DCR_PER_IP_PER_HOUR: u32 = 5;
 
 const ECHO: &str = gateway::UPSTREAM;
@@ -790,7 +792,11 @@ async fn signin_worker(c: Arc<Ctx>) {
                     .and_then(|v| v.to_str().ok());
                 let ok = match page.status {
                     401 => true,
-                    429 => ra == Some("60"),
+                    // The wait until the account's bucket admits again:
+                    // whole seconds, within the window.
+                    429 => ra
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .is_some_and(|s| (1..=LOGIN_WINDOW_SECS).contains(&s)),
                     503 => ra == Some("5"),
                     _ => false,
                 };
@@ -858,6 +864,7 @@ fn limits_toml() -> Result<String> {
     Ok(format!(
         "[authorization_server.login]
 per_account = {LOGIN_PER_ACCOUNT}
+window_secs = {LOGIN_WINDOW_SECS}
 
 [authorization_server.dcr]
 per_ip_per_hour = {DCR_PER_IP_PER_HOUR}
