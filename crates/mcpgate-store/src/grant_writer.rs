@@ -372,7 +372,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::conformance::{NOW, at, code, family, seed, token};
+    use crate::conformance::{NOW, at, code, family, live_family_ids, seed, token};
     use crate::traits::{AuthCodeStore, DynStore, RefreshTokenStore};
 
     type Answer<T> = oneshot::Receiver<StoreResult<T>>;
@@ -483,13 +483,7 @@ mod tests {
         assert!(store.get_code("k3").await.unwrap().used_at.is_some());
         // The failed steps wrote nothing.
         assert_eq!(store.get_code("k2").await.unwrap().used_at, None);
-        let ids: Vec<_> = store
-            .list_families(None, NOW)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|f| f.family_id)
-            .collect();
+        let ids = live_family_ids(&store).await;
         assert!(!ids.contains(&"f2".to_owned()), "{ids:?}");
         assert_eq!(
             store.get_refresh_token("a2").await.unwrap().0.rotated_at,

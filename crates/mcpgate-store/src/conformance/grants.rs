@@ -222,13 +222,7 @@ pub(crate) async fn code_redeem_with_family(store: DynStore) {
             .await,
     );
     assert_eq!(store.get_code("k6").await.unwrap().used_at, None);
-    let ids: Vec<_> = store
-        .list_families(None, NOW)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|f| f.family_id)
-        .collect();
+    let ids = live_family_ids(&*store).await;
     assert!(!ids.contains(&"f6".to_string()), "{ids:?}");
 }
 
@@ -347,13 +341,7 @@ pub(crate) async fn grant_steps_fail_alone(store: DynStore) {
                 "code of failed step {i}"
             );
             assert_not_found(store.get_refresh_token(&format!("t{i}")).await);
-            let ids: Vec<_> = store
-                .list_families(None, NOW)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|f| f.family_id)
-                .collect();
+            let ids = live_family_ids(&*store).await;
             assert!(
                 !ids.contains(&format!("f{i}")),
                 "family of failed step {i}: {ids:?}"
@@ -469,13 +457,7 @@ pub(crate) async fn refresh_family_create_and_get(store: DynStore) {
             .create_family(&family("f3", "c1", "u1"), &token("t3", "f1"))
             .await,
     );
-    let ids: Vec<_> = store
-        .list_families(None, NOW)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|f| f.family_id)
-        .collect();
+    let ids = live_family_ids(&*store).await;
     assert_eq!(ids, ["f1"]);
     assert_not_found(store.get_refresh_token("t2").await);
     assert_not_found(store.get_refresh_token("t3").await);

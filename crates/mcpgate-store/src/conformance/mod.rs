@@ -21,7 +21,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::records::*;
-use crate::traits::{DynStore, StoreError, StoreResult};
+use crate::traits::{DynStore, RefreshTokenStore, StoreError, StoreResult};
 
 /// What a case returns: run it to completion on a multi-thread runtime.
 pub type CaseFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -249,6 +249,18 @@ pub(crate) async fn seed(store: &DynStore) {
     store.create_user(&user("u2", "bob")).await.unwrap();
     store.create_client(&client("c1")).await.unwrap();
     store.create_client(&client("c2")).await.unwrap();
+}
+
+/// The ids of the families live at [`NOW`] (unexpired, unrevoked), in the
+/// store's order.
+pub(crate) async fn live_family_ids(store: &(impl RefreshTokenStore + ?Sized)) -> Vec<String> {
+    store
+        .list_families(None, NOW)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.family_id)
+        .collect()
 }
 
 #[track_caller]
