@@ -213,7 +213,7 @@ impl AppState {
     pub fn spawn_maintenance(&self) -> tokio::task::JoinHandle<()> {
         let app = self.clone();
         tokio::spawn(async move {
-            let mut housekeeper = app.housekeeper().await;
+            let mut housekeeper = app.housekeeper();
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             tick.tick().await;
             loop {
@@ -233,17 +233,8 @@ impl AppState {
 
     /// The lock that makes this process the one doing housekeeping: the
     /// fleet's (PostgreSQL advisory lock), or always held when alone.
-    pub async fn housekeeper(&self) -> Housekeeper {
-        let Some(r) = &self.replica else {
-            return Housekeeper::always();
-        };
-        match r.housekeeper("authz").await {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!(error = %e, "no housekeeping lock; this replica does housekeeping");
-                Housekeeper::always()
-            }
-        }
+    pub fn housekeeper(&self) -> Housekeeper {
+        Housekeeper::of(self.replica.as_ref(), "authz")
     }
 
     /// One round of housekeeping, if `housekeeper` lets this process run it

@@ -550,16 +550,10 @@ impl Inner {
             return false;
         }
         if lock.is_none() {
-            *lock = Some(match &self.replica {
-                Some(r) => match r.housekeeper(task).await {
-                    Ok(h) => h,
-                    Err(e) => {
-                        tracing::warn!(error = %e, %task, "no housekeeping lock; this replica does the round");
-                        mcpgate_store::fleet::Housekeeper::always()
-                    }
-                },
-                None => mcpgate_store::fleet::Housekeeper::always(),
-            });
+            *lock = Some(mcpgate_store::fleet::Housekeeper::of(
+                self.replica.as_ref(),
+                task,
+            ));
         }
         match lock.as_mut() {
             Some(h) => h.acquire().await,

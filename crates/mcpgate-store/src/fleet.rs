@@ -55,6 +55,17 @@ impl Housekeeper {
         Self(Kind::Always)
     }
 
+    /// The lock of `task` for a process in `fleet`, or held for good by a
+    /// process alone. The one way the AS and the gateway take theirs: a
+    /// replica never falls back to running every round itself, it only
+    /// retries the lock at the next round ([`acquire`](Self::acquire)).
+    pub fn of(fleet: Option<&Replica>, task: &str) -> Self {
+        match fleet {
+            Some(r) => r.housekeeper(task),
+            None => Self::always(),
+        }
+    }
+
     pub(crate) fn postgres(options: PgConnectOptions, task: &str) -> Self {
         Self(Kind::Postgres {
             options,
@@ -232,8 +243,8 @@ impl Replica {
     }
 
     /// The housekeeping lock of `task`.
-    pub async fn housekeeper(&self, task: &str) -> crate::StoreResult<Housekeeper> {
-        self.store.housekeeper(task).await
+    pub fn housekeeper(&self, task: &str) -> Housekeeper {
+        self.store.housekeeper(task)
     }
 
     /// The store the fleet shares.

@@ -121,11 +121,8 @@ impl PostgresStore {
 
     /// The advisory lock of `task` in this database and schema, on a
     /// connection of its own (so it dies with this process's connection).
-    async fn housekeeper_on(&self, task: &str) -> StoreResult<crate::fleet::Housekeeper> {
-        Ok(crate::fleet::Housekeeper::postgres(
-            (*self.pool.connect_options()).clone(),
-            task,
-        ))
+    fn housekeeper_on(&self, task: &str) -> crate::fleet::Housekeeper {
+        crate::fleet::Housekeeper::postgres((*self.pool.connect_options()).clone(), task)
     }
 
     /// A code exchange's write in one statement (PostgreSQL runs a

@@ -462,8 +462,9 @@ pub trait FleetStore: Send + Sync {
     async fn fleet_heartbeat(&self, id: &str, ttl_secs: f64) -> StoreResult<u32>;
     /// The housekeeping lock for `task` (one per kind of round): on
     /// PostgreSQL an advisory lock on a connection of its own, on SQLite
-    /// (one node) always held.
-    async fn housekeeper(&self, task: &str) -> StoreResult<Housekeeper>;
+    /// (one node) always held. Taking it never fails here: the lock's
+    /// connection is opened by [`Housekeeper::acquire`], round by round.
+    fn housekeeper(&self, task: &str) -> Housekeeper;
 }
 
 /// Every aggregate in one object: what the server holds.

@@ -165,8 +165,8 @@ async fn login_limit_across_replicas(store: DynStore) {
 /// connection dies (a replica killed), the other takes over.
 async fn housekeeping_on_one_replica(store: DynStore) {
     let (a, b) = two_replicas(&store, |_| {}).await;
-    let mut ha = a.state.housekeeper().await;
-    let mut hb = b.state.housekeeper().await;
+    let mut ha = a.state.housekeeper();
+    let mut hb = b.state.housekeeper();
     assert!(
         a.state.housekeeping_round(&mut ha).await,
         "the first runs it"

@@ -105,8 +105,8 @@ macro_rules! impl_fleet_store {
                 Ok(u32::try_from(n).unwrap_or(u32::MAX).max(1))
             }
 
-            async fn housekeeper(&self, task: &str) -> $crate::StoreResult<$crate::Housekeeper> {
-                self.housekeeper_on(task).await
+            fn housekeeper(&self, task: &str) -> $crate::Housekeeper {
+                self.housekeeper_on(task)
             }
         }
     };

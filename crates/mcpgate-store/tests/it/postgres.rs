@@ -225,14 +225,14 @@ impl Postgres {
                     let b = PostgresStore::connect(&schema_url(&run_db, name)?)
                         .await
                         .map_err(|e| e.to_string())?;
-                    let mut ha = a.housekeeper("purge").await.map_err(|e| e.to_string())?;
-                    let mut hb = b.housekeeper("purge").await.map_err(|e| e.to_string())?;
+                    let mut ha = a.housekeeper("purge");
+                    let mut hb = b.housekeeper("purge");
                     assert!(ha.acquire().await, "the first asker holds it");
                     assert!(!hb.acquire().await, "one replica at a time");
                     assert!(ha.acquire().await, "the holder keeps it");
                     assert!(!hb.acquire().await);
                     // Another task's lock is another lock.
-                    let mut other = b.housekeeper("audit").await.map_err(|e| e.to_string())?;
+                    let mut other = b.housekeeper("audit");
                     assert!(other.acquire().await);
                     let pid = ha.backend_pid().await.ok_or("holder has no connection")?;
                     let mut admin = PgConnection::connect(&run_db)
