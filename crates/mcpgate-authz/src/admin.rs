@@ -11,6 +11,7 @@ use mcpgate_types::redirect_uri::validate_for_registration;
 use mcpgate_types::scope::is_scope_token;
 use mcpgate_types::secret::hash_secret;
 
+use crate::client_assertion::registered_keys;
 use crate::keyring::{self, KeyDeps};
 use crate::password;
 
@@ -245,6 +246,10 @@ pub struct ClientSpec {
     pub scopes: Vec<String>,
     /// A secret to use instead of a generated one (from config).
     pub secret: Option<String>,
+    /// `private_key_jwt`: the client's public JWK set, or (exclusive) the
+    /// URL it is fetched from.
+    pub jwks: Option<serde_json::Value>,
+    pub jwks_uri: Option<String>,
 }
 
 /// Registers a client. Returns the record and, for confidential clients
@@ -299,7 +304,23 @@ pub async fn create_client(
             "scope {s:?} is not a valid scope token"
         )));
     }
-    let secret = match (spec.auth_method.is_confidential(), &spec.secret) {
+    // An operator may name a loopback `http` jwks_uri (a local client); the
+    // AS fetches it only where its fetcher has the development override.
+    let (jwks, jwks_uri) = registered_keys(
+        spec.auth_method,
+        spec.jwks.as_ref(),
+        spec.jwks_uri.as_deref(),
+        &mcpgate_net::FetchPolicy::loopback_dev(),
+    )
+    .map_err(AdminError::Invalid)?;
+    if spec.auth_method != TokenEndpointAuthMethod::PrivateKeyJwt
+        && (spec.jwks.is_some() || spec.jwks_uri.is_some())
+    {
+        return Err(AdminError::Invalid(
+            "keys (jwks, jwks_uri) are only for auth method private_key_jwt".into(),
+        ));
+    }
+    let secret = match (spec.auth_method.uses_secret(), &spec.secret) {
         (true, Some(s)) if s.len() >= 16 => Some(s.clone()),
         (true, Some(_)) => {
             return Err(AdminError::Invalid(
@@ -308,9 +329,10 @@ pub async fn create_client(
         }
         (true, None) => Some(random_token(ctx.rng, 32)),
         (false, Some(_)) => {
-            return Err(AdminError::Invalid(
-                "a public client (auth method none) has no secret".into(),
-            ));
+            return Err(AdminError::Invalid(format!(
+                "a client with auth method {} has no secret",
+                spec.auth_method.as_str()
+            )));
         }
         (false, None) => None,
     };
@@ -328,6 +350,8 @@ pub async fn create_client(
         logo_uri: None,
         created_at: ctx.clock.now(),
         expires_at: None,
+        jwks,
+        jwks_uri,
     };
     let r = if replace {
         ctx.store.upsert_client(&rec).await

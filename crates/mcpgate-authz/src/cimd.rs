@@ -4,10 +4,12 @@
 //! broke comes out. Fetching (through the SSRF guard), rate limits and the
 //! cache lifetime stay in `clients.rs`.
 
+use mcpgate_net::FetchPolicy;
 use mcpgate_store::{ClientKind, ClientRecord};
-use mcpgate_types::client_metadata::ClientMetadata;
+use mcpgate_types::client_metadata::{ClientMetadata, TokenEndpointAuthMethod};
 use mcpgate_types::redirect_uri::validate_for_registration;
 
+use crate::client_assertion::registered_keys;
 use crate::clients::truncate;
 
 /// Longest client name kept (characters); the rest is cut off.
@@ -32,11 +34,16 @@ pub enum CimdError {
     /// plain http off loopback, fragment, ...).
     #[error("the metadata document lists an unacceptable redirect URI: {0}")]
     RedirectUri(String),
-    /// §4.1: a document anyone can read cannot carry a shared secret.
+    /// §4.1: a document anyone can read cannot carry a shared secret; a
+    /// client proves itself with a key (`private_key_jwt`) or not at all.
     #[error(
-        "token_endpoint_auth_method {0:?} is not supported for metadata-document clients; use \"none\""
+        "token_endpoint_auth_method {0:?} is not supported for metadata-document clients; use \"none\" or \"private_key_jwt\""
     )]
     AuthMethod(String),
+    /// `private_key_jwt` without usable keys (see
+    /// [`crate::client_assertion::registered_keys`]).
+    #[error("the metadata document's keys are unusable: {0}")]
+    Keys(String),
     #[error("metadata-document clients may use only authorization_code and refresh_token")]
     GrantType,
     /// `grant_types` present without `authorization_code` (`[]` included): a client
@@ -47,11 +54,13 @@ pub enum CimdError {
 
 /// Validates the body of the document fetched from `url` and makes the
 /// client it describes, created at `now` and trusted for `ttl_secs`.
+/// `policy` is the fetcher's, which a `jwks_uri` must satisfy.
 pub fn validate(
     url: &str,
     body: &[u8],
     now: i64,
     ttl_secs: i64,
+    policy: &FetchPolicy,
 ) -> Result<ClientRecord, CimdError> {
     let doc: ClientMetadata = serde_json::from_slice(body).map_err(|_| CimdError::NotMetadata)?;
     if doc.client_id.as_deref() != Some(url) {
@@ -69,10 +78,11 @@ pub fn validate(
     for r in &doc.redirect_uris {
         validate_for_registration(r).map_err(|e| CimdError::RedirectUri(e.to_string()))?;
     }
-    let method = doc.token_endpoint_auth_method.as_deref().unwrap_or("none");
-    if method != "none" {
-        return Err(CimdError::AuthMethod(method.to_string()));
-    }
+    let named = doc.token_endpoint_auth_method.as_deref().unwrap_or("none");
+    let method = match TokenEndpointAuthMethod::parse(named) {
+        Some(m @ (TokenEndpointAuthMethod::None | TokenEndpointAuthMethod::PrivateKeyJwt)) => m,
+        _ => return Err(CimdError::AuthMethod(named.to_string())),
+    };
     let grant_types = doc
         .grant_types
         .clone()
@@ -86,12 +96,15 @@ pub fn validate(
     if !grant_types.iter().any(|g| g == "authorization_code") {
         return Err(CimdError::NoAuthorizationCode);
     }
+    let (jwks, jwks_uri) =
+        registered_keys(method, doc.jwks.as_ref(), doc.jwks_uri.as_deref(), policy)
+            .map_err(CimdError::Keys)?;
     Ok(ClientRecord {
         client_id: url.to_string(),
         kind: ClientKind::Cimd,
         client_name: Some(truncate(name, MAX_NAME_CHARS)),
         client_secret_hash: None,
-        token_endpoint_auth_method: "none".into(),
+        token_endpoint_auth_method: method.as_str().into(),
         redirect_uris: doc.redirect_uris,
         grant_types,
         allowed_scopes: Vec::new(),
@@ -100,6 +113,8 @@ pub fn validate(
         logo_uri: None,
         created_at: now,
         expires_at: Some(now + ttl_secs),
+        jwks,
+        jwks_uri,
     })
 }
 
@@ -125,13 +140,38 @@ mod tests {
 
     #[test]
     fn a_good_document_makes_a_public_client() {
-        let c = validate(URL, &doc(json!({"client_name": "  Example  "})), 100, 60).unwrap();
+        let c = validate(
+            URL,
+            &doc(json!({"client_name": "  Example  "})),
+            100,
+            60,
+            &FetchPolicy::default(),
+        )
+        .unwrap();
         assert_eq!(c.client_id, URL);
         assert_eq!(c.kind, ClientKind::Cimd);
         assert_eq!(c.client_name.as_deref(), Some("Example"));
         assert_eq!(c.token_endpoint_auth_method, "none");
         assert_eq!(c.grant_types, ["authorization_code"]);
         assert_eq!((c.created_at, c.expires_at), (100, Some(160)));
+    }
+
+    #[test]
+    fn a_document_with_a_jwks_uri_makes_a_private_key_jwt_client() {
+        let uri = "https://app.example.com/jwks.json";
+        let body = doc(json!({"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": uri}));
+        let c = validate(URL, &body, 0, 60, &FetchPolicy::default()).unwrap();
+        assert_eq!(c.token_endpoint_auth_method, "private_key_jwt");
+        assert_eq!(
+            (c.jwks_uri.as_deref(), c.jwks.as_deref()),
+            (Some(uri), None)
+        );
+        assert!(!crate::clients::is_public(&c));
+        // Keys named beside another method are not kept.
+        let body = doc(json!({"jwks_uri": uri}));
+        let c = validate(URL, &body, 0, 60, &FetchPolicy::default()).unwrap();
+        assert_eq!((&c.jwks_uri, &c.jwks), (&None, &None));
+        assert!(crate::clients::is_public(&c));
     }
 
     #[test]
@@ -156,11 +196,20 @@ mod tests {
                 doc(json!({"grant_types": ["authorization_code", "client_credentials"]})),
                 CimdError::GrantType,
             ),
+            (
+                doc(json!({"token_endpoint_auth_method": "private_key_jwt"})),
+                CimdError::Keys("private_key_jwt needs the client's jwks or jwks_uri".into()),
+            ),
+            (
+                doc(json!({"token_endpoint_auth_method": "private_key_jwt",
+                    "jwks_uri": "http://app.example.com/jwks.json"})),
+                CimdError::Keys("jwks_uri must be an https URL".into()),
+            ),
             (doc(json!({"client_name": 7})), CimdError::NotMetadata),
         ];
         for (body, want) in cases {
             assert_eq!(
-                validate(URL, &body, 0, 60).unwrap_err(),
+                validate(URL, &body, 0, 60, &FetchPolicy::default()).unwrap_err(),
                 want,
                 "{}",
                 String::from_utf8_lossy(&body)
@@ -168,7 +217,7 @@ mod tests {
         }
         let bad = doc(json!({"redirect_uris": ["javascript:alert(1)"]}));
         assert!(matches!(
-            validate(URL, &bad, 0, 60),
+            validate(URL, &bad, 0, 60, &FetchPolicy::default()),
             Err(CimdError::RedirectUri(_))
         ));
     }
@@ -180,7 +229,7 @@ mod tests {
             r#"{{"client_id":"https://evil.example/c.json","client_id":"{URL}","client_name":"x","redirect_uris":["https://a.example/cb"]}}"#
         );
         assert_eq!(
-            validate(URL, body.as_bytes(), 0, 60).unwrap_err(),
+            validate(URL, body.as_bytes(), 0, 60, &FetchPolicy::default()).unwrap_err(),
             CimdError::NotMetadata
         );
     }
@@ -192,11 +241,11 @@ mod tests {
         let body = format!(
             r#"{{"client_id":"{URL}","client_name":"x","redirect_uris":["https://a.example/cb"],"x":{deep}}}"#
         );
-        assert!(validate(URL, body.as_bytes(), 0, 60).is_ok());
+        assert!(validate(URL, body.as_bytes(), 0, 60, &FetchPolicy::default()).is_ok());
         // A known member of the wrong shape is refused.
         let body = format!(r#"{{"client_id":"{URL}","client_name":{deep}}}"#);
         assert_eq!(
-            validate(URL, body.as_bytes(), 0, 60).unwrap_err(),
+            validate(URL, body.as_bytes(), 0, 60, &FetchPolicy::default()).unwrap_err(),
             CimdError::NotMetadata
         );
     }
@@ -207,12 +256,19 @@ mod tests {
     fn grant_types_without_authorization_code_are_refused() {
         for g in [json!([]), json!(["refresh_token"])] {
             assert_eq!(
-                validate(URL, &doc(json!({ "grant_types": g })), 0, 60).unwrap_err(),
+                validate(
+                    URL,
+                    &doc(json!({ "grant_types": g })),
+                    0,
+                    60,
+                    &FetchPolicy::default()
+                )
+                .unwrap_err(),
                 CimdError::NoAuthorizationCode
             );
         }
         let both = doc(json!({"grant_types": ["refresh_token", "authorization_code"]}));
-        assert!(validate(URL, &both, 0, 60).is_ok());
+        assert!(validate(URL, &both, 0, 60, &FetchPolicy::default()).is_ok());
     }
 }
 
@@ -253,7 +309,14 @@ mod fuzz {
         prop_assert_eq!(obj.get("client_id").and_then(Value::as_str), Some(url));
         prop_assert_eq!(&c.client_id, url);
         prop_assert_eq!(c.kind, ClientKind::Cimd);
-        prop_assert_eq!(&c.token_endpoint_auth_method, "none");
+        prop_assert!(matches!(
+            c.token_endpoint_auth_method.as_str(),
+            "none" | "private_key_jwt"
+        ));
+        prop_assert_eq!(
+            c.token_endpoint_auth_method == "private_key_jwt",
+            c.jwks.is_some() != c.jwks_uri.is_some()
+        );
         prop_assert!(c.client_secret_hash.is_none());
         prop_assert!(c.allowed_scopes.is_empty());
         let name = c.client_name.as_deref().unwrap_or("");
@@ -513,7 +576,8 @@ mod fuzz {
         if let Some(e) = uris.iter().find_map(|u| validate_for_registration(u).err()) {
             return Err(CimdError::RedirectUri(e.to_string()));
         }
-        if let Some(method) = s("token_endpoint_auth_method").filter(|m| *m != "none") {
+        let method = s("token_endpoint_auth_method").unwrap_or("none");
+        if method != "none" && method != "private_key_jwt" {
             return Err(CimdError::AuthMethod(method.to_string()));
         }
         let grants: Vec<&str> = match m.get("grant_types").and_then(Value::as_array) {
@@ -528,6 +592,30 @@ mod fuzz {
         }
         if !grants.contains(&"authorization_code") {
             return Err(CimdError::NoAuthorizationCode);
+        }
+        if method == "private_key_jwt" {
+            // The key rules are `registered_keys`' own (tested there); here
+            // only which of them applies.
+            let jwks = m.get("jwks").filter(|v| !v.is_null());
+            let uri = s("jwks_uri");
+            let usable = |v: &Value| mcpgate_jose::Verifier::from_client_jwks(v).is_ok();
+            let ok = match (jwks, uri) {
+                (Some(j), None) => usable(j),
+                (None, Some(u)) => FetchPolicy::default().admits(u) && u.len() <= 2000,
+                _ => false,
+            };
+            if !ok {
+                return Err(CimdError::Keys(
+                    registered_keys(
+                        TokenEndpointAuthMethod::PrivateKeyJwt,
+                        jwks,
+                        uri,
+                        &FetchPolicy::default(),
+                    )
+                    .err()
+                    .unwrap_or_default(),
+                ));
+            }
         }
         Ok(())
     }
@@ -607,7 +695,7 @@ mod fuzz {
                 "\\PC{0,200}".prop_map(String::into_bytes),
             ],
         ) {
-            if let Ok(c) = validate(&url, &body, 1_000, 60) {
+            if let Ok(c) = validate(&url, &body, 1_000, 60, &FetchPolicy::default()) {
                 check_accepted(&url, &body, 60, &c)?;
             }
         }
@@ -622,7 +710,7 @@ mod fuzz {
             ttl in 0i64..100_000,
         ) {
             let body = serde_json::to_vec(&Value::Object(m.clone())).unwrap();
-            let got = validate(url, &body, 1_000, ttl);
+            let got = validate(url, &body, 1_000, ttl, &FetchPolicy::default());
             prop_assert_eq!(got.as_ref().map(|_| ()).map_err(Clone::clone), expected(url, &m));
             if let Ok(c) = got {
                 check_accepted(url, &body, ttl, &c)?;
@@ -640,7 +728,7 @@ mod fuzz {
                 body = apply(&body, c);
                 repeated |= matches!(c, Mangle::Repeat(k, _) if m.contains_key(*k));
             }
-            let got = validate(url, &body, 1_000, 60);
+            let got = validate(url, &body, 1_000, 60, &FetchPolicy::default());
             if let Ok(c) = &got {
                 check_accepted(url, &body, 60, c)?;
             }

@@ -6,14 +6,16 @@ use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use mcpgate_store::{ClientKind, ClientRecord, StoreError};
-use mcpgate_types::client_metadata::{TokenEndpointAuthMethod, is_cimd_client_id};
+use mcpgate_types::client_metadata::{
+    JWT_BEARER_ASSERTION, TokenEndpointAuthMethod, is_cimd_client_id,
+};
 use mcpgate_types::secret::{ct_eq, hash_secret};
 use mcpgate_types::{OAuthError, OAuthErrorCode};
 
-use crate::cimd;
 use crate::error::ApiError;
 use crate::params::Params;
 use crate::state::AppState;
+use crate::{cimd, client_assertion};
 
 /// Why a client could not be resolved.
 #[derive(Debug)]
@@ -157,7 +159,7 @@ async fn fetch_cimd(
         .map(|s| s as i64)
         .unwrap_or(c.min_cache_secs)
         .clamp(c.min_cache_secs, c.max_cache_secs);
-    cimd::validate(url, &resp.body, now, ttl)
+    cimd::validate(url, &resp.body, now, ttl, state.fetcher.policy())
         .map_err(|e| ClientLookupError::BadMetadata(e.to_string()))
 }
 
@@ -169,6 +171,8 @@ pub fn truncate(s: &str, max_chars: usize) -> String {
 struct Presented {
     client_id: String,
     secret: Option<String>,
+    /// A `private_key_jwt` client assertion.
+    assertion: Option<String>,
     method: TokenEndpointAuthMethod,
 }
 
@@ -183,6 +187,40 @@ fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, ApiError
                 .then(|| rest.trim().to_string())
         });
     let form_secret = params.get("client_secret");
+    let assertion_type = params.get("client_assertion_type");
+    let assertion = params.get("client_assertion");
+    if assertion_type.is_some() || assertion.is_some() {
+        if basic.is_some() || form_secret.is_some() {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method, not two",
+            )
+            .into());
+        }
+        if assertion_type != Some(JWT_BEARER_ASSERTION) {
+            return Err(OAuthError::invalid_request(format!(
+                "client_assertion_type must be {JWT_BEARER_ASSERTION}"
+            ))
+            .into());
+        }
+        let assertion = assertion.ok_or_else(|| {
+            OAuthError::invalid_request("client_assertion is required with client_assertion_type")
+        })?;
+        let id = client_assertion::claimed_client_id(assertion)?;
+        if let Some(form_id) = params.get("client_id")
+            && form_id != id
+        {
+            return Err(OAuthError::invalid_request(
+                "client_id differs from the client_assertion's iss",
+            )
+            .into());
+        }
+        return Ok(Presented {
+            client_id: id,
+            secret: None,
+            assertion: Some(assertion.to_owned()),
+            method: TokenEndpointAuthMethod::PrivateKeyJwt,
+        });
+    }
     if let Some(b64) = basic {
         if form_secret.is_some() {
             return Err(OAuthError::invalid_request(
@@ -217,6 +255,7 @@ fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, ApiError
         return Ok(Presented {
             client_id: id,
             secret: Some(dec(secret)),
+            assertion: None,
             method: TokenEndpointAuthMethod::ClientSecretBasic,
         });
     }
@@ -230,24 +269,32 @@ fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, ApiError
         Some(s) => Presented {
             client_id: id.to_string(),
             secret: Some(s.to_string()),
+            assertion: None,
             method: TokenEndpointAuthMethod::ClientSecretPost,
         },
         None => Presented {
             client_id: id.to_string(),
             secret: None,
+            assertion: None,
             method: TokenEndpointAuthMethod::None,
         },
     })
 }
 
-/// A public client: nothing proves who holds its `client_id` (no secret to
-/// present at the token endpoint, as [`authenticate`] decides: a confidential
-/// method and a stored secret, or else public). Self-registered `none`
-/// clients and every metadata-document client are public.
+/// A public client: nothing proves who holds its `client_id` (no secret and
+/// no key to present at the token endpoint, as [`authenticate`] decides: a
+/// secret method and a stored secret, or `private_key_jwt` and registered
+/// keys, or else public). Self-registered `none` clients and
+/// metadata-document clients without keys are public.
 pub fn is_public(client: &ClientRecord) -> bool {
-    let confidential = TokenEndpointAuthMethod::parse(&client.token_endpoint_auth_method)
-        .is_some_and(TokenEndpointAuthMethod::is_confidential);
-    !(confidential && client.client_secret_hash.is_some())
+    let proven = match TokenEndpointAuthMethod::parse(&client.token_endpoint_auth_method) {
+        Some(m) if m.uses_secret() => client.client_secret_hash.is_some(),
+        Some(TokenEndpointAuthMethod::PrivateKeyJwt) => {
+            client.jwks.is_some() || client.jwks_uri.is_some()
+        }
+        _ => false,
+    };
+    !proven
 }
 
 /// Authenticates the client of a back-channel request by its registered
@@ -259,7 +306,12 @@ pub async fn authenticate(
     params: &Params,
     read: Read,
 ) -> Result<ClientRecord, ApiError> {
-    if let Some(name) = params.first_repeated(&["client_id", "client_secret"]) {
+    if let Some(name) = params.first_repeated(&[
+        "client_id",
+        "client_secret",
+        "client_assertion",
+        "client_assertion_type",
+    ]) {
         return Err(OAuthError::invalid_request(format!("parameter {name} is repeated")).into());
     }
     let p = presented(headers, params)?;
@@ -285,7 +337,12 @@ pub async fn authenticate(
     if registered != p.method {
         return Err(fail(p.method, "client authentication failed"));
     }
-    if registered.is_confidential() {
+    if registered == TokenEndpointAuthMethod::PrivateKeyJwt {
+        let Some(assertion) = p.assertion.as_deref() else {
+            return Err(fail(p.method, "client authentication failed"));
+        };
+        client_assertion::verify(state, &client, assertion).await?;
+    } else if registered.uses_secret() {
         let (Some(secret), Some(stored)) =
             (p.secret.as_deref(), client.client_secret_hash.as_deref())
         else {

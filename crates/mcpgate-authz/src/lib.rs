@@ -10,6 +10,7 @@
 pub mod admin;
 mod authorize;
 mod cimd;
+mod client_assertion;
 mod clients;
 mod cookies;
 mod csrf;

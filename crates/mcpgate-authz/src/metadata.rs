@@ -33,22 +33,36 @@ pub fn document(app: &AppState) -> AuthorizationServerMetadata {
         token_endpoint_auth_methods_supported: vec![
             "client_secret_basic".into(),
             "client_secret_post".into(),
+            "private_key_jwt".into(),
             "none".into(),
         ],
+        token_endpoint_auth_signing_alg_values_supported: assertion_algs(),
         revocation_endpoint_auth_methods_supported: vec![
             "client_secret_basic".into(),
             "client_secret_post".into(),
+            "private_key_jwt".into(),
             "none".into(),
         ],
+        revocation_endpoint_auth_signing_alg_values_supported: assertion_algs(),
         introspection_endpoint_auth_methods_supported: vec![
             "client_secret_basic".into(),
             "client_secret_post".into(),
+            "private_key_jwt".into(),
         ],
+        introspection_endpoint_auth_signing_alg_values_supported: assertion_algs(),
         code_challenge_methods_supported: vec!["S256".into()],
         authorization_response_iss_parameter_supported: Some(true),
         client_id_metadata_document_supported: Some(s.cimd.enabled),
         ..Default::default()
     }
+}
+
+/// The algorithms a `private_key_jwt` assertion may use.
+fn assertion_algs() -> Vec<String> {
+    crate::client_assertion::SIGNING_ALGS
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
 }
 
 fn json_public(body: &impl serde::Serialize, max_age: u32) -> Response {

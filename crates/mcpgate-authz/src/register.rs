@@ -16,6 +16,7 @@ use mcpgate_types::redirect_uri::validate_for_registration;
 use mcpgate_types::secret::{ct_eq, hash_secret};
 use mcpgate_types::{OAuthErrorCode, ScopeSet};
 
+use crate::client_assertion::registered_keys;
 use crate::clients::truncate;
 use crate::error::{ApiError, ApiResult, no_store_json};
 use crate::state::AppState;
@@ -189,8 +190,15 @@ async fn handle(
             return Err(meta_err(format!("{field} must be an https URL")));
         }
     }
+    let (jwks, jwks_uri) = registered_keys(
+        method,
+        meta.jwks.as_ref(),
+        meta.jwks_uri.as_deref(),
+        app.fetcher.policy(),
+    )
+    .map_err(meta_err)?;
     let client_id = format!("mcp_{}", app.random(18));
-    let secret = method.is_confidential().then(|| app.random(32));
+    let secret = method.uses_secret().then(|| app.random(32));
     let rec = ClientRecord {
         client_id: client_id.clone(),
         kind: ClientKind::Dynamic,
@@ -205,6 +213,8 @@ async fn handle(
         logo_uri: meta.logo_uri.clone(),
         created_at: now,
         expires_at: None,
+        jwks,
+        jwks_uri,
     };
     app.store.create_client(&rec).await?;
     tracing::info!(%client_id, %ip, "client registered dynamically");
@@ -220,5 +230,9 @@ async fn handle(
         client_name: name,
         scope: (!registered_scopes.is_empty()).then(|| registered_scopes.join(" ")),
         application_type: meta.application_type,
+        jwks_uri: rec.jwks_uri,
+        jwks: meta
+            .jwks
+            .filter(|_| method == TokenEndpointAuthMethod::PrivateKeyJwt),
     })
 }

@@ -61,6 +61,8 @@ pub struct Inner {
     pub(crate) csrf_key: aws_lc_rs::hmac::Key,
     /// Discovered upstream identity providers.
     pub(crate) idp_cache: crate::idp::Cache,
+    /// Public keys of `private_key_jwt` clients fetched from their `jwks_uri`.
+    pub(crate) client_jwks: crate::client_assertion::JwksCache,
     pub(crate) replica: Option<Replica>,
 }
 
@@ -144,6 +146,7 @@ impl AppState {
             limiters,
             csrf_key,
             idp_cache: Default::default(),
+            client_jwks: Default::default(),
             replica: deps.replica,
         })))
     }

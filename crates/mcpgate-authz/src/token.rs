@@ -13,7 +13,7 @@ use mcpgate_types::secret::hash_secret;
 use mcpgate_types::token::{AccessTokenClaims, TokenResponse};
 use mcpgate_types::{OAuthError, OAuthErrorCode, ScopeSet, pkce, resource};
 
-use crate::clients::{Read, authenticate};
+use crate::clients::{Read, authenticate, is_public};
 use crate::error::{ApiError, ApiResult, no_store_json};
 use crate::params::{Params, is_form};
 use crate::settings::Holder;
@@ -57,7 +57,7 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &[u8]) -> ApiResult<T
     match grant {
         "authorization_code" if allowed(grant) => authorization_code(app, &client, &p).await,
         "refresh_token" if allowed(grant) => refresh(app, &client, &p).await,
-        "client_credentials" if allowed(grant) && client.client_secret_hash.is_some() => {
+        "client_credentials" if allowed(grant) && !is_public(&client) => {
             client_credentials(app, &client, &p).await
         }
         "authorization_code" | "refresh_token" | "client_credentials" => Err(ApiError::code(

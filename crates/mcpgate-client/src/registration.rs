@@ -276,6 +276,11 @@ pub async fn register_dynamic(
         })?,
     };
     let secret = raw.client_secret.filter(|s| !s.is_empty()).map(Secret::new);
+    if method == TokenEndpointAuthMethod::PrivateKeyJwt {
+        return Err(rejected(
+            "the server registered private_key_jwt, which this client did not ask for".into(),
+        ));
+    }
     if method.is_confidential() && secret.is_none() {
         return Err(rejected(format!(
             "{} was registered without a client_secret",

@@ -106,6 +106,14 @@ async fn post_token(
         (TokenEndpointAuthMethod::ClientSecretBasic, Some(secret)) => {
             Some((client.client_id.as_str(), secret))
         }
+        (TokenEndpointAuthMethod::PrivateKeyJwt, _) => {
+            return Err(ClientError::NoRegistration {
+                issuer: client.issuer.clone(),
+                detail:
+                    "the registration says private_key_jwt, and this client holds no key for it"
+                        .into(),
+            });
+        }
         (method, None) => {
             return Err(ClientError::NoRegistration {
                 issuer: client.issuer.clone(),

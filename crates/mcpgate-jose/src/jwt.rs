@@ -70,6 +70,9 @@ struct VerifyKey {
 #[derive(Default)]
 pub struct Verifier {
     keys: HashMap<String, VerifyKey>,
+    /// A client's set ([`Verifier::from_client_jwks`]): a token without
+    /// `kid` is checked against the set's only key.
+    sole_key_without_kid: bool,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -112,14 +115,53 @@ impl Verifier {
     /// `sig`, or of a type or algorithm outside the allowlist (ES256, EdDSA
     /// with Ed25519, RS256/384/512, PS256/384/512) are skipped.
     pub fn from_jwks_json(doc: &serde_json::Value) -> Result<Self, JwtError> {
+        Self::from_set(doc, false)
+    }
+
+    /// Builds a verifier from the public keys a client registered for
+    /// `private_key_jwt` (RFC 7523 §2.2). Stricter than an issuer's set:
+    /// a JWK carrying private or symmetric key material (`d`, `p`, `q`,
+    /// `dp`, `dq`, `qi`, `oth`, `k`) refuses the whole set, since a client
+    /// that publishes its private key has no key left; at least one usable
+    /// signing key must remain. A set of one key may leave out `kid`, and
+    /// then so may the client's assertions.
+    pub fn from_client_jwks(doc: &serde_json::Value) -> Result<Self, JwtError> {
+        let keys = doc
+            .get("keys")
+            .and_then(|k| k.as_array())
+            .ok_or_else(|| JwtError::Key("JWK set has no keys array".into()))?;
+        const PRIVATE: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+        if keys
+            .iter()
+            .any(|k| PRIVATE.iter().any(|m| k.get(*m).is_some()))
+        {
+            return Err(JwtError::Key(
+                "the JWK set holds private or symmetric key material".into(),
+            ));
+        }
+        let out = Self::from_set(doc, keys.len() == 1)?;
+        if out.is_empty() {
+            return Err(JwtError::Key(
+                "the JWK set has no usable signing key (ES256, EdDSA, RS*, PS*)".into(),
+            ));
+        }
+        Ok(out)
+    }
+
+    fn from_set(doc: &serde_json::Value, one_key_may_omit_kid: bool) -> Result<Self, JwtError> {
         let keys = doc
             .get("keys")
             .and_then(|k| k.as_array())
             .ok_or_else(|| JwtError::Key("JWK set has no keys array".into()))?;
         let mut out = Self::new();
+        out.sole_key_without_kid = one_key_may_omit_kid;
         for jwk in keys {
             let s = |name: &str| jwk.get(name).and_then(|v| v.as_str());
-            let Some(kid) = s("kid") else { continue };
+            let kid = match s("kid") {
+                Some(kid) => kid,
+                None if one_key_may_omit_kid => "",
+                None => continue,
+            };
             if s("use").is_some_and(|u| u != "sig") {
                 continue;
             }
@@ -195,8 +237,18 @@ impl Verifier {
         opts: &VerifyOptions<'_>,
     ) -> Result<VerifiedJwt<T>, JwtError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
-        let kid = header.kid.clone().ok_or(JwtError::UnknownKid)?;
-        let vk = self.keys.get(&kid).ok_or(JwtError::UnknownKid)?;
+        let (kid, vk) = match &header.kid {
+            Some(kid) => (kid.clone(), self.keys.get(kid)),
+            // Only a client's one-key set: its only key, whatever its kid.
+            None if self.sole_key_without_kid && self.keys.len() == 1 => {
+                match self.keys.iter().next() {
+                    Some((kid, vk)) => (kid.clone(), Some(vk)),
+                    None => (String::new(), None),
+                }
+            }
+            None => return Err(JwtError::UnknownKid),
+        };
+        let vk = vk.ok_or(JwtError::UnknownKid)?;
         if header.alg != vk.alg {
             return Err(JwtError::AlgorithmNotAllowed);
         }
@@ -390,6 +442,58 @@ mod tests {
         );
         assert_eq!(check("not.a.jwt"), JwtError::Malformed);
         assert_eq!(check(""), JwtError::Malformed);
+    }
+
+    #[test]
+    fn client_sets_refuse_private_material_and_may_omit_one_kid() {
+        let k = SigningKey::generate("k1", KeyAlg::Es256).unwrap();
+        let mut jwk = serde_json::to_value(k.public_jwk()).unwrap();
+        let with_d = {
+            let mut j = jwk.clone();
+            j["d"] = json!("c2VjcmV0");
+            j
+        };
+        assert!(Verifier::from_client_jwks(&json!({"keys": [jwk.clone(), with_d]})).is_err());
+        assert!(Verifier::from_client_jwks(&json!({"keys": [{"kty": "oct", "k": "AA"}]})).is_err());
+        assert!(Verifier::from_client_jwks(&json!({"keys": []})).is_err());
+        assert!(Verifier::from_client_jwks(&json!({"nokeys": 1})).is_err());
+
+        jwk.as_object_mut().unwrap().remove("kid");
+        let one = json!({"keys": [jwk.clone()]});
+        let client = Verifier::from_client_jwks(&one).unwrap();
+        // An issuer's set never takes a key without kid.
+        assert!(Verifier::from_jwks_json(&one).unwrap().is_empty());
+        let kidless = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::ES256),
+            &claims(),
+            &jsonwebtoken::EncodingKey::from_ec_der(k.pkcs8()),
+        )
+        .unwrap();
+        let o = VerifyOptions {
+            typ: None,
+            ..opts()
+        };
+        client.verify::<serde_json::Value>(&kidless, &o).unwrap();
+        // A kid-less token against a set of two keys names no key.
+        let other = SigningKey::generate("k2", KeyAlg::Es256).unwrap();
+        let two = json!({"keys": [jwk, serde_json::to_value(other.public_jwk()).unwrap()]});
+        let both = Verifier::from_client_jwks(&two).unwrap();
+        assert_eq!(
+            both.verify::<serde_json::Value>(&kidless, &o).unwrap_err(),
+            JwtError::UnknownKid
+        );
+        // Another key without kid does not verify against the one key.
+        let impostor = SigningKey::generate("k1", KeyAlg::Es256).unwrap();
+        let forged = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::ES256),
+            &claims(),
+            &jsonwebtoken::EncodingKey::from_ec_der(impostor.pkcs8()),
+        )
+        .unwrap();
+        assert_eq!(
+            client.verify::<serde_json::Value>(&forged, &o).unwrap_err(),
+            JwtError::BadSignature
+        );
     }
 
     #[test]

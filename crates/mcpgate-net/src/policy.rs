@@ -53,6 +53,26 @@ impl FetchPolicy {
             ..Self::default()
         }
     }
+
+    /// Whether a URL is worth storing for later fetches under this policy:
+    /// `https` with a host, or `http` to a loopback host with the
+    /// development override. Only the URL's form is checked (for a clear
+    /// error when a client or an operator names it); every fetch is still
+    /// vetted in full ([`crate::vet`]), addresses included.
+    pub fn admits(&self, url: &str) -> bool {
+        let Ok(u) = url::Url::parse(url) else {
+            return false;
+        };
+        match (u.scheme(), u.host()) {
+            ("https", Some(_)) => true,
+            ("http", Some(url::Host::Domain(d))) => {
+                self.allow_http_loopback && crate::is_localhost_name(d)
+            }
+            ("http", Some(url::Host::Ipv4(ip))) => self.allow_http_loopback && ip.is_loopback(),
+            ("http", Some(url::Host::Ipv6(ip))) => self.allow_http_loopback && ip.is_loopback(),
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -68,5 +88,31 @@ mod tests {
         assert_eq!(p.max_redirects, 3);
         assert!(p.user_agent.starts_with("mcpgate/"));
         assert!(FetchPolicy::loopback_dev().allow_http_loopback);
+    }
+
+    #[test]
+    fn admits_https_and_loopback_http_only_with_the_override() {
+        let (safe, dev) = (FetchPolicy::default(), FetchPolicy::loopback_dev());
+        for u in ["https://a.example/jwks", "https://127.0.0.1/k"] {
+            assert!(safe.admits(u) && dev.admits(u), "{u}");
+        }
+        for u in [
+            "http://127.0.0.1:8/k",
+            "http://[::1]/k",
+            "http://localhost/k",
+        ] {
+            assert!(!safe.admits(u) && dev.admits(u), "{u}");
+        }
+        for u in [
+            "http://localhost.evil.example/k",
+            "http://127.0.0.1.evil.example/k",
+            "http://10.0.0.1/k",
+            "ftp://a.example/k",
+            "file:///etc/passwd",
+            "https://",
+            "not a url",
+        ] {
+            assert!(!safe.admits(u) && !dev.admits(u), "{u}");
+        }
     }
 }

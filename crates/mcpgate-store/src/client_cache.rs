@@ -105,6 +105,8 @@ mod tests {
             logo_uri: None,
             created_at: 0,
             expires_at: None,
+            jwks: None,
+            jwks_uri: None,
         }
     }
 

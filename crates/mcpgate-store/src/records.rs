@@ -61,7 +61,8 @@ pub struct ClientRecord {
     pub client_name: Option<String>,
     /// SHA-256 hex of the client secret; `None` for public clients.
     pub client_secret_hash: Option<String>,
-    /// `none`, `client_secret_basic` or `client_secret_post`.
+    /// `none`, `client_secret_basic`, `client_secret_post` or
+    /// `private_key_jwt`.
     pub token_endpoint_auth_method: String,
     /// Exact strings, matched exactly.
     pub redirect_uris: Vec<String>,
@@ -74,6 +75,10 @@ pub struct ClientRecord {
     pub created_at: i64,
     /// For CIMD clients: when the cached document must be fetched again.
     pub expires_at: Option<i64>,
+    /// `private_key_jwt` clients: their public JWK set as JSON text, or
+    /// (exclusive) the URL it is fetched from.
+    pub jwks: Option<String>,
+    pub jwks_uri: Option<String>,
 }
 
 /// A user's standing approval of a client (the per-client consent registry).

@@ -208,6 +208,8 @@ impl TestAs {
             grant_types: grants.iter().map(|g| g.to_string()).collect(),
             scopes: vec![],
             secret: None,
+            jwks: None,
+            jwks_uri: None,
         };
         let (c, s) = admin::create_client(&self.admin(), &spec, false)
             .await

@@ -33,8 +33,13 @@ pub struct ClientMetadata {
     /// OIDC Dynamic Client Registration: `native` or `web`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub application_type: Option<String>,
+    /// Where the client publishes its public keys (`private_key_jwt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
+    /// The client's public keys given by value (RFC 7591 §2: never both
+    /// `jwks` and `jwks_uri`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
 }
 
 /// RFC 7591 §3.2.1 registration response.
@@ -57,7 +62,14 @@ pub struct ClientRegistrationResponse {
     pub scope: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub application_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
 }
+
+/// The `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
+pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// How a client authenticates at the token endpoint (RFC 7591 §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +80,10 @@ pub enum TokenEndpointAuthMethod {
     ClientSecretBasic,
     #[serde(rename = "client_secret_post")]
     ClientSecretPost,
+    /// A JWT signed with the client's private key (RFC 7523 §2.2); the AS
+    /// holds only the public keys (`jwks` or `jwks_uri`).
+    #[serde(rename = "private_key_jwt")]
+    PrivateKeyJwt,
 }
 
 impl TokenEndpointAuthMethod {
@@ -76,6 +92,7 @@ impl TokenEndpointAuthMethod {
             Self::None => "none",
             Self::ClientSecretBasic => "client_secret_basic",
             Self::ClientSecretPost => "client_secret_post",
+            Self::PrivateKeyJwt => "private_key_jwt",
         }
     }
 
@@ -84,12 +101,21 @@ impl TokenEndpointAuthMethod {
             "none" => Some(Self::None),
             "client_secret_basic" => Some(Self::ClientSecretBasic),
             "client_secret_post" => Some(Self::ClientSecretPost),
+            "private_key_jwt" => Some(Self::PrivateKeyJwt),
             _ => None,
         }
     }
 
+    /// Whether the client proves who it is at the token endpoint (with a
+    /// secret or a key), as opposed to a public client.
     pub fn is_confidential(self) -> bool {
         !matches!(self, Self::None)
+    }
+
+    /// Whether the proof is a shared secret the AS issues and stores (as a
+    /// hash).
+    pub fn uses_secret(self) -> bool {
+        matches!(self, Self::ClientSecretBasic | Self::ClientSecretPost)
     }
 }
 
@@ -124,9 +150,12 @@ mod tests {
             TokenEndpointAuthMethod::None,
             TokenEndpointAuthMethod::ClientSecretBasic,
             TokenEndpointAuthMethod::ClientSecretPost,
+            TokenEndpointAuthMethod::PrivateKeyJwt,
         ] {
             assert_eq!(TokenEndpointAuthMethod::parse(m.as_str()), Some(m));
         }
-        assert_eq!(TokenEndpointAuthMethod::parse("private_key_jwt"), None);
+        assert_eq!(TokenEndpointAuthMethod::parse("client_secret_jwt"), None);
+        assert!(TokenEndpointAuthMethod::PrivateKeyJwt.is_confidential());
+        assert!(!TokenEndpointAuthMethod::PrivateKeyJwt.uses_secret());
     }
 }

@@ -58,9 +58,16 @@ pub enum ClientsCmd {
         /// Exact redirect URI (repeatable).
         #[arg(long = "redirect-uri")]
         redirect_uris: Vec<String>,
-        /// none (public), client_secret_basic or client_secret_post.
+        /// none (public), client_secret_basic, client_secret_post or
+        /// private_key_jwt (with --jwks-uri or --jwks-file).
         #[arg(long, default_value = "none")]
         auth_method: String,
+        /// private_key_jwt: the URL where the client publishes its public keys.
+        #[arg(long, conflicts_with = "jwks_file")]
+        jwks_uri: Option<String>,
+        /// private_key_jwt: a file holding the client's public JWK set (JSON).
+        #[arg(long)]
+        jwks_file: Option<std::path::PathBuf>,
         /// Grant type (repeatable; default authorization_code + refresh_token).
         #[arg(long = "grant")]
         grants: Vec<String>,
@@ -416,9 +423,14 @@ pub async fn clients(rt: &Runtime, cmd: ClientsCmd) -> anyhow::Result<()> {
             grants,
             scopes,
             client_id,
+            jwks_uri,
+            jwks_file,
         } => {
             let method = TokenEndpointAuthMethod::parse(&auth_method)
-                .with_context(|| format!("--auth-method {auth_method:?} is not none, client_secret_basic or client_secret_post"))?;
+                .with_context(|| format!("--auth-method {auth_method:?} is not none, client_secret_basic, client_secret_post or private_key_jwt"))?;
+            let jwks = jwks_file
+                .map(|f| crate::config::read_jwks_file(&f))
+                .transpose()?;
             let grant_types = if grants.is_empty() {
                 vec!["authorization_code".into(), "refresh_token".into()]
             } else {
@@ -432,6 +444,8 @@ pub async fn clients(rt: &Runtime, cmd: ClientsCmd) -> anyhow::Result<()> {
                 grant_types,
                 scopes,
                 secret: None,
+                jwks,
+                jwks_uri,
             };
             let (c, secret) = admin::create_client(&rt.admin(), &spec, false).await?;
             println!("client_id: {}", c.client_id);

@@ -181,6 +181,18 @@ pub struct ClientFile {
     pub grant_types: Option<Vec<String>>,
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// `private_key_jwt`: where the client publishes its public keys, or
+    /// (exclusive) a file holding its public JWK set.
+    pub jwks_uri: Option<String>,
+    pub jwks_file: Option<PathBuf>,
+}
+
+/// Reads a client's public JWK set (JSON) from `path`.
+pub fn read_jwks_file(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the JWK set {}: {e}", path.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("the JWK set {} is not JSON: {e}", path.display()))
 }
 
 /// Which database.
@@ -647,7 +659,7 @@ impl Validator<'_> {
                 Some(m) => TokenEndpointAuthMethod::parse(m).ok_or_else(|| {
                     self.err(
                         &field("auth_method"),
-                        format!("{m:?} is not none, client_secret_basic or client_secret_post"),
+                        format!("{m:?} is not none, client_secret_basic, client_secret_post or private_key_jwt"),
                     )
                 })?,
             };
@@ -656,7 +668,13 @@ impl Validator<'_> {
                 .as_deref()
                 .map(|s| self.secret(&field("client_secret"), s, false))
                 .transpose()?;
-            if auth_method.is_confidential() && secret.is_none() {
+            let jwks = c
+                .jwks_file
+                .as_deref()
+                .map(read_jwks_file)
+                .transpose()
+                .map_err(|e| self.err(&field("jwks_file"), e.to_string()))?;
+            if auth_method.uses_secret() && secret.is_none() {
                 return Err(self.err(&field("client_secret"), "a confidential client in the config file needs client_secret = \"${env:...}\" or \"${file:...}\""));
             }
             clients.push(ConfigClient {
@@ -670,6 +688,8 @@ impl Validator<'_> {
                     }),
                     scopes: c.scopes.clone(),
                     secret: secret.map(|s| s.expose().to_string()),
+                    jwks,
+                    jwks_uri: c.jwks_uri.clone(),
                 },
             });
         }

@@ -29,8 +29,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use mcpgate_store::{LinkedIdentityRecord, StoreError, UpstreamStateRecord, UserRecord};
 use mcpgate_types::secret::hash_secret;
 
-pub(crate) use upstream::Cache;
 use upstream::UpstreamError;
+pub(crate) use upstream::{Cache, acceptable_url};
 
 use crate::authorize;
 use crate::cookies;

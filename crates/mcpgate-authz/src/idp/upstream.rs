@@ -58,19 +58,8 @@ pub(crate) struct Identity {
 }
 
 /// `https://`, or `http://` on a loopback host when the fetcher allows it.
-fn acceptable_url(app: &AppState, u: &str) -> bool {
-    if u.starts_with("https://") {
-        return true;
-    }
-    app.fetcher.policy().allow_http_loopback
-        && [
-            "http://127.0.0.1:",
-            "http://127.0.0.1/",
-            "http://[::1]",
-            "http://localhost",
-        ]
-        .iter()
-        .any(|p| u.starts_with(p))
+pub(crate) fn acceptable_url(app: &AppState, u: &str) -> bool {
+    app.fetcher.policy().admits(u)
 }
 
 async fn fetch_json(app: &AppState, url: &str) -> Result<Value, UpstreamError> {

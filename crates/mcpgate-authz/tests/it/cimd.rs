@@ -298,6 +298,8 @@ async fn cimd_domain_policy_refuses_cached_and_new_documents() {
             logo_uri: None,
             created_at: 0,
             expires_at: Some(i64::MAX),
+            jwks: None,
+            jwks_uri: None,
         })
         .await
         .unwrap();

@@ -167,6 +167,16 @@ pub async fn post_form(
             form.push(("client_secret".into(), secret.into()));
         }
     }
+    post_pairs(as_, path, &form, basic).await
+}
+
+/// POSTs `form` form-encoded to `path`, as it is (and optionally HTTP Basic).
+pub async fn post_pairs(
+    as_: &TestAs,
+    path: &str,
+    form: &[(String, String)],
+    basic: Option<(&str, &str)>,
+) -> Resp {
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form.iter())
         .finish();
@@ -410,6 +420,7 @@ pub async fn register(as_: &TestAs, body: &Value) -> Resp {
 pub struct DocServer {
     pub client_id: String,
     pub hits: Arc<AtomicUsize>,
+    state: Arc<DocState>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -458,15 +469,21 @@ impl DocServer {
                     },
                 ),
             )
-            .with_state(state);
+            .with_state(state.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         Self {
             client_id,
             hits,
+            state,
             task,
         }
+    }
+
+    /// Serves `doc` from now on.
+    pub fn replace(&self, doc: Value) {
+        *self.state.doc.lock().expect("doc lock") = doc;
     }
 
     pub fn hits(&self) -> usize {

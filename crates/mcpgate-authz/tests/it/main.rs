@@ -22,6 +22,7 @@ macro_rules! trials {
 
 mod authorize_attacks;
 mod cimd;
+mod client_pkjwt;
 mod common;
 mod concurrency;
 mod consent;
@@ -58,6 +59,7 @@ fn main() -> ExitCode {
     trials.extend(entitlements::trials());
     trials.extend(registration::trials());
     trials.extend(cimd::trials());
+    trials.extend(client_pkjwt::trials());
     trials.extend(authorize_attacks::trials());
     trials.extend(token_attacks::trials());
     trials.extend(concurrency::trials(&pg));

@@ -162,6 +162,8 @@ impl Stack {
             grant_types: vec!["client_credentials".into()],
             scopes: vec![],
             secret: Some(CC_SECRET.into()),
+            jwks: None,
+            jwks_uri: None,
         };
         mcpgate_authz::admin::create_client(&as_.admin(), &spec, false)
             .await

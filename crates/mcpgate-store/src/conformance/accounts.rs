@@ -154,6 +154,14 @@ pub(crate) async fn clients_upsert(store: DynStore) {
     refreshed.redirect_uris = strings(&["https://app.example/cb2"]);
     refreshed.logo_uri = Some("https://app.example/l.png".to_owned());
     refreshed.expires_at = Some(NOW + 1_200);
+    refreshed.token_endpoint_auth_method = "private_key_jwt".to_owned();
+    refreshed.client_secret_hash = None;
+    refreshed.jwks_uri = Some("https://app.example/jwks.json".to_owned());
+    store.upsert_client(&refreshed).await.unwrap();
+    assert_eq!(store.get_client(&cimd.client_id).await.unwrap(), refreshed);
+    // Keys given by value replace the URL (the two never coexist).
+    refreshed.jwks_uri = None;
+    refreshed.jwks = Some(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AA"}]}"#.to_owned());
     store.upsert_client(&refreshed).await.unwrap();
     assert_eq!(store.get_client(&cimd.client_id).await.unwrap(), refreshed);
     assert_eq!(store.list_clients().await.unwrap().len(), 1);

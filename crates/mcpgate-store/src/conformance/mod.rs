@@ -163,6 +163,8 @@ pub(crate) fn client(client_id: &str) -> ClientRecord {
         logo_uri: None,
         created_at: NOW,
         expires_at: None,
+        jwks: None,
+        jwks_uri: None,
     }
 }
 

@@ -127,25 +127,13 @@ macro_rules! impl_account_stores {
                 &self,
                 client: &$crate::ClientRecord,
             ) -> $crate::StoreResult<()> {
-                let done = ::sqlx::query::<$db>(concat!(
+                let q = ::sqlx::query::<$db>(concat!(
                     "INSERT INTO clients (",
                     $crate::sql::rows::client_cols!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-                ))
-                .bind(client.client_id.as_str())
-                .bind(client.kind.as_str())
-                .bind(client.client_name.as_deref())
-                .bind(client.client_secret_hash.as_deref())
-                .bind(client.token_endpoint_auth_method.as_str())
-                .bind($crate::sql::to_json(&client.redirect_uris)?)
-                .bind($crate::sql::to_json(&client.grant_types)?)
-                .bind($crate::sql::to_json(&client.allowed_scopes)?)
-                .bind(client.application_type.as_deref())
-                .bind(client.client_uri.as_deref())
-                .bind(client.logo_uri.as_deref())
-                .bind(client.created_at)
-                .bind(client.expires_at)
-                .execute(&self.writer)
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                ));
+                let done = $crate::sql::rows::bind_client!(q, client)
+                    .execute(&self.writer)
                 .await;
                 self.clients.changed();
                 done.map_err($crate::sql::db_err)?;
@@ -156,10 +144,10 @@ macro_rules! impl_account_stores {
                 &self,
                 client: &$crate::ClientRecord,
             ) -> $crate::StoreResult<()> {
-                let done = ::sqlx::query::<$db>(concat!(
+                let q = ::sqlx::query::<$db>(concat!(
                     "INSERT INTO clients (",
                     $crate::sql::rows::client_cols!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
                      ON CONFLICT (client_id) DO UPDATE SET kind = excluded.kind, \
                      client_name = excluded.client_name, \
                      client_secret_hash = excluded.client_secret_hash, \
@@ -168,22 +156,11 @@ macro_rules! impl_account_stores {
                      allowed_scopes = excluded.allowed_scopes, \
                      application_type = excluded.application_type, \
                      client_uri = excluded.client_uri, logo_uri = excluded.logo_uri, \
-                     created_at = excluded.created_at, expires_at = excluded.expires_at"
-                ))
-                .bind(client.client_id.as_str())
-                .bind(client.kind.as_str())
-                .bind(client.client_name.as_deref())
-                .bind(client.client_secret_hash.as_deref())
-                .bind(client.token_endpoint_auth_method.as_str())
-                .bind($crate::sql::to_json(&client.redirect_uris)?)
-                .bind($crate::sql::to_json(&client.grant_types)?)
-                .bind($crate::sql::to_json(&client.allowed_scopes)?)
-                .bind(client.application_type.as_deref())
-                .bind(client.client_uri.as_deref())
-                .bind(client.logo_uri.as_deref())
-                .bind(client.created_at)
-                .bind(client.expires_at)
-                .execute(&self.writer)
+                     created_at = excluded.created_at, expires_at = excluded.expires_at, \
+                     jwks = excluded.jwks, jwks_uri = excluded.jwks_uri"
+                ));
+                let done = $crate::sql::rows::bind_client!(q, client)
+                    .execute(&self.writer)
                 .await;
                 self.clients.changed();
                 done.map_err($crate::sql::db_err)?;

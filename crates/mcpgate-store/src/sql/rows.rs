@@ -110,10 +110,32 @@ macro_rules! client_cols {
     () => {
         "client_id, kind, client_name, client_secret_hash, token_endpoint_auth_method, \
          redirect_uris, grant_types, allowed_scopes, application_type, client_uri, logo_uri, \
-         created_at, expires_at"
+         created_at, expires_at, jwks, jwks_uri"
     };
 }
 pub(crate) use client_cols;
+
+/// Binds a client's columns to a query, in [`client_cols`] order ($1..$15).
+macro_rules! bind_client {
+    ($q:expr, $c:expr) => {
+        $q.bind($c.client_id.as_str())
+            .bind($c.kind.as_str())
+            .bind($c.client_name.as_deref())
+            .bind($c.client_secret_hash.as_deref())
+            .bind($c.token_endpoint_auth_method.as_str())
+            .bind($crate::sql::to_json(&$c.redirect_uris)?)
+            .bind($crate::sql::to_json(&$c.grant_types)?)
+            .bind($crate::sql::to_json(&$c.allowed_scopes)?)
+            .bind($c.application_type.as_deref())
+            .bind($c.client_uri.as_deref())
+            .bind($c.logo_uri.as_deref())
+            .bind($c.created_at)
+            .bind($c.expires_at)
+            .bind($c.jwks.as_deref())
+            .bind($c.jwks_uri.as_deref())
+    };
+}
+pub(crate) use bind_client;
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct ClientRow {
@@ -130,6 +152,8 @@ pub(crate) struct ClientRow {
     logo_uri: Option<String>,
     created_at: i64,
     expires_at: Option<i64>,
+    jwks: Option<String>,
+    jwks_uri: Option<String>,
 }
 
 impl TryFrom<ClientRow> for ClientRecord {
@@ -150,6 +174,8 @@ impl TryFrom<ClientRow> for ClientRecord {
             logo_uri: r.logo_uri,
             created_at: r.created_at,
             expires_at: r.expires_at,
+            jwks: r.jwks,
+            jwks_uri: r.jwks_uri,
         })
     }
 }
