@@ -6,12 +6,7 @@
 
 use std::sync::Arc;
 
-use aws_lc_rs::digest::{SHA256, digest};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use mcpgate_jose::{KeyAlg, SigningKey};
-use rustls_pki_types::PrivatePkcs8KeyDer;
-use rustls_pki_types::pem::PemObject;
+use mcpgate_jose::SigningKey;
 use serde::Deserialize;
 
 use crate::settings::{IdentityProvider, ProviderKind, TokenAuth};
@@ -244,43 +239,19 @@ pub fn providers<E>(
     Ok(out)
 }
 
-/// Reads a PKCS#8 PEM private key (P-256 → ES256, Ed25519 → EdDSA). The
-/// `kid` is `kid` when given, else the RFC 7638 thumbprint of the public key.
+/// A PKCS#8 PEM private key (P-256 or Ed25519) as a signing key whose
+/// `kid` is `kid`, or else its RFC 7638 thumbprint
+/// ([`SigningKey::from_pkcs8_pem`]).
 pub fn signing_key(pem: &str, kid: Option<&str>) -> Result<SigningKey, String> {
-    let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| {
-        // The parser's message may quote the input: keep the key out of it.
-        "not a PKCS#8 PEM private key (\"-----BEGIN PRIVATE KEY-----\")".to_string()
-    })?;
-    let der = der.secret_pkcs8_der().to_vec();
-    let key = [KeyAlg::Es256, KeyAlg::EdDsa]
-        .into_iter()
-        .find_map(|alg| SigningKey::from_pkcs8("", alg, der.clone()).ok())
-        .ok_or_else(|| {
-            "unsupported key: use a P-256 (ES256) or Ed25519 (EdDSA) PKCS#8 key".to_string()
-        })?;
-    let kid = match kid {
-        Some(k) => k.to_string(),
-        None => thumbprint(&key),
-    };
-    SigningKey::from_pkcs8(kid, key.alg(), der).map_err(|e| e.to_string())
-}
-
-/// RFC 7638 JWK thumbprint (SHA-256, base64url): the required members in
-/// lexicographic order, no whitespace.
-fn thumbprint(key: &SigningKey) -> String {
-    let j = key.public_jwk();
-    let canonical = match &j.y {
-        Some(y) => format!(
-            r#"{{"crv":"{}","kty":"{}","x":"{}","y":"{}"}}"#,
-            j.crv, j.kty, j.x, y
-        ),
-        None => format!(r#"{{"crv":"{}","kty":"{}","x":"{}"}}"#, j.crv, j.kty, j.x),
-    };
-    URL_SAFE_NO_PAD.encode(digest(&SHA256, canonical.as_bytes()))
+    SigningKey::from_pkcs8_pem(pem, kid)
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use mcpgate_jose::KeyAlg;
+
     use super::*;
 
     fn parse(v: serde_json::Value) -> Result<Vec<IdentityProvider>, String> {

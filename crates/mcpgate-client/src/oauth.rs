@@ -59,6 +59,20 @@ pub struct OAuthConfig {
     /// a long-running `bridge` turns it on. A first authorization, with nothing stored, always
     /// runs.
     pub auto_reauthorize: bool,
+    /// How tokens are obtained: the authorization code flow with a user (default), or the
+    /// client credentials grant for the client itself, which needs a pre-registered client.
+    pub grant: Grant,
+}
+
+/// How the client obtains its tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Grant {
+    /// The authorization code flow with PKCE, a user approving in a browser.
+    #[default]
+    AuthorizationCode,
+    /// The client credentials grant (OAuth 2.1 §4.2): no user, no browser, no refresh
+    /// token; a new token is requested whenever the held one stops working.
+    ClientCredentials,
 }
 
 impl OAuthConfig {
@@ -75,6 +89,7 @@ impl OAuthConfig {
             max_authorizations_per_operation: 3,
             refresh_skew_secs: 60,
             auto_reauthorize: false,
+            grant: Grant::AuthorizationCode,
         }
     }
 }
@@ -269,6 +284,11 @@ impl OAuthClient {
                 }
             }
         }
+        if self.config.grant == Grant::ClientCredentials {
+            // Unattended by nature: a new token costs no one a click.
+            let entry = self.client_credentials(&mut state, &discovery).await?;
+            return Ok(entry.access_token);
+        }
         if had_grant && !force && !self.config.auto_reauthorize {
             state.current = None;
             return Err(ClientError::ReLoginRequired {
@@ -394,20 +414,9 @@ impl OAuthClient {
         let Some(client) = self.store.load_client(&entry.issuer)? else {
             return Ok(());
         };
+        let auth = self.client_auth(state, client)?;
         let mut form = vec![("token", rt.expose()), ("token_type_hint", "refresh_token")];
-        let secret = client.client_secret.as_ref().map(Secret::expose);
-        let basic = match (client.token_endpoint_auth_method.as_str(), secret) {
-            ("client_secret_basic", Some(s)) => Some((client.client_id.as_str(), s)),
-            ("client_secret_post", Some(s)) => {
-                form.push(("client_id", &client.client_id));
-                form.push(("client_secret", s));
-                None
-            }
-            _ => {
-                form.push(("client_id", &client.client_id));
-                None
-            }
-        };
+        let basic = auth.apply(&mut form);
         self.fetcher
             .post_form(endpoint, &form, basic)
             .await
@@ -453,10 +462,11 @@ impl OAuthClient {
         let metadata = self.as_metadata(state, &base.issuer).await?;
         let client = self.store.load_client(&base.issuer)?.ok_or_else(relogin)?;
         let endpoint = metadata.token_endpoint.as_deref().unwrap_or_default();
+        let auth = self.client_auth(state, client)?;
         let grant = match token::refresh(
             &self.fetcher,
             endpoint,
-            &client,
+            &auth,
             &refresh_token,
             &base.resource,
         )
@@ -574,10 +584,11 @@ impl OAuthClient {
             .await?;
         drop(listener);
         let code = pending.accept(&response)?;
+        let auth = self.client_auth(state, client)?;
         let grant = token::exchange_code(
             &self.fetcher,
             discovery.token_endpoint(),
-            &client,
+            &auth,
             &pending,
             &code,
         )
@@ -593,6 +604,66 @@ impl OAuthClient {
                 self.store.remove(&old.issuer, &old.resource)?;
             }
         }
+        state.current = Some(entry.clone());
+        Ok(entry)
+    }
+
+    /// How `client` authenticates one request now. A stored `private_key_jwt` registration
+    /// has no key (keys never go to disk): it takes the key of the pre-registered client of
+    /// its issuer.
+    fn client_auth(
+        &self,
+        state: &State,
+        mut client: ClientCredentials,
+    ) -> Result<token::ClientAuth> {
+        if client.private_key.is_none() {
+            client.private_key =
+                registration::select_pre_registered(&state.pre_registered, &client.issuer)
+                    .filter(|p| p.client_id == client.client_id)
+                    .and_then(|p| p.private_key.clone());
+        }
+        token::ClientAuth::new(&client, self.clock.now(), self.rng.as_ref())
+    }
+
+    /// The client credentials grant at `discovery`'s AS with the pre-registered client of
+    /// that issuer (never a dynamic one: a client that registers itself would hold tokens no
+    /// one vouched for), for the PRM `resource` and the scopes the challenge and metadata
+    /// suggest (never `offline_access`: there is nothing to refresh). Stores the result.
+    async fn client_credentials(
+        &self,
+        state: &mut State,
+        discovery: &Discovery,
+    ) -> Result<TokenEntry> {
+        if registration::select_pre_registered(&state.pre_registered, &discovery.issuer).is_none() {
+            return Err(ClientError::NoRegistration {
+                issuer: discovery.issuer.clone(),
+                detail: "the client credentials grant needs a pre-registered client (a client id \
+                         with a secret or a private key)"
+                    .into(),
+            });
+        }
+        let client = self.client_for(state, discovery, "").await?;
+        let scopes = scope::select_initial(
+            None,
+            &discovery.prm.scopes_supported,
+            &discovery.as_metadata.scopes_supported,
+            &self.config.extra_scopes,
+            false,
+        )
+        .map(|s| s.difference(&ScopeSet::from_iter(["offline_access"])));
+        let auth = self.client_auth(state, client)?;
+        let scope = scopes.as_ref().map(ToString::to_string);
+        let grant = token::client_credentials(
+            &self.fetcher,
+            discovery.token_endpoint(),
+            &auth,
+            scope.as_deref(),
+            discovery.resource(),
+        )
+        .await?;
+        let entry = self.entry_from_grant(discovery, grant, scopes.as_ref(), Vec::new());
+        let _lock = self.store.lock(&entry.issuer, &entry.resource).await?;
+        self.store.save(&entry)?;
         state.current = Some(entry.clone());
         Ok(entry)
     }

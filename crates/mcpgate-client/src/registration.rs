@@ -11,6 +11,9 @@
 //!
 //! Credentials are always bound to one issuer and never presented to another (SEP-2352).
 
+use std::sync::Arc;
+
+use mcpgate_jose::SigningKey;
 use mcpgate_net::SafeFetcher;
 use mcpgate_types::Secret;
 use mcpgate_types::client_metadata::{TokenEndpointAuthMethod, is_cimd_client_id};
@@ -53,6 +56,10 @@ pub struct ClientCredentials {
     /// When the client secret expires (seconds since the epoch; `None` or 0: never).
     #[serde(default)]
     pub client_secret_expires_at: Option<i64>,
+    /// The private key of a `private_key_jwt` client. Never written to the token store: it
+    /// comes from the configuration on every run.
+    #[serde(skip)]
+    pub private_key: Option<Arc<SigningKey>>,
 }
 
 impl ClientCredentials {
@@ -83,6 +90,8 @@ pub struct PreRegisteredClient {
     pub client_secret: Option<Secret>,
     /// The token endpoint authentication method; chosen from the AS metadata when `None`.
     pub token_endpoint_auth_method: Option<TokenEndpointAuthMethod>,
+    /// A private key: the client authenticates with `private_key_jwt`.
+    pub private_key: Option<Arc<SigningKey>>,
 }
 
 /// What the client says about itself when it registers.
@@ -128,6 +137,7 @@ pub fn from_pre_registered(pre: &PreRegisteredClient, discovery: &Discovery) -> 
     let method = pre
         .token_endpoint_auth_method
         .unwrap_or(match &pre.client_secret {
+            _ if pre.private_key.is_some() => TokenEndpointAuthMethod::PrivateKeyJwt,
             None => TokenEndpointAuthMethod::None,
             Some(_) if listed("client_secret_basic") => TokenEndpointAuthMethod::ClientSecretBasic,
             Some(_) if listed("client_secret_post") => TokenEndpointAuthMethod::ClientSecretPost,
@@ -141,6 +151,7 @@ pub fn from_pre_registered(pre: &PreRegisteredClient, discovery: &Discovery) -> 
         kind: RegistrationKind::PreRegistered,
         redirect_uris: Vec::new(),
         client_secret_expires_at: None,
+        private_key: pre.private_key.clone(),
     }
 }
 
@@ -168,6 +179,7 @@ pub fn from_metadata_document(
         kind: RegistrationKind::MetadataDocument,
         redirect_uris: Vec::new(),
         client_secret_expires_at: None,
+        private_key: None,
     }))
 }
 
@@ -301,6 +313,7 @@ pub async fn register_dynamic(
             .redirect_uris
             .unwrap_or_else(|| vec![redirect_uri.to_owned()]),
         client_secret_expires_at: raw.client_secret_expires_at,
+        private_key: None,
     })
 }
 
@@ -348,6 +361,7 @@ mod tests {
             client_id: id.into(),
             client_secret: None,
             token_endpoint_auth_method: None,
+            private_key: None,
         };
         let list = vec![
             mk(None, "any"),
@@ -375,6 +389,7 @@ mod tests {
             kind: RegistrationKind::Dynamic,
             redirect_uris: strings(&["http://127.0.0.1:4000/callback"]),
             client_secret_expires_at: Some(0),
+            private_key: None,
         };
         assert!(c.allows_redirect("http://127.0.0.1:5000/callback"));
         assert!(!c.allows_redirect("http://127.0.0.1:5000/other"));

@@ -405,6 +405,7 @@ mod tests {
             kind: crate::registration::RegistrationKind::Dynamic,
             redirect_uris: vec![],
             client_secret_expires_at: None,
+            private_key: None,
         };
         store.save_client(&c).unwrap();
         assert_eq!(

@@ -1,12 +1,14 @@
 //! Token endpoint requests of the MCP client: the authorization code grant (OAuth 2.1 §4.1.3,
-//! with the PKCE verifier and the RFC 8707 `resource`) and the refresh token grant (OAuth 2.1
-//! §4.3, again with `resource`), authenticated by the method the registration settled on
-//! (RFC 7591 §2: `none`, `client_secret_basic`, `client_secret_post`). Requests go through the
+//! with the PKCE verifier and the RFC 8707 `resource`), the refresh token grant (OAuth 2.1
+//! §4.3, again with `resource`) and the client credentials grant (§4.2), authenticated by the
+//! method the registration settled on ([`ClientAuth`]: `none`, `client_secret_basic`,
+//! `client_secret_post`, `private_key_jwt`). Requests go through the
 //! SSRF-safe fetcher, which never follows a redirect for a POST.
 
+use mcpgate_jose::Rng;
 use mcpgate_net::SafeFetcher;
 use mcpgate_types::Secret;
-use mcpgate_types::client_metadata::TokenEndpointAuthMethod;
+use mcpgate_types::client_metadata::{JWT_BEARER_ASSERTION, TokenEndpointAuthMethod};
 use serde::Deserialize;
 
 use crate::authorize::PendingAuthorization;
@@ -50,12 +52,82 @@ pub(crate) fn is_invalid_grant(e: &ClientError) -> bool {
     matches!(e, ClientError::TokenRejected { error, .. } if error == "invalid_grant")
 }
 
+/// How a request to the authorization server's back channel (token, revocation) proves
+/// which client sends it, by the method the registration settled on: `client_id` alone
+/// (`none`), HTTP Basic, the secret in the form, or an RFC 7523 client assertion signed with
+/// the client's key (`private_key_jwt`, addressed to the issuer as RFC 7523bis asks). The one
+/// place the MCP client authenticates itself.
+pub struct ClientAuth {
+    fields: Vec<(&'static str, String)>,
+    basic: Option<(String, String)>,
+}
+
+impl ClientAuth {
+    /// The authentication of `client` for one request made at `now`.
+    pub fn new(client: &ClientCredentials, now: i64, rng: &dyn Rng) -> Result<Self> {
+        let secret = client.client_secret.as_ref().map(Secret::expose);
+        let id = client.client_id.clone();
+        let missing = |what: &str| ClientError::NoRegistration {
+            issuer: client.issuer.clone(),
+            detail: format!(
+                "the registration says {} but holds no {what}",
+                client.token_endpoint_auth_method.as_str()
+            ),
+        };
+        Ok(match (client.token_endpoint_auth_method, secret) {
+            (TokenEndpointAuthMethod::None, _) => Self {
+                fields: vec![("client_id", id)],
+                basic: None,
+            },
+            (TokenEndpointAuthMethod::ClientSecretPost, Some(s)) => Self {
+                fields: vec![("client_id", id), ("client_secret", s.to_owned())],
+                basic: None,
+            },
+            (TokenEndpointAuthMethod::ClientSecretBasic, Some(s)) => Self {
+                fields: Vec::new(),
+                basic: Some((id, s.to_owned())),
+            },
+            (TokenEndpointAuthMethod::PrivateKeyJwt, _) => {
+                let key = client
+                    .private_key
+                    .as_deref()
+                    .ok_or_else(|| missing("private key"))?;
+                let assertion = mcpgate_jose::client_assertion(
+                    key,
+                    &client.client_id,
+                    &client.issuer,
+                    now,
+                    rng,
+                )
+                .map_err(|e| ClientError::NoRegistration {
+                    issuer: client.issuer.clone(),
+                    detail: format!("signing the client assertion: {e}"),
+                })?;
+                Self {
+                    fields: vec![
+                        ("client_assertion_type", JWT_BEARER_ASSERTION.to_owned()),
+                        ("client_assertion", assertion),
+                    ],
+                    basic: None,
+                }
+            }
+            (_, None) => return Err(missing("client secret")),
+        })
+    }
+
+    /// Adds the form fields to `form` and returns the Basic credentials, if any.
+    pub fn apply<'a>(&'a self, form: &mut Vec<(&'a str, &'a str)>) -> Option<(&'a str, &'a str)> {
+        form.extend(self.fields.iter().map(|(k, v)| (*k, v.as_str())));
+        self.basic.as_ref().map(|(i, s)| (i.as_str(), s.as_str()))
+    }
+}
+
 /// Redeems an authorization code. Call only after [`PendingAuthorization::accept`] validated
 /// the response (`state`, `iss`).
 pub async fn exchange_code(
     fetcher: &SafeFetcher,
     token_endpoint: &str,
-    client: &ClientCredentials,
+    auth: &ClientAuth,
     pending: &PendingAuthorization,
     code: &Secret,
 ) -> Result<TokenGrant> {
@@ -66,7 +138,7 @@ pub async fn exchange_code(
         ("code_verifier", pending.verifier.expose()),
         ("resource", pending.resource.as_str()),
     ];
-    post_token(fetcher, token_endpoint, form, client).await
+    post_token(fetcher, token_endpoint, form, auth).await
 }
 
 /// Uses a refresh token. `resource` is the exact PRM `resource` string. No `scope` is sent:
@@ -74,7 +146,7 @@ pub async fn exchange_code(
 pub async fn refresh(
     fetcher: &SafeFetcher,
     token_endpoint: &str,
-    client: &ClientCredentials,
+    auth: &ClientAuth,
     refresh_token: &Secret,
     resource: &str,
 ) -> Result<TokenGrant> {
@@ -83,47 +155,32 @@ pub async fn refresh(
         ("refresh_token", refresh_token.expose()),
         ("resource", resource),
     ];
-    post_token(fetcher, token_endpoint, form, client).await
+    post_token(fetcher, token_endpoint, form, auth).await
+}
+
+/// The client credentials grant (OAuth 2.1 §4.2, the MCP client-credentials extension): a
+/// token for the client itself, for `resource`, with `scope` when there is one to ask for.
+pub async fn client_credentials(
+    fetcher: &SafeFetcher,
+    token_endpoint: &str,
+    auth: &ClientAuth,
+    scope: Option<&str>,
+    resource: &str,
+) -> Result<TokenGrant> {
+    let mut form = vec![("grant_type", "client_credentials"), ("resource", resource)];
+    if let Some(s) = scope.filter(|s| !s.is_empty()) {
+        form.push(("scope", s));
+    }
+    post_token(fetcher, token_endpoint, form, auth).await
 }
 
 async fn post_token(
     fetcher: &SafeFetcher,
     url: &str,
     mut form: Vec<(&str, &str)>,
-    client: &ClientCredentials,
+    auth: &ClientAuth,
 ) -> Result<TokenGrant> {
-    let secret = client.client_secret.as_ref().map(Secret::expose);
-    let basic = match (client.token_endpoint_auth_method, secret) {
-        (TokenEndpointAuthMethod::None, _) => {
-            form.push(("client_id", client.client_id.as_str()));
-            None
-        }
-        (TokenEndpointAuthMethod::ClientSecretPost, Some(secret)) => {
-            form.push(("client_id", client.client_id.as_str()));
-            form.push(("client_secret", secret));
-            None
-        }
-        (TokenEndpointAuthMethod::ClientSecretBasic, Some(secret)) => {
-            Some((client.client_id.as_str(), secret))
-        }
-        (TokenEndpointAuthMethod::PrivateKeyJwt, _) => {
-            return Err(ClientError::NoRegistration {
-                issuer: client.issuer.clone(),
-                detail:
-                    "the registration says private_key_jwt, and this client holds no key for it"
-                        .into(),
-            });
-        }
-        (method, None) => {
-            return Err(ClientError::NoRegistration {
-                issuer: client.issuer.clone(),
-                detail: format!(
-                    "the registration says {} but holds no client secret",
-                    method.as_str()
-                ),
-            });
-        }
-    };
+    let basic = auth.apply(&mut form);
     let response = fetcher
         .post_form(url, &form, basic)
         .await
@@ -179,4 +236,91 @@ fn printable(s: &str) -> String {
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
         .take(300)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use mcpgate_jose::{KeyAlg, PublicJwks, SigningKey, SystemRng, Verifier, VerifyOptions};
+
+    use super::*;
+    use crate::registration::RegistrationKind;
+
+    fn client(method: TokenEndpointAuthMethod, secret: Option<&str>) -> ClientCredentials {
+        ClientCredentials {
+            issuer: "https://as.example".into(),
+            client_id: "c1".into(),
+            client_secret: secret.map(|s| Secret::new(s.to_owned())),
+            token_endpoint_auth_method: method,
+            kind: RegistrationKind::PreRegistered,
+            redirect_uris: Vec::new(),
+            client_secret_expires_at: None,
+            private_key: None,
+        }
+    }
+
+    type Pairs = Vec<(String, String)>;
+
+    /// The form fields and Basic credentials `c` authenticates with.
+    fn applied(c: &ClientCredentials) -> Result<(Pairs, Option<(String, String)>)> {
+        let auth = ClientAuth::new(c, 1_000, &SystemRng::new())?;
+        let mut form = Vec::new();
+        let basic = auth
+            .apply(&mut form)
+            .map(|(a, b)| (a.to_owned(), b.to_owned()));
+        let form = form
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Ok((form, basic))
+    }
+
+    #[test]
+    fn each_method_authenticates_its_own_way() {
+        use TokenEndpointAuthMethod as M;
+        let (f, b) = applied(&client(M::None, None)).unwrap();
+        assert_eq!((f, b), (vec![("client_id".into(), "c1".into())], None));
+        let (f, b) = applied(&client(M::ClientSecretBasic, Some("s"))).unwrap();
+        assert_eq!((f, b), (vec![], Some(("c1".into(), "s".into()))));
+        let (f, _) = applied(&client(M::ClientSecretPost, Some("s"))).unwrap();
+        assert_eq!(f[1], ("client_secret".into(), "s".into()));
+        for (m, s) in [(M::ClientSecretBasic, None), (M::PrivateKeyJwt, Some("s"))] {
+            assert!(
+                applied(&client(m, s)).is_err(),
+                "{m:?} without its credential"
+            );
+        }
+    }
+
+    #[test]
+    fn private_key_jwt_signs_for_the_issuer() {
+        let key = SigningKey::generate("k1", KeyAlg::Es256).unwrap();
+        let mut c = client(TokenEndpointAuthMethod::PrivateKeyJwt, None);
+        c.private_key = Some(Arc::new(key.clone()));
+        let (f, basic) = applied(&c).unwrap();
+        assert!(basic.is_none());
+        assert_eq!(
+            f[0],
+            ("client_assertion_type".into(), JWT_BEARER_ASSERTION.into())
+        );
+        let v = Verifier::from_public_jwks(&PublicJwks {
+            keys: vec![key.public_jwk().clone()],
+        })
+        .unwrap();
+        let claims = v
+            .verify::<serde_json::Value>(
+                &f[1].1,
+                &VerifyOptions {
+                    issuer: "c1",
+                    audience: Some("https://as.example"),
+                    typ: None,
+                    now: 1_000,
+                    leeway: 0,
+                },
+            )
+            .unwrap()
+            .claims;
+        assert_eq!(claims["sub"], "c1");
+    }
 }

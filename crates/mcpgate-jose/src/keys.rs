@@ -64,6 +64,29 @@ impl std::fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
+    /// Reads a PKCS#8 PEM private key (P-256 → ES256, Ed25519 → EdDSA). The
+    /// `kid` is `kid` when given, else the RFC 7638 thumbprint of the public
+    /// key. The error never quotes the input (it may be a key).
+    pub fn from_pkcs8_pem(pem: &str, kid: Option<&str>) -> Result<Self, String> {
+        use rustls_pki_types::PrivatePkcs8KeyDer;
+        use rustls_pki_types::pem::PemObject;
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| {
+            "not a PKCS#8 PEM private key (\"-----BEGIN PRIVATE KEY-----\")".to_string()
+        })?;
+        let der = der.secret_pkcs8_der().to_vec();
+        let key = [KeyAlg::Es256, KeyAlg::EdDsa]
+            .into_iter()
+            .find_map(|alg| Self::from_pkcs8("", alg, der.clone()).ok())
+            .ok_or_else(|| {
+                "unsupported key: use a P-256 (ES256) or Ed25519 (EdDSA) PKCS#8 key".to_string()
+            })?;
+        let kid = match kid {
+            Some(k) => k.to_string(),
+            None => key.public_jwk().thumbprint(),
+        };
+        Self::from_pkcs8(kid, key.alg(), der).map_err(|e| e.to_string())
+    }
+
     /// Generates a fresh key with the OS RNG.
     pub fn generate(kid: impl Into<String>, alg: KeyAlg) -> Result<Self, JwtError> {
         let rng = SystemRandom::new();
@@ -172,6 +195,27 @@ pub struct PublicJwk {
     pub alg: String,
     #[serde(rename = "use")]
     pub use_: String,
+}
+
+impl PublicJwk {
+    /// RFC 7638 JWK thumbprint (SHA-256, base64url): the required members
+    /// in lexicographic order, no whitespace.
+    pub fn thumbprint(&self) -> String {
+        let canonical = match &self.y {
+            Some(y) => format!(
+                r#"{{"crv":"{}","kty":"{}","x":"{}","y":"{}"}}"#,
+                self.crv, self.kty, self.x, y
+            ),
+            None => format!(
+                r#"{{"crv":"{}","kty":"{}","x":"{}"}}"#,
+                self.crv, self.kty, self.x
+            ),
+        };
+        URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            canonical.as_bytes(),
+        ))
+    }
 }
 
 /// A JWK set (RFC 7517 §5).

@@ -14,7 +14,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use mcpgate_client::{
-    Interactive, McpClient, OAuthClient, OAuthConfig, PreRegisteredClient, TokenStore, TokenSummary,
+    Grant, Interactive, McpClient, OAuthClient, OAuthConfig, PreRegisteredClient, TokenStore,
+    TokenSummary,
 };
 use mcpgate_net::{FetchPolicy, SafeFetcher};
 use mcpgate_types::{ScopeSet, Secret};
@@ -106,6 +107,18 @@ pub struct LoginArgs {
     /// A file holding the client secret of `--client-id` (confidential clients).
     #[arg(long, requires_all = ["client_id", "issuer"])]
     pub client_secret_file: Option<PathBuf>,
+    /// A file holding the PKCS#8 PEM private key (P-256 or Ed25519) of `--client-id`: the
+    /// client authenticates with `private_key_jwt`, signing an assertion for `--issuer`.
+    #[arg(long, requires_all = ["client_id", "issuer"], conflicts_with = "client_secret_file")]
+    pub private_key_file: Option<PathBuf>,
+    /// The `kid` of `--private-key-file` as the client's published JWK set names it (default:
+    /// the key's RFC 7638 thumbprint).
+    #[arg(long, requires = "private_key_file")]
+    pub private_key_id: Option<String>,
+    /// Use the client credentials grant: a token for `--client-id` itself, with no user and
+    /// no browser (a service). The token is not refreshable; log in again when it expires.
+    #[arg(long, requires = "client_id")]
+    pub client_credentials: bool,
     /// The authorization server `--client-id` is registered at (exact issuer
     /// string). A server that names another one is refused, and the secret
     /// is never sent there. Required with `--client-secret-file`.
@@ -223,6 +236,17 @@ async fn login(a: LoginArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let private_key = match &a.private_key_file {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the private key file {}", path.display()))?;
+            let key =
+                mcpgate_jose::SigningKey::from_pkcs8_pem(&pem, a.private_key_id.as_deref())
+                    .map_err(|e| anyhow::anyhow!("the private key file {}: {e}", path.display()))?;
+            Some(Arc::new(key))
+        }
+        None => None,
+    };
     let mut scopes = ScopeSet::new();
     for s in a.scopes.iter().flat_map(|s| s.split_whitespace()) {
         scopes.insert(s);
@@ -230,6 +254,9 @@ async fn login(a: LoginArgs) -> anyhow::Result<()> {
     let oauth = oauth_client(&a.url, &a.opts, |c| {
         c.extra_scopes = scopes;
         c.client_metadata_url = a.client_metadata_url.clone();
+        if a.client_credentials {
+            c.grant = Grant::ClientCredentials;
+        }
         if let Some(id) = &a.client_id {
             c.require_pre_registered = true;
             c.pre_registered.push(PreRegisteredClient {
@@ -237,6 +264,7 @@ async fn login(a: LoginArgs) -> anyhow::Result<()> {
                 client_id: id.clone(),
                 client_secret: secret,
                 token_endpoint_auth_method: None,
+                private_key,
             });
         }
     })?;

@@ -214,7 +214,10 @@ pub(crate) async fn exchange(
         TokenAuth::PrivateKeyJwt => {
             assertion = client_assertion(app, p, &d.token_endpoint)?;
             form.push(("client_id", p.client_id.as_str()));
-            form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE));
+            form.push((
+                "client_assertion_type",
+                mcpgate_types::client_metadata::JWT_BEARER_ASSERTION,
+            ));
             form.push(("client_assertion", assertion.as_str()));
             None
         }
@@ -261,15 +264,9 @@ pub(crate) async fn exchange(
     identity_from(p, &claims)
 }
 
-/// RFC 7523 §2.2: how a JWT client assertion is marked.
-pub(crate) const CLIENT_ASSERTION_TYPE: &str =
-    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-/// Lifetime of a client assertion.
-const ASSERTION_SECS: i64 = 60;
-
-/// RFC 7523 §3 / OIDC Core §9 `private_key_jwt`: a short-lived JWT with the
-/// client as `iss` and `sub`, the token endpoint URL as `aud`, and a fresh
-/// `jti`, signed with the configured key.
+/// OIDC Core §9 `private_key_jwt` toward an identity provider: the
+/// shared signer with the token endpoint URL as `aud`, which OpenID
+/// providers expect.
 fn client_assertion(
     app: &AppState,
     p: &IdentityProvider,
@@ -279,17 +276,14 @@ fn client_assertion(
         .private_key
         .as_ref()
         .ok_or_else(|| UpstreamError::Config("private_key_jwt without a private_key".into()))?;
-    let iat = app.now();
-    let claims = serde_json::json!({
-        "iss": p.client_id,
-        "sub": p.client_id,
-        "aud": token_endpoint,
-        "jti": mcpgate_jose::random_token(app.rng.as_ref(), 32),
-        "iat": iat,
-        "exp": iat + ASSERTION_SECS,
-    });
-    key.sign("JWT", &claims)
-        .map_err(|e| UpstreamError::Config(format!("signing the client assertion: {e}")))
+    mcpgate_jose::client_assertion(
+        key,
+        &p.client_id,
+        token_endpoint,
+        app.now(),
+        app.rng.as_ref(),
+    )
+    .map_err(|e| UpstreamError::Config(format!("signing the client assertion: {e}")))
 }
 
 /// OIDC Core §3.1.3.7 with the algorithm taken from the provider's key.

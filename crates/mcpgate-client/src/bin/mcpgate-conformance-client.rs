@@ -15,8 +15,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mcpgate_client::mcp::{RpcError, ServerHandler, elicitation_defaults};
 use mcpgate_client::{
-    ClientError, Headless, McpClient, OAuthClient, OAuthConfig, PreRegisteredClient, TokenStore,
+    ClientError, Grant, Headless, McpClient, OAuthClient, OAuthConfig, PreRegisteredClient,
+    TokenStore,
 };
+use mcpgate_jose::SigningKey;
 use mcpgate_net::{FetchPolicy, SafeFetcher};
 use mcpgate_types::Secret;
 use serde_json::{Value, json};
@@ -74,21 +76,31 @@ impl Run {
     }
 
     fn oauth(&self, store: &TokenStore) -> Result<Arc<OAuthClient>, ClientError> {
+        let text = |k: &str| self.context.get(k).and_then(Value::as_str);
         let mut config = OAuthConfig::new(self.url.clone());
         config.identity.client_name = "mcpgate-conformance-client".into();
         // Unattended: when a grant stops working (e.g. the server moved to another AS), run
         // the flow again instead of asking a person to log in.
         config.auto_reauthorize = true;
-        if let (Some(id), secret) = (
-            self.context.get("client_id").and_then(Value::as_str),
-            self.context.get("client_secret").and_then(Value::as_str),
-        ) {
+        if let Some(id) = text("client_id") {
+            // `auth/client-credentials-jwt` hands over a PKCS#8 PEM key for private_key_jwt.
+            let private_key = text("private_key_pem")
+                .map(|pem| SigningKey::from_pkcs8_pem(pem, None).map(Arc::new))
+                .transpose()
+                .map_err(|detail| ClientError::NoRegistration {
+                    issuer: "(conformance context)".into(),
+                    detail,
+                })?;
             config.pre_registered.push(PreRegisteredClient {
                 issuer: None,
                 client_id: id.to_owned(),
-                client_secret: secret.map(Secret::new),
+                client_secret: text("client_secret").map(Secret::new),
                 token_endpoint_auth_method: None,
+                private_key,
             });
+        }
+        if self.scenario.starts_with("auth/client-credentials") {
+            config.grant = Grant::ClientCredentials;
         }
         if self.scenario == "auth/basic-cimd" {
             config.client_metadata_url = Some(CIMD_URL.to_owned());

@@ -31,6 +31,7 @@ fn seed(mock: &Mock, dir: &std::path::Path, refresh_token: &str) {
             kind: RegistrationKind::Dynamic,
             redirect_uris: vec![],
             client_secret_expires_at: None,
+            private_key: None,
         })
         .unwrap();
     store

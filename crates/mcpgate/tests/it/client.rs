@@ -747,6 +747,89 @@ async fn login_with_a_pre_registered_confidential_client() {
     assert!(log.contains(&client_id), "{log}");
 }
 
+/// A service client with no user: registered by the operator with its public key only
+/// (`clients add --auth-method private_key_jwt --jwks-file`), it logs in with the client
+/// credentials grant and a `private_key_jwt` assertion signed with a PEM key (whose `kid`,
+/// given with `--private-key-id`, names the key in the published set), then lists the
+/// tools. No browser, no secret anywhere; the same assertion cannot be sent twice (the AS's
+/// replay check is exercised in mcpgate-authz's client_pkjwt trials).
+#[tokio::test]
+async fn a_service_logs_in_with_client_credentials_and_a_private_key() {
+    let env = Env::new();
+    let key =
+        mcpgate_jose::SigningKey::generate("svc-1", mcpgate_jose::KeyAlg::Es256).expect("key");
+    let jwks = json!({ "keys": [key.public_jwk()] });
+    let jwks_file = env.write("svc.jwks.json", &jwks.to_string());
+    let (client_id, secret) = env
+        .add_client(
+            "service",
+            "https://svc.example/unused",
+            &[
+                "--auth-method",
+                "private_key_jwt",
+                "--jwks-file",
+                jwks_file.to_str().unwrap(),
+                "--grant",
+                "client_credentials",
+            ],
+        )
+        .await;
+    assert!(secret.is_none(), "a key client gets no secret");
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(key.pkcs8());
+    let pem = env.write(
+        "svc.pem",
+        &format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n"),
+    );
+    let srv = env.serve().await;
+    let tokens = tempfile::tempdir().expect("token dir");
+    let dir = tokens.path();
+    let mut args = vec!["login"];
+    args.extend(client_args(dir, &srv.resource));
+    let (pem_path, issuer) = (pem.to_str().unwrap().to_owned(), srv.issuer.clone());
+    args.extend([
+        "--client-credentials",
+        "--client-id",
+        &client_id,
+        "--private-key-file",
+        &pem_path,
+        "--private-key-id",
+        "svc-1",
+        "--issuer",
+        &issuer,
+    ]);
+    let mut cmd = env.command();
+    cmd.args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("login finishes without a user")
+        .expect("run mcpgate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "login failed:\n{stderr}");
+    assert!(
+        !stderr.contains("authorize?"),
+        "no authorization URL: {stderr}"
+    );
+    let out = client_cli(&env, "tools", dir, &srv.resource, &[]).await;
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("list_notes"), "{}", out.stdout);
+    // The key is never written to the token store.
+    for f in std::fs::read_dir(dir).expect("token dir") {
+        let text = std::fs::read_to_string(f.expect("entry").path()).unwrap_or_default();
+        assert!(
+            !text.contains(&b64[20..60]),
+            "the private key reached the token store"
+        );
+    }
+    let log = srv.stop().await;
+    assert!(
+        !log.contains(&b64[20..60]),
+        "the private key reached the log"
+    );
+}
+
 /// A client secret is bound to one issuer: without `--issuer` it is not
 /// accepted, and against a server whose authorization server is another
 /// issuer the login stops before any request carries it.
