@@ -286,7 +286,9 @@ impl OAuthClient {
         }
         if self.config.grant == Grant::ClientCredentials {
             // Unattended by nature: a new token costs no one a click.
-            let entry = self.client_credentials(&mut state, &discovery).await?;
+            let entry = self
+                .client_credentials(&mut state, &discovery, challenge_scope)
+                .await?;
             return Ok(entry.access_token);
         }
         if had_grant && !force && !self.config.auto_reauthorize {
@@ -633,6 +635,7 @@ impl OAuthClient {
         &self,
         state: &mut State,
         discovery: &Discovery,
+        challenge_scope: Option<&str>,
     ) -> Result<TokenEntry> {
         if registration::select_pre_registered(&state.pre_registered, &discovery.issuer).is_none() {
             return Err(ClientError::NoRegistration {
@@ -644,7 +647,7 @@ impl OAuthClient {
         }
         let client = self.client_for(state, discovery, "").await?;
         let scopes = scope::select_initial(
-            None,
+            challenge_scope,
             &discovery.prm.scopes_supported,
             &discovery.as_metadata.scopes_supported,
             &self.config.extra_scopes,
