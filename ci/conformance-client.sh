@@ -10,7 +10,8 @@
 #      (fail on any FAILURE in a scored scenario);
 #   4. runs every scenario of `--suite auth` (listed by running the suite once) and every scored
 #      auth scenario of both revisions (`conformance list --requirements REV`) as single-scenario
-#      runs at that revision (fail on any FAILURE or WARNING, timeout or unexpected exit);
+#      runs at that revision, and the auth extensions the client implements as forced single runs
+#      at both revisions (fail on any FAILURE or WARNING, timeout or unexpected exit);
 #   5. writes a results table to $OUT/summary.md.
 #
 # Environment: CONFORMANCE_OUT (default target/conformance-client), CARGO_TARGET_DIR,
@@ -92,6 +93,12 @@ jobs_file=$OUT/single-jobs.txt
     while read -r s; do printf 'single\t2025-11-25\t%s\n' "$s"; done >>"$jobs_file"
 scored_auth 2026-07-28 | sort -u |
     while read -r s; do printf 'single\t2026-07-28\t%s\n' "$s"; done >>"$jobs_file"
+# The auth extensions the client implements: not scored by the suite, so forced single runs at
+# both revisions keep them from regressing.
+EXTENSIONS=(auth/client-credentials-basic auth/client-credentials-jwt auth/wif-jwt-bearer)
+for rev in 2025-11-25 2026-07-28; do
+    for s in "${EXTENSIONS[@]}"; do printf 'extension\t%s\t%s\n' "$rev" "$s"; done
+done >>"$jobs_file"
 
 run_single() {
     local kind=$1 rev=$2 scenario=$3
@@ -101,6 +108,8 @@ run_single() {
     logf=$dir.log
     mkdir -p "$dir"
     args=(client --command "$BIN" --scenario "$scenario" --spec-version "$rev" -o "$dir")
+    # Extension scenarios are off the spec timeline and skipped unless forced.
+    [[ $kind == extension ]] && args+=(--force)
     if "${CONF[@]}" "${args[@]}" >"$logf" 2>&1 && ! grep -q '^SKIPPED' "$logf"; then
         result=pass
     else
@@ -119,7 +128,7 @@ export -f run_single_child
 log "single-scenario runs ($(wc -l <"$jobs_file") runs, $JOBS at a time)"
 tr '\t' '\n' <"$jobs_file" | xargs -d '\n' -n 3 -P "$JOBS" bash -c 'run_single_child "$@"' _ >>"$RESULTS"
 
-if grep -q $'^single\t[^\t]*\t[^\t]*\tfail' "$RESULTS"; then
+if grep -qE $'^(single|extension)\t[^\t]*\t[^\t]*\tfail' "$RESULTS"; then
     failed=1
     log "failing single-scenario runs:"
     grep $'\tfail\t' "$RESULTS" | grep -v '^requirements' >&2 || true

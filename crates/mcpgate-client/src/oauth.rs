@@ -59,9 +59,13 @@ pub struct OAuthConfig {
     /// a long-running `bridge` turns it on. A first authorization, with nothing stored, always
     /// runs.
     pub auto_reauthorize: bool,
-    /// How tokens are obtained: the authorization code flow with a user (default), or the
-    /// client credentials grant for the client itself, which needs a pre-registered client.
+    /// How tokens are obtained: the authorization code flow with a user (default), the client
+    /// credentials grant for the client itself, or the JWT-bearer grant; the last two need a
+    /// pre-registered client.
     pub grant: Grant,
+    /// The assertion of [`Grant::JwtBearer`]: a JWT the workload's identity provider issued
+    /// for this authorization server (RFC 7523 §2.1, workload identity federation).
+    pub assertion: Option<Secret>,
 }
 
 /// How the client obtains its tokens.
@@ -73,6 +77,10 @@ pub enum Grant {
     /// The client credentials grant (OAuth 2.1 §4.2): no user, no browser, no refresh
     /// token; a new token is requested whenever the held one stops working.
     ClientCredentials,
+    /// The JWT-bearer authorization grant (RFC 7523 §2.1) with [`OAuthConfig::assertion`]:
+    /// a workload trades the identity its platform vouches for against a token. A refused
+    /// assertion is reported, never retried, and no other grant is tried instead.
+    JwtBearer,
 }
 
 impl OAuthConfig {
@@ -90,6 +98,7 @@ impl OAuthConfig {
             refresh_skew_secs: 60,
             auto_reauthorize: false,
             grant: Grant::AuthorizationCode,
+            assertion: None,
         }
     }
 }
@@ -284,7 +293,7 @@ impl OAuthClient {
                 }
             }
         }
-        if self.config.grant == Grant::ClientCredentials {
+        if self.config.grant != Grant::AuthorizationCode {
             // Unattended by nature: a new token costs no one a click.
             let entry = self
                 .client_credentials(&mut state, &discovery, challenge_scope)
@@ -627,10 +636,11 @@ impl OAuthClient {
         token::ClientAuth::new(&client, self.clock.now(), self.rng.as_ref())
     }
 
-    /// The client credentials grant at `discovery`'s AS with the pre-registered client of
-    /// that issuer (never a dynamic one: a client that registers itself would hold tokens no
-    /// one vouched for), for the PRM `resource` and the scopes the challenge and metadata
-    /// suggest (never `offline_access`: there is nothing to refresh). Stores the result.
+    /// The client credentials or JWT-bearer grant at `discovery`'s AS with the pre-registered
+    /// client of that issuer (never a dynamic one: a client that registers itself would hold
+    /// tokens no one vouched for), for the PRM `resource` and the scopes the challenge and
+    /// metadata suggest (never `offline_access`: there is nothing to refresh). Stores the
+    /// result.
     async fn client_credentials(
         &self,
         state: &mut State,
@@ -640,8 +650,8 @@ impl OAuthClient {
         if registration::select_pre_registered(&state.pre_registered, &discovery.issuer).is_none() {
             return Err(ClientError::NoRegistration {
                 issuer: discovery.issuer.clone(),
-                detail: "the client credentials grant needs a pre-registered client (a client id \
-                         with a secret or a private key)"
+                detail: "this grant needs a pre-registered client (a client id, with a secret or \
+                         a private key where the server asks for one)"
                     .into(),
             });
         }
@@ -656,14 +666,36 @@ impl OAuthClient {
         .map(|s| s.difference(&ScopeSet::from_iter(["offline_access"])));
         let auth = self.client_auth(state, client)?;
         let scope = scopes.as_ref().map(ToString::to_string);
-        let grant = token::client_credentials(
-            &self.fetcher,
-            discovery.token_endpoint(),
-            &auth,
-            scope.as_deref(),
-            discovery.resource(),
-        )
-        .await?;
+        let grant =
+            match self.config.grant {
+                Grant::JwtBearer => {
+                    let assertion = self.config.assertion.as_ref().ok_or_else(|| {
+                        ClientError::NoRegistration {
+                            issuer: discovery.issuer.clone(),
+                            detail: "the JWT-bearer grant needs an assertion".into(),
+                        }
+                    })?;
+                    token::jwt_bearer(
+                        &self.fetcher,
+                        discovery.token_endpoint(),
+                        &auth,
+                        assertion,
+                        scope.as_deref(),
+                        discovery.resource(),
+                    )
+                    .await?
+                }
+                _ => {
+                    token::client_credentials(
+                        &self.fetcher,
+                        discovery.token_endpoint(),
+                        &auth,
+                        scope.as_deref(),
+                        discovery.resource(),
+                    )
+                    .await?
+                }
+            };
         let entry = self.entry_from_grant(discovery, grant, scopes.as_ref(), Vec::new());
         let _lock = self.store.lock(&entry.issuer, &entry.resource).await?;
         self.store.save(&entry)?;

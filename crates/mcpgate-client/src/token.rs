@@ -174,6 +174,30 @@ pub async fn client_credentials(
     post_token(fetcher, token_endpoint, form, auth).await
 }
 
+/// The JWT-bearer authorization grant (RFC 7523 §2.1): `assertion` is the grant, issued by
+/// another party (a workload's identity provider) for this authorization server.
+pub async fn jwt_bearer(
+    fetcher: &SafeFetcher,
+    token_endpoint: &str,
+    auth: &ClientAuth,
+    assertion: &Secret,
+    scope: Option<&str>,
+    resource: &str,
+) -> Result<TokenGrant> {
+    let mut form = vec![
+        ("grant_type", JWT_BEARER_GRANT),
+        ("assertion", assertion.expose()),
+        ("resource", resource),
+    ];
+    if let Some(s) = scope.filter(|s| !s.is_empty()) {
+        form.push(("scope", s));
+    }
+    post_token(fetcher, token_endpoint, form, auth).await
+}
+
+/// The `grant_type` of RFC 7523 §2.1.
+pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
 async fn post_token(
     fetcher: &SafeFetcher,
     url: &str,

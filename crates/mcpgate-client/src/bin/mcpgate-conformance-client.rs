@@ -102,6 +102,11 @@ impl Run {
         if self.scenario.starts_with("auth/client-credentials") {
             config.grant = Grant::ClientCredentials;
         }
+        // `auth/wif-jwt-bearer` hands over the workload's JWT, issued for the suite's AS.
+        if self.scenario == "auth/wif-jwt-bearer" {
+            config.grant = Grant::JwtBearer;
+            config.assertion = text("valid_jwt").map(Secret::new);
+        }
         if self.scenario == "auth/basic-cimd" {
             config.client_metadata_url = Some(CIMD_URL.to_owned());
         }
