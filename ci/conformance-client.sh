@@ -95,7 +95,8 @@ scored_auth 2026-07-28 | sort -u |
     while read -r s; do printf 'single\t2026-07-28\t%s\n' "$s"; done >>"$jobs_file"
 # The auth extensions the client implements: not scored by the suite, so forced single runs at
 # both revisions keep them from regressing.
-EXTENSIONS=(auth/client-credentials-basic auth/client-credentials-jwt auth/wif-jwt-bearer)
+EXTENSIONS=(auth/client-credentials-basic auth/client-credentials-jwt auth/wif-jwt-bearer
+    auth/enterprise-managed-authorization)
 for rev in 2025-11-25 2026-07-28; do
     for s in "${EXTENSIONS[@]}"; do printf 'extension\t%s\t%s\n' "$rev" "$s"; done
 done >>"$jobs_file"

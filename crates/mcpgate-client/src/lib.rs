@@ -49,7 +49,7 @@ pub mod user_agent;
 
 pub use error::{ClientError, Result};
 pub use mcp::{McpClient, McpClientBuilder, ServerHandler};
-pub use oauth::{Grant, OAuthClient, OAuthConfig};
+pub use oauth::{EnterpriseIdp, Grant, OAuthClient, OAuthConfig};
 pub use registration::{ClientCredentials, ClientIdentity, PreRegisteredClient};
 pub use store::{TokenEntry, TokenStore, TokenSummary};
 pub use user_agent::{Headless, Interactive, UserAgent};

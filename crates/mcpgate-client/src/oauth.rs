@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use mcpgate_jose::{Clock, Rng, SystemClock, SystemRng};
 use mcpgate_net::SafeFetcher;
+use mcpgate_types::client_metadata::TokenEndpointAuthMethod;
 use mcpgate_types::metadata::AuthorizationServerMetadata;
 use mcpgate_types::www_authenticate::find_bearer;
 use mcpgate_types::{ScopeSet, Secret};
@@ -66,6 +67,21 @@ pub struct OAuthConfig {
     /// The assertion of [`Grant::JwtBearer`]: a JWT the workload's identity provider issued
     /// for this authorization server (RFC 7523 §2.1, workload identity federation).
     pub assertion: Option<Secret>,
+    /// The enterprise identity provider of [`Grant::EnterpriseManaged`].
+    pub enterprise: Option<EnterpriseIdp>,
+}
+
+/// Where and how enterprise-managed authorization gets its ID-JAG.
+#[derive(Debug, Clone)]
+pub struct EnterpriseIdp {
+    /// The identity provider's token endpoint.
+    pub token_endpoint: String,
+    /// This client at the identity provider (`client_id`, and a secret for Basic if any).
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    /// The user's token at the identity provider and its RFC 8693 type.
+    pub subject_token: Secret,
+    pub subject_token_type: String,
 }
 
 /// How the client obtains its tokens.
@@ -81,6 +97,10 @@ pub enum Grant {
     /// a workload trades the identity its platform vouches for against a token. A refused
     /// assertion is reported, never retried, and no other grant is tried instead.
     JwtBearer,
+    /// Enterprise-managed authorization (SEP-990): the enterprise identity provider exchanges
+    /// the user's token for an ID-JAG ([`OAuthConfig::enterprise`]), which the JWT-bearer
+    /// grant then presents to the authorization server.
+    EnterpriseManaged,
 }
 
 impl OAuthConfig {
@@ -99,6 +119,7 @@ impl OAuthConfig {
             auto_reauthorize: false,
             grant: Grant::AuthorizationCode,
             assertion: None,
+            enterprise: None,
         }
     }
 }
@@ -668,6 +689,58 @@ impl OAuthClient {
         let scope = scopes.as_ref().map(ToString::to_string);
         let grant =
             match self.config.grant {
+                Grant::EnterpriseManaged => {
+                    let idp = self.config.enterprise.as_ref().ok_or_else(|| {
+                        ClientError::NoRegistration {
+                            issuer: discovery.issuer.clone(),
+                            detail: "enterprise-managed authorization needs its identity provider"
+                                .into(),
+                        }
+                    })?;
+                    validate_url(
+                        "identity provider token endpoint",
+                        &idp.token_endpoint,
+                        self.fetcher.policy().allow_http_loopback,
+                    )?;
+                    let idp_client = ClientCredentials {
+                        issuer: idp.token_endpoint.clone(),
+                        client_id: idp.client_id.clone(),
+                        token_endpoint_auth_method: if idp.client_secret.is_some() {
+                            TokenEndpointAuthMethod::ClientSecretBasic
+                        } else {
+                            TokenEndpointAuthMethod::None
+                        },
+                        client_secret: idp.client_secret.clone(),
+                        kind: RegistrationKind::PreRegistered,
+                        redirect_uris: Vec::new(),
+                        client_secret_expires_at: None,
+                        private_key: None,
+                    };
+                    let idp_auth =
+                        token::ClientAuth::new(&idp_client, self.clock.now(), self.rng.as_ref())?;
+                    let id_jag = token::id_jag(
+                        &self.fetcher,
+                        &idp.token_endpoint,
+                        &idp_auth,
+                        &token::IdJagRequest {
+                            subject_token: &idp.subject_token,
+                            subject_token_type: &idp.subject_token_type,
+                            audience: &discovery.issuer,
+                            resource: discovery.resource(),
+                            scope: scope.as_deref(),
+                        },
+                    )
+                    .await?;
+                    token::jwt_bearer(
+                        &self.fetcher,
+                        discovery.token_endpoint(),
+                        &auth,
+                        &id_jag,
+                        scope.as_deref(),
+                        discovery.resource(),
+                    )
+                    .await?
+                }
                 Grant::JwtBearer => {
                     let assertion = self.config.assertion.as_ref().ok_or_else(|| {
                         ClientError::NoRegistration {

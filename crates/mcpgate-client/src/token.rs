@@ -197,18 +197,92 @@ pub async fn jwt_bearer(
 
 /// The `grant_type` of RFC 7523 §2.1.
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// The token type of an Identity Assertion JWT Authorization Grant (ID-JAG).
+pub const ID_JAG_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id-jag";
 
-async fn post_token(
+/// What the enterprise identity provider is asked to exchange (RFC 8693), for an ID-JAG.
+pub struct IdJagRequest<'a> {
+    /// The user's token at the identity provider (an ID token, typically).
+    pub subject_token: &'a Secret,
+    /// Its RFC 8693 type, e.g. `urn:ietf:params:oauth:token-type:id_token`.
+    pub subject_token_type: &'a str,
+    /// The authorization server the ID-JAG is for (its issuer identifier).
+    pub audience: &'a str,
+    /// The MCP server's resource identifier.
+    pub resource: &'a str,
+    pub scope: Option<&'a str>,
+}
+
+/// Enterprise-managed authorization, first step: the identity provider's token endpoint
+/// exchanges the user's token for an ID-JAG (RFC 8693 with `requested_token_type` id-jag),
+/// which the second step presents to the authorization server with [`jwt_bearer`]. The
+/// answer must say it issued an ID-JAG; anything else is refused, never sent on.
+pub async fn id_jag(
     fetcher: &SafeFetcher,
+    idp_token_endpoint: &str,
+    idp_auth: &ClientAuth,
+    req: &IdJagRequest<'_>,
+) -> Result<Secret> {
+    #[derive(Deserialize)]
+    struct Exchanged {
+        access_token: String,
+        issued_token_type: String,
+    }
+    let mut form = vec![
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        ),
+        ("subject_token", req.subject_token.expose()),
+        ("subject_token_type", req.subject_token_type),
+        ("requested_token_type", ID_JAG_TOKEN_TYPE),
+        ("audience", req.audience),
+        ("resource", req.resource),
+    ];
+    if let Some(s) = req.scope.filter(|s| !s.is_empty()) {
+        form.push(("scope", s));
+    }
+    let url = idp_token_endpoint;
+    let response = post_authenticated(
+        fetcher,
+        "identity provider token endpoint",
+        url,
+        form,
+        idp_auth,
+    )
+    .await?;
+    let invalid = |detail: String| ClientError::InvalidDocument {
+        what: "token exchange response",
+        url: url.to_owned(),
+        detail,
+    };
+    let got: Exchanged = response.json().map_err(|e| invalid(e.to_string()))?;
+    if got.issued_token_type != ID_JAG_TOKEN_TYPE {
+        return Err(invalid(format!(
+            "issued_token_type {:?} is not an ID-JAG",
+            printable(&got.issued_token_type)
+        )));
+    }
+    if got.access_token.is_empty() {
+        return Err(invalid("empty ID-JAG".into()));
+    }
+    Ok(Secret::new(got.access_token))
+}
+
+/// POSTs `form` with the client's authentication to `url`; a refusal becomes
+/// [`ClientError::TokenRejected`] with the server's (printable) error code and description.
+async fn post_authenticated(
+    fetcher: &SafeFetcher,
+    what: &'static str,
     url: &str,
     mut form: Vec<(&str, &str)>,
     auth: &ClientAuth,
-) -> Result<TokenGrant> {
+) -> Result<mcpgate_net::FetchResponse> {
     let basic = auth.apply(&mut form);
     let response = fetcher
         .post_form(url, &form, basic)
         .await
-        .map_err(|e| ClientError::fetch("token endpoint", url, e))?;
+        .map_err(|e| ClientError::fetch(what, url, e))?;
     if !response.is_success() {
         let (error, description) = match response.json::<RawError>() {
             Ok(e) => (e.error, e.error_description),
@@ -220,6 +294,16 @@ async fn post_token(
             description: description.as_deref().map(printable),
         });
     }
+    Ok(response)
+}
+
+async fn post_token(
+    fetcher: &SafeFetcher,
+    url: &str,
+    form: Vec<(&str, &str)>,
+    auth: &ClientAuth,
+) -> Result<TokenGrant> {
+    let response = post_authenticated(fetcher, "token endpoint", url, form, auth).await?;
     let raw: RawToken = response.json().map_err(|e| ClientError::InvalidDocument {
         what: "token response",
         url: url.to_owned(),

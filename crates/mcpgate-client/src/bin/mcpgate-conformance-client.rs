@@ -15,8 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mcpgate_client::mcp::{RpcError, ServerHandler, elicitation_defaults};
 use mcpgate_client::{
-    ClientError, Grant, Headless, McpClient, OAuthClient, OAuthConfig, PreRegisteredClient,
-    TokenStore,
+    ClientError, EnterpriseIdp, Grant, Headless, McpClient, OAuthClient, OAuthConfig,
+    PreRegisteredClient, TokenStore,
 };
 use mcpgate_jose::SigningKey;
 use mcpgate_net::{FetchPolicy, SafeFetcher};
@@ -106,6 +106,22 @@ impl Run {
         if self.scenario == "auth/wif-jwt-bearer" {
             config.grant = Grant::JwtBearer;
             config.assertion = text("valid_jwt").map(Secret::new);
+        }
+        // `auth/enterprise-managed-authorization` hands over the user's ID token at the
+        // enterprise identity provider and that provider's token endpoint.
+        if let (Some(endpoint), Some(idp_client), Some(id_token)) = (
+            text("idp_token_endpoint"),
+            text("idp_client_id"),
+            text("idp_id_token"),
+        ) {
+            config.grant = Grant::EnterpriseManaged;
+            config.enterprise = Some(EnterpriseIdp {
+                token_endpoint: endpoint.to_owned(),
+                client_id: idp_client.to_owned(),
+                client_secret: text("idp_client_secret").map(Secret::new),
+                subject_token: Secret::new(id_token.to_owned()),
+                subject_token_type: "urn:ietf:params:oauth:token-type:id_token".into(),
+            });
         }
         if self.scenario == "auth/basic-cimd" {
             config.client_metadata_url = Some(CIMD_URL.to_owned());
