@@ -668,6 +668,33 @@ impl Validator<'_> {
                 .as_deref()
                 .map(|s| self.secret(&field("client_secret"), s, false))
                 .transpose()?;
+            let keyed = auth_method == TokenEndpointAuthMethod::PrivateKeyJwt;
+            match (keyed, &c.jwks_uri, &c.jwks_file, &c.client_secret) {
+                (true, None, None, _) => {
+                    return Err(self.err(
+                        &field("jwks_uri"),
+                        "auth_method = \"private_key_jwt\" needs jwks_uri or jwks_file (the client's public keys)",
+                    ));
+                }
+                (true, Some(_), Some(_), _) => {
+                    return Err(
+                        self.err(&field("jwks_file"), "give jwks_uri or jwks_file, not both")
+                    );
+                }
+                (true, _, _, Some(_)) => {
+                    return Err(self.err(
+                        &field("client_secret"),
+                        "not used with auth_method = \"private_key_jwt\"; remove it",
+                    ));
+                }
+                (false, Some(_), _, _) | (false, _, Some(_), _) => {
+                    return Err(self.err(
+                        &field("jwks_uri"),
+                        "jwks_uri and jwks_file are only used with auth_method = \"private_key_jwt\"",
+                    ));
+                }
+                _ => {}
+            }
             let jwks = c
                 .jwks_file
                 .as_deref()
@@ -1143,6 +1170,53 @@ mod tests {
         assert!(!e.to_string().contains("c2VjcmV0"));
         let e = load_str("master_key = \"${env:MCPGATE_TEST_UNSET_VAR_XYZ}\"\n").unwrap_err();
         assert!(e.message.contains("MCPGATE_TEST_UNSET_VAR_XYZ"));
+    }
+
+    #[test]
+    fn key_clients_read_their_jwks_file_and_take_no_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("svc.jwks.json");
+        std::fs::write(&jwks, r#"{"keys": []}"#).unwrap();
+        let client = |extra: &str| {
+            format!(
+                "[[client]]\nclient_id = \"svc\"\nname = \"Service\"\nauth_method = \"private_key_jwt\"\ngrant_types = [\"client_credentials\"]\n{extra}"
+            )
+        };
+        let c = load_str(&client(&format!("jwks_file = \"{}\"\n", jwks.display()))).unwrap();
+        let spec = &c.clients[0].spec;
+        assert_eq!(spec.auth_method, TokenEndpointAuthMethod::PrivateKeyJwt);
+        assert_eq!(spec.jwks, Some(serde_json::json!({"keys": []})));
+        assert!(spec.secret.is_none());
+        let c = load_str(&client("jwks_uri = \"https://svc.example/jwks\"\n")).unwrap();
+        assert_eq!(
+            c.clients[0].spec.jwks_uri.as_deref(),
+            Some("https://svc.example/jwks")
+        );
+        // A file that is missing or not JSON names the field.
+        std::fs::write(&jwks, "not json").unwrap();
+        let e = load_str(&client(&format!("jwks_file = \"{}\"\n", jwks.display()))).unwrap_err();
+        assert_eq!(e.field, "client[0].jwks_file");
+        let e = load_str(&client("jwks_file = \"/nonexistent/jwks.json\"\n")).unwrap_err();
+        assert_eq!(e.field, "client[0].jwks_file");
+        // No keys, both kinds, a secret beside the keys, keys for another method.
+        assert_eq!(
+            load_str(&client("")).unwrap_err().field,
+            "client[0].jwks_uri"
+        );
+        let both = "jwks_uri = \"https://svc.example/jwks\"\njwks_file = \"/x.json\"\n";
+        assert_eq!(
+            load_str(&client(both)).unwrap_err().field,
+            "client[0].jwks_file"
+        );
+        let secret = "jwks_uri = \"https://svc.example/jwks\"\nclient_secret = \"${env:X}\"\n";
+        assert_eq!(
+            load_str(&client(secret)).unwrap_err().field,
+            "client[0].client_secret"
+        );
+        let other = client("jwks_uri = \"https://svc.example/jwks\"\n")
+            .replace("private_key_jwt", "none")
+            .replace("client_credentials", "authorization_code");
+        assert_eq!(load_str(&other).unwrap_err().field, "client[0].jwks_uri");
     }
 
     #[test]
