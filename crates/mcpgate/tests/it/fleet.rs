@@ -720,11 +720,13 @@ async fn fleet_survives_a_killed_replica() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let victim = fleet.replicas[1].take().expect("replica 2");
     let pid = victim.pid();
+    // Counted before the signal: once it is sent, a request in flight at the
+    // victim may fail (and be counted) before `kill` itself returns.
+    let killed_at = load.counts();
     std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()
         .expect("kill");
-    let killed_at = load.counts();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (ok, failed) = load.finish().await;
     let (last, rotated, retried) = rotations.await.unwrap();
