@@ -258,7 +258,7 @@ async fn fetch(app: &AppState, uri: &str) -> Result<Verifier, ApiError> {
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
         .ok_or_else(|| unusable("it has no host".into()))?;
-    if app.limiters.cimd_host.check_key(&host).is_err() || app.limiters.cimd_all.check().is_err() {
+    if !app.limiters.may_fetch_from(&host) {
         return Err(ApiError::RateLimited {
             retry_after_secs: 5,
         });

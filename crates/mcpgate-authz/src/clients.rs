@@ -105,9 +105,7 @@ pub async fn lookup(
         (None, Fetch::CacheOnly) => return Err(ClientLookupError::NotFetched),
         (_, Fetch::Allowed) => {}
     }
-    if state.limiters.cimd_host.check_key(&host).is_err()
-        || state.limiters.cimd_all.check().is_err()
-    {
+    if !state.limiters.may_fetch_from(&host) {
         tracing::warn!(%host, "client metadata document fetch rate limit hit");
         return Err(ClientLookupError::Busy);
     }

@@ -40,9 +40,19 @@ pub(crate) struct Limiters {
     pub login_account: Limiter,
     pub login_ip: Limiter,
     pub register_ip: Limiter,
-    /// Outbound metadata-document fetches, per host and in all.
+    /// Outbound document fetches (client metadata documents, client key
+    /// sets), per host and in all.
     pub cimd_host: DefaultKeyedRateLimiter<String>,
     pub cimd_all: governor::DefaultDirectRateLimiter,
+}
+
+impl Limiters {
+    /// Whether one more outbound document fetch from `host` fits both the
+    /// per-host and the overall limit (the one rule for every fetch a
+    /// client can make this server do).
+    pub(crate) fn may_fetch_from(&self, host: &String) -> bool {
+        self.cimd_host.check_key(host).is_ok() && self.cimd_all.check().is_ok()
+    }
 }
 
 /// The shared state behind [`AppState`].
