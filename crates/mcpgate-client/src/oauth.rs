@@ -317,7 +317,7 @@ impl OAuthClient {
         if self.config.grant != Grant::AuthorizationCode {
             // Unattended by nature: a new token costs no one a click.
             let entry = self
-                .client_credentials(&mut state, &discovery, challenge_scope)
+                .unattended_grant(&mut state, &discovery, challenge_scope)
                 .await?;
             return Ok(entry.access_token);
         }
@@ -662,7 +662,7 @@ impl OAuthClient {
     /// tokens no one vouched for), for the PRM `resource` and the scopes the challenge and
     /// metadata suggest (never `offline_access`: there is nothing to refresh). Stores the
     /// result.
-    async fn client_credentials(
+    async fn unattended_grant(
         &self,
         state: &mut State,
         discovery: &Discovery,
@@ -687,93 +687,95 @@ impl OAuthClient {
         .map(|s| s.difference(&ScopeSet::from_iter(["offline_access"])));
         let auth = self.client_auth(state, client)?;
         let scope = scopes.as_ref().map(ToString::to_string);
-        let grant =
+        // Both assertion grants end in the JWT-bearer grant; only where the
+        // assertion comes from differs.
+        let assertion =
             match self.config.grant {
-                Grant::EnterpriseManaged => {
-                    let idp = self.config.enterprise.as_ref().ok_or_else(|| {
-                        ClientError::NoRegistration {
-                            issuer: discovery.issuer.clone(),
-                            detail: "enterprise-managed authorization needs its identity provider"
-                                .into(),
-                        }
-                    })?;
-                    validate_url(
-                        "identity provider token endpoint",
-                        &idp.token_endpoint,
-                        self.fetcher.policy().allow_http_loopback,
-                    )?;
-                    let idp_client = ClientCredentials {
-                        issuer: idp.token_endpoint.clone(),
-                        client_id: idp.client_id.clone(),
-                        token_endpoint_auth_method: if idp.client_secret.is_some() {
-                            TokenEndpointAuthMethod::ClientSecretBasic
-                        } else {
-                            TokenEndpointAuthMethod::None
-                        },
-                        client_secret: idp.client_secret.clone(),
-                        kind: RegistrationKind::PreRegistered,
-                        redirect_uris: Vec::new(),
-                        client_secret_expires_at: None,
-                        private_key: None,
-                    };
-                    let idp_auth =
-                        token::ClientAuth::new(&idp_client, self.clock.now(), self.rng.as_ref())?;
-                    let id_jag = token::id_jag(
-                        &self.fetcher,
-                        &idp.token_endpoint,
-                        &idp_auth,
-                        &token::IdJagRequest {
-                            subject_token: &idp.subject_token,
-                            subject_token_type: &idp.subject_token_type,
-                            audience: &discovery.issuer,
-                            resource: discovery.resource(),
-                            scope: scope.as_deref(),
-                        },
-                    )
-                    .await?;
-                    token::jwt_bearer(
-                        &self.fetcher,
-                        discovery.token_endpoint(),
-                        &auth,
-                        &id_jag,
-                        scope.as_deref(),
-                        discovery.resource(),
-                    )
-                    .await?
-                }
-                Grant::JwtBearer => {
-                    let assertion = self.config.assertion.as_ref().ok_or_else(|| {
-                        ClientError::NoRegistration {
-                            issuer: discovery.issuer.clone(),
-                            detail: "the JWT-bearer grant needs an assertion".into(),
-                        }
-                    })?;
-                    token::jwt_bearer(
-                        &self.fetcher,
-                        discovery.token_endpoint(),
-                        &auth,
-                        assertion,
-                        scope.as_deref(),
-                        discovery.resource(),
-                    )
-                    .await?
-                }
-                _ => {
-                    token::client_credentials(
-                        &self.fetcher,
-                        discovery.token_endpoint(),
-                        &auth,
-                        scope.as_deref(),
-                        discovery.resource(),
-                    )
-                    .await?
-                }
+                Grant::EnterpriseManaged => Some(self.id_jag(discovery, scope.as_deref()).await?),
+                Grant::JwtBearer => Some(self.config.assertion.clone().ok_or_else(|| {
+                    ClientError::NoRegistration {
+                        issuer: discovery.issuer.clone(),
+                        detail: "the JWT-bearer grant needs an assertion".into(),
+                    }
+                })?),
+                _ => None,
             };
+        let grant = match &assertion {
+            Some(assertion) => {
+                token::jwt_bearer(
+                    &self.fetcher,
+                    discovery.token_endpoint(),
+                    &auth,
+                    assertion,
+                    scope.as_deref(),
+                    discovery.resource(),
+                )
+                .await?
+            }
+            None => {
+                token::client_credentials(
+                    &self.fetcher,
+                    discovery.token_endpoint(),
+                    &auth,
+                    scope.as_deref(),
+                    discovery.resource(),
+                )
+                .await?
+            }
+        };
         let entry = self.entry_from_grant(discovery, grant, scopes.as_ref(), Vec::new());
         let _lock = self.store.lock(&entry.issuer, &entry.resource).await?;
         self.store.save(&entry)?;
         state.current = Some(entry.clone());
         Ok(entry)
+    }
+
+    /// Enterprise-managed authorization's first step: the ID-JAG the
+    /// enterprise identity provider ([`OAuthConfig::enterprise`]) exchanges
+    /// the user's token for, addressed to `discovery`'s authorization server
+    /// and naming its MCP resource.
+    async fn id_jag(&self, discovery: &Discovery, scope: Option<&str>) -> Result<Secret> {
+        let idp = self
+            .config
+            .enterprise
+            .as_ref()
+            .ok_or_else(|| ClientError::NoRegistration {
+                issuer: discovery.issuer.clone(),
+                detail: "enterprise-managed authorization needs its identity provider".into(),
+            })?;
+        validate_url(
+            "identity provider token endpoint",
+            &idp.token_endpoint,
+            self.fetcher.policy().allow_http_loopback,
+        )?;
+        let idp_client = ClientCredentials {
+            issuer: idp.token_endpoint.clone(),
+            client_id: idp.client_id.clone(),
+            token_endpoint_auth_method: if idp.client_secret.is_some() {
+                TokenEndpointAuthMethod::ClientSecretBasic
+            } else {
+                TokenEndpointAuthMethod::None
+            },
+            client_secret: idp.client_secret.clone(),
+            kind: RegistrationKind::PreRegistered,
+            redirect_uris: Vec::new(),
+            client_secret_expires_at: None,
+            private_key: None,
+        };
+        let idp_auth = token::ClientAuth::new(&idp_client, self.clock.now(), self.rng.as_ref())?;
+        token::id_jag(
+            &self.fetcher,
+            &idp.token_endpoint,
+            &idp_auth,
+            &token::IdJagRequest {
+                subject_token: &idp.subject_token,
+                subject_token_type: &idp.subject_token_type,
+                audience: &discovery.issuer,
+                resource: discovery.resource(),
+                scope,
+            },
+        )
+        .await
     }
 
     fn entry_from_grant(

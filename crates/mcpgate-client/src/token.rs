@@ -168,10 +168,16 @@ pub async fn client_credentials(
     resource: &str,
 ) -> Result<TokenGrant> {
     let mut form = vec![("grant_type", "client_credentials"), ("resource", resource)];
+    push_scope(&mut form, scope);
+    post_token(fetcher, token_endpoint, form, auth).await
+}
+
+/// Adds `scope` to a grant's form when there is one to ask for (absent or
+/// empty: the authorization server's default).
+fn push_scope<'a>(form: &mut Vec<(&'a str, &'a str)>, scope: Option<&'a str>) {
     if let Some(s) = scope.filter(|s| !s.is_empty()) {
         form.push(("scope", s));
     }
-    post_token(fetcher, token_endpoint, form, auth).await
 }
 
 /// The JWT-bearer authorization grant (RFC 7523 §2.1): `assertion` is the grant, issued by
@@ -189,9 +195,7 @@ pub async fn jwt_bearer(
         ("assertion", assertion.expose()),
         ("resource", resource),
     ];
-    if let Some(s) = scope.filter(|s| !s.is_empty()) {
-        form.push(("scope", s));
-    }
+    push_scope(&mut form, scope);
     post_token(fetcher, token_endpoint, form, auth).await
 }
 
@@ -239,9 +243,7 @@ pub async fn id_jag(
         ("audience", req.audience),
         ("resource", req.resource),
     ];
-    if let Some(s) = req.scope.filter(|s| !s.is_empty()) {
-        form.push(("scope", s));
-    }
+    push_scope(&mut form, req.scope);
     let url = idp_token_endpoint;
     let response = post_authenticated(
         fetcher,
