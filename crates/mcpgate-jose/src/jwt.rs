@@ -236,42 +236,11 @@ impl Verifier {
         token: &str,
         opts: &VerifyOptions<'_>,
     ) -> Result<VerifiedJwt<T>, JwtError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
-        let (kid, vk) = match &header.kid {
-            Some(kid) => (kid.clone(), self.keys.get(kid)),
-            // Only a client's one-key set: its only key, whatever its kid.
-            None if self.sole_key_without_kid && self.keys.len() == 1 => {
-                match self.keys.iter().next() {
-                    Some((kid, vk)) => (kid.clone(), Some(vk)),
-                    None => (String::new(), None),
-                }
-            }
-            None => return Err(JwtError::UnknownKid),
-        };
-        let vk = vk.ok_or(JwtError::UnknownKid)?;
-        if header.alg != vk.alg {
-            return Err(JwtError::AlgorithmNotAllowed);
-        }
-        if let Some(expected) = opts.typ {
-            let got = header.typ.as_deref().unwrap_or("");
-            if !typ_matches(got, expected) {
-                return Err(JwtError::WrongType);
-            }
-        }
-        let mut validation = Validation::new(vk.alg);
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims.clear();
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, &vk.key, &validation).map_err(
-            |e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => JwtError::BadSignature,
-                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => JwtError::AlgorithmNotAllowed,
-                _ => JwtError::Malformed,
-            },
-        )?;
+        let signed = self.verify_signature(token, opts.typ)?;
+        let data = signed.claims;
+        let (kid, alg) = (signed.kid, signed.alg);
         let time: TimeClaims =
-            serde_json::from_value(data.claims.clone()).map_err(|_| JwtError::Malformed)?;
+            serde_json::from_value(data.clone()).map_err(|_| JwtError::Malformed)?;
         let iss = time.iss.ok_or(JwtError::MissingClaim("iss"))?;
         if iss != opts.issuer {
             return Err(JwtError::WrongIssuer);
@@ -295,11 +264,57 @@ impl Verifier {
         {
             return Err(JwtError::NotYetValid);
         }
-        let claims = serde_json::from_value(data.claims).map_err(|_| JwtError::Malformed)?;
+        let claims = serde_json::from_value(data).map_err(|_| JwtError::Malformed)?;
+        Ok(VerifiedJwt { kid, alg, claims })
+    }
+
+    /// The signature and `typ` steps of [`Verifier::verify`] alone: the key the
+    /// header names (or the one key of a client's set), the algorithm that key
+    /// is for, and the claims as JSON, no claim checked. For proofs whose
+    /// claims follow other rules than an access token's (DPoP, RFC 9449).
+    pub fn verify_signature(
+        &self,
+        token: &str,
+        typ: Option<&str>,
+    ) -> Result<VerifiedJwt<serde_json::Value>, JwtError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
+        let (kid, vk) = match &header.kid {
+            Some(kid) => (kid.clone(), self.keys.get(kid)),
+            // Only a client's one-key set: its only key, whatever its kid.
+            None if self.sole_key_without_kid && self.keys.len() == 1 => {
+                match self.keys.iter().next() {
+                    Some((kid, vk)) => (kid.clone(), Some(vk)),
+                    None => (String::new(), None),
+                }
+            }
+            None => return Err(JwtError::UnknownKid),
+        };
+        let vk = vk.ok_or(JwtError::UnknownKid)?;
+        if header.alg != vk.alg {
+            return Err(JwtError::AlgorithmNotAllowed);
+        }
+        if let Some(expected) = typ {
+            let got = header.typ.as_deref().unwrap_or("");
+            if !typ_matches(got, expected) {
+                return Err(JwtError::WrongType);
+            }
+        }
+        let mut validation = Validation::new(vk.alg);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &vk.key, &validation).map_err(
+            |e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => JwtError::BadSignature,
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => JwtError::AlgorithmNotAllowed,
+                _ => JwtError::Malformed,
+            },
+        )?;
         Ok(VerifiedJwt {
             kid,
             alg: format!("{:?}", vk.alg),
-            claims,
+            claims: data.claims,
         })
     }
 }

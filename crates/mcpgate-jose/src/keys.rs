@@ -181,6 +181,22 @@ impl SigningKey {
         jsonwebtoken::encode(&header, claims, &self.encoding)
             .map_err(|e| JwtError::Key(format!("signing failed: {e}")))
     }
+
+    /// Signs `claims` under a header given whole as JSON (a DPoP proof's,
+    /// with `jwk` in place of `kid`). Its `alg` must be this key's.
+    pub fn sign_with_header<T: Serialize>(
+        &self,
+        header: &serde_json::Value,
+        claims: &T,
+    ) -> Result<String, JwtError> {
+        let header: Header = serde_json::from_value(header.clone())
+            .map_err(|e| JwtError::Key(format!("header: {e}")))?;
+        if header.alg != self.alg.jwt_alg() {
+            return Err(JwtError::AlgorithmNotAllowed);
+        }
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|e| JwtError::Key(format!("signing failed: {e}")))
+    }
 }
 
 /// A public JWK as published in `jwks_uri`.

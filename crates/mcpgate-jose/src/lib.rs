@@ -5,6 +5,7 @@
 
 pub mod assertion;
 pub mod clock;
+pub mod dpop;
 pub mod jwt;
 pub mod keys;
 pub mod seal;
