@@ -96,7 +96,7 @@ scored_auth 2026-07-28 | sort -u |
 # The auth extensions the client implements: not scored by the suite, so forced single runs at
 # both revisions keep them from regressing.
 EXTENSIONS=(auth/client-credentials-basic auth/client-credentials-jwt auth/wif-jwt-bearer
-    auth/enterprise-managed-authorization)
+    auth/enterprise-managed-authorization auth/dpop auth/dpop-nonce)
 for rev in 2025-11-25 2026-07-28; do
     for s in "${EXTENSIONS[@]}"; do printf 'extension\t%s\t%s\n' "$rev" "$s"; done
 done >>"$jobs_file"

@@ -16,6 +16,10 @@ pub enum ApiError {
     /// with a `WWW-Authenticate: Basic` challenge (RFC 6749 §5.2).
     #[error("client authentication failed")]
     ClientAuthBasic(String),
+    /// RFC 9449 §8: the token request's proof lacks a fresh nonce; 400
+    /// `use_dpop_nonce` with the nonce to use in `DPoP-Nonce`.
+    #[error("a DPoP nonce is required")]
+    DpopNonce { nonce: String },
     /// Too many requests from this source.
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
@@ -70,7 +74,9 @@ pub fn status_for(code: OAuthErrorCode) -> StatusCode {
         | OAuthErrorCode::InvalidClientMetadata
         | OAuthErrorCode::UnsupportedTokenType
         | OAuthErrorCode::LoginRequired
-        | OAuthErrorCode::ConsentRequired => StatusCode::BAD_REQUEST,
+        | OAuthErrorCode::ConsentRequired
+        | OAuthErrorCode::InvalidDpopProof
+        | OAuthErrorCode::UseDpopNonce => StatusCode::BAD_REQUEST,
         OAuthErrorCode::InvalidClient | OAuthErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
         OAuthErrorCode::AccessDenied | OAuthErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
         OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
@@ -99,6 +105,19 @@ impl IntoResponse for ApiError {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Basic realm=\"mcpgate\""),
                 );
+                r
+            }
+            ApiError::DpopNonce { nonce } => {
+                let mut r = no_store_json(
+                    StatusCode::BAD_REQUEST,
+                    &OAuthError::new(
+                        OAuthErrorCode::UseDpopNonce,
+                        "the DPoP proof must carry the nonce in the DPoP-Nonce header",
+                    ),
+                );
+                if let Ok(v) = HeaderValue::from_str(&nonce) {
+                    r.headers_mut().insert("dpop-nonce", v);
+                }
                 r
             }
             ApiError::RateLimited { retry_after_secs } => {

@@ -14,6 +14,7 @@ mod client_assertion;
 mod clients;
 mod cookies;
 mod csrf;
+mod dpop;
 mod entitlement;
 pub mod error;
 mod idp;

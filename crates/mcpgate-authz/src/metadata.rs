@@ -53,6 +53,10 @@ pub fn document(app: &AppState) -> AuthorizationServerMetadata {
         code_challenge_methods_supported: vec!["S256".into()],
         authorization_response_iss_parameter_supported: Some(true),
         client_id_metadata_document_supported: Some(s.cimd.enabled),
+        dpop_signing_alg_values_supported: mcpgate_jose::dpop::PROOF_ALGS
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
         ..Default::default()
     }
 }

@@ -152,7 +152,7 @@ pub async fn inspect(app: &AppState, token: &str) -> ApiResult<IntrospectionResp
                     scope: Some(c.scope),
                     client_id: Some(c.client_id),
                     username,
-                    token_type: Some("Bearer".into()),
+                    token_type: Some(if c.cnf.is_some() { "DPoP" } else { "Bearer" }.into()),
                     exp: Some(c.exp),
                     iat: Some(c.iat),
                     sub: Some(c.sub),
@@ -160,6 +160,7 @@ pub async fn inspect(app: &AppState, token: &str) -> ApiResult<IntrospectionResp
                     iss: Some(c.iss),
                     jti: Some(c.jti),
                     groups: c.groups,
+                    cnf: c.cnf,
                 }
             }
             None => IntrospectionResponse::default(),

@@ -182,6 +182,10 @@ pub struct AuthzSettings {
     /// Whether a scope without a `grantable_to` rule may be granted to
     /// anyone (the default) or to no one.
     pub grantable_by_default: bool,
+    /// DPoP (RFC 9449 §8): token requests with a proof must carry a nonce
+    /// this server issued (one more round trip; proofs made in advance stop
+    /// working). Off by default: proofs are otherwise single-use already.
+    pub dpop_require_nonce: bool,
 }
 
 impl AuthzSettings {
@@ -195,6 +199,7 @@ impl AuthzSettings {
             access_token_ttl: 600,
             refresh_token_ttl: 30 * 24 * 3600,
             refresh_reuse_grace_secs: 5,
+            dpop_require_nonce: false,
             code_ttl: 60,
             login_session_ttl: 12 * 3600,
             signing_alg: KeyAlg::Es256,

@@ -73,6 +73,9 @@ pub struct Inner {
     pub(crate) idp_cache: crate::idp::Cache,
     /// Public keys of `private_key_jwt` clients fetched from their `jwks_uri`.
     pub(crate) client_jwks: crate::client_assertion::JwksCache,
+    /// DPoP nonces of the token endpoint, derived from the master key so
+    /// that every replica accepts every replica's.
+    pub(crate) dpop_nonces: mcpgate_jose::dpop::NonceKey,
     pub(crate) replica: Option<Replica>,
 }
 
@@ -140,6 +143,10 @@ impl AppState {
             )),
             cimd_all: RateLimiter::direct(per_window(settings.cimd.fetches_per_minute, 60)),
         };
+        let dpop_nonces = mcpgate_jose::dpop::NonceKey::derive(
+            &deps.master_key.derive_subkey("mcpgate/dpop-nonce/v1"),
+            "token-endpoint",
+        );
         let hashing = crate::password::Gate::new(
             settings.login.max_concurrent_hashes,
             crate::password::GATE_WAIT,
@@ -157,6 +164,7 @@ impl AppState {
             csrf_key,
             idp_cache: Default::default(),
             client_jwks: Default::default(),
+            dpop_nonces,
             replica: deps.replica,
         })))
     }

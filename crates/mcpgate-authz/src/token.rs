@@ -10,7 +10,7 @@ use mcpgate_store::{
     RevocationTarget, Rotate, StoreError, UserRecord,
 };
 use mcpgate_types::secret::hash_secret;
-use mcpgate_types::token::{AccessTokenClaims, TokenResponse};
+use mcpgate_types::token::{AccessTokenClaims, Confirmation, TokenResponse};
 use mcpgate_types::{OAuthError, OAuthErrorCode, ScopeSet, pkce, resource};
 
 use crate::clients::{Read, authenticate, is_public};
@@ -52,13 +52,16 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &[u8]) -> ApiResult<T
         "authorization_code" | "refresh_token" => Read::Recent,
         _ => Read::Current,
     };
+    // The proof first: a refused proof spends no client assertion.
+    let jkt = crate::dpop::token_request_key(app, headers).await?;
+    let jkt = jkt.as_deref();
     let client = authenticate(app, headers, &p, read).await?;
     let allowed = |g: &str| client.grant_types.iter().any(|x| x == g);
     match grant {
-        "authorization_code" if allowed(grant) => authorization_code(app, &client, &p).await,
-        "refresh_token" if allowed(grant) => refresh(app, &client, &p).await,
+        "authorization_code" if allowed(grant) => authorization_code(app, &client, &p, jkt).await,
+        "refresh_token" if allowed(grant) => refresh(app, &client, &p, jkt).await,
         "client_credentials" if allowed(grant) && !is_public(&client) => {
-            client_credentials(app, &client, &p).await
+            client_credentials(app, &client, &p, jkt).await
         }
         "authorization_code" | "refresh_token" | "client_credentials" => Err(ApiError::code(
             OAuthErrorCode::UnauthorizedClient,
@@ -79,6 +82,7 @@ async fn authorization_code(
     app: &AppState,
     client: &ClientRecord,
     p: &Params,
+    jkt: Option<&str>,
 ) -> ApiResult<TokenResponse> {
     let code = p
         .get("code")
@@ -125,10 +129,14 @@ async fn authorization_code(
         Some(rec.auth_time),
         &user.groups,
         &family_id_for_code(&code_hash),
+        jkt,
     )?;
     let wants_refresh = scopes.contains("offline_access")
         || client.grant_types.iter().any(|g| g == "refresh_token");
-    let family = wants_refresh.then(|| first_family(app, &rec, &code_hash, now));
+    // RFC 9449 §5: a public client's refresh tokens are bound to its key;
+    // a confidential client's are held by its authentication already.
+    let bind_refresh = jkt.filter(|_| is_public(client));
+    let family = wants_refresh.then(|| first_family(app, &rec, &code_hash, now, bind_refresh));
     let start = family.as_ref().map(|(f, t, _)| (f, t));
     let refresh_token = match app
         .store
@@ -150,7 +158,7 @@ async fn authorization_code(
         // Another request redeemed the code between our read and our write.
         (Redeem::Replayed(rec), _) => return Err(replayed(app, &rec, &code_hash, now).await?),
     };
-    Ok(response(app, access, refresh_token, &scopes))
+    Ok(response(app, access, refresh_token, &scopes, jkt))
 }
 
 /// The refresh family a code starts, its first token and that token.
@@ -159,6 +167,7 @@ fn first_family(
     rec: &AuthCodeRecord,
     code_hash: &str,
     now: i64,
+    dpop_jkt: Option<&str>,
 ) -> (RefreshFamilyRecord, RefreshTokenRecord, String) {
     let raw = app.random(32);
     let family = RefreshFamilyRecord {
@@ -172,6 +181,7 @@ fn first_family(
         created_at: now,
         expires_at: now + app.settings.refresh_token_ttl,
         revoked_at: None,
+        dpop_jkt: dpop_jkt.map(str::to_owned),
     };
     let first = RefreshTokenRecord {
         token_hash: hash_secret(&raw),
@@ -284,6 +294,7 @@ async fn revoke_after_replay(
         created_at: now,
         expires_at: now,
         revoked_at: Some(now),
+        dpop_jkt: None,
     };
     // Its one token is random and never handed out.
     let unusable = RefreshTokenRecord {
@@ -311,7 +322,12 @@ async fn revoke_after_replay(
     Ok(app.store.revoke_families_by_code(code_hash, at).await?)
 }
 
-async fn refresh(app: &AppState, client: &ClientRecord, p: &Params) -> ApiResult<TokenResponse> {
+async fn refresh(
+    app: &AppState,
+    client: &ClientRecord,
+    p: &Params,
+    jkt: Option<&str>,
+) -> ApiResult<TokenResponse> {
     let raw = p
         .get("refresh_token")
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
@@ -332,6 +348,14 @@ async fn refresh(app: &AppState, client: &ClientRecord, p: &Params) -> ApiResult
     }
     if now >= family.expires_at || now >= tok.expires_at {
         return Err(invalid_grant("the refresh token has expired"));
+    }
+    if let Some(bound) = family.dpop_jkt.as_deref()
+        && jkt != Some(bound)
+    {
+        tracing::warn!(client_id = %client.client_id, "DPoP-bound refresh token presented without a proof of its key");
+        return Err(invalid_grant(
+            "the refresh token is bound to a DPoP key: send a DPoP proof made with that key",
+        ));
     }
     if let Some(r) = p.get("resource")
         && resource::find_canonical(r, std::slice::from_ref(&family.resource)).is_none()
@@ -421,14 +445,16 @@ async fn refresh(app: &AppState, client: &ClientRecord, p: &Params) -> ApiResult
         Some(family.auth_time),
         &user.groups,
         &family.family_id,
+        jkt,
     )?;
-    Ok(response(app, access, Some(new_raw), &scopes))
+    Ok(response(app, access, Some(new_raw), &scopes, jkt))
 }
 
 async fn client_credentials(
     app: &AppState,
     client: &ClientRecord,
     p: &Params,
+    jkt: Option<&str>,
 ) -> ApiResult<TokenResponse> {
     let requested = p
         .get("resource")
@@ -466,13 +492,15 @@ async fn client_credentials(
         None,
         &[],
         &format!("cc_{}", app.random(16)),
+        jkt,
     )?;
-    Ok(response(app, access, None, &scopes))
+    Ok(response(app, access, None, &scopes, jkt))
 }
 
 /// Signs an RFC 9068 access token. `grant` names what it was issued
 /// under (the refresh family, or the code's or client-credentials grant),
-/// so the revocation set can revoke every token of one grant.
+/// so the revocation set can revoke every token of one grant. With `jkt`,
+/// the token is DPoP-bound to that key (`cnf.jkt`, RFC 9449 §6.1).
 #[allow(clippy::too_many_arguments)]
 pub fn mint(
     app: &AppState,
@@ -483,6 +511,7 @@ pub fn mint(
     auth_time: Option<i64>,
     groups: &[String],
     grant: &str,
+    jkt: Option<&str>,
 ) -> ApiResult<String> {
     let now = app.now();
     let claims = AccessTokenClaims {
@@ -498,6 +527,9 @@ pub fn mint(
         auth_time,
         groups: groups.to_vec(),
         grant: Some(grant.to_owned()),
+        cnf: jkt.map(|jkt| Confirmation {
+            jkt: jkt.to_owned(),
+        }),
     };
     app.keys
         .current()
@@ -511,10 +543,11 @@ fn response(
     access: String,
     refresh: Option<String>,
     scopes: &ScopeSet,
+    jkt: Option<&str>,
 ) -> TokenResponse {
     TokenResponse {
         access_token: access,
-        token_type: "Bearer".into(),
+        token_type: if jkt.is_some() { "DPoP" } else { "Bearer" }.into(),
         expires_in: app.settings.access_token_ttl,
         refresh_token: refresh,
         scope: Some(scopes.to_string()),

@@ -37,6 +37,7 @@ fn answer_policy() -> Result<(UpstreamConfig, Principal)> {
         scopes: Default::default(),
         groups: vec![],
         expires_at: i64::MAX,
+        dpop_jkt: None,
     };
     Ok((settings.upstreams[0].clone(), principal))
 }

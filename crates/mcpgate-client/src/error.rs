@@ -48,6 +48,13 @@ pub enum ClientError {
         expected: String,
     },
 
+    /// DPoP (RFC 9449) could not be used as asked.
+    #[error("DPoP: {detail}")]
+    Dpop {
+        /// What went wrong.
+        detail: String,
+    },
+
     /// No RFC 9728 protected resource metadata could be found.
     #[error(
         "no protected resource metadata for {server_url} (tried {tried}): the server does not \

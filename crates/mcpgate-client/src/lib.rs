@@ -9,6 +9,7 @@
 //! - [`authorize`]: PKCE S256, `state`, exact `resource`, RFC 9207 `iss`;
 //! - [`user_agent`]: the loopback callback listener, interactive and headless user agents;
 //! - [`token`]: code and refresh grants with the registered client authentication;
+//! - [`dpop`]: DPoP-bound grants (RFC 9449): when to ask, the key, proofs and nonces;
 //! - [`store`]: 0600 JSON files per (issuer, resource), atomic writes, a lock across refresh;
 //! - [`scope`]: scope selection, step-up union, `offline_access`;
 //! - [`oauth`]: [`OAuthClient`], which puts the above together for one MCP server;
@@ -38,6 +39,7 @@
 
 pub mod authorize;
 pub mod discovery;
+pub mod dpop;
 pub mod error;
 pub mod mcp;
 pub mod oauth;
@@ -47,9 +49,10 @@ pub mod store;
 pub mod token;
 pub mod user_agent;
 
+pub use dpop::DpopPolicy;
 pub use error::{ClientError, Result};
 pub use mcp::{McpClient, McpClientBuilder, ServerHandler};
-pub use oauth::{EnterpriseIdp, Grant, OAuthClient, OAuthConfig};
+pub use oauth::{AccessToken, EnterpriseIdp, Grant, OAuthClient, OAuthConfig};
 pub use registration::{ClientCredentials, ClientIdentity, PreRegisteredClient};
 pub use store::{TokenEntry, TokenStore, TokenSummary};
 pub use user_agent::{Headless, Interactive, UserAgent};

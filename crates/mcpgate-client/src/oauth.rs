@@ -13,15 +13,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use mcpgate_jose::{Clock, Rng, SystemClock, SystemRng};
+use mcpgate_jose::{Clock, Rng, SigningKey, SystemClock, SystemRng};
 use mcpgate_net::SafeFetcher;
 use mcpgate_types::client_metadata::TokenEndpointAuthMethod;
 use mcpgate_types::metadata::AuthorizationServerMetadata;
-use mcpgate_types::www_authenticate::find_bearer;
+use mcpgate_types::www_authenticate::{find_oauth, find_scheme};
 use mcpgate_types::{ScopeSet, Secret};
 
 use crate::authorize::PendingAuthorization;
 use crate::discovery::{self, Discovery, validate_url};
+use crate::dpop::{self, DpopPolicy, Nonces, Prover};
 use crate::error::{ClientError, Result};
 use crate::registration::{
     self, ClientCredentials, ClientIdentity, PreRegisteredClient, RegistrationKind,
@@ -69,6 +70,25 @@ pub struct OAuthConfig {
     pub assertion: Option<Secret>,
     /// The enterprise identity provider of [`Grant::EnterpriseManaged`].
     pub enterprise: Option<EnterpriseIdp>,
+    /// When to ask for DPoP-bound tokens (RFC 9449). Default: when both the authorization
+    /// server and the MCP server offer it.
+    pub dpop: DpopPolicy,
+}
+
+/// An access token and, when it is DPoP-bound, the key its proofs are signed with.
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    pub token: Secret,
+    pub dpop_key: Option<Arc<SigningKey>>,
+}
+
+impl From<&TokenEntry> for AccessToken {
+    fn from(e: &TokenEntry) -> Self {
+        Self {
+            token: e.access_token.clone(),
+            dpop_key: e.dpop_key.clone(),
+        }
+    }
 }
 
 /// Where and how enterprise-managed authorization gets its ID-JAG.
@@ -120,6 +140,7 @@ impl OAuthConfig {
             grant: Grant::AuthorizationCode,
             assertion: None,
             enterprise: None,
+            dpop: DpopPolicy::default(),
         }
     }
 }
@@ -132,6 +153,8 @@ struct State {
     pre_registered: Vec<PreRegisteredClient>,
     /// Scopes asked for explicitly get one more try despite an earlier denial, once.
     denial_override_used: bool,
+    /// The MCP server challenged with the `DPoP` scheme: it takes DPoP-bound tokens.
+    resource_offers_dpop: bool,
 }
 
 /// The OAuth client for one MCP server.
@@ -143,6 +166,8 @@ pub struct OAuthClient {
     clock: Arc<dyn Clock>,
     rng: Arc<dyn Rng>,
     state: tokio::sync::Mutex<State>,
+    /// The DPoP nonces the authorization server and the MCP server handed out.
+    nonces: Nonces,
 }
 
 impl std::fmt::Debug for OAuthClient {
@@ -185,6 +210,7 @@ impl OAuthClient {
             clock: Arc::new(SystemClock),
             rng: Arc::new(SystemRng::new()),
             state: tokio::sync::Mutex::new(state),
+            nonces: Nonces::default(),
         })
     }
 
@@ -228,9 +254,10 @@ impl OAuthClient {
             .map(|e| e.summary()))
     }
 
-    /// The bearer token to send, refreshed first when it expires within the skew. `None` when
+    /// The access token to send, refreshed first when it expires within the skew. `None` when
     /// nothing usable is stored (the request then goes without one and a 401 starts the flow).
-    pub async fn access_token(&self) -> Result<Option<Secret>> {
+    /// Send it with [`OAuthClient::authorization`].
+    pub async fn access_token(&self) -> Result<Option<AccessToken>> {
         let mut state = self.state.lock().await;
         let entry = match state.current.clone() {
             Some(e) => Some(e),
@@ -242,14 +269,14 @@ impl OAuthClient {
         let now = self.clock.now();
         if !entry.expires_within(now, self.config.refresh_skew_secs) {
             state.current = Some(entry.clone());
-            return Ok(Some(entry.access_token));
+            return Ok(Some(AccessToken::from(&entry)));
         }
         if entry.refresh_token.is_none() {
             state.current = None;
             return Ok(None);
         }
         match self.refresh_locked(&mut state, &entry).await {
-            Ok(fresh) => Ok(Some(fresh.access_token)),
+            Ok(fresh) => Ok(Some(AccessToken::from(&fresh))),
             Err(e) if e.needs_login() && self.config.auto_reauthorize => {
                 tracing::info!(
                     "stored refresh token no longer valid; a new authorization is needed"
@@ -258,6 +285,39 @@ impl OAuthClient {
                 Ok(None)
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// The headers that present `token` on a request `htm url` to the MCP server: `Authorization:
+    /// Bearer`, or for a DPoP-bound token `Authorization: DPoP` and a `DPoP` proof for this
+    /// request, with the server's latest nonce (RFC 9449 §7.1).
+    pub fn authorization(
+        &self,
+        token: &AccessToken,
+        htm: &str,
+        url: &str,
+    ) -> Result<Vec<(&'static str, String)>> {
+        let secret = token.token.expose();
+        Ok(match &token.dpop_key {
+            None => vec![("authorization", format!("Bearer {secret}"))],
+            Some(key) => {
+                let proof = self.prover(key).proof(htm, url, Some(secret))?;
+                vec![("authorization", format!("DPoP {secret}")), ("dpop", proof)]
+            }
+        })
+    }
+
+    /// Keeps the `DPoP-Nonce` of a response from `url` for the next proof; whether it had one.
+    pub fn remember_nonce(&self, url: &str, headers: &http::HeaderMap) -> bool {
+        self.nonces.remember(url, headers)
+    }
+
+    fn prover<'a>(&'a self, key: &'a SigningKey) -> Prover<'a> {
+        Prover {
+            key,
+            nonces: &self.nonces,
+            now: self.clock.now(),
+            rng: self.rng.as_ref(),
         }
     }
 
@@ -281,10 +341,13 @@ impl OAuthClient {
         allow_refresh: bool,
         force: bool,
     ) -> Result<Secret> {
-        let challenge = www_authenticate.and_then(find_bearer);
+        let challenge = www_authenticate.and_then(find_oauth);
         let resource_metadata = challenge.as_ref().and_then(|c| c.get("resource_metadata"));
         let challenge_scope = challenge.as_ref().and_then(|c| c.get("scope"));
         let mut state = self.state.lock().await;
+        if www_authenticate.is_some_and(|w| find_scheme(w, "dpop").is_some()) {
+            state.resource_offers_dpop = true;
+        }
         let had_grant = state.current.is_some()
             || self
                 .store
@@ -344,7 +407,7 @@ impl OAuthClient {
     /// Handles a 403 `insufficient_scope`: authorizes again for `held ∪ challenged` and returns
     /// the new access token. Scopes already denied are not asked for again.
     pub async fn on_insufficient_scope(&self, www_authenticate: &str) -> Result<Secret> {
-        let challenge = find_bearer(www_authenticate);
+        let challenge = find_oauth(www_authenticate);
         let challenged = challenge
             .as_ref()
             .and_then(|c| c.get("scope"))
@@ -495,12 +558,14 @@ impl OAuthClient {
         let client = self.store.load_client(&base.issuer)?.ok_or_else(relogin)?;
         let endpoint = metadata.token_endpoint.as_deref().unwrap_or_default();
         let auth = self.client_auth(state, client)?;
+        let prover = base.dpop_key.as_deref().map(|k| self.prover(k));
         let grant = match token::refresh(
             &self.fetcher,
             endpoint,
             &auth,
             &refresh_token,
             &base.resource,
+            prover.as_ref(),
         )
         .await
         {
@@ -518,6 +583,7 @@ impl OAuthClient {
             expires_at: grant.expires_in.map(|s| now + s),
             scope: grant.scope.or(base.scope.clone()),
             updated_at: now,
+            dpop_key: base.dpop_key.clone().filter(|_| grant.dpop_bound),
             ..base
         };
         self.store.save(&fresh)?;
@@ -617,15 +683,19 @@ impl OAuthClient {
         drop(listener);
         let code = pending.accept(&response)?;
         let auth = self.client_auth(state, client)?;
+        let key = self.dpop_key_for(state, discovery)?;
+        let prover = key.as_deref().map(|k| self.prover(k));
         let grant = token::exchange_code(
             &self.fetcher,
             discovery.token_endpoint(),
             &auth,
             &pending,
             &code,
+            prover.as_ref(),
         )
         .await?;
-        let entry = self.entry_from_grant(discovery, grant, scopes.as_ref(), previously_denied);
+        let entry =
+            self.entry_from_grant(discovery, grant, key, scopes.as_ref(), previously_denied);
         let _lock = self.store.lock(&entry.issuer, &entry.resource).await?;
         self.store.save(&entry)?;
         // Tokens from another AS (or resource) for this server are stale now.
@@ -638,6 +708,19 @@ impl OAuthClient {
         }
         state.current = Some(entry.clone());
         Ok(entry)
+    }
+
+    /// A new key for the grant about to be asked for, when it is to be DPoP-bound
+    /// ([`OAuthConfig::dpop`]).
+    fn dpop_key_for(
+        &self,
+        state: &State,
+        discovery: &Discovery,
+    ) -> Result<Option<Arc<SigningKey>>> {
+        let offered = state.resource_offers_dpop || dpop::resource_takes_dpop(&discovery.prm);
+        dpop::choose(self.config.dpop, &discovery.as_metadata, offered)?
+            .map(dpop::new_key)
+            .transpose()
     }
 
     /// How `client` authenticates one request now. A stored `private_key_jwt` registration
@@ -700,6 +783,8 @@ impl OAuthClient {
                 })?),
                 _ => None,
             };
+        let key = self.dpop_key_for(state, discovery)?;
+        let prover = key.as_deref().map(|k| self.prover(k));
         let grant = match &assertion {
             Some(assertion) => {
                 token::jwt_bearer(
@@ -709,6 +794,7 @@ impl OAuthClient {
                     assertion,
                     scope.as_deref(),
                     discovery.resource(),
+                    prover.as_ref(),
                 )
                 .await?
             }
@@ -719,11 +805,12 @@ impl OAuthClient {
                     &auth,
                     scope.as_deref(),
                     discovery.resource(),
+                    prover.as_ref(),
                 )
                 .await?
             }
         };
-        let entry = self.entry_from_grant(discovery, grant, scopes.as_ref(), Vec::new());
+        let entry = self.entry_from_grant(discovery, grant, key, scopes.as_ref(), Vec::new());
         let _lock = self.store.lock(&entry.issuer, &entry.resource).await?;
         self.store.save(&entry)?;
         state.current = Some(entry.clone());
@@ -782,6 +869,7 @@ impl OAuthClient {
         &self,
         discovery: &Discovery,
         grant: TokenGrant,
+        dpop_key: Option<Arc<SigningKey>>,
         requested: Option<&ScopeSet>,
         previously_denied: Vec<String>,
     ) -> TokenEntry {
@@ -807,6 +895,7 @@ impl OAuthClient {
             scope: held.map(|s| s.to_string()).filter(|s| !s.is_empty()),
             denied_scopes: denied.to_vec(),
             updated_at: now,
+            dpop_key: dpop_key.filter(|_| grant.dpop_bound),
         }
     }
 }

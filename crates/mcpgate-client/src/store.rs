@@ -85,6 +85,14 @@ pub struct TokenEntry {
     pub denied_scopes: Vec<String>,
     /// When this entry was last written (seconds since the epoch).
     pub updated_at: i64,
+    /// The key the tokens are bound to, when the grant is DPoP-bound (RFC 9449); such an
+    /// access token is sent with the `DPoP` scheme and a proof signed with this key.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::dpop::serde_key"
+    )]
+    pub dpop_key: Option<std::sync::Arc<mcpgate_jose::SigningKey>>,
 }
 
 impl TokenEntry {
@@ -102,6 +110,7 @@ impl TokenEntry {
             expires_at: self.expires_at,
             scope: self.scope.clone(),
             has_refresh_token: self.refresh_token.is_some(),
+            dpop_bound: self.dpop_key.is_some(),
             updated_at: self.updated_at,
         }
     }
@@ -122,6 +131,9 @@ pub struct TokenSummary {
     pub scope: Option<String>,
     /// Whether a refresh token is stored.
     pub has_refresh_token: bool,
+    /// Whether the tokens are DPoP-bound to a key kept with them.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound: bool,
     /// Last update.
     pub updated_at: i64,
 }
@@ -363,7 +375,38 @@ mod tests {
             scope: Some("a".into()),
             denied_scopes: vec![],
             updated_at: 1,
+            dpop_key: None,
         }
+    }
+
+    #[test]
+    fn a_dpop_key_is_kept_with_its_tokens_and_never_shown() {
+        use mcpgate_jose::{KeyAlg, SigningKey};
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(dir.path());
+        let key = SigningKey::generate("dpop", KeyAlg::Es256).unwrap();
+        let e = TokenEntry {
+            dpop_key: Some(std::sync::Arc::new(key.clone())),
+            ..entry("https://a", "https://r", "one")
+        };
+        store.save(&e).unwrap();
+        let got = store.load("https://a", "https://r").unwrap().unwrap();
+        assert_eq!(
+            got.dpop_key.as_ref().unwrap().public_jwk(),
+            key.public_jwk()
+        );
+        assert!(got.summary().dpop_bound);
+        assert!(!format!("{e:?}").contains("pkcs8"));
+        // An entry without a key (every file written before DPoP) still loads.
+        store.save(&entry("https://b", "https://r", "two")).unwrap();
+        assert!(
+            store
+                .load("https://b", "https://r")
+                .unwrap()
+                .unwrap()
+                .dpop_key
+                .is_none()
+        );
     }
 
     #[test]

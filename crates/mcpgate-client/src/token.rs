@@ -12,6 +12,7 @@ use mcpgate_types::client_metadata::{JWT_BEARER_ASSERTION, TokenEndpointAuthMeth
 use serde::Deserialize;
 
 use crate::authorize::PendingAuthorization;
+use crate::dpop::Prover;
 use crate::error::{ClientError, Result};
 use crate::registration::ClientCredentials;
 
@@ -26,6 +27,8 @@ pub struct TokenGrant {
     pub refresh_token: Option<Secret>,
     /// The granted scope, if the AS said (RFC 6749 §5.1: absent means as requested).
     pub scope: Option<String>,
+    /// The AS bound the tokens to the proof's key (`token_type: DPoP`, RFC 9449 §5).
+    pub dpop_bound: bool,
 }
 
 #[derive(Deserialize)]
@@ -60,6 +63,9 @@ pub(crate) fn is_invalid_grant(e: &ClientError) -> bool {
 pub struct ClientAuth {
     fields: Vec<(&'static str, String)>,
     basic: Option<(String, String)>,
+    /// For `private_key_jwt`: the client, to sign a new assertion for a second attempt (an
+    /// assertion's `jti` is good for one request only).
+    renew: Option<ClientCredentials>,
 }
 
 impl ClientAuth {
@@ -78,14 +84,17 @@ impl ClientAuth {
             (TokenEndpointAuthMethod::None, _) => Self {
                 fields: vec![("client_id", id)],
                 basic: None,
+                renew: None,
             },
             (TokenEndpointAuthMethod::ClientSecretPost, Some(s)) => Self {
                 fields: vec![("client_id", id), ("client_secret", s.to_owned())],
                 basic: None,
+                renew: None,
             },
             (TokenEndpointAuthMethod::ClientSecretBasic, Some(s)) => Self {
                 fields: Vec::new(),
                 basic: Some((id, s.to_owned())),
+                renew: None,
             },
             (TokenEndpointAuthMethod::PrivateKeyJwt, _) => {
                 let key = client
@@ -109,10 +118,23 @@ impl ClientAuth {
                         ("client_assertion", assertion),
                     ],
                     basic: None,
+                    renew: Some(client.clone()),
                 }
             }
             (_, None) => return Err(missing("client secret")),
         })
+    }
+
+    /// The same authentication for a second request: a new assertion for `private_key_jwt`.
+    pub fn renewed(&self, now: i64, rng: &dyn Rng) -> Result<Self> {
+        match &self.renew {
+            Some(client) => Self::new(client, now, rng),
+            None => Ok(Self {
+                fields: self.fields.clone(),
+                basic: self.basic.clone(),
+                renew: None,
+            }),
+        }
     }
 
     /// Adds the form fields to `form` and returns the Basic credentials, if any.
@@ -130,6 +152,7 @@ pub async fn exchange_code(
     auth: &ClientAuth,
     pending: &PendingAuthorization,
     code: &Secret,
+    dpop: Option<&Prover<'_>>,
 ) -> Result<TokenGrant> {
     let form = vec![
         ("grant_type", "authorization_code"),
@@ -138,7 +161,7 @@ pub async fn exchange_code(
         ("code_verifier", pending.verifier.expose()),
         ("resource", pending.resource.as_str()),
     ];
-    post_token(fetcher, token_endpoint, form, auth).await
+    post_token(fetcher, token_endpoint, form, auth, dpop).await
 }
 
 /// Uses a refresh token. `resource` is the exact PRM `resource` string. No `scope` is sent:
@@ -149,13 +172,14 @@ pub async fn refresh(
     auth: &ClientAuth,
     refresh_token: &Secret,
     resource: &str,
+    dpop: Option<&Prover<'_>>,
 ) -> Result<TokenGrant> {
     let form = vec![
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh_token.expose()),
         ("resource", resource),
     ];
-    post_token(fetcher, token_endpoint, form, auth).await
+    post_token(fetcher, token_endpoint, form, auth, dpop).await
 }
 
 /// The client credentials grant (OAuth 2.1 §4.2, the MCP client-credentials extension): a
@@ -166,10 +190,11 @@ pub async fn client_credentials(
     auth: &ClientAuth,
     scope: Option<&str>,
     resource: &str,
+    dpop: Option<&Prover<'_>>,
 ) -> Result<TokenGrant> {
     let mut form = vec![("grant_type", "client_credentials"), ("resource", resource)];
     push_scope(&mut form, scope);
-    post_token(fetcher, token_endpoint, form, auth).await
+    post_token(fetcher, token_endpoint, form, auth, dpop).await
 }
 
 /// Adds `scope` to a grant's form when there is one to ask for (absent or
@@ -189,6 +214,7 @@ pub async fn jwt_bearer(
     assertion: &Secret,
     scope: Option<&str>,
     resource: &str,
+    dpop: Option<&Prover<'_>>,
 ) -> Result<TokenGrant> {
     let mut form = vec![
         ("grant_type", JWT_BEARER_GRANT),
@@ -196,7 +222,7 @@ pub async fn jwt_bearer(
         ("resource", resource),
     ];
     push_scope(&mut form, scope);
-    post_token(fetcher, token_endpoint, form, auth).await
+    post_token(fetcher, token_endpoint, form, auth, dpop).await
 }
 
 /// The `grant_type` of RFC 7523 §2.1.
@@ -251,6 +277,7 @@ pub async fn id_jag(
         url,
         form,
         idp_auth,
+        None,
     )
     .await?;
     let invalid = |detail: String| ClientError::InvalidDocument {
@@ -273,30 +300,54 @@ pub async fn id_jag(
 
 /// POSTs `form` with the client's authentication to `url`; a refusal becomes
 /// [`ClientError::TokenRejected`] with the server's (printable) error code and description.
+/// With `dpop`, the request carries a proof; when the server answers `use_dpop_nonce` with a
+/// `DPoP-Nonce` (RFC 9449 §8), it is sent once more with a new proof that has the nonce (and
+/// a new client assertion, which is good for one request).
 async fn post_authenticated(
     fetcher: &SafeFetcher,
     what: &'static str,
     url: &str,
-    mut form: Vec<(&str, &str)>,
+    form: Vec<(&str, &str)>,
     auth: &ClientAuth,
+    dpop: Option<&Prover<'_>>,
 ) -> Result<mcpgate_net::FetchResponse> {
-    let basic = auth.apply(&mut form);
-    let response = fetcher
-        .post_form(url, &form, basic)
-        .await
-        .map_err(|e| ClientError::fetch(what, url, e))?;
-    if !response.is_success() {
+    let mut renewed = None;
+    for attempt in 0..2 {
+        let auth = renewed.as_ref().unwrap_or(auth);
+        let mut form = form.clone();
+        let basic = auth.apply(&mut form);
+        let proof = dpop.map(|p| p.proof("POST", url, None)).transpose()?;
+        let response = fetcher
+            .post_form_with_proof(url, &form, basic, proof.as_deref())
+            .await
+            .map_err(|e| ClientError::fetch(what, url, e))?;
+        let fresh_nonce = dpop.is_some_and(|p| p.nonces.remember(url, &response.headers));
+        if response.is_success() {
+            return Ok(response);
+        }
         let (error, description) = match response.json::<RawError>() {
             Ok(e) => (e.error, e.error_description),
             Err(_) => (format!("HTTP {}", response.status), None),
         };
+        if let Some(p) = dpop
+            && attempt == 0
+            && error == "use_dpop_nonce"
+            && fresh_nonce
+        {
+            renewed = Some(auth.renewed(p.now, p.rng)?);
+            continue;
+        }
         return Err(ClientError::TokenRejected {
             url: url.to_owned(),
             error: printable(&error),
             description: description.as_deref().map(printable),
         });
     }
-    Ok(response)
+    Err(ClientError::TokenRejected {
+        url: url.to_owned(),
+        error: "use_dpop_nonce".into(),
+        description: Some("the server asked for a new DPoP nonce twice".into()),
+    })
 }
 
 async fn post_token(
@@ -304,19 +355,23 @@ async fn post_token(
     url: &str,
     form: Vec<(&str, &str)>,
     auth: &ClientAuth,
+    dpop: Option<&Prover<'_>>,
 ) -> Result<TokenGrant> {
-    let response = post_authenticated(fetcher, "token endpoint", url, form, auth).await?;
+    let response = post_authenticated(fetcher, "token endpoint", url, form, auth, dpop).await?;
     let raw: RawToken = response.json().map_err(|e| ClientError::InvalidDocument {
         what: "token response",
         url: url.to_owned(),
         detail: e.to_string(),
     })?;
-    if !raw.token_type.eq_ignore_ascii_case("bearer") {
+    // A DPoP token only when we sent a proof (RFC 9449 §5); an AS that ignored the proof may
+    // still answer Bearer, and the token is then used as one.
+    let dpop_bound = dpop.is_some() && raw.token_type.eq_ignore_ascii_case("dpop");
+    if !dpop_bound && !raw.token_type.eq_ignore_ascii_case("bearer") {
         return Err(ClientError::InvalidDocument {
             what: "token response",
             url: url.to_owned(),
             detail: format!(
-                "token_type {:?} is not supported (Bearer only)",
+                "token_type {:?} is not supported (Bearer, or DPoP after a DPoP proof)",
                 printable(&raw.token_type)
             ),
         });
@@ -338,6 +393,7 @@ async fn post_token(
         expires_in: expires_in.filter(|s| *s > 0),
         refresh_token: raw.refresh_token.filter(|t| !t.is_empty()).map(Secret::new),
         scope: raw.scope,
+        dpop_bound,
     })
 }
 

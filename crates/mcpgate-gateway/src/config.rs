@@ -109,6 +109,9 @@ pub struct GatewayFile {
     /// true). `false` advertises only the trusted issuers, so clients that
     /// take the first entry sign in there; own tokens are still accepted.
     pub advertise_own_issuer: Option<bool>,
+    /// Requests with DPoP-bound tokens must carry a nonce the gateway issued
+    /// (RFC 9449 §9; default false).
+    pub dpop_require_nonce: Option<bool>,
     /// How clients authenticate: `"bearer"` (default, OAuth access tokens)
     /// or `"none"` (development and conformance testing only: loopback,
     /// plain http, every request is the anonymous principal).
@@ -519,6 +522,8 @@ pub struct GatewaySettings {
     /// Whether PRM documents list mcpgate's own AS (first) besides the
     /// trusted issuers (`gateway.advertise_own_issuer`, default true).
     pub advertise_own_issuer: bool,
+    /// `gateway.dpop_require_nonce` (default false).
+    pub dpop_require_nonce: bool,
     /// `gateway.authentication` (default [`Authentication::Bearer`]).
     pub authentication: Authentication,
     /// Paths no stdio child's sandbox may open (mcpgate's data dir, database,
@@ -563,6 +568,7 @@ impl GatewaySettings {
             upstreams: Vec::new(),
             trusted_issuers: Vec::new(),
             advertise_own_issuer: true,
+            dpop_require_nonce: false,
             authentication: Authentication::Bearer,
             protected_paths: Vec::new(),
             limits: ResourceLimits::default(),
@@ -930,6 +936,7 @@ pub fn validate(
         });
     }
     s.advertise_own_issuer = g.advertise_own_issuer.unwrap_or(true);
+    s.dpop_require_nonce = g.dpop_require_nonce.unwrap_or(false);
     if !s.advertise_own_issuer && s.trusted_issuers.is_empty() {
         return Err(err(
             "gateway.advertise_own_issuer",

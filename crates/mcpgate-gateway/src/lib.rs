@@ -175,8 +175,7 @@ pub struct Anonymous;
 impl Authenticate for Anonymous {
     async fn authenticate(
         &self,
-        _headers: &http::HeaderMap,
-        _query: Option<&str>,
+        _request: &http::request::Parts,
     ) -> Result<mcpgate_guard::Principal, mcpgate_guard::Challenge> {
         Ok(anonymous_principal())
     }
@@ -191,6 +190,7 @@ pub fn anonymous_principal() -> mcpgate_guard::Principal {
         scopes: mcpgate_types::ScopeSet::new(),
         groups: Vec::new(),
         expires_at: i64::MAX,
+        dpop_jkt: None,
     }
 }
 
@@ -204,12 +204,15 @@ pub fn prm_url(resource: &str) -> String {
 /// in-process keys, and its revocation set when `revocations` is given: see
 /// [`revocation`]) and every `[[gateway.trusted_issuer]]` (keys fetched
 /// through the SSRF guard; opaque tokens introspected where configured).
+/// `dpop_nonce_secret` is the secret every replica derives DPoP nonces from,
+/// used when `gateway.dpop_require_nonce` is set.
 pub fn guards(
     settings: &GatewaySettings,
     issuer: &str,
     keys: Arc<dyn LocalKeys>,
     revocations: Option<Arc<dyn mcpgate_guard::Revocations>>,
     clock: Arc<dyn Clock>,
+    dpop_nonce_secret: [u8; 32],
 ) -> Result<HashMap<String, Arc<dyn Authenticate>>, GatewayError> {
     let mut out: HashMap<String, Arc<dyn Authenticate>> = HashMap::new();
     let mut own = TrustedIssuer::local(issuer, keys);
@@ -221,6 +224,9 @@ pub fn guards(
             .with_baseline(u.scopes.clone())
             .with_issuer(own.clone())
             .with_clock(clock.clone());
+        if settings.dpop_require_nonce {
+            cfg = cfg.with_dpop_nonces(dpop_nonce_secret);
+        }
         for t in &settings.trusted_issuers {
             let policy = mcpgate_net::policy::FetchPolicy {
                 allow_http_loopback: t.allow_http_loopback,

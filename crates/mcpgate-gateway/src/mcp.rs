@@ -161,10 +161,14 @@ async fn admit(
         };
         return Err(ctx.refuse(r, None));
     }
-    let p = match up.auth.authenticate(headers, parts.uri.query()).await {
+    let p = match up.auth.authenticate(parts).await {
         Ok(p) => p,
         Err(ch) => {
-            if matches!(ch, mcpgate_guard::Challenge::InvalidToken(_)) {
+            if matches!(
+                ch,
+                mcpgate_guard::Challenge::InvalidToken(_)
+                    | mcpgate_guard::Challenge::InvalidDpopProof(_)
+            ) {
                 gw.0.capacity.token_refused(ip);
             }
             return Err(ctx.refuse(Refusal::Challenge(ch), None));

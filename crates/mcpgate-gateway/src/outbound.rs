@@ -173,6 +173,7 @@ mod tests {
             scopes: Default::default(),
             groups: vec![],
             expires_at: i64::MAX,
+            dpop_jkt: None,
         }
     }
 

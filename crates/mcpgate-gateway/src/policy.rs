@@ -411,6 +411,7 @@ mod tests {
             scopes: ScopeSet::parse(scopes).unwrap(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
             expires_at: 0,
+            dpop_jkt: None,
         }
     }
 

@@ -77,6 +77,7 @@ mod tests {
             scopes: ScopeSet::new(),
             groups: vec![],
             expires_at: 0,
+            dpop_jkt: None,
         };
         assert!(l.check(&p("a")).await.is_ok());
         assert!(l.check(&p("a")).await.is_ok());

@@ -256,6 +256,8 @@ impl Refusal {
             Refusal::Challenge(Challenge::Missing) => "missing_token",
             Refusal::Challenge(Challenge::InvalidToken(_)) => "invalid_token",
             Refusal::Challenge(Challenge::InvalidRequest(_)) => "invalid_request",
+            Refusal::Challenge(Challenge::InvalidDpopProof(_)) => "invalid_dpop_proof",
+            Refusal::Challenge(Challenge::UseDpopNonce { .. }) => "use_dpop_nonce",
             Refusal::Challenge(Challenge::InsufficientScope { .. }) => "insufficient_scope",
             Refusal::RateLimited { reason, .. } => reason,
             Refusal::AtCapacity(full) => full.reason(),

@@ -430,6 +430,7 @@ mod tests {
             scopes: ScopeSet::new(),
             groups: vec![],
             expires_at: 0,
+            dpop_jkt: None,
         }
     }
 

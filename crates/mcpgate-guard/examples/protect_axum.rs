@@ -65,6 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 auth_time: None,
                 groups: vec![],
                 grant: None,
+                cnf: None,
             };
             let token = key.sign("at+jwt", &claims)?;
             (

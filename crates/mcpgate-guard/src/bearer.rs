@@ -12,8 +12,29 @@ use crate::principal::Challenge;
 /// Tokens longer than this are refused before any decoding.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 
-/// The bearer token of a request, borrowed from its headers.
+/// How a request presents its access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Authorization: Bearer` (RFC 6750).
+    Bearer,
+    /// `Authorization: DPoP`, with a proof in the `DPoP` header (RFC 9449 §7.1).
+    Dpop,
+}
+
+/// The bearer token of a request, borrowed from its headers. A DPoP credential counts as none.
 pub fn extract<'h>(headers: &'h HeaderMap, query: Option<&str>) -> Result<&'h str, Challenge> {
+    match credential(headers, query)? {
+        (Scheme::Bearer, token) => Ok(token),
+        (Scheme::Dpop, _) => Err(Challenge::Missing),
+    }
+}
+
+/// The access token of a request and the scheme it came with (Bearer or DPoP; any other
+/// scheme counts as no token), borrowed from its headers.
+pub fn credential<'h>(
+    headers: &'h HeaderMap,
+    query: Option<&str>,
+) -> Result<(Scheme, &'h str), Challenge> {
     if query.is_some_and(query_has_access_token) {
         return Err(Challenge::InvalidRequest(
             "access tokens must not be sent in the query string".into(),
@@ -34,9 +55,13 @@ pub fn extract<'h>(headers: &'h HeaderMap, query: Option<&str>) -> Result<&'h st
         Some(i) => (&value[..i], &value[i + 1..]),
         None => (value, &[][..]),
     };
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case(b"bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case(b"dpop") {
+        Scheme::Dpop
+    } else {
         return Err(Challenge::Missing);
-    }
+    };
     let start = rest.iter().position(|b| *b != b' ').unwrap_or(rest.len());
     let token = &rest[start..];
     if !is_token68_bytes(token) {
@@ -47,11 +72,14 @@ pub fn extract<'h>(headers: &'h HeaderMap, query: Option<&str>) -> Result<&'h st
             "the access token is too large".into(),
         ));
     }
-    std::str::from_utf8(token).map_err(|_| malformed())
+    let token = std::str::from_utf8(token).map_err(|_| malformed())?;
+    Ok((scheme, token))
 }
 
 fn malformed() -> Challenge {
-    Challenge::InvalidRequest("the Authorization header is not a valid Bearer credential".into())
+    Challenge::InvalidRequest(
+        "the Authorization header is not a valid Bearer or DPoP credential".into(),
+    )
 }
 
 /// RFC 6750 §2.1 `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
@@ -120,6 +148,16 @@ mod tests {
         }
         let h = headers(&["Bearer a-b_c~d+e/f=="]);
         assert_eq!(extract(&h, Some("x=1")), Ok("a-b_c~d+e/f=="));
+    }
+
+    #[test]
+    fn dpop_credentials_are_told_apart() {
+        let h = headers(&["DPoP abc.def.ghi"]);
+        assert_eq!(credential(&h, None), Ok((Scheme::Dpop, "abc.def.ghi")));
+        assert_eq!(extract(&h, None), Err(Challenge::Missing));
+        assert!(invalid_request(
+            credential(&headers(&["dpop a b"]), None).map(|(_, t)| t)
+        ));
     }
 
     #[test]

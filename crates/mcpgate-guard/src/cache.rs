@@ -220,6 +220,7 @@ mod tests {
             scopes: ScopeSet::new(),
             groups: vec![],
             expires_at: exp,
+            dpop_jkt: None,
         })
     }
 

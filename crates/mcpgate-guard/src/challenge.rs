@@ -8,6 +8,11 @@
 //! | `InvalidRequest` | 400 | `error="invalid_request", error_description, resource_metadata` |
 //! | `InsufficientScope` | 403 | `error="insufficient_scope", error_description, scope="<all required>", resource_metadata` |
 //!
+//! DPoP refusals (RFC 9449 §7.1, §9) are `DPoP` challenges: `InvalidDpopProof` is 401
+//! `DPoP error="invalid_dpop_proof", error_description, algs, resource_metadata`;
+//! `UseDpopNonce` is 401 `DPoP error="use_dpop_nonce", algs, resource_metadata` with the nonce
+//! in `DPoP-Nonce`.
+//!
 //! `offline_access` never appears in a challenge `scope` (SEP-2207). The body is a JSON-RPC
 //! error with `id: null`, sent with `Cache-Control: no-store`. Descriptions are the guard's own
 //! fixed texts: nothing from the token is ever echoed.
@@ -27,7 +32,10 @@ pub const AUTH_ERROR_CODE: i64 = -32001;
 /// The HTTP status of a challenge. Every variant is listed (no catch-all arm).
 pub fn status(ch: &Challenge) -> StatusCode {
     match ch {
-        Challenge::Missing | Challenge::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+        Challenge::Missing
+        | Challenge::InvalidToken(_)
+        | Challenge::InvalidDpopProof(_)
+        | Challenge::UseDpopNonce { .. } => StatusCode::UNAUTHORIZED,
         Challenge::InvalidRequest(_) => StatusCode::BAD_REQUEST,
         Challenge::InsufficientScope { .. } => StatusCode::FORBIDDEN,
     }
@@ -53,6 +61,18 @@ pub fn www_authenticate(
 ) -> String {
     let mut c = WwwAuthenticate::bearer();
     let scope = match ch {
+        Challenge::InvalidDpopProof(description) => {
+            c = dpop_challenge()
+                .with("error", "invalid_dpop_proof")
+                .with("error_description", description.as_str());
+            None
+        }
+        Challenge::UseDpopNonce { .. } => {
+            c = dpop_challenge()
+                .with("error", "use_dpop_nonce")
+                .with("error_description", "a fresh DPoP nonce is required");
+            None
+        }
         Challenge::Missing => Some(scope_param(baseline)),
         Challenge::InvalidToken(description) => {
             c = c
@@ -83,11 +103,23 @@ pub fn www_authenticate(
         .to_header_value()
 }
 
+/// A `DPoP` challenge naming the proof algorithms accepted.
+fn dpop_challenge() -> WwwAuthenticate {
+    WwwAuthenticate {
+        scheme: "DPoP".into(),
+        ..WwwAuthenticate::default()
+    }
+    .with("algs", mcpgate_jose::dpop::PROOF_ALGS.join(" "))
+}
+
 /// The message of the JSON-RPC error body.
 pub fn message(ch: &Challenge) -> &str {
     match ch {
         Challenge::Missing => "Authentication required",
-        Challenge::InvalidToken(d) | Challenge::InvalidRequest(d) => d,
+        Challenge::UseDpopNonce { .. } => "a fresh DPoP nonce is required",
+        Challenge::InvalidToken(d)
+        | Challenge::InvalidRequest(d)
+        | Challenge::InvalidDpopProof(d) => d,
         Challenge::InsufficientScope { description, .. } => description,
     }
 }
@@ -114,6 +146,11 @@ pub fn challenge_response(
     *response.status_mut() = status(ch);
     let h = response.headers_mut();
     h.insert(WWW_AUTHENTICATE, header);
+    if let Challenge::UseDpopNonce { nonce } = ch
+        && let Ok(v) = HeaderValue::from_str(nonce)
+    {
+        h.insert("dpop-nonce", v);
+    }
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response

@@ -34,6 +34,8 @@ pub(crate) struct AccessClaims {
     /// mcpgate's issuer names the grant of each token (see `crate::revocation`).
     #[serde(default, deserialize_with = "lenient_string")]
     pub grant: Option<String>,
+    /// RFC 7800 confirmation; only `jkt` (DPoP, RFC 9449 §6) is understood.
+    pub cnf: Option<serde_json::Value>,
 }
 
 fn lenient_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -89,6 +91,18 @@ pub(crate) fn into_principal(
         }
         (None, None) => ScopeSet::new(),
     };
+    // A bound token is usable only by a holder of its key: one bound by a
+    // method this resource cannot check is refused, never taken as bearer.
+    let dpop_jkt = match c.cnf {
+        None => None,
+        Some(cnf) => Some(
+            cnf.get("jkt")
+                .and_then(|j| j.as_str())
+                .filter(|j| !j.is_empty() && cnf.as_object().is_some_and(|o| o.len() == 1))
+                .ok_or("the token is bound to its holder in a way this resource cannot check")?
+                .to_owned(),
+        ),
+    };
     Ok(Principal {
         issuer: issuer.to_owned(),
         subject,
@@ -96,6 +110,7 @@ pub(crate) fn into_principal(
         scopes,
         groups: c.groups.unwrap_or_default(),
         expires_at: exp,
+        dpop_jkt,
     })
 }
 

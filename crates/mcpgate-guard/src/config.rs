@@ -47,6 +47,9 @@ pub struct GuardConfig {
     /// Seconds after which a remote JWKS is refreshed (a `Cache-Control: max-age` from the
     /// issuer can shorten it, never below the refetch interval). Added to the brief's shape.
     pub jwks_max_age_secs: i64,
+    /// Requests with DPoP-bound tokens must carry a nonce made with this key (RFC 9449 §9),
+    /// which the guard hands out in `use_dpop_nonce` challenges. `None`: no nonces.
+    pub dpop_nonce_key: Option<Arc<[u8; 32]>>,
 }
 
 impl std::fmt::Debug for GuardConfig {
@@ -76,7 +79,14 @@ impl GuardConfig {
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             jwks_refetch_interval_secs: DEFAULT_JWKS_REFETCH_SECS,
             jwks_max_age_secs: DEFAULT_JWKS_MAX_AGE_SECS,
+            dpop_nonce_key: None,
         }
+    }
+
+    /// Requires DPoP nonces made with `secret` (shared by every replica of the resource).
+    pub fn with_dpop_nonces(mut self, secret: [u8; 32]) -> Self {
+        self.dpop_nonce_key = Some(Arc::new(secret));
+        self
     }
 
     /// Sets the baseline scopes.

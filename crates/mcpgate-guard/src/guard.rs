@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use http::HeaderMap;
+use http::request::Parts;
 use mcpgate_jose::{Clock, JwtError, Verifier, VerifyOptions};
 
+use crate::bearer::Scheme;
 use crate::cache::{JwtFacts, Origin, TokenCache, TokenKey};
 use crate::claims::{AccessClaims, into_principal, is_jws, peek_issuer};
 use crate::config::{GuardConfig, GuardConfigError, KeySource, LocalKeys};
@@ -68,6 +69,7 @@ pub struct Guard {
     clock: Arc<dyn Clock>,
     cache: TokenCache,
     counters: Counters,
+    dpop: crate::dpop::DpopCheck,
 }
 
 impl std::fmt::Debug for Guard {
@@ -141,7 +143,9 @@ impl Guard {
                 revocations: t.revocations,
             });
         }
+        let dpop = crate::dpop::DpopCheck::new(&config.resource, config.dpop_nonce_key.as_deref());
         Ok(Self {
+            dpop,
             resource: config.resource,
             resource_metadata_url: config.resource_metadata_url,
             baseline: config.baseline_scopes,
@@ -383,12 +387,22 @@ fn check_revocation(
 
 #[async_trait]
 impl Authenticate for Guard {
-    async fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        query: Option<&str>,
-    ) -> Result<Principal, Challenge> {
-        let token = crate::bearer::extract(headers, query)?;
-        self.validate_token(token).await
+    async fn authenticate(&self, request: &Parts) -> Result<Principal, Challenge> {
+        let (scheme, token) = crate::bearer::credential(&request.headers, request.uri.query())?;
+        let principal = self.validate_token(token).await?;
+        // RFC 9449 §7: a bound token only with its proof, a bearer token only as one.
+        match (scheme, principal.dpop_jkt.as_deref()) {
+            (Scheme::Bearer, None) => Ok(principal),
+            (Scheme::Bearer, Some(_)) => Err(invalid(
+                "the token is DPoP-bound: send it with the DPoP scheme and a proof",
+            )),
+            (Scheme::Dpop, None) => Err(invalid(
+                "the token is not DPoP-bound: send it with the Bearer scheme",
+            )),
+            (Scheme::Dpop, Some(jkt)) => {
+                self.dpop.check(request, token, jkt, self.clock.now())?;
+                Ok(principal)
+            }
+        }
     }
 }

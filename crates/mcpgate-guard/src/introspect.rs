@@ -137,6 +137,7 @@ fn check(
 /// `access_token` or the RFC 8693 URI. Anything else (e.g. `refresh_token`) is refused.
 fn is_access_token_type(t: &str) -> bool {
     t.eq_ignore_ascii_case("bearer")
+        || t.eq_ignore_ascii_case("dpop")
         || t == "access_token"
         || t == "urn:ietf:params:oauth:token-type:access_token"
 }

@@ -128,10 +128,7 @@ where
         let shared = self.shared.clone();
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
-            let outcome = shared
-                .auth
-                .authenticate(&parts.headers, parts.uri.query())
-                .await;
+            let outcome = shared.auth.authenticate(&parts).await;
             match outcome {
                 Ok(principal) => {
                     if !shared.keep_authorization {

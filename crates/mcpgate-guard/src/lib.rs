@@ -21,6 +21,7 @@ mod cache;
 pub mod challenge;
 mod claims;
 pub mod config;
+mod dpop;
 pub mod guard;
 mod introspect;
 mod jwks;

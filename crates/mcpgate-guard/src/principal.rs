@@ -2,7 +2,7 @@
 //! that produces one or the other.
 
 use async_trait::async_trait;
-use http::HeaderMap;
+use http::request::Parts;
 use mcpgate_types::ScopeSet;
 
 /// A caller whose access token was validated for one resource.
@@ -20,6 +20,9 @@ pub struct Principal {
     pub groups: Vec<String>,
     /// `exp`, seconds since the epoch.
     pub expires_at: i64,
+    /// The thumbprint of the key a DPoP-bound token is bound to (`cnf.jkt`,
+    /// RFC 9449 §6): every request with it must carry a proof of that key.
+    pub dpop_jkt: Option<String>,
 }
 
 impl Principal {
@@ -46,15 +49,19 @@ pub enum Challenge {
         required: ScopeSet,
         description: String,
     },
+    /// A DPoP-bound token without a valid proof (RFC 9449 §7.1): 401
+    /// `WWW-Authenticate: DPoP error="invalid_dpop_proof"`.
+    InvalidDpopProof(String),
+    /// A valid proof without this resource's fresh nonce (RFC 9449 §9): 401
+    /// `WWW-Authenticate: DPoP error="use_dpop_nonce"` and the nonce in
+    /// `DPoP-Nonce`.
+    UseDpopNonce { nonce: String },
 }
 
 /// Validates the credentials of one request for one protected resource.
 #[async_trait]
 pub trait Authenticate: Send + Sync + 'static {
-    /// `query` is the raw query string (a token there is refused).
-    async fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        query: Option<&str>,
-    ) -> Result<Principal, Challenge>;
+    /// `request` is the request as received: its headers carry the token (and the DPoP proof,
+    /// which must name this request's method and URI); a token in its query is refused.
+    async fn authenticate(&self, request: &Parts) -> Result<Principal, Challenge>;
 }

@@ -30,6 +30,11 @@ pub fn prm_document(
             .map(str::to_owned)
             .collect(),
         bearer_methods_supported: vec!["header".to_owned()],
+        // Every guard checks DPoP proofs of bound tokens (RFC 9449 §7).
+        dpop_signing_alg_values_supported: mcpgate_jose::dpop::PROOF_ALGS
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
         ..ProtectedResourceMetadata::default()
     }
 }
@@ -93,6 +98,7 @@ mod tests {
                 "authorization_servers": ["https://as.example"],
                 "scopes_supported": ["notes:read"],
                 "bearer_methods_supported": ["header"],
+                "dpop_signing_alg_values_supported": ["ES256", "EdDSA", "RS256", "PS256"],
             })
         );
     }

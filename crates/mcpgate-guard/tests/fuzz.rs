@@ -28,7 +28,7 @@ use mcpgate_guard::bearer::{MAX_TOKEN_LEN, extract, is_token68};
 use mcpgate_guard::{Challenge, Guard, GuardConfig, Principal, TrustedIssuer, www_authenticate};
 use mcpgate_jose::{FixedClock, KeyAlg, PublicJwks, SigningKey, Verifier};
 use mcpgate_types::ScopeSet;
-use mcpgate_types::www_authenticate::find_bearer;
+use mcpgate_types::www_authenticate::{find_bearer, find_scheme};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -167,6 +167,8 @@ fn challenge() -> impl Strategy<Value = Challenge> {
         Just(Challenge::Missing),
         text.prop_map(Challenge::InvalidToken),
         text.prop_map(Challenge::InvalidRequest),
+        text.prop_map(Challenge::InvalidDpopProof),
+        "[A-Za-z0-9_-]{1,40}".prop_map(|nonce| Challenge::UseDpopNonce { nonce }),
         (scopes(), text).prop_map(|(required, description)| Challenge::InsufficientScope {
             required,
             description
@@ -187,7 +189,12 @@ proptest! {
         ],
     ) {
         let header = www_authenticate(&ch, &prm, &baseline);
-        let parsed = find_bearer(&header).expect("a Bearer challenge");
+        let dpop = matches!(ch, Challenge::InvalidDpopProof(_) | Challenge::UseDpopNonce { .. });
+        let parsed = if dpop {
+            find_scheme(&header, "dpop").expect("a DPoP challenge")
+        } else {
+            find_bearer(&header).expect("a Bearer challenge")
+        };
         prop_assert_eq!(parsed.get("resource_metadata"), Some(prm.as_str()));
         let scope_of = |s: &ScopeSet| {
             let v: Vec<&str> = s.iter().filter(|s| *s != "offline_access").collect();
@@ -197,6 +204,10 @@ proptest! {
             Challenge::Missing => (None, None, scope_of(&baseline)),
             Challenge::InvalidToken(d) => (Some("invalid_token"), Some(d.as_str()), scope_of(&baseline)),
             Challenge::InvalidRequest(d) => (Some("invalid_request"), Some(d.as_str()), None),
+            Challenge::InvalidDpopProof(d) => (Some("invalid_dpop_proof"), Some(d.as_str()), None),
+            Challenge::UseDpopNonce { .. } => {
+                (Some("use_dpop_nonce"), Some("a fresh DPoP nonce is required"), None)
+            }
             Challenge::InsufficientScope { required, description } => {
                 (Some("insufficient_scope"), Some(description.as_str()), scope_of(required))
             }

@@ -57,6 +57,8 @@ enum Body<'a> {
     Form {
         form: &'a [(&'a str, &'a str)],
         basic_auth: Option<(&'a str, &'a str)>,
+        /// A DPoP proof for this request (RFC 9449 §5), sent as the `DPoP` header.
+        dpop: Option<&'a str>,
     },
     Json(&'a serde_json::Value),
 }
@@ -121,7 +123,24 @@ impl SafeFetcher {
         form: &[(&str, &str)],
         basic_auth: Option<(&str, &str)>,
     ) -> Result<FetchResponse, FetchError> {
-        self.execute(url, Body::Form { form, basic_auth }).await
+        self.post_form_with_proof(url, form, basic_auth, None).await
+    }
+
+    /// [`SafeFetcher::post_form`] with a DPoP proof in the `DPoP` header (RFC 9449 §5), for a
+    /// token request that asks for a sender-constrained token.
+    pub async fn post_form_with_proof(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        basic_auth: Option<(&str, &str)>,
+        dpop: Option<&str>,
+    ) -> Result<FetchResponse, FetchError> {
+        let body = Body::Form {
+            form,
+            basic_auth,
+            dpop,
+        };
+        self.execute(url, body).await
     }
 
     /// `POST url` with a JSON body (dynamic client registration). Redirects are not followed:
@@ -171,8 +190,15 @@ impl SafeFetcher {
         let request = match body {
             Body::Get => client.get(target.clone()),
             Body::GetBearer(token) => client.get(target.clone()).bearer_auth(token),
-            Body::Form { form, basic_auth } => {
-                let request = client.post(target.clone()).form(form);
+            Body::Form {
+                form,
+                basic_auth,
+                dpop,
+            } => {
+                let mut request = client.post(target.clone()).form(form);
+                if let Some(proof) = dpop {
+                    request = request.header("DPoP", *proof);
+                }
                 match basic_auth {
                     Some((id, secret)) => {
                         request.basic_auth(form_encode(id), Some(form_encode(secret)))

@@ -307,7 +307,7 @@ async fn redeem(
         code_cols!(),
         "; INSERT INTO refresh_families (",
         family_cols!(),
-        ") SELECT $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 WHERE changes() = 1 \
+        ") SELECT $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $19 WHERE changes() = 1 \
          ON CONFLICT (family_id) DO NOTHING; \
          INSERT INTO refresh_tokens (",
         token_cols!(),

@@ -157,7 +157,7 @@ impl PostgresStore {
             code_cols!(),
             "), fam AS (INSERT INTO refresh_families (",
             family_cols!(),
-            ") SELECT $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM used \
+            ") SELECT $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $19 FROM used \
              ON CONFLICT (family_id) DO NOTHING RETURNING family_id), \
              tok AS (INSERT INTO refresh_tokens (",
             token_cols!(),

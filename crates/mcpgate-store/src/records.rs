@@ -125,6 +125,11 @@ pub struct RefreshFamilyRecord {
     /// The family dies at this time whatever rotations happen.
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
+    /// DPoP (RFC 9449 §5): the thumbprint of the key every refresh of this
+    /// family must prove possession of (a public client's grant obtained
+    /// with a proof). `None`: not bound.
+    #[serde(default)]
+    pub dpop_jkt: Option<String>,
 }
 
 /// One refresh token of a family. Stored by hash.

@@ -43,6 +43,10 @@ pub enum OAuthErrorCode {
     LoginRequired,
     /// OpenID Connect Core §3.1.2.6: `prompt=none` and no consent.
     ConsentRequired,
+    /// RFC 9449 §5, §7.1: the DPoP proof is invalid.
+    InvalidDpopProof,
+    /// RFC 9449 §8, §9: the server wants a proof with its nonce.
+    UseDpopNonce,
 }
 
 impl OAuthErrorCode {
@@ -66,6 +70,8 @@ impl OAuthErrorCode {
             Self::UnsupportedTokenType => "unsupported_token_type",
             Self::LoginRequired => "login_required",
             Self::ConsentRequired => "consent_required",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
         }
     }
 }

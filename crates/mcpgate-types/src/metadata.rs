@@ -52,6 +52,9 @@ pub struct AuthorizationServerMetadata {
     pub authorization_response_iss_parameter_supported: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id_metadata_document_supported: Option<bool>,
+    /// RFC 9449 §5.1: the JWS algorithms the server takes in DPoP proofs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dpop_signing_alg_values_supported: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resource_indicators_supported_values: Vec<String>,
     #[serde(flatten, default, skip_serializing)]
@@ -72,6 +75,12 @@ pub struct ProtectedResourceMetadata {
     pub resource_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_documentation: Option<String>,
+    /// RFC 9728 §2: the JWS algorithms the resource takes in DPoP proofs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dpop_signing_alg_values_supported: Vec<String>,
+    /// RFC 9728 §2: the resource accepts only DPoP-bound access tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dpop_bound_access_tokens_required: Option<bool>,
     #[serde(flatten, default, skip_serializing)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }

@@ -40,6 +40,16 @@ pub struct AccessTokenClaims {
     /// a grant at once. Not registered in RFC 9068; private to mcpgate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<String>,
+    /// RFC 7800 confirmation: a DPoP-bound token names its key (RFC 9449 §6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// RFC 7800 §3.1 `cnf`, with the RFC 9449 §6.1 `jkt` member: the RFC 7638
+/// thumbprint of the key a token is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    pub jkt: String,
 }
 
 /// RFC 7662 §2.2 introspection response. An inactive token is `{"active": false}` only.
@@ -68,6 +78,9 @@ pub struct IntrospectionResponse {
     pub jti: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// RFC 9449 §6.2: the key a DPoP-bound token is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
 }
 
 /// What a revocation can name in one validated access token: the ids the

@@ -154,9 +154,20 @@ pub fn parse(value: &str) -> Vec<Challenge> {
 
 /// The first `Bearer` challenge, if any.
 pub fn find_bearer(value: &str) -> Option<Challenge> {
+    find_scheme(value, "bearer")
+}
+
+/// The first challenge of `scheme` (case-insensitive), if any.
+pub fn find_scheme(value: &str, scheme: &str) -> Option<Challenge> {
     parse(value)
         .into_iter()
-        .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
+        .find(|c| c.scheme.eq_ignore_ascii_case(scheme))
+}
+
+/// The challenge an OAuth client acts on: the first `Bearer` one, else the
+/// first `DPoP` one (RFC 9449 §7.1), which carries the same parameters.
+pub fn find_oauth(value: &str) -> Option<Challenge> {
+    find_bearer(value).or_else(|| find_scheme(value, "dpop"))
 }
 
 #[cfg(test)]

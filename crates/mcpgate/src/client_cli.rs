@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use mcpgate_client::{
-    Grant, Interactive, McpClient, OAuthClient, OAuthConfig, PreRegisteredClient, TokenStore,
-    TokenSummary,
+    DpopPolicy, Grant, Interactive, McpClient, OAuthClient, OAuthConfig, PreRegisteredClient,
+    TokenStore, TokenSummary,
 };
 use mcpgate_net::{FetchPolicy, SafeFetcher};
 use mcpgate_types::{ScopeSet, Secret};
@@ -127,6 +127,14 @@ pub struct LoginArgs {
     /// The https URL of this client's metadata document (CIMD).
     #[arg(long)]
     pub client_metadata_url: Option<String>,
+    /// Insist on DPoP-bound tokens (RFC 9449): fail rather than take a bearer token when the
+    /// authorization server does not offer DPoP. Without it, DPoP is used when both the
+    /// authorization server and the MCP server offer it. The key is kept with the tokens.
+    #[arg(long, conflicts_with = "no_dpop")]
+    pub dpop: bool,
+    /// Never ask for DPoP-bound tokens.
+    #[arg(long)]
+    pub no_dpop: bool,
     #[command(flatten)]
     pub opts: ClientOpts,
 }
@@ -254,6 +262,11 @@ async fn login(a: LoginArgs) -> anyhow::Result<()> {
     let oauth = oauth_client(&a.url, &a.opts, |c| {
         c.extra_scopes = scopes;
         c.client_metadata_url = a.client_metadata_url.clone();
+        c.dpop = match (a.dpop, a.no_dpop) {
+            (true, _) => DpopPolicy::Required,
+            (_, true) => DpopPolicy::Off,
+            _ => DpopPolicy::WhenOffered,
+        };
         if a.client_credentials {
             c.grant = Grant::ClientCredentials;
         }
@@ -431,7 +444,7 @@ fn describe(s: &TokenSummary, now: i64) -> String {
         None => "unknown".to_owned(),
     };
     format!(
-        "server:   {}\nissuer:   {}\nresource: {}\nscopes:   {}\nexpires:  {}\nrefresh:  {}\n",
+        "server:   {}\nissuer:   {}\nresource: {}\nscopes:   {}\nexpires:  {}\nrefresh:  {}\n{}",
         s.server_url,
         s.issuer,
         s.resource,
@@ -441,6 +454,11 @@ fn describe(s: &TokenSummary, now: i64) -> String {
             "yes"
         } else {
             "no (log in again when the access token expires)"
+        },
+        if s.dpop_bound {
+            "bound:    DPoP (a key kept with the tokens)\n"
+        } else {
+            ""
         },
     )
 }
@@ -487,6 +505,7 @@ mod tests {
             expires_at: Some(1_000 + 3_600),
             scope: Some("notes:read".into()),
             has_refresh_token: true,
+            dpop_bound: false,
             updated_at: 1_000,
         };
         let text = describe(&s, 1_000);

@@ -97,6 +97,8 @@ pub struct AsFile {
     pub access_token_ttl_secs: Option<i64>,
     pub refresh_token_ttl_secs: Option<i64>,
     pub refresh_reuse_grace_secs: Option<i64>,
+    /// DPoP token requests must carry a nonce of this server (RFC 9449 §8).
+    pub dpop_require_nonce: Option<bool>,
     pub login_session_ttl_secs: Option<i64>,
     pub signing_alg: Option<String>,
     pub key_grace_secs: Option<i64>,
@@ -942,6 +944,7 @@ impl Validator<'_> {
                 ));
             }
         };
+        s.dpop_require_nonce = a.dpop_require_nonce.unwrap_or(false);
         s.login_session_ttl = pos(
             "authorization_server.login_session_ttl_secs",
             a.login_session_ttl_secs,

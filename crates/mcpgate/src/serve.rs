@@ -230,6 +230,7 @@ pub fn gateway(
         Arc::new(AsKeys(state.clone())),
         Some(Arc::new(revocations)),
         rt.clock.clone(),
+        rt.master_key.derive_subkey("mcpgate/gateway/dpop-nonce/v1"),
     )?;
     let audit_store: Arc<dyn mcpgate_store::AuditStore> = rt.store.clone();
     let gw = mcpgate_gateway::Gateway::new(

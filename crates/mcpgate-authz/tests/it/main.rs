@@ -26,6 +26,7 @@ mod client_pkjwt;
 mod common;
 mod concurrency;
 mod consent;
+mod dpop;
 mod entitlements;
 mod fleet;
 mod flows;
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
     trials.extend(registration::trials());
     trials.extend(cimd::trials());
     trials.extend(client_pkjwt::trials());
+    trials.extend(dpop::trials());
     trials.extend(authorize_attacks::trials());
     trials.extend(token_attacks::trials());
     trials.extend(concurrency::trials(&pg));

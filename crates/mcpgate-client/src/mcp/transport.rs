@@ -24,9 +24,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
-use mcpgate_types::Secret;
-use mcpgate_types::www_authenticate::find_bearer;
+use http::header::{ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
+use mcpgate_types::www_authenticate::find_oauth;
 use serde_json::{Value, json};
 
 use crate::error::{ClientError, Result};
@@ -35,7 +34,7 @@ use crate::mcp::handler::ServerHandler;
 /// Hears each JSON-RPC id a request is sent under.
 pub(crate) type OnId<'a> = dyn Fn(i64) + Send + Sync + 'a;
 use crate::mcp::headers::mcp_name;
-use crate::oauth::OAuthClient;
+use crate::oauth::{AccessToken, OAuthClient};
 
 mod stream;
 
@@ -283,6 +282,7 @@ impl Transport {
             .as_ref()
             .map_or(0, |a| a.config().max_authorizations_per_operation);
         let mut authorizations = 0u32;
+        let mut nonces = 0u32;
         let mut reinitialized = false;
         let mut version_retried = false;
         loop {
@@ -302,7 +302,7 @@ impl Transport {
                 .header(CONTENT_TYPE, "application/json")
                 .header(ACCEPT, "application/json, text/event-stream")
                 .body(serde_json::to_vec(&message).unwrap_or_default());
-            request = self.common_headers(request, &session, method, token.as_ref());
+            request = self.common_headers(request, &session, method, "POST", token.as_ref());
             if is_stateless(&session.version) {
                 request = request.header("Mcp-Method", method);
                 if let Some(name) = mcp_name(method, params.as_ref()) {
@@ -321,6 +321,7 @@ impl Transport {
                     &session,
                     token.as_ref(),
                     &mut authorizations,
+                    &mut nonces,
                     max,
                     &mut reinitialized,
                     &mut version_retried,
@@ -340,8 +341,9 @@ impl Transport {
         method: &str,
         id: Option<i64>,
         session: &Session,
-        token: Option<&Secret>,
+        token: Option<&AccessToken>,
         authorizations: &mut u32,
+        nonces: &mut u32,
         max: u32,
         reinitialized: &mut bool,
         version_retried: &mut bool,
@@ -352,6 +354,10 @@ impl Transport {
             .get(WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let fresh_nonce = self
+            .auth
+            .as_ref()
+            .is_some_and(|a| a.remember_nonce(&self.url, response.headers()));
         match status {
             401 => {
                 let Some(auth) = &self.auth else {
@@ -359,6 +365,15 @@ impl Transport {
                         url: self.url.clone(),
                     });
                 };
+                // RFC 9449 §9: the server wants its nonce in the proof; the token is fine.
+                if fresh_nonce
+                    && token.is_some_and(|t| t.dpop_key.is_some())
+                    && crate::dpop::asks_for_nonce(www.as_deref())
+                    && *nonces < 2
+                {
+                    *nonces += 1;
+                    return Ok(Step::Retry);
+                }
                 if *authorizations >= max {
                     return Err(ClientError::Http {
                         url: self.url.clone(),
@@ -367,13 +382,17 @@ impl Transport {
                     });
                 }
                 *authorizations += 1;
-                auth.on_unauthorized(www.as_deref(), token, *authorizations == 1)
-                    .await?;
+                auth.on_unauthorized(
+                    www.as_deref(),
+                    token.map(|t| &t.token),
+                    *authorizations == 1,
+                )
+                .await?;
                 return Ok(Step::Retry);
             }
             403 if www
                 .as_deref()
-                .and_then(find_bearer)
+                .and_then(find_oauth)
                 .is_some_and(|c| c.get("error") == Some("insufficient_scope")) =>
             {
                 let www = www.unwrap_or_default();
@@ -383,7 +402,7 @@ impl Transport {
                     });
                 };
                 if *authorizations >= max {
-                    let scopes = find_bearer(&www)
+                    let scopes = find_oauth(&www)
                         .and_then(|c| c.get("scope").map(str::to_owned))
                         .unwrap_or_default();
                     return Err(ClientError::InsufficientScope {
@@ -460,15 +479,26 @@ impl Transport {
         Ok(Step::Done(Some(value)))
     }
 
+    /// The headers every request carries: the access token as the OAuth client presents it
+    /// for `htm` (Bearer, or DPoP with a proof), the session and the protocol version.
     fn common_headers(
         &self,
         mut request: reqwest::RequestBuilder,
         session: &Session,
         method: &str,
-        token: Option<&Secret>,
+        htm: &str,
+        token: Option<&AccessToken>,
     ) -> reqwest::RequestBuilder {
-        if let Some(token) = token {
-            request = request.header(AUTHORIZATION, format!("Bearer {}", token.expose()));
+        if let (Some(auth), Some(token)) = (&self.auth, token) {
+            match auth.authorization(token, htm, &self.url) {
+                Ok(headers) => {
+                    for (name, value) in headers {
+                        request = request.header(name, value);
+                    }
+                }
+                // Sent without a token, the request earns a 401 that says what is missing.
+                Err(e) => tracing::warn!(error = %e, "the access token cannot be presented"),
+            }
         }
         if let Some(sid) = &session.session_id {
             request = request.header("Mcp-Session-Id", sid.as_str());
@@ -533,7 +563,7 @@ impl Transport {
         };
         let request = self.http.delete(&self.url);
         let result = self
-            .common_headers(request, &session, "", token.as_ref())
+            .common_headers(request, &session, "", "DELETE", token.as_ref())
             .send()
             .await;
         self.update(|s| {

@@ -171,6 +171,7 @@ async fn concurrent_writers_never_expose_a_partial_file() {
         scope: None,
         denied_scopes: vec![],
         updated_at: i as i64,
+        dpop_key: None,
     };
     store.save(&entry(0)).unwrap();
     let writers: Vec<_> = (1..6)

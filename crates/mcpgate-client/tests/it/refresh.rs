@@ -45,6 +45,7 @@ fn seed(mock: &Mock, dir: &std::path::Path, refresh_token: &str) {
             scope: None,
             denied_scopes: vec![],
             updated_at: now(),
+            dpop_key: None,
         })
         .unwrap();
     mock.seed_refresh_token(refresh_token, "");
@@ -129,8 +130,8 @@ async fn two_holders_refreshing_at_once_spend_the_refresh_token_once() {
     );
     let (ta, tb) = (ta.unwrap().unwrap().unwrap(), tb.unwrap().unwrap().unwrap());
     assert_eq!(
-        ta.expose(),
-        tb.expose(),
+        ta.token.expose(),
+        tb.token.expose(),
         "the second holder used the first one's result"
     );
     assert_eq!(refresh_grants(&mock).len(), 1);
@@ -214,5 +215,5 @@ async fn child_process_refresh() {
     )
     .unwrap();
     let token = oauth.access_token().await.unwrap().unwrap();
-    println!("CHILD-TOKEN={}", token.expose());
+    println!("CHILD-TOKEN={}", token.token.expose());
 }

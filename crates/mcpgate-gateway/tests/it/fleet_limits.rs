@@ -18,6 +18,7 @@ fn principal(sub: &str) -> Principal {
         scopes: mcpgate_types::ScopeSet::new(),
         groups: vec![],
         expires_at: i64::MAX,
+        dpop_jkt: None,
     }
 }
 

@@ -180,6 +180,7 @@ impl Stack {
             Arc::new(AsKeys(as_.state.clone())),
             Some(Arc::new(revocations)),
             Arc::new(as_.clock.clone()),
+            [7u8; 32],
         )
         .expect("guards");
         let audit_store: Arc<dyn mcpgate_store::AuditStore> = as_.store.clone();

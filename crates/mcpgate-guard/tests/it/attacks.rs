@@ -21,7 +21,7 @@ async fn a_valid_token_yields_its_principal() {
     let t = local_guard(RES_A, &[&k]);
     let p = t
         .guard
-        .authenticate(&bearer(&sign(&k, &claims(ISS, RES_A))), None)
+        .authenticate(&req(&bearer(&sign(&k, &claims(ISS, RES_A))), None))
         .await
         .unwrap();
     assert_eq!(p.issuer, ISS);
@@ -37,7 +37,7 @@ async fn a_valid_token_yields_its_principal() {
     c["aud"] = json!(["https://other.example", RES_A]);
     assert!(
         t.guard
-            .authenticate(&bearer(&sign(&e, &c)), None)
+            .authenticate(&req(&bearer(&sign(&e, &c)), None))
             .await
             .is_ok()
     );
@@ -47,7 +47,7 @@ async fn a_valid_token_yields_its_principal() {
 async fn no_token() {
     let t = local_guard(RES_A, &[&key("k1")]);
     assert_eq!(
-        t.guard.authenticate(&HeaderMap::new(), None).await,
+        t.guard.authenticate(&req(&HeaderMap::new(), None)).await,
         Err(Challenge::Missing)
     );
 }
@@ -58,10 +58,13 @@ async fn token_in_query_string() {
     let t = local_guard(RES_A, &[&k]);
     let token = sign(&k, &claims(ISS, RES_A));
     let q = format!("access_token={token}");
-    let r = t.guard.authenticate(&HeaderMap::new(), Some(&q)).await;
+    let r = t
+        .guard
+        .authenticate(&req(&HeaderMap::new(), Some(&q)))
+        .await;
     assert!(matches!(r, Err(Challenge::InvalidRequest(_))), "{r:?}");
     // Even alongside a valid header.
-    let r = t.guard.authenticate(&bearer(&token), Some(&q)).await;
+    let r = t.guard.authenticate(&req(&bearer(&token), Some(&q))).await;
     assert!(matches!(r, Err(Challenge::InvalidRequest(_))), "{r:?}");
 }
 
@@ -71,8 +74,13 @@ async fn token_for_resource_a_used_on_b() {
     let a = local_guard(RES_A, &[&k]);
     let b = local_guard(RES_B, &[&k]);
     let token = sign(&k, &claims(ISS, RES_A));
-    assert!(a.guard.authenticate(&bearer(&token), None).await.is_ok());
-    let d = invalid_token(b.guard.authenticate(&bearer(&token), None).await);
+    assert!(
+        a.guard
+            .authenticate(&req(&bearer(&token), None))
+            .await
+            .is_ok()
+    );
+    let d = invalid_token(b.guard.authenticate(&req(&bearer(&token), None)).await);
     assert_eq!(d, "the token was not issued for this resource");
     // Near misses of the exact string are refused too.
     for aud in [
@@ -81,11 +89,15 @@ async fn token_for_resource_a_used_on_b() {
         "https://gw.example/mcp".into(),
     ] {
         let token = sign(&k, &claims(ISS, &aud));
-        invalid_token(a.guard.authenticate(&bearer(&token), None).await);
+        invalid_token(a.guard.authenticate(&req(&bearer(&token), None)).await);
     }
     let mut c = claims(ISS, RES_A);
     c.as_object_mut().unwrap().remove("aud");
-    invalid_token(a.guard.authenticate(&bearer(&sign(&k, &c)), None).await);
+    invalid_token(
+        a.guard
+            .authenticate(&req(&bearer(&sign(&k, &c)), None))
+            .await,
+    );
 }
 
 #[tokio::test]
@@ -94,13 +106,17 @@ async fn expired_with_bounded_leeway() {
     let t = local_guard(RES_A, &[&k]);
     let mut c = claims(ISS, RES_A);
     c["exp"] = json!(NOW - 61);
-    let d = invalid_token(t.guard.authenticate(&bearer(&sign(&k, &c)), None).await);
+    let d = invalid_token(
+        t.guard
+            .authenticate(&req(&bearer(&sign(&k, &c)), None))
+            .await,
+    );
     assert_eq!(d, "the token has expired");
     // Inside the 60 s leeway it still passes.
     c["exp"] = json!(NOW - 59);
     assert!(
         t.guard
-            .authenticate(&bearer(&sign(&k, &c)), None)
+            .authenticate(&req(&bearer(&sign(&k, &c)), None))
             .await
             .is_ok()
     );
@@ -112,7 +128,11 @@ async fn nbf_in_the_future() {
     let t = local_guard(RES_A, &[&k]);
     let mut c = claims(ISS, RES_A);
     c["nbf"] = json!(NOW + 61);
-    let d = invalid_token(t.guard.authenticate(&bearer(&sign(&k, &c)), None).await);
+    let d = invalid_token(
+        t.guard
+            .authenticate(&req(&bearer(&sign(&k, &c)), None))
+            .await,
+    );
     assert_eq!(d, "the token is not valid yet");
 }
 
@@ -127,14 +147,18 @@ async fn wrong_issuer() {
     ] {
         let d = invalid_token(
             t.guard
-                .authenticate(&bearer(&sign(&k, &claims(iss, RES_A))), None)
+                .authenticate(&req(&bearer(&sign(&k, &claims(iss, RES_A))), None))
                 .await,
         );
         assert_eq!(d, "the token issuer is not trusted");
     }
     let mut c = claims(ISS, RES_A);
     c.as_object_mut().unwrap().remove("iss");
-    invalid_token(t.guard.authenticate(&bearer(&sign(&k, &c)), None).await);
+    invalid_token(
+        t.guard
+            .authenticate(&req(&bearer(&sign(&k, &c)), None))
+            .await,
+    );
 }
 
 #[tokio::test]
@@ -149,12 +173,12 @@ async fn alg_none() {
         let h = URL_SAFE_NO_PAD.encode(header);
         invalid_token(
             t.guard
-                .authenticate(&bearer(&format!("{h}.{payload}.")), None)
+                .authenticate(&req(&bearer(&format!("{h}.{payload}.")), None))
                 .await,
         );
         invalid_token(
             t.guard
-                .authenticate(&bearer(&format!("{h}.{payload}.e30")), None)
+                .authenticate(&req(&bearer(&format!("{h}.{payload}.e30")), None))
                 .await,
         );
     }
@@ -176,7 +200,7 @@ async fn hs256_signed_with_the_public_key() {
             &jsonwebtoken::EncodingKey::from_secret(secret),
         )
         .unwrap();
-        let d = invalid_token(t.guard.authenticate(&bearer(&forged), None).await);
+        let d = invalid_token(t.guard.authenticate(&req(&bearer(&forged), None)).await);
         assert_eq!(d, "the token algorithm is not allowed");
     }
 }
@@ -188,7 +212,7 @@ async fn unknown_kid() {
     let stranger = key("k2");
     let d = invalid_token(
         t.guard
-            .authenticate(&bearer(&sign(&stranger, &claims(ISS, RES_A))), None)
+            .authenticate(&req(&bearer(&sign(&stranger, &claims(ISS, RES_A))), None))
             .await,
     );
     assert_eq!(d, "the token is signed with an unknown key");
@@ -196,7 +220,7 @@ async fn unknown_kid() {
     let impostor = key("k1");
     let d = invalid_token(
         t.guard
-            .authenticate(&bearer(&sign(&impostor, &claims(ISS, RES_A))), None)
+            .authenticate(&req(&bearer(&sign(&impostor, &claims(ISS, RES_A))), None))
             .await,
     );
     assert_eq!(d, "the token signature is invalid");
@@ -216,13 +240,13 @@ async fn tampered_payload() {
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap()),
         parts[2]
     );
-    let d = invalid_token(t.guard.authenticate(&bearer(&forged), None).await);
+    let d = invalid_token(t.guard.authenticate(&req(&bearer(&forged), None)).await);
     assert_eq!(d, "the token signature is invalid");
     // A flipped signature bit.
     let mut sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
     sig[5] ^= 1;
     let flipped = format!("{}.{}.{}", parts[0], parts[1], URL_SAFE_NO_PAD.encode(sig));
-    invalid_token(t.guard.authenticate(&bearer(&flipped), None).await);
+    invalid_token(t.guard.authenticate(&req(&bearer(&flipped), None)).await);
 }
 
 #[tokio::test]
@@ -230,15 +254,20 @@ async fn retired_key_is_refused_even_when_cached() {
     let (old, new) = (key("old"), key("new"));
     let t = local_guard(RES_A, &[&old, &new]);
     let token = sign(&old, &claims(ISS, RES_A));
-    assert!(t.guard.authenticate(&bearer(&token), None).await.is_ok());
+    assert!(
+        t.guard
+            .authenticate(&req(&bearer(&token), None))
+            .await
+            .is_ok()
+    );
     assert_eq!(t.guard.cached_tokens(), 1);
     t.keys.set(&[&new]);
-    let d = invalid_token(t.guard.authenticate(&bearer(&token), None).await);
+    let d = invalid_token(t.guard.authenticate(&req(&bearer(&token), None)).await);
     assert_eq!(d, "the token is signed with an unknown key");
     assert_eq!(t.guard.cached_tokens(), 0);
     assert!(
         t.guard
-            .authenticate(&bearer(&sign(&new, &claims(ISS, RES_A))), None)
+            .authenticate(&req(&bearer(&sign(&new, &claims(ISS, RES_A))), None))
             .await
             .is_ok()
     );
@@ -250,7 +279,7 @@ async fn typ_is_required_unless_configured_off() {
     let t = local_guard(RES_A, &[&k]);
     for typ in ["JWT", "jwt", "id_token+jwt"] {
         let token = k.sign(typ, &claims(ISS, RES_A)).unwrap();
-        let d = invalid_token(t.guard.authenticate(&bearer(&token), None).await);
+        let d = invalid_token(t.guard.authenticate(&req(&bearer(&token), None)).await);
         assert_eq!(d, "the token is not an access token (typ)");
     }
     // No typ header at all.
@@ -259,13 +288,13 @@ async fn typ_is_required_unless_configured_off() {
     h.typ = None;
     let der = jsonwebtoken::EncodingKey::from_ec_der(k.pkcs8());
     let untyped = jsonwebtoken::encode(&h, &claims(ISS, RES_A), &der).unwrap();
-    invalid_token(t.guard.authenticate(&bearer(&untyped), None).await);
+    invalid_token(t.guard.authenticate(&req(&bearer(&untyped), None)).await);
     assert!(
         t.guard
-            .authenticate(
+            .authenticate(&req(
                 &bearer(&k.sign("application/at+jwt", &claims(ISS, RES_A)).unwrap()),
                 None
-            )
+            ))
             .await
             .is_ok()
     );
@@ -274,7 +303,7 @@ async fn typ_is_required_unless_configured_off() {
     let lax = local_guard_with(RES_A, &[&k], |i| i.with_typ(None));
     assert!(
         lax.guard
-            .authenticate(&bearer(&untyped), None)
+            .authenticate(&req(&bearer(&untyped), None))
             .await
             .is_ok()
     );
@@ -288,14 +317,18 @@ async fn scp_array_and_azp_fallback() {
                    "scp": ["notes:read", "notes:admin"], "exp": NOW + 60});
     let p = t
         .guard
-        .authenticate(&bearer(&sign(&k, &c)), None)
+        .authenticate(&req(&bearer(&sign(&k, &c)), None))
         .await
         .unwrap();
     assert_eq!(p.scopes.to_string(), "notes:admin notes:read");
     assert_eq!(p.client_id, "ext-client");
     assert!(p.groups.is_empty());
     let c = json!({"iss": ISS, "aud": RES_A, "sub": "u", "exp": NOW + 60});
-    let d = invalid_token(t.guard.authenticate(&bearer(&sign(&k, &c)), None).await);
+    let d = invalid_token(
+        t.guard
+            .authenticate(&req(&bearer(&sign(&k, &c)), None))
+            .await,
+    );
     assert_eq!(d, "the token names no client");
 }
 
@@ -306,7 +339,7 @@ async fn two_authorization_headers() {
     let token = sign(&k, &claims(ISS, RES_A));
     let mut h = bearer(&token);
     h.append("authorization", format!("Bearer {token}").parse().unwrap());
-    let r = t.guard.authenticate(&h, None).await;
+    let r = t.guard.authenticate(&req(&h, None)).await;
     assert!(matches!(r, Err(Challenge::InvalidRequest(_))), "{r:?}");
 }
 
@@ -319,7 +352,7 @@ async fn basic_scheme_counts_as_no_token() {
         "Basic Y2xpZW50OnNlY3JldA==".parse().unwrap(),
     );
     assert_eq!(
-        t.guard.authenticate(&h, None).await,
+        t.guard.authenticate(&req(&h, None)).await,
         Err(Challenge::Missing)
     );
     // A lower-case bearer scheme is fine.
@@ -332,13 +365,13 @@ async fn basic_scheme_counts_as_no_token() {
             .parse()
             .unwrap(),
     );
-    assert!(t.guard.authenticate(&h, None).await.is_ok());
+    assert!(t.guard.authenticate(&req(&h, None)).await.is_ok());
 }
 
 #[tokio::test]
 async fn garbage_and_opaque_tokens_without_introspection() {
     let t = local_guard(RES_A, &[&key("k1")]);
     for token in ["opaque-token-value", "a.b.c", "e30.e30.e30", "x.y.z.w.v"] {
-        invalid_token(t.guard.authenticate(&bearer(token), None).await);
+        invalid_token(t.guard.authenticate(&req(&bearer(token), None)).await);
     }
 }

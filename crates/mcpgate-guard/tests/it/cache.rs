@@ -11,11 +11,19 @@ async fn repeats_are_answered_without_reverifying() {
     let k = key("k1");
     let t = local_guard(RES_A, &[&k]);
     let token = sign(&k, &claims(ISS, RES_A));
-    let first = t.guard.authenticate(&bearer(&token), None).await.unwrap();
+    let first = t
+        .guard
+        .authenticate(&req(&bearer(&token), None))
+        .await
+        .unwrap();
     assert_eq!(t.guard.stats().verifications, 1);
     let after_first = t.keys.calls();
     for _ in 0..50 {
-        let again = t.guard.authenticate(&bearer(&token), None).await.unwrap();
+        let again = t
+            .guard
+            .authenticate(&req(&bearer(&token), None))
+            .await
+            .unwrap();
         assert_eq!(again, first);
     }
     let stats = t.guard.stats();
@@ -32,20 +40,35 @@ async fn entries_expire_at_exp() {
     let mut c = claims(ISS, RES_A);
     c["exp"] = json!(NOW + 10);
     let token = sign(&k, &c);
-    assert!(t.guard.authenticate(&bearer(&token), None).await.is_ok());
+    assert!(
+        t.guard
+            .authenticate(&req(&bearer(&token), None))
+            .await
+            .is_ok()
+    );
     t.clock.advance(9);
-    assert!(t.guard.authenticate(&bearer(&token), None).await.is_ok());
+    assert!(
+        t.guard
+            .authenticate(&req(&bearer(&token), None))
+            .await
+            .is_ok()
+    );
     assert_eq!(t.guard.stats().verifications, 1);
     // At exp the entry is gone: the token is verified again (and passes within the leeway,
     // without being cached again).
     t.clock.advance(1);
-    assert!(t.guard.authenticate(&bearer(&token), None).await.is_ok());
+    assert!(
+        t.guard
+            .authenticate(&req(&bearer(&token), None))
+            .await
+            .is_ok()
+    );
     assert_eq!(t.guard.stats().verifications, 2);
     assert_eq!(t.guard.cached_tokens(), 0);
     // Past the leeway it is refused.
     t.clock.advance(60);
     assert_eq!(
-        t.guard.authenticate(&bearer(&token), None).await,
+        t.guard.authenticate(&req(&bearer(&token), None)).await,
         Err(Challenge::InvalidToken("the token has expired".into()))
     );
 }
@@ -56,10 +79,30 @@ async fn a_cache_never_answers_for_another_resource() {
     let a = local_guard(RES_A, &[&k]);
     let b = local_guard(RES_B, &[&k]);
     let token = sign(&k, &claims(ISS, RES_A));
-    assert!(a.guard.authenticate(&bearer(&token), None).await.is_ok());
-    assert!(b.guard.authenticate(&bearer(&token), None).await.is_err());
-    assert!(a.guard.authenticate(&bearer(&token), None).await.is_ok());
-    assert!(b.guard.authenticate(&bearer(&token), None).await.is_err());
+    assert!(
+        a.guard
+            .authenticate(&req(&bearer(&token), None))
+            .await
+            .is_ok()
+    );
+    assert!(
+        b.guard
+            .authenticate(&req(&bearer(&token), None))
+            .await
+            .is_err()
+    );
+    assert!(
+        a.guard
+            .authenticate(&req(&bearer(&token), None))
+            .await
+            .is_ok()
+    );
+    assert!(
+        b.guard
+            .authenticate(&req(&bearer(&token), None))
+            .await
+            .is_err()
+    );
     assert_eq!(b.guard.cached_tokens(), 0);
 }
 
@@ -78,7 +121,7 @@ async fn the_cache_is_bounded_and_can_be_disabled() {
         c["jti"] = json!(i);
         assert!(
             guard
-                .authenticate(&bearer(&sign(&k, &c)), None)
+                .authenticate(&req(&bearer(&sign(&k, &c)), None))
                 .await
                 .is_ok()
         );
@@ -95,7 +138,12 @@ async fn the_cache_is_bounded_and_can_be_disabled() {
     let guard = mcpgate_guard::Guard::new(cfg).unwrap();
     let token = sign(&k, &claims(ISS, RES_A));
     for _ in 0..3 {
-        assert!(guard.authenticate(&bearer(&token), None).await.is_ok());
+        assert!(
+            guard
+                .authenticate(&req(&bearer(&token), None))
+                .await
+                .is_ok()
+        );
     }
     assert_eq!(guard.stats().verifications, 3);
 }

@@ -226,6 +226,7 @@ async fn prm_is_served_without_a_token() {
             "authorization_servers": [ISS],
             "scopes_supported": ["notes:read"],
             "bearer_methods_supported": ["header"],
+            "dpop_signing_alg_values_supported": ["ES256", "EdDSA", "RS256", "PS256"],
         })
     );
     let _ = Arc::clone(&t.guard);

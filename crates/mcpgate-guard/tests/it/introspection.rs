@@ -52,7 +52,7 @@ async fn happy_path_with_client_secret_basic_and_a_short_cache() {
     s.server.answer("opaque-1", active(&s.server.base));
     let p = s
         .guard
-        .authenticate(&bearer("opaque-1"), None)
+        .authenticate(&req(&bearer("opaque-1"), None))
         .await
         .unwrap();
     assert_eq!(
@@ -76,7 +76,7 @@ async fn happy_path_with_client_secret_basic_and_a_short_cache() {
     s.clock.advance(29);
     assert!(
         s.guard
-            .authenticate(&bearer("opaque-1"), None)
+            .authenticate(&req(&bearer("opaque-1"), None))
             .await
             .is_ok()
     );
@@ -84,7 +84,7 @@ async fn happy_path_with_client_secret_basic_and_a_short_cache() {
     s.clock.advance(1);
     assert!(
         s.guard
-            .authenticate(&bearer("opaque-1"), None)
+            .authenticate(&req(&bearer("opaque-1"), None))
             .await
             .is_ok()
     );
@@ -100,14 +100,14 @@ async fn the_cache_never_outlives_exp() {
     s.server.answer("opaque-2", a);
     assert!(
         s.guard
-            .authenticate(&bearer("opaque-2"), None)
+            .authenticate(&req(&bearer("opaque-2"), None))
             .await
             .is_ok()
     );
     s.clock.advance(5);
     assert!(
         s.guard
-            .authenticate(&bearer("opaque-2"), None)
+            .authenticate(&req(&bearer("opaque-2"), None))
             .await
             .is_ok()
     );
@@ -117,7 +117,10 @@ async fn the_cache_never_outlives_exp() {
 #[tokio::test]
 async fn inactive_tokens_are_refused() {
     let s = setup().await;
-    let out = s.guard.authenticate(&bearer("never-issued"), None).await;
+    let out = s
+        .guard
+        .authenticate(&req(&bearer("never-issued"), None))
+        .await;
     assert_eq!(
         out,
         Err(Challenge::InvalidToken("the token is not active".into()))
@@ -125,7 +128,7 @@ async fn inactive_tokens_are_refused() {
     // Refusals are not cached.
     assert!(
         s.guard
-            .authenticate(&bearer("never-issued"), None)
+            .authenticate(&req(&bearer("never-issued"), None))
             .await
             .is_err()
     );
@@ -138,7 +141,7 @@ async fn audience_mismatch_is_refused() {
     let mut a = active(&s.server.base);
     a["aud"] = json!(RES_B);
     s.server.answer("for-b", a);
-    let out = s.guard.authenticate(&bearer("for-b"), None).await;
+    let out = s.guard.authenticate(&req(&bearer("for-b"), None)).await;
     assert_eq!(
         out,
         Err(Challenge::InvalidToken(
@@ -148,7 +151,12 @@ async fn audience_mismatch_is_refused() {
     let mut a = active(&s.server.base);
     a.as_object_mut().unwrap().remove("aud");
     s.server.answer("no-aud", a);
-    assert!(s.guard.authenticate(&bearer("no-aud"), None).await.is_err());
+    assert!(
+        s.guard
+            .authenticate(&req(&bearer("no-aud"), None))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -157,7 +165,7 @@ async fn other_issuer_and_refresh_tokens_are_refused() {
     let mut a = active(&s.server.base);
     a["iss"] = json!("https://evil.example");
     s.server.answer("foreign", a);
-    let out = s.guard.authenticate(&bearer("foreign"), None).await;
+    let out = s.guard.authenticate(&req(&bearer("foreign"), None)).await;
     assert_eq!(
         out,
         Err(Challenge::InvalidToken(
@@ -168,7 +176,7 @@ async fn other_issuer_and_refresh_tokens_are_refused() {
     let mut a = active(&s.server.base);
     a["token_type"] = json!("refresh_token");
     s.server.answer("refresh", a);
-    let out = s.guard.authenticate(&bearer("refresh"), None).await;
+    let out = s.guard.authenticate(&req(&bearer("refresh"), None)).await;
     assert_eq!(
         out,
         Err(Challenge::InvalidToken(

@@ -4,6 +4,7 @@
 mod attacks;
 mod cache;
 mod challenges;
+mod dpop;
 mod introspection;
 mod remote;
 mod revocation;

@@ -38,9 +38,9 @@ async fn concurrently(
     for _ in 0..n {
         let guard = guard.clone();
         let h = bearer(token);
-        tasks.push(tokio::spawn(
-            async move { guard.authenticate(&h, None).await },
-        ));
+        tasks.push(tokio::spawn(async move {
+            guard.authenticate(&req(&h, None)).await
+        }));
     }
     let mut out = Vec::new();
     for t in tasks {
@@ -68,7 +68,7 @@ async fn unknown_kid_refetches_at_most_once_per_interval() {
     let iss = r.server.base.clone();
     assert!(
         r.guard
-            .authenticate(&bearer(&sign(&k1, &claims(&iss, RES_A))), None)
+            .authenticate(&req(&bearer(&sign(&k1, &claims(&iss, RES_A))), None))
             .await
             .is_ok()
     );
@@ -93,7 +93,12 @@ async fn unknown_kid_refetches_at_most_once_per_interval() {
             .all(|r| matches!(r, Err(Challenge::InvalidToken(_))))
     );
     assert_eq!(r.server.jwks_hits(), 2);
-    assert!(r.guard.authenticate(&bearer(&unknown), None).await.is_err());
+    assert!(
+        r.guard
+            .authenticate(&req(&bearer(&unknown), None))
+            .await
+            .is_err()
+    );
     assert_eq!(r.server.jwks_hits(), 2);
 
     // The issuer publishes k2 (rotation); the next interval picks it up.
@@ -104,7 +109,12 @@ async fn unknown_kid_refetches_at_most_once_per_interval() {
     assert_eq!(r.server.jwks_hits(), 3);
     // Known keys never cause a fetch.
     let fresh = sign(&k1, &json_with_sub(&iss, "user-2"));
-    assert!(r.guard.authenticate(&bearer(&fresh), None).await.is_ok());
+    assert!(
+        r.guard
+            .authenticate(&req(&bearer(&fresh), None))
+            .await
+            .is_ok()
+    );
     assert_eq!(r.server.jwks_hits(), 3);
     assert_eq!(r.guard.stats().key_fetches, 3);
 }
@@ -122,15 +132,25 @@ async fn retired_remote_key_is_refused_after_the_set_is_refreshed() {
     r.server.set_jwks(&[&old, &new]);
     let iss = r.server.base.clone();
     let token = sign(&old, &claims(&iss, RES_A));
-    assert!(r.guard.authenticate(&bearer(&token), None).await.is_ok());
+    assert!(
+        r.guard
+            .authenticate(&req(&bearer(&token), None))
+            .await
+            .is_ok()
+    );
     r.server.set_jwks(&[&new]);
     // Still within the JWKS max age (300 s): the cached set is used.
     r.clock.advance(100);
-    assert!(r.guard.authenticate(&bearer(&token), None).await.is_ok());
+    assert!(
+        r.guard
+            .authenticate(&req(&bearer(&token), None))
+            .await
+            .is_ok()
+    );
     assert_eq!(r.server.jwks_hits(), 1);
     // Past it, the set is refreshed and the retired key no longer verifies, cached or not.
     r.clock.advance(201);
-    let out = r.guard.authenticate(&bearer(&token), None).await;
+    let out = r.guard.authenticate(&req(&bearer(&token), None)).await;
     assert_eq!(
         out,
         Err(Challenge::InvalidToken(
@@ -140,7 +160,7 @@ async fn retired_remote_key_is_refused_after_the_set_is_refreshed() {
     assert_eq!(r.server.jwks_hits(), 2);
     assert!(
         r.guard
-            .authenticate(&bearer(&sign(&new, &claims(&iss, RES_A))), None)
+            .authenticate(&req(&bearer(&sign(&new, &claims(&iss, RES_A))), None))
             .await
             .is_ok()
     );
@@ -153,7 +173,12 @@ async fn jwks_uri_is_discovered_from_metadata() {
     r.server.set_jwks(&[&k]);
     assert!(r.guard.prefetch_keys().await.is_empty());
     let token = sign(&k, &claims(&r.server.base, RES_A));
-    assert!(r.guard.authenticate(&bearer(&token), None).await.is_ok());
+    assert!(
+        r.guard
+            .authenticate(&req(&bearer(&token), None))
+            .await
+            .is_ok()
+    );
     assert_eq!(
         r.server
             .state
@@ -174,7 +199,7 @@ async fn metadata_with_another_issuer_is_not_used() {
     assert_eq!(r.guard.prefetch_keys().await, vec![r.server.base.clone()]);
     let token = sign(&k, &claims(&r.server.base, RES_A));
     r.clock.advance(31);
-    let out = r.guard.authenticate(&bearer(&token), None).await;
+    let out = r.guard.authenticate(&req(&bearer(&token), None)).await;
     assert_eq!(
         out,
         Err(Challenge::InvalidToken(
@@ -198,7 +223,12 @@ async fn a_private_jwks_host_is_refused_by_the_default_policy() {
     );
     let guard = Guard::new(config(RES_A, &clock).with_issuer(issuer)).unwrap();
     let token = sign(&k, &claims(&server.base, RES_A));
-    assert!(guard.authenticate(&bearer(&token), None).await.is_err());
+    assert!(
+        guard
+            .authenticate(&req(&bearer(&token), None))
+            .await
+            .is_err()
+    );
     assert_eq!(server.jwks_hits(), 0);
 }
 
@@ -210,12 +240,17 @@ async fn a_cancelled_request_does_not_abort_the_key_fetch() {
     let token = sign(&k, &claims(&r.server.base, RES_A));
     let guard = r.guard.clone();
     let h = bearer(&token);
-    let request = tokio::spawn(async move { guard.authenticate(&h, None).await });
+    let request = tokio::spawn(async move { guard.authenticate(&req(&h, None)).await });
     // The test server answers the JWKS after 50 ms; the client goes away before that.
     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     request.abort();
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     // Within the refetch interval, yet the keys are there: the fetch completed on its own.
-    assert!(r.guard.authenticate(&bearer(&token), None).await.is_ok());
+    assert!(
+        r.guard
+            .authenticate(&req(&bearer(&token), None))
+            .await
+            .is_ok()
+    );
     assert_eq!(r.server.jwks_hits(), 1);
 }

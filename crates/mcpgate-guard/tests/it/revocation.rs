@@ -54,11 +54,21 @@ async fn cache_hits_ask_again_only_when_the_generation_moves() {
     let mut c = claims(ISS, RES_A);
     c["grant"] = json!("g-1");
     let token = sign(&k, &c);
-    assert!(guard.authenticate(&bearer(&token), None).await.is_ok());
+    assert!(
+        guard
+            .authenticate(&req(&bearer(&token), None))
+            .await
+            .is_ok()
+    );
     assert_eq!(switch.asked.load(Ordering::SeqCst), 1);
     assert_eq!(switch.last_grant.lock().unwrap().as_deref(), Some("g-1"));
     for _ in 0..10 {
-        assert!(guard.authenticate(&bearer(&token), None).await.is_ok());
+        assert!(
+            guard
+                .authenticate(&req(&bearer(&token), None))
+                .await
+                .is_ok()
+        );
     }
     assert_eq!(
         switch.asked.load(Ordering::SeqCst),
@@ -69,9 +79,15 @@ async fn cache_hits_ask_again_only_when_the_generation_moves() {
     // Revoked, and the generation says so: the cached token is refused and dropped.
     *switch.status.lock().unwrap() = Some(RevocationStatus::Revoked);
     switch.generation.store(2, Ordering::SeqCst);
-    assert_eq!(guard.authenticate(&bearer(&token), None).await, revoked());
+    assert_eq!(
+        guard.authenticate(&req(&bearer(&token), None)).await,
+        revoked()
+    );
     assert_eq!(guard.cached_tokens(), 0);
-    assert_eq!(guard.authenticate(&bearer(&token), None).await, revoked());
+    assert_eq!(
+        guard.authenticate(&req(&bearer(&token), None)).await,
+        revoked()
+    );
     assert_eq!(
         guard.stats().verifications,
         2,
@@ -81,7 +97,12 @@ async fn cache_hits_ask_again_only_when_the_generation_moves() {
     // Lifted: accepted again.
     *switch.status.lock().unwrap() = Some(RevocationStatus::Live);
     switch.generation.store(3, Ordering::SeqCst);
-    assert!(guard.authenticate(&bearer(&token), None).await.is_ok());
+    assert!(
+        guard
+            .authenticate(&req(&bearer(&token), None))
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -91,7 +112,7 @@ async fn a_set_never_loaded_refuses() {
     let (guard, k) = guard_with(&switch);
     let token = sign(&k, &claims(ISS, RES_A));
     assert_eq!(
-        guard.authenticate(&bearer(&token), None).await,
+        guard.authenticate(&req(&bearer(&token), None)).await,
         Err(Challenge::InvalidToken(
             "the token's revocation status is unavailable".into()
         ))
@@ -116,6 +137,11 @@ async fn other_issuers_are_not_asked() {
         ));
     let guard = Guard::new(cfg).unwrap();
     let token = sign(&other, &claims("https://other.example", RES_A));
-    assert!(guard.authenticate(&bearer(&token), None).await.is_ok());
+    assert!(
+        guard
+            .authenticate(&req(&bearer(&token), None))
+            .await
+            .is_ok()
+    );
     assert_eq!(switch.asked.load(Ordering::SeqCst), 0);
 }

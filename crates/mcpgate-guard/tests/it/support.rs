@@ -48,6 +48,17 @@ pub fn sign(k: &SigningKey, c: &Value) -> String {
     k.sign("at+jwt", c).unwrap()
 }
 
+/// A `POST /mcp/a` (with `query`, if any) carrying `headers`, as the guard receives it.
+pub fn req(headers: &HeaderMap, query: Option<&str>) -> http::request::Parts {
+    let uri = match query {
+        Some(q) => format!("/mcp/a?{q}"),
+        None => "/mcp/a".to_owned(),
+    };
+    let (mut parts, ()) = http::Request::post(uri).body(()).unwrap().into_parts();
+    parts.headers = headers.clone();
+    parts
+}
+
 pub fn bearer(token: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert("authorization", format!("Bearer {token}").parse().unwrap());

@@ -207,6 +207,8 @@ pub(crate) fn family(family_id: &str, client_id: &str, user_id: &str) -> Refresh
         created_at: NOW,
         expires_at: NOW + 86_400,
         revoked_at: None,
+        // Every family in these tests is bound, so each round trip checks the column.
+        dpop_jkt: Some(format!("jkt-of-{family_id}")),
     }
 }
 

@@ -20,9 +20,10 @@
 //! `settle_rotation_in`.
 
 /// Binds a code exchange's grant step, numbered as both backends' SQL
-/// numbers it: `$1` now, `$2` the code, `$3`–`$12` the family (in
-/// [`family_cols!`](crate::sql::rows::family_cols) order), `$13`–`$18` its
-/// first token ([`token_cols!`](crate::sql::rows::token_cols)). Values are
+/// numbers it: `$1` now, `$2` the code, `$3`–`$12` and `$19` the family (in
+/// [`family_cols!`](crate::sql::rows::family_cols) order; its last column,
+/// added later, is numbered last), `$13`–`$18` its first token
+/// ([`token_cols!`](crate::sql::rows::token_cols)). Values are
 /// bound owned, so the query may outlive the records (SQLite's writer task).
 /// Expands to an expression that uses `?` (list encoding).
 macro_rules! bind_redeem_with_family {
@@ -46,6 +47,7 @@ macro_rules! bind_redeem_with_family {
             .bind($first.created_at)
             .bind($first.expires_at)
             .bind($first.rotated_at)
+            .bind($f.dpop_jkt.clone())
     };
 }
 pub(crate) use bind_redeem_with_family;
@@ -120,7 +122,7 @@ macro_rules! impl_grant_stores {
                 let done = ::sqlx::query::<$db>(concat!(
                     "INSERT INTO refresh_families (",
                     $crate::sql::rows::family_cols!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
                      ON CONFLICT (family_id) DO NOTHING"
                 ))
                 .bind(family.family_id.as_str())
@@ -133,6 +135,7 @@ macro_rules! impl_grant_stores {
                 .bind(family.created_at)
                 .bind(family.expires_at)
                 .bind(family.revoked_at)
+                .bind(family.dpop_jkt.as_deref())
                 .execute(&mut **tx)
                 .await
                 .map_err($crate::sql::db_err)?;

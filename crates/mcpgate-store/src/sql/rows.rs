@@ -281,7 +281,7 @@ impl TryFrom<CodeUserRow> for (AuthCodeRecord, UserRecord) {
 macro_rules! family_cols {
     () => {
         "family_id, client_id, user_id, resource, scopes, auth_time, code_hash, created_at, \
-         expires_at, revoked_at"
+         expires_at, revoked_at, dpop_jkt"
     };
 }
 pub(crate) use family_cols;
@@ -298,6 +298,7 @@ pub(crate) struct FamilyRow {
     created_at: i64,
     expires_at: i64,
     revoked_at: Option<i64>,
+    dpop_jkt: Option<String>,
 }
 
 impl TryFrom<FamilyRow> for RefreshFamilyRecord {
@@ -314,6 +315,7 @@ impl TryFrom<FamilyRow> for RefreshFamilyRecord {
             created_at: r.created_at,
             expires_at: r.expires_at,
             revoked_at: r.revoked_at,
+            dpop_jkt: r.dpop_jkt,
         })
     }
 }
@@ -357,7 +359,8 @@ macro_rules! token_family_cols {
         "t.token_hash, t.family_id, t.scopes, t.created_at, t.expires_at, t.rotated_at, \
          f.client_id AS f_client_id, f.user_id AS f_user_id, f.resource AS f_resource, \
          f.scopes AS f_scopes, f.auth_time AS f_auth_time, f.code_hash AS f_code_hash, \
-         f.created_at AS f_created_at, f.expires_at AS f_expires_at, f.revoked_at AS f_revoked_at"
+         f.created_at AS f_created_at, f.expires_at AS f_expires_at, f.revoked_at AS f_revoked_at, \
+         f.dpop_jkt AS f_dpop_jkt"
     };
 }
 pub(crate) use token_family_cols;
@@ -375,6 +378,7 @@ pub(crate) struct TokenFamilyRow {
     f_created_at: i64,
     f_expires_at: i64,
     f_revoked_at: Option<i64>,
+    f_dpop_jkt: Option<String>,
 }
 
 impl TryFrom<TokenFamilyRow> for (RefreshTokenRecord, RefreshFamilyRecord) {
@@ -392,6 +396,7 @@ impl TryFrom<TokenFamilyRow> for (RefreshTokenRecord, RefreshFamilyRecord) {
             created_at: r.f_created_at,
             expires_at: r.f_expires_at,
             revoked_at: r.f_revoked_at,
+            dpop_jkt: r.f_dpop_jkt,
         }
         .try_into()?;
         Ok((token, family))

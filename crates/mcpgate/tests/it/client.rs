@@ -158,6 +158,9 @@ fn stored_secrets(token_dir: &Path) -> Vec<String> {
                     secrets.push(s.to_string());
                 }
             }
+            if let Some(k) = v["dpop_key"]["pkcs8"].as_str() {
+                secrets.push(k.to_string());
+            }
         }
     }
     secrets
@@ -268,6 +271,111 @@ async fn login_tools_call_status_logout_against_the_own_gateway() {
     assert!(!out.status.success());
     assert!(out.stderr.contains("not logged in"), "{}", out.stderr);
 
+    let log = srv.stop().await;
+    assert_no_secret(&secrets, "the server log", &log);
+}
+
+/// An `initialize` POST to the gateway with the given `Authorization` (and `DPoP` proof).
+async fn raw_initialize(url: &str, authorization: &str, proof: Option<&str>) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("authorization", authorization)
+        .header("accept", "application/json, text/event-stream")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "thief", "version": "1"}}}),
+        );
+    if let Some(p) = proof {
+        req = req.header("dpop", p);
+    }
+    req.send().await.expect("POST")
+}
+
+#[tokio::test]
+async fn the_cli_holds_dpop_bound_tokens_that_are_useless_when_stolen() {
+    let (env, srv, tokens) = setup().await;
+    let url = srv.resource.clone();
+    let dir = tokens.path();
+    // Our AS and gateway both offer DPoP: the CLI takes a bound token by default.
+    let out = login(&env, &srv, dir, &[]).await;
+    assert!(out.status.success(), "login failed:\n{}", out.stderr);
+    assert!(out.stderr.contains("bound:    DPoP"), "{}", out.stderr);
+    let (_, file) = token_file(dir);
+    assert!(file["dpop_key"]["pkcs8"].is_string(), "{file}");
+    let out = client_cli(&env, "call", dir, &url, &["read_note", r#"{"id": 1}"#]).await;
+    assert!(out.status.success(), "{}", out.stderr);
+
+    // The access token without the key: as Bearer, as DPoP without a proof, and with a
+    // proof from the thief's own key.
+    let stolen = file["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
+    let r = raw_initialize(&url, &format!("Bearer {stolen}"), None).await;
+    assert_eq!(r.status(), 401);
+    let www = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(www.contains("invalid_token"), "{www}");
+    let r = raw_initialize(&url, &format!("DPoP {stolen}"), None).await;
+    assert_eq!(r.status(), 401);
+    let www = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(
+        www.starts_with("DPoP ") && www.contains("invalid_dpop_proof"),
+        "{www}"
+    );
+    let thief = mcpgate_jose::SigningKey::generate("t", mcpgate_jose::KeyAlg::Es256).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let forged = mcpgate_jose::dpop::proof(
+        &thief,
+        "POST",
+        &url,
+        Some(&stolen),
+        None,
+        now,
+        &mcpgate_jose::SystemRng::new(),
+    )
+    .unwrap();
+    let r = raw_initialize(&url, &format!("DPoP {stolen}"), Some(&forged)).await;
+    assert_eq!(r.status(), 401);
+
+    // The refresh token without the key is refused at the token endpoint too.
+    let refresh = file["refresh_token"].as_str().expect("refresh token");
+    let client_file = std::fs::read_dir(dir.join("clients"))
+        .expect("clients dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("a client file");
+    let client: Value =
+        serde_json::from_str(&std::fs::read_to_string(client_file).unwrap()).expect("JSON");
+    let r = reqwest::Client::new()
+        .post(format!("{}/oauth/token", srv.issuer))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            (
+                "client_id",
+                client["client_id"].as_str().expect("client_id"),
+            ),
+        ])
+        .send()
+        .await
+        .expect("POST");
+    let body: Value = r.json().await.expect("JSON");
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+
+    // `--no-dpop` takes a bearer token, and that works as before.
+    let plain = tempfile::tempdir().expect("token dir");
+    let out = login(&env, &srv, plain.path(), &["--no-dpop"]).await;
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(!out.stderr.contains("bound:"), "{}", out.stderr);
+    assert!(token_file(plain.path()).1.get("dpop_key").is_none());
+    let out = client_cli(&env, "tools", plain.path(), &url, &[]).await;
+    assert!(out.status.success(), "{}", out.stderr);
+
+    let secrets = stored_secrets(dir);
     let log = srv.stop().await;
     assert_no_secret(&secrets, "the server log", &log);
 }

@@ -118,7 +118,7 @@ impl Transport {
                 request = request.header("Last-Event-ID", id.as_str());
             }
             let sent = self
-                .common_headers(request, &session, "", token.as_ref())
+                .common_headers(request, &session, "", "GET", token.as_ref())
                 .send()
                 .await;
             if let Some(r) = ready.take() {
@@ -190,7 +190,7 @@ impl Transport {
             .header(ACCEPT, "text/event-stream")
             .header("Last-Event-ID", last_event_id);
         let response = self
-            .common_headers(request, &session, "", token.as_ref())
+            .common_headers(request, &session, "", "GET", token.as_ref())
             .send()
             .await
             .map_err(|e| self.transport_error(&e))?;
@@ -255,7 +255,7 @@ impl Transport {
             .header(ACCEPT, "application/json, text/event-stream")
             .body(serde_json::to_vec(answer).unwrap_or_default());
         let response = self
-            .common_headers(request, &session, "", token.as_ref())
+            .common_headers(request, &session, "", "POST", token.as_ref())
             .send()
             .await
             .map_err(|e| self.transport_error(&e))?;
