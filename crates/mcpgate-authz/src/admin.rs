@@ -277,7 +277,10 @@ pub async fn create_client(
     for g in &spec.grant_types {
         if !matches!(
             g.as_str(),
-            "authorization_code" | "refresh_token" | "client_credentials"
+            "authorization_code"
+                | "refresh_token"
+                | "client_credentials"
+                | mcpgate_types::client_metadata::JWT_BEARER_GRANT
         ) {
             return Err(AdminError::Invalid(format!("unknown grant type {g:?}")));
         }

@@ -25,8 +25,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpgate_jose::{JwtError, Verifier, VerifyOptions};
 use mcpgate_net::FetchPolicy;
 use mcpgate_store::{ClientRecord, StoreError};
@@ -77,26 +75,14 @@ fn refused(d: impl Into<String>) -> ApiError {
 /// The client an assertion claims to come from (`iss`), read without
 /// verifying anything: it only says whose keys to verify it with.
 pub fn claimed_client_id(assertion: &str) -> Result<String, ApiError> {
-    #[derive(Deserialize)]
-    struct Iss {
-        iss: Option<String>,
-    }
-    let malformed = || refused("client_assertion is not a well-formed signed JWT");
     if assertion.len() > MAX_ASSERTION_BYTES {
         return Err(refused("client_assertion is too large"));
     }
-    let mut parts = assertion.split('.');
-    let (Some(_), Some(payload), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(malformed());
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| malformed())?;
-    let claims: Iss = serde_json::from_slice(&bytes).map_err(|_| malformed())?;
-    claims
-        .iss
+    Verifier::peek_issuer(assertion)
         .filter(|i| !i.is_empty())
-        .ok_or_else(|| refused("client_assertion has no iss (the client_id)"))
+        .ok_or_else(|| {
+            refused("client_assertion is not a well-formed JWT with an iss (the client_id)")
+        })
 }
 
 #[derive(Deserialize)]
@@ -224,10 +210,40 @@ async fn keys_of(
         return Err(refused("the client registered no keys (jwks or jwks_uri)"));
     };
     let kid = Verifier::peek_kid(assertion).map_err(|e| refused(describe(&e)))?;
+    keys_at(app, uri, kid.as_deref(), now)
+        .await
+        .map_err(|e| match e {
+            KeysUnavailable::Busy => ApiError::RateLimited {
+                retry_after_secs: 5,
+            },
+            KeysUnavailable::Unusable(why) => {
+                refused(format!("the client's jwks_uri could not be used: {why}"))
+            }
+        })
+}
+
+/// Why the key set at a URL is not to be had now.
+pub(crate) enum KeysUnavailable {
+    /// The URL, its answer or its keys are unusable (the reason, safe to send).
+    Unusable(String),
+    /// The outbound fetch limits are spent; try again in a few seconds.
+    Busy,
+}
+
+/// The public keys published at `uri` (a client's `jwks_uri`, a workload
+/// issuer's): from the cache for 5 minutes, fetched again sooner (at most
+/// every 30 s) when a token names a `kid` the cached set lacks. Every fetch
+/// goes through the SSRF guard and counts against the outbound limits.
+pub(crate) async fn keys_at(
+    app: &AppState,
+    uri: &str,
+    kid: Option<&str>,
+    now: i64,
+) -> Result<Arc<Verifier>, KeysUnavailable> {
     let mut cache = app.client_jwks.0.lock().await;
     if let Some(f) = cache.get(uri) {
         let fresh = now - f.at < JWKS_TTL_SECS;
-        let knows = kid.as_deref().is_none_or(|k| f.keys.contains(k));
+        let knows = kid.is_none_or(|k| f.keys.contains(k));
         if fresh && (knows || now - f.at < JWKS_REFETCH_SECS) {
             return Ok(f.keys.clone());
         }
@@ -237,7 +253,7 @@ async fn keys_of(
         cache.clear();
     }
     cache.insert(
-        uri.clone(),
+        uri.to_owned(),
         Fetched {
             keys: keys.clone(),
             at: now,
@@ -246,10 +262,10 @@ async fn keys_of(
     Ok(keys)
 }
 
-async fn fetch(app: &AppState, uri: &str) -> Result<Verifier, ApiError> {
+async fn fetch(app: &AppState, uri: &str) -> Result<Verifier, KeysUnavailable> {
     let unusable = |why: String| {
-        tracing::info!(jwks_uri = %uri, %why, "client jwks_uri unusable");
-        refused(format!("the client's jwks_uri could not be used: {why}"))
+        tracing::info!(jwks_uri = %uri, %why, "jwks_uri unusable");
+        KeysUnavailable::Unusable(why)
     };
     if !crate::idp::acceptable_url(app, uri) {
         return Err(unusable("it is not an https URL".into()));
@@ -259,9 +275,7 @@ async fn fetch(app: &AppState, uri: &str) -> Result<Verifier, ApiError> {
         .and_then(|u| u.host_str().map(str::to_owned))
         .ok_or_else(|| unusable("it has no host".into()))?;
     if !app.limiters.may_fetch_from(&host) {
-        return Err(ApiError::RateLimited {
-            retry_after_secs: 5,
-        });
+        return Err(KeysUnavailable::Busy);
     }
     let r = app
         .fetcher
@@ -316,6 +330,8 @@ pub fn registered_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     fn jwt(payload: &str) -> String {
         format!("e30.{}.c2ln", URL_SAFE_NO_PAD.encode(payload))

@@ -48,6 +48,10 @@ pub struct IdentityProviderFile {
     /// allowlist is set).
     #[serde(default)]
     pub allow_any_account: bool,
+    /// Take ID-JAGs this provider signs (enterprise-managed authorization;
+    /// OIDC only).
+    #[serde(default)]
+    pub id_jag: bool,
     /// `oauth2` only.
     pub authorization_endpoint: Option<String>,
     pub token_endpoint: Option<String>,
@@ -234,6 +238,14 @@ pub fn providers<E>(
         p.allowed_email_domains = f.allowed_email_domains.clone();
         p.allowed_groups = f.allowed_groups.clone();
         p.allow_any_account = f.allow_any_account;
+        if f.id_jag && p.kind != ProviderKind::Oidc {
+            return Err(invalid(
+                &field("id_jag"),
+                "ID-JAGs are verified with the provider's published keys: an oidc provider only"
+                    .into(),
+            ));
+        }
+        p.id_jag = f.id_jag;
         out.push(p);
     }
     Ok(out)

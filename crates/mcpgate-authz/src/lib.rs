@@ -19,6 +19,7 @@ mod entitlement;
 pub mod error;
 mod idp;
 pub mod idp_file;
+mod jwt_bearer;
 pub mod keyring;
 mod metadata;
 mod pages;
@@ -44,7 +45,7 @@ pub use idp_file::IdentityProviderFile;
 pub use metadata::document as metadata_document;
 pub use settings::{
     AuthzSettings, CimdSettings, DcrSettings, Grantees, Holder, IdentityProvider, LoginLimits,
-    ProviderKind, ResourceDef, ScopeDef, TokenAuth,
+    ProviderKind, ResourceDef, ScopeDef, TokenAuth, WorkloadIssuer,
 };
 pub use state::{AppState, Deps};
 

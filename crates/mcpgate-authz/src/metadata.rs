@@ -17,6 +17,9 @@ pub fn document(app: &AppState) -> AuthorizationServerMetadata {
         "refresh_token".to_string(),
         "client_credentials".to_string(),
     ];
+    if crate::jwt_bearer::offered(app) {
+        grants.push(crate::jwt_bearer::JWT_BEARER_GRANT.to_string());
+    }
     grants.sort();
     AuthorizationServerMetadata {
         issuer: s.issuer.clone(),

@@ -182,6 +182,8 @@ pub struct AuthzSettings {
     /// Whether a scope without a `grantable_to` rule may be granted to
     /// anyone (the default) or to no one.
     pub grantable_by_default: bool,
+    /// Workload identity issuers whose JWTs the JWT-bearer grant takes.
+    pub workload_issuers: Vec<WorkloadIssuer>,
     /// DPoP (RFC 9449 §8): token requests with a proof must carry a nonce
     /// this server issued (one more round trip; proofs made in advance stop
     /// working). Off by default: proofs are otherwise single-use already.
@@ -200,6 +202,7 @@ impl AuthzSettings {
             refresh_token_ttl: 30 * 24 * 3600,
             refresh_reuse_grace_secs: 5,
             dpop_require_nonce: false,
+            workload_issuers: Vec::new(),
             code_ttl: 60,
             login_session_ttl: 12 * 3600,
             signing_alg: KeyAlg::Es256,
@@ -357,6 +360,22 @@ pub struct IdentityProvider {
     /// allowlist admits nobody (and its configuration is refused): a
     /// provider such as Google or GitHub has every account on the internet.
     pub allow_any_account: bool,
+    /// Enterprise-managed authorization (SEP-990): take Identity Assertion
+    /// JWT Authorization Grants (ID-JAGs) this provider signs, in the
+    /// JWT-bearer grant, for the users linked to its accounts. OIDC only.
+    pub id_jag: bool,
+}
+
+/// A workload identity issuer (SEP-1933): its JWTs, presented in the
+/// JWT-bearer grant (RFC 7523 §2.1), stand for registered clients.
+#[derive(Debug, Clone)]
+pub struct WorkloadIssuer {
+    /// The issuer identifier, exactly as its tokens carry it.
+    pub issuer: String,
+    /// Where its public keys are (fetched through the SSRF guard, cached).
+    pub jwks_uri: String,
+    /// Which client each workload (`sub`) is: only these subjects are taken.
+    pub subjects: std::collections::BTreeMap<String, String>,
 }
 
 impl IdentityProvider {
@@ -385,6 +404,7 @@ impl IdentityProvider {
             allowed_email_domains: Vec::new(),
             allowed_groups: Vec::new(),
             allow_any_account: false,
+            id_jag: false,
         }
     }
 

@@ -9,6 +9,7 @@ use mcpgate_store::{
     AuthCodeRecord, ClientRecord, Redeem, RefreshFamilyRecord, RefreshTokenRecord,
     RevocationTarget, Rotate, StoreError, UserRecord,
 };
+use mcpgate_types::client_metadata::JWT_BEARER_GRANT;
 use mcpgate_types::secret::hash_secret;
 use mcpgate_types::token::{AccessTokenClaims, Confirmation, TokenResponse};
 use mcpgate_types::{OAuthError, OAuthErrorCode, ScopeSet, pkce, resource};
@@ -63,10 +64,13 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: &[u8]) -> ApiResult<T
         "client_credentials" if allowed(grant) && !is_public(&client) => {
             client_credentials(app, &client, &p, jkt).await
         }
-        "authorization_code" | "refresh_token" | "client_credentials" => Err(ApiError::code(
-            OAuthErrorCode::UnauthorizedClient,
-            format!("this client may not use the {grant} grant"),
-        )),
+        JWT_BEARER_GRANT if allowed(grant) => crate::jwt_bearer::grant(app, &client, &p, jkt).await,
+        "authorization_code" | "refresh_token" | "client_credentials" | JWT_BEARER_GRANT => {
+            Err(ApiError::code(
+                OAuthErrorCode::UnauthorizedClient,
+                format!("this client may not use the {grant} grant"),
+            ))
+        }
         _ => Err(ApiError::code(
             OAuthErrorCode::UnsupportedGrantType,
             "unsupported grant_type",
@@ -538,7 +542,7 @@ pub fn mint(
         .map_err(|e| ApiError::Internal(format!("signing: {e}")))
 }
 
-fn response(
+pub(crate) fn response(
     app: &AppState,
     access: String,
     refresh: Option<String>,

@@ -225,8 +225,7 @@ pub async fn jwt_bearer(
     post_token(fetcher, token_endpoint, form, auth, dpop).await
 }
 
-/// The `grant_type` of RFC 7523 §2.1.
-pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+pub use mcpgate_types::client_metadata::JWT_BEARER_GRANT;
 /// The token type of an Identity Assertion JWT Authorization Grant (ID-JAG).
 pub const ID_JAG_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id-jag";
 

@@ -3,10 +3,6 @@
 //! (space-delimited string) or `scp` (array of strings, or a string as some issuers send it),
 //! and `groups`. Also the unverified look at `iss` that only picks which issuer's keys to try.
 
-use std::borrow::Cow;
-
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpgate_types::ScopeSet;
 use serde::Deserialize;
 
@@ -114,28 +110,15 @@ pub(crate) fn into_principal(
     })
 }
 
-#[derive(Deserialize)]
-struct IssOnly<'a> {
-    #[serde(borrow)]
-    iss: Option<Cow<'a, str>>,
-}
-
 /// Whether `token` has the compact JWS shape (three dot-separated parts).
 pub(crate) fn is_jws(token: &str) -> bool {
     token.bytes().filter(|b| *b == b'.').count() == 2
 }
 
-/// The unverified `iss` of a compact JWS. Used only to choose whose keys verify it: the
-/// verification that follows checks `iss` again against the chosen issuer exactly.
-pub(crate) fn peek_issuer(token: &str) -> Option<String> {
-    let payload = token.split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    let claims: IssOnly<'_> = serde_json::from_slice(&bytes).ok()?;
-    claims.iss.map(Cow::into_owned)
-}
-
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use serde_json::json;
 
     use super::*;
@@ -216,11 +199,11 @@ mod tests {
     fn peeking() {
         let payload = URL_SAFE_NO_PAD.encode(br#"{"iss":"https:\/\/as.example","sub":"u"}"#);
         assert_eq!(
-            peek_issuer(&format!("e30.{payload}.sig")).as_deref(),
+            mcpgate_jose::Verifier::peek_issuer(&format!("e30.{payload}.sig")).as_deref(),
             Some("https://as.example")
         );
-        assert_eq!(peek_issuer("a.b.c"), None);
-        assert_eq!(peek_issuer("nodots"), None);
+        assert_eq!(mcpgate_jose::Verifier::peek_issuer("a.b.c"), None);
+        assert_eq!(mcpgate_jose::Verifier::peek_issuer("nodots"), None);
         assert!(is_jws("a.b.c") && !is_jws("a.b") && !is_jws("a.b.c.d.e"));
     }
 }

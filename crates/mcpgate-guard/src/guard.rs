@@ -19,7 +19,7 @@ use mcpgate_jose::{Clock, JwtError, Verifier, VerifyOptions};
 
 use crate::bearer::Scheme;
 use crate::cache::{JwtFacts, Origin, TokenCache, TokenKey};
-use crate::claims::{AccessClaims, into_principal, is_jws, peek_issuer};
+use crate::claims::{AccessClaims, into_principal, is_jws};
 use crate::config::{GuardConfig, GuardConfigError, KeySource, LocalKeys};
 use crate::introspect::Introspector;
 use crate::jwks::RemoteKeys;
@@ -291,7 +291,8 @@ impl Guard {
         token: &str,
         now: i64,
     ) -> Result<(Principal, Origin, i64), Challenge> {
-        let iss = peek_issuer(token).ok_or_else(|| invalid(describe(&JwtError::Malformed)))?;
+        let iss =
+            Verifier::peek_issuer(token).ok_or_else(|| invalid(describe(&JwtError::Malformed)))?;
         let (index, issuer) = self
             .issuers
             .iter()

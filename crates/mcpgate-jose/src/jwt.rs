@@ -223,6 +223,28 @@ impl Verifier {
         self.keys.is_empty()
     }
 
+    /// Reads the `iss` of a compact JWS without verifying anything: only to
+    /// choose whose keys verify it (the verification checks `iss` again).
+    pub fn peek_issuer(token: &str) -> Option<String> {
+        use base64::Engine;
+        #[derive(Deserialize)]
+        struct IssOnly<'a> {
+            #[serde(borrow)]
+            iss: Option<std::borrow::Cow<'a, str>>,
+        }
+        let mut parts = token.split('.');
+        let (Some(_), Some(payload), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()?;
+        let claims: IssOnly<'_> = serde_json::from_slice(&bytes).ok()?;
+        claims.iss.map(std::borrow::Cow::into_owned)
+    }
+
     /// Reads the `kid` of a token without verifying anything.
     pub fn peek_kid(token: &str) -> Result<Option<String>, JwtError> {
         jsonwebtoken::decode_header(token)

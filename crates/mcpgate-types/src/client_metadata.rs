@@ -68,6 +68,9 @@ pub struct ClientRegistrationResponse {
     pub jwks: Option<serde_json::Value>,
 }
 
+/// The `grant_type` of the JWT-bearer authorization grant (RFC 7523 §2.1).
+pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
 /// The `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
 pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 

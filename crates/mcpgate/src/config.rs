@@ -85,6 +85,18 @@ pub struct StoreFile {
     pub postgres_url: Option<String>,
 }
 
+/// One `[[authorization_server.workload_issuer]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadIssuerFile {
+    /// The issuer identifier, exactly as its JWTs carry it.
+    pub issuer: String,
+    /// Where its public keys are published.
+    pub jwks_uri: String,
+    /// Workload (`sub`) → the client id it stands for.
+    pub subjects: BTreeMap<String, String>,
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AsFile {
@@ -99,6 +111,10 @@ pub struct AsFile {
     pub refresh_reuse_grace_secs: Option<i64>,
     /// DPoP token requests must carry a nonce of this server (RFC 9449 §8).
     pub dpop_require_nonce: Option<bool>,
+    /// `[[authorization_server.workload_issuer]]`: workload identity issuers
+    /// whose JWTs the JWT-bearer grant takes (SEP-1933).
+    #[serde(default, rename = "workload_issuer")]
+    pub workload_issuers: Vec<WorkloadIssuerFile>,
     pub login_session_ttl_secs: Option<i64>,
     pub signing_alg: Option<String>,
     pub key_grace_secs: Option<i64>,
@@ -945,6 +961,36 @@ impl Validator<'_> {
             }
         };
         s.dpop_require_nonce = a.dpop_require_nonce.unwrap_or(false);
+        for (i, w) in a.workload_issuers.iter().enumerate() {
+            let field = |n: &str| format!("authorization_server.workload_issuer[{i}].{n}");
+            if w.issuer.is_empty() {
+                return Err(self.err(&field("issuer"), "the issuer identifier is required"));
+            }
+            if a.workload_issuers[..i].iter().any(|o| o.issuer == w.issuer) {
+                return Err(self.err(&field("issuer"), "this issuer is listed twice"));
+            }
+            let uri_ok = url::Url::parse(&w.jwks_uri)
+                .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some());
+            if !uri_ok {
+                return Err(self.err(
+                    &field("jwks_uri"),
+                    "must be the https URL of the issuer's JWK set",
+                ));
+            }
+            if w.subjects.is_empty() || w.subjects.iter().any(|(s, c)| s.is_empty() || c.is_empty())
+            {
+                return Err(self.err(
+                    &field("subjects"),
+                    "map each workload (sub) to the client id it stands for, e.g. \
+                     subjects = { \"spiffe://prod/ns/app\" = \"app-client\" }",
+                ));
+            }
+            s.workload_issuers.push(mcpgate_authz::WorkloadIssuer {
+                issuer: w.issuer.clone(),
+                jwks_uri: w.jwks_uri.clone(),
+                subjects: w.subjects.clone(),
+            });
+        }
         s.login_session_ttl = pos(
             "authorization_server.login_session_ttl_secs",
             a.login_session_ttl_secs,
@@ -1376,6 +1422,46 @@ fetches_per_minute = 7
         assert_eq!(e.field, "authorization_server.trusted_proxies");
         let e = load_str("[authorization_server]\ntrust_forwarded_for = true\n").unwrap_err();
         assert!(e.message.contains("trusted_proxies"), "{e}");
+    }
+
+    #[test]
+    fn workload_issuers_and_dpop_nonces() {
+        let c = load_str(
+            "[authorization_server]\ndpop_require_nonce = true\n\
+             [[authorization_server.workload_issuer]]\nissuer = \"https://wl.example\"\n\
+             jwks_uri = \"https://wl.example/jwks\"\nsubjects = { \"spiffe://p/app\" = \"app\" }\n",
+        )
+        .unwrap();
+        assert!(c.authz.dpop_require_nonce);
+        assert_eq!(
+            c.authz.workload_issuers[0].subjects["spiffe://p/app"],
+            "app"
+        );
+        let base = "[[authorization_server.workload_issuer]]\nissuer = \"https://wl.example\"\n";
+        for (extra, field) in [
+            (
+                "jwks_uri = \"not a url\"\nsubjects = { a = \"b\" }\n",
+                "jwks_uri",
+            ),
+            (
+                "jwks_uri = \"https://wl.example/j\"\nsubjects = {}\n",
+                "subjects",
+            ),
+            (
+                "jwks_uri = \"https://wl.example/j\"\nsubjects = { a = \"\" }\n",
+                "subjects",
+            ),
+        ] {
+            let e = load_str(&format!("{base}{extra}")).unwrap_err();
+            assert_eq!(
+                e.field,
+                format!("authorization_server.workload_issuer[0].{field}")
+            );
+        }
+        let twice =
+            format!("{base}jwks_uri = \"https://wl.example/j\"\nsubjects = {{ a = \"b\" }}\n");
+        let e = load_str(&format!("{twice}{twice}")).unwrap_err();
+        assert_eq!(e.field, "authorization_server.workload_issuer[1].issuer");
     }
 
     #[test]

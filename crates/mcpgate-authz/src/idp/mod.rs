@@ -21,7 +21,7 @@
 //!    user then returns to `/oauth/authorize`, where mcpgate's consent for
 //!    that client still has to be given before any code is issued.
 
-mod upstream;
+pub(crate) mod upstream;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};

@@ -175,6 +175,11 @@ impl FakeIdp {
         &self.s.issuer
     }
 
+    /// Signs `claims` with the provider's key (the one its JWKS publishes).
+    pub fn sign(&self, typ: &str, claims: &Value) -> String {
+        self.s.key.sign(typ, claims).unwrap()
+    }
+
     pub fn set_next(&self, claims: Value) {
         *self.s.next.lock().unwrap() = claims;
     }

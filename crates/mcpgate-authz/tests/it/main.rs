@@ -35,6 +35,7 @@ mod idp;
 mod idp_more;
 mod idp_pkjwt;
 mod idp_real;
+mod jwt_bearer;
 mod loopback;
 mod pg;
 mod registration;
@@ -62,6 +63,7 @@ fn main() -> ExitCode {
     trials.extend(cimd::trials());
     trials.extend(client_pkjwt::trials());
     trials.extend(dpop::trials());
+    trials.extend(jwt_bearer::trials());
     trials.extend(authorize_attacks::trials());
     trials.extend(token_attacks::trials());
     trials.extend(concurrency::trials(&pg));
