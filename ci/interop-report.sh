@@ -50,6 +50,14 @@ accepted (`tools/list` + `tools/call`); minted for another resource, or without 
 opaque token) → 401 `invalid_token`. Then mcpgate's own client logs in to the gateway's server
 and is sent to the provider by the PRM (the "signing in at `oidc-provider`" row).
 
+**DPoP.** mcpgate's authorization server, its gateway and `oidc-provider` all offer DPoP (RFC
+9449), so mcpgate's client holds DPoP-bound tokens in both of its rows: every token request and
+every MCP request carries a proof made with the grant's key, refreshes of the provider's bound
+refresh token included. The third-party run then checks that the provider bound the token
+(`cnf.jkt`, the key in the client's 0600 token file) and that the gateway refuses the same access
+token presented as a bearer token. The SDK clients do not implement DPoP; they ask without a
+proof and get bearer tokens, as before.
+
 "with workaround" means the client as shipped does not complete that step by itself; the note
 says why and what the test does so that the rest of the flow is still verified.
 

@@ -9,6 +9,9 @@
 //     is known too (same format): the gateway must refuse its tokens at /mcp/notes. An
 //     authorization without `resource` gets an opaque access token (userinfo only);
 //   - refresh tokens for clients registered with the refresh_token grant;
+//   - DPoP (RFC 9449, always on in oidc-provider 9): a token request with a proof gets a
+//     DPoP-bound access token (`cnf.jkt`)
+//     and, for a public client, a bound refresh token; without a proof, bearer tokens;
 //   - the development interactions: a login form accepting any login name and password, and a
 //     consent form (both submitted headlessly by the drivers).
 // Environment: OIDC_PROVIDER_MODULE (the package's lib/index.js), GATEWAY_URL. Stops on SIGTERM

@@ -10,14 +10,16 @@
 //     gateway's resource → accepted (tools/list + call); minted for another resource → 401
 //     invalid_token; minted without a resource (opaque) → 401 invalid_token;
 //   - mcpgate's own client signing in at the provider (picked from the gateway's PRM), then tools,
-//     step-up and refresh, as in ci/interop/mcpgate-cli.mjs.
+//     step-up and refresh, as in ci/interop/mcpgate-cli.mjs. The provider and the gateway both
+//     offer DPoP, so the client holds DPoP-bound tokens (RFC 9449): the gateway takes them with
+//     the client's proofs and refuses the same access token presented without its key.
 // Prints `PASS name` / `FAIL name` per check; exits non-zero on any FAIL. Only 127.0.0.1.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { Results, UserAgent, mcpgateClientFlow, short } from './headless.mjs';
+import { Results, UserAgent, mcpgateClientFlow, short, tokenFile } from './headless.mjs';
 
 const { MCPGATE_BIN: BIN, GATEWAY_URL: GW, ISSUER } = process.env;
 if (!BIN || !GW || !ISSUER) { console.error('MCPGATE_BIN, GATEWAY_URL, ISSUER required'); process.exit(2); }
@@ -148,6 +150,14 @@ try {
   viaClient.check('PRM authorization_servers = [the provider] (advertise_own_issuer = false)',
     JSON.stringify(prm.authorization_servers) === JSON.stringify([ISSUER]), JSON.stringify(prm.authorization_servers));
   await mcpgateClientFlow(viaClient, { bin: BIN, url: RESOURCE, issuer: ISSUER, ua: new UserAgent({ login: 'cli-user' }), dir });
+  // 5. DPoP: the provider bound the client's tokens to its key (cnf.jkt = the key kept in the
+  //    token file); the flow above used them through the gateway; without the key they are refused.
+  const held = tokenFile(dir).json;
+  const at = jwtParts(held.access_token || '');
+  const stolen = await initialize(held.access_token || '');
+  viaClient.check('DPoP: the provider bound the client\'s tokens (cnf.jkt, key in the 0600 token file); the gateway refuses the access token without its key',
+    !!held.dpop_key?.pkcs8 && !!at?.payload.cnf?.jkt && stolen.status === 401 && /invalid_token/.test(stolen.www),
+    `dpop_key ${!!held.dpop_key}; cnf ${JSON.stringify(at?.payload.cnf)}; as Bearer: ${stolen.status} ${stolen.www}`);
 } catch (e) {
   tokens.check('flow', false, e.stack || String(e));
   tokens.notReached(['pkce', 'accepted', 'other', 'none'], String(e.message || e));
