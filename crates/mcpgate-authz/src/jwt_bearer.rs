@@ -142,27 +142,15 @@ async fn id_jag(
     if user.disabled {
         return Err(refused("the user is no longer allowed to sign in"));
     }
-    let entitled = app
-        .settings
-        .entitled(Holder::User(&user), &scopes, &resource);
-    if entitled.is_empty() && !scopes.is_empty() {
-        return Err(OAuthError::invalid_scope(format!(
-            "the user may not be granted the requested scopes ({scopes})"
-        ))
-        .into());
-    }
-    let access = crate::token::mint(
+    issue(
         app,
-        &user.id,
         client,
+        Holder::User(&user),
         &resource,
-        &entitled,
-        None,
-        &user.groups,
-        &format!("jag_{}", app.random(16)),
+        &scopes,
+        "jag",
         jkt,
-    )?;
-    Ok(crate::token::response(app, access, None, &entitled, jkt))
+    )
 }
 
 /// Workload identity: a JWT from `w` standing for `client`.
@@ -196,24 +184,42 @@ async fn workload(
     spend_jti(app, &w.issuer, &c, false).await?;
     let resource = target(app, p, None)?;
     let scopes = requested_scopes(app, client, p, None)?;
-    let entitled = app
-        .settings
-        .entitled(Holder::Client(&client.client_id), &scopes, &resource);
+    let holder = Holder::Client(&client.client_id);
+    issue(app, client, holder, &resource, &scopes, "wl", jkt)
+}
+
+/// The access token for `holder` (a user, or the client itself) with what
+/// it is entitled to of `scopes` now, under a grant of its own (named
+/// `{kind}_…` for the revocation set), and no refresh token.
+fn issue(
+    app: &AppState,
+    client: &ClientRecord,
+    holder: Holder<'_>,
+    resource: &str,
+    scopes: &ScopeSet,
+    kind: &str,
+    jkt: Option<&str>,
+) -> ApiResult<TokenResponse> {
+    let entitled = app.settings.entitled(holder, scopes, resource);
+    let (sub, groups, who): (&str, &[String], &str) = match holder {
+        Holder::User(u) => (&u.id, &u.groups, "the user"),
+        Holder::Client(id) => (id, &[], "this client"),
+    };
     if entitled.is_empty() && !scopes.is_empty() {
         return Err(OAuthError::invalid_scope(format!(
-            "this client may not be granted the requested scopes ({scopes})"
+            "{who} may not be granted the requested scopes ({scopes})"
         ))
         .into());
     }
     let access = crate::token::mint(
         app,
-        &client.client_id,
+        sub,
         client,
-        &resource,
+        resource,
         &entitled,
         None,
-        &[],
-        &format!("wl_{}", app.random(16)),
+        groups,
+        &format!("{kind}_{}", app.random(16)),
         jkt,
     )?;
     Ok(crate::token::response(app, access, None, &entitled, jkt))
