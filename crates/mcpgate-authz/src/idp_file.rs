@@ -58,16 +58,14 @@ pub struct IdentityProviderFile {
     pub userinfo_endpoint: Option<String>,
 }
 
+/// `https`, or plain `http` to the local machine (the fetcher refuses it
+/// later unless its development override is on).
 fn https_or_loopback(u: &str) -> bool {
-    u.starts_with("https://")
-        || [
-            "http://127.0.0.1:",
-            "http://127.0.0.1/",
-            "http://[::1]",
-            "http://localhost",
-        ]
-        .iter()
-        .any(|p| u.starts_with(p))
+    url::Url::parse(u).is_ok_and(|p| match p.scheme() {
+        "https" => p.host().is_some(),
+        "http" => mcpgate_net::is_loopback_url(&p),
+        _ => false,
+    })
 }
 
 /// Validates every table. `secret(field, raw)` resolves a secret reference;
@@ -265,6 +263,22 @@ mod tests {
     use mcpgate_jose::KeyAlg;
 
     use super::*;
+
+    #[test]
+    fn provider_urls_are_https_or_loopback_by_host_not_by_prefix() {
+        assert!(https_or_loopback("https://idp.example"));
+        assert!(https_or_loopback("http://127.0.0.1:9/x"));
+        assert!(https_or_loopback("http://localhost/x"));
+        for u in [
+            "http://localhost.evil.example",
+            "http://127.0.0.1.evil.example/",
+            "http://idp.example",
+            "https://",
+            "ftp://idp.example",
+        ] {
+            assert!(!https_or_loopback(u), "{u}");
+        }
+    }
 
     fn parse(v: serde_json::Value) -> Result<Vec<IdentityProvider>, String> {
         let files: Vec<IdentityProviderFile> =

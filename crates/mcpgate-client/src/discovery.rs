@@ -98,7 +98,7 @@ pub fn validate_url(what: &'static str, url: &str, allow_http_loopback: bool) ->
     let parsed = Url::parse(url).map_err(|_| refuse("it is not an absolute URL"))?;
     match parsed.scheme() {
         "https" => {}
-        "http" if allow_http_loopback && is_loopback(&parsed) => {}
+        "http" if allow_http_loopback && mcpgate_net::is_loopback_url(&parsed) => {}
         "http" if allow_http_loopback => {
             return Err(refuse("plain http is allowed only to loopback hosts"));
         }
@@ -120,16 +120,6 @@ pub fn validate_url(what: &'static str, url: &str, allow_http_loopback: bool) ->
         return Err(refuse("it contains a fragment"));
     }
     Ok(parsed)
-}
-
-/// Whether the URL's host is loopback (`localhost`, `*.localhost`, 127.0.0.0/8, `::1`).
-pub(crate) fn is_loopback(u: &Url) -> bool {
-    match u.host() {
-        Some(url::Host::Domain(d)) => mcpgate_net::is_localhost_name(d),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
 }
 
 /// The PRM URLs to try, in order: the challenge's `resource_metadata` (if any), then the

@@ -631,15 +631,6 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-fn is_loopback_url(u: &url::Url) -> bool {
-    match u.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
 /// Does an environment variable or header of this name carry a credential
 /// (`GITHUB_TOKEN`, `OPENAI_API_KEY`, `X-Api-Key`, `DB_PASSWORD`, …)? Its
 /// value must then be a `${env:}`/`${file:}` reference, never a literal in
@@ -679,7 +670,7 @@ fn plain_http_rule(
     let Ok(u) = url::Url::parse(&h.url) else {
         return Ok(());
     };
-    if u.scheme() != "http" || is_loopback_url(&u) {
+    if u.scheme() != "http" || mcpgate_net::is_loopback_url(&u) {
         return Ok(());
     }
     if !allow_insecure_http {
@@ -812,8 +803,8 @@ fn endpoint(
     let tu =
         url::Url::parse(token_url).map_err(|_| err(f("auth.token_url"), "not an absolute URL"))?;
     let allow_http_loopback = match tu.scheme() {
-        "https" => dev_http && is_loopback_url(&tu),
-        "http" if dev_http && is_loopback_url(&tu) => true,
+        "https" => dev_http && mcpgate_net::is_loopback_url(&tu),
+        "http" if dev_http && mcpgate_net::is_loopback_url(&tu) => true,
         _ => {
             return Err(err(
                 f("auth.token_url"),
@@ -1183,8 +1174,8 @@ pub fn validate(
 /// runs only, and nothing in the configuration may depend on a token.
 fn check_no_auth(s: &GatewaySettings) -> Result<(), ConfigError> {
     const FIELD: &str = "gateway.authentication";
-    let loopback_http =
-        url::Url::parse(&s.public_url).is_ok_and(|u| u.scheme() == "http" && is_loopback_url(&u));
+    let loopback_http = url::Url::parse(&s.public_url)
+        .is_ok_and(|u| u.scheme() == "http" && mcpgate_net::is_loopback_url(&u));
     if !s.loopback_listener || !loopback_http {
         return Err(err(
             FIELD,

@@ -24,12 +24,9 @@ fn host_part(v: &str) -> &str {
 }
 
 fn is_loopback_host(h: &str) -> bool {
-    let h = h.trim_end_matches('.');
-    if h.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    h.parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback())
+    mcpgate_net::is_localhost_name(h)
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(mcpgate_net::ip::is_loopback)
 }
 
 pub struct OriginPolicy {

@@ -30,6 +30,6 @@ pub mod vet;
 pub use error::FetchError;
 pub use fetcher::SafeFetcher;
 pub use policy::FetchPolicy;
-pub use resolve::{Resolve, ResolveError, SystemResolver, is_localhost_name};
+pub use resolve::{Resolve, ResolveError, SystemResolver, is_localhost_name, is_loopback_url};
 pub use response::FetchResponse;
 pub use vet::{Vetted, vet, vet_url};

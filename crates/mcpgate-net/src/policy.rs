@@ -63,13 +63,9 @@ impl FetchPolicy {
         let Ok(u) = url::Url::parse(url) else {
             return false;
         };
-        match (u.scheme(), u.host()) {
-            ("https", Some(_)) => true,
-            ("http", Some(url::Host::Domain(d))) => {
-                self.allow_http_loopback && crate::is_localhost_name(d)
-            }
-            ("http", Some(url::Host::Ipv4(ip))) => self.allow_http_loopback && ip.is_loopback(),
-            ("http", Some(url::Host::Ipv6(ip))) => self.allow_http_loopback && ip.is_loopback(),
+        match u.scheme() {
+            "https" => u.host().is_some(),
+            "http" => self.allow_http_loopback && crate::is_loopback_url(&u),
             _ => false,
         }
     }

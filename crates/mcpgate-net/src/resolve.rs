@@ -100,6 +100,20 @@ impl Resolve for SystemResolver {
     }
 }
 
+/// The one loopback rule for URLs: the host is a `localhost` name (or one below it,
+/// [`is_localhost_name`]) or a loopback address, IPv4-mapped IPv6 included
+/// ([`crate::ip::is_loopback`]). Used wherever plain `http` is allowed to the local machine
+/// only (the fetcher's development override, the client's server URLs, upstream and token
+/// URLs in the configuration).
+pub fn is_loopback_url(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => is_localhost_name(d),
+        Some(url::Host::Ipv4(ip)) => crate::ip::is_loopback(ip.into()),
+        Some(url::Host::Ipv6(ip)) => crate::ip::is_loopback(ip.into()),
+        None => false,
+    }
+}
+
 /// Whether `host` is a name reserved for the local machine (`localhost` and `*.localhost`,
 /// RFC 6761 §6.3), with or without a trailing dot. Such names are never sent to DNS: they mean
 /// loopback, which the classifier refuses unless the development override is on.
@@ -114,6 +128,32 @@ pub fn is_localhost_name(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_loopback_rule_for_urls() {
+        let is = |u: &str| is_loopback_url(&url::Url::parse(u).unwrap());
+        for u in [
+            "http://localhost:1/x",
+            "http://LOCALHOST./x",
+            "http://app.localhost/x",
+            "http://127.0.0.1/x",
+            "http://127.9.9.9/x",
+            "http://[::1]:8/x",
+            "http://[::ffff:127.0.0.1]/x",
+        ] {
+            assert!(is(u), "{u}");
+        }
+        for u in [
+            "http://localhost.evil.example/x",
+            "http://127.0.0.1.evil.example/x",
+            "http://evillocalhost/x",
+            "http://10.0.0.1/x",
+            "http://[::ffff:10.0.0.1]/x",
+            "file:///etc/passwd",
+        ] {
+            assert!(!is(u), "{u}");
+        }
+    }
 
     #[test]
     fn localhost_names() {
