@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use mcpgate_jose::{Clock, Rng, SigningKey, SystemClock, SystemRng};
 use mcpgate_net::SafeFetcher;
-use mcpgate_types::client_metadata::TokenEndpointAuthMethod;
 use mcpgate_types::metadata::AuthorizationServerMetadata;
 use mcpgate_types::www_authenticate::{find_oauth, find_scheme};
 use mcpgate_types::{ScopeSet, Secret};
@@ -510,10 +509,9 @@ impl OAuthClient {
             return Ok(());
         };
         let auth = self.client_auth(state, client)?;
-        let mut form = vec![("token", rt.expose()), ("token_type_hint", "refresh_token")];
-        let basic = auth.apply(&mut form);
+        let form = vec![("token", rt.expose()), ("token_type_hint", "refresh_token")];
         self.fetcher
-            .post_form(endpoint, &form, basic)
+            .post_authenticated(endpoint, form, &auth, None)
             .await
             .map_err(|e| ClientError::fetch("revocation endpoint", endpoint, e))?;
         Ok(())
@@ -737,7 +735,7 @@ impl OAuthClient {
                     .filter(|p| p.client_id == client.client_id)
                     .and_then(|p| p.private_key.clone());
         }
-        token::ClientAuth::new(&client, self.clock.now(), self.rng.as_ref())
+        token::client_auth(&client, self.clock.now(), self.rng.as_ref())
     }
 
     /// The client credentials or JWT-bearer grant at `discovery`'s AS with the pre-registered
@@ -835,21 +833,10 @@ impl OAuthClient {
             &idp.token_endpoint,
             self.fetcher.policy().allow_http_loopback,
         )?;
-        let idp_client = ClientCredentials {
-            issuer: idp.token_endpoint.clone(),
-            client_id: idp.client_id.clone(),
-            token_endpoint_auth_method: if idp.client_secret.is_some() {
-                TokenEndpointAuthMethod::ClientSecretBasic
-            } else {
-                TokenEndpointAuthMethod::None
-            },
-            client_secret: idp.client_secret.clone(),
-            kind: RegistrationKind::PreRegistered,
-            redirect_uris: Vec::new(),
-            client_secret_expires_at: None,
-            private_key: None,
+        let idp_auth = match &idp.client_secret {
+            Some(secret) => token::ClientAuth::basic(&idp.client_id, secret),
+            None => token::ClientAuth::none(&idp.client_id),
         };
-        let idp_auth = token::ClientAuth::new(&idp_client, self.clock.now(), self.rng.as_ref())?;
         token::id_jag(
             &self.fetcher,
             &idp.token_endpoint,

@@ -8,7 +8,7 @@
 use mcpgate_jose::Rng;
 use mcpgate_net::SafeFetcher;
 use mcpgate_types::Secret;
-use mcpgate_types::client_metadata::{JWT_BEARER_ASSERTION, TokenEndpointAuthMethod};
+use mcpgate_types::client_metadata::TokenEndpointAuthMethod;
 use serde::Deserialize;
 
 use crate::authorize::PendingAuthorization;
@@ -55,93 +55,40 @@ pub(crate) fn is_invalid_grant(e: &ClientError) -> bool {
     matches!(e, ClientError::TokenRejected { error, .. } if error == "invalid_grant")
 }
 
-/// How a request to the authorization server's back channel (token, revocation) proves
-/// which client sends it, by the method the registration settled on: `client_id` alone
-/// (`none`), HTTP Basic, the secret in the form, or an RFC 7523 client assertion signed with
-/// the client's key (`private_key_jwt`, addressed to the issuer as RFC 7523bis asks). The one
-/// place the MCP client authenticates itself.
-pub struct ClientAuth {
-    fields: Vec<(&'static str, String)>,
-    basic: Option<(String, String)>,
-    /// For `private_key_jwt`: the client, to sign a new assertion for a second attempt (an
-    /// assertion's `jti` is good for one request only).
-    renew: Option<ClientCredentials>,
-}
+pub use mcpgate_net::ClientAuth;
 
-impl ClientAuth {
-    /// The authentication of `client` for one request made at `now`.
-    pub fn new(client: &ClientCredentials, now: i64, rng: &dyn Rng) -> Result<Self> {
-        let secret = client.client_secret.as_ref().map(Secret::expose);
-        let id = client.client_id.clone();
-        let missing = |what: &str| ClientError::NoRegistration {
-            issuer: client.issuer.clone(),
-            detail: format!(
-                "the registration says {} but holds no {what}",
-                client.token_endpoint_auth_method.as_str()
-            ),
-        };
-        Ok(match (client.token_endpoint_auth_method, secret) {
-            (TokenEndpointAuthMethod::None, _) => Self {
-                fields: vec![("client_id", id)],
-                basic: None,
-                renew: None,
-            },
-            (TokenEndpointAuthMethod::ClientSecretPost, Some(s)) => Self {
-                fields: vec![("client_id", id), ("client_secret", s.to_owned())],
-                basic: None,
-                renew: None,
-            },
-            (TokenEndpointAuthMethod::ClientSecretBasic, Some(s)) => Self {
-                fields: Vec::new(),
-                basic: Some((id, s.to_owned())),
-                renew: None,
-            },
+/// How `client` authenticates one back-channel request (token, revocation) made at `now`, by
+/// the method its registration settled on; `private_key_jwt` assertions are addressed to the
+/// issuer, as RFC 7523bis asks. The one place the MCP client decides it.
+pub fn client_auth(client: &ClientCredentials, now: i64, rng: &dyn Rng) -> Result<ClientAuth> {
+    let missing = |what: &str| ClientError::NoRegistration {
+        issuer: client.issuer.clone(),
+        detail: format!(
+            "the registration says {} but holds no {what}",
+            client.token_endpoint_auth_method.as_str()
+        ),
+    };
+    let id = client.client_id.as_str();
+    Ok(
+        match (client.token_endpoint_auth_method, &client.client_secret) {
+            (TokenEndpointAuthMethod::None, _) => ClientAuth::none(id),
+            (TokenEndpointAuthMethod::ClientSecretPost, Some(s)) => ClientAuth::post(id, s),
+            (TokenEndpointAuthMethod::ClientSecretBasic, Some(s)) => ClientAuth::basic(id, s),
             (TokenEndpointAuthMethod::PrivateKeyJwt, _) => {
                 let key = client
                     .private_key
-                    .as_deref()
+                    .clone()
                     .ok_or_else(|| missing("private key"))?;
-                let assertion = mcpgate_jose::client_assertion(
-                    key,
-                    &client.client_id,
-                    &client.issuer,
-                    now,
-                    rng,
-                )
-                .map_err(|e| ClientError::NoRegistration {
-                    issuer: client.issuer.clone(),
-                    detail: format!("signing the client assertion: {e}"),
-                })?;
-                Self {
-                    fields: vec![
-                        ("client_assertion_type", JWT_BEARER_ASSERTION.to_owned()),
-                        ("client_assertion", assertion),
-                    ],
-                    basic: None,
-                    renew: Some(client.clone()),
-                }
+                ClientAuth::private_key_jwt(id, key, &client.issuer, false, now, rng).map_err(
+                    |e| ClientError::NoRegistration {
+                        issuer: client.issuer.clone(),
+                        detail: format!("signing the client assertion: {e}"),
+                    },
+                )?
             }
             (_, None) => return Err(missing("client secret")),
-        })
-    }
-
-    /// The same authentication for a second request: a new assertion for `private_key_jwt`.
-    pub fn renewed(&self, now: i64, rng: &dyn Rng) -> Result<Self> {
-        match &self.renew {
-            Some(client) => Self::new(client, now, rng),
-            None => Ok(Self {
-                fields: self.fields.clone(),
-                basic: self.basic.clone(),
-                renew: None,
-            }),
-        }
-    }
-
-    /// Adds the form fields to `form` and returns the Basic credentials, if any.
-    pub fn apply<'a>(&'a self, form: &mut Vec<(&'a str, &'a str)>) -> Option<(&'a str, &'a str)> {
-        form.extend(self.fields.iter().map(|(k, v)| (*k, v.as_str())));
-        self.basic.as_ref().map(|(i, s)| (i.as_str(), s.as_str()))
-    }
+        },
+    )
 }
 
 /// Redeems an authorization code. Call only after [`PendingAuthorization::accept`] validated
@@ -313,11 +260,9 @@ async fn post_authenticated(
     let mut renewed = None;
     for attempt in 0..2 {
         let auth = renewed.as_ref().unwrap_or(auth);
-        let mut form = form.clone();
-        let basic = auth.apply(&mut form);
         let proof = dpop.map(|p| p.proof("POST", url, None)).transpose()?;
         let response = fetcher
-            .post_form_with_proof(url, &form, basic, proof.as_deref())
+            .post_authenticated(url, form.clone(), auth, proof.as_deref())
             .await
             .map_err(|e| ClientError::fetch(what, url, e))?;
         let fresh_nonce = dpop.is_some_and(|p| p.nonces.remember(url, &response.headers));
@@ -333,7 +278,9 @@ async fn post_authenticated(
             && error == "use_dpop_nonce"
             && fresh_nonce
         {
-            renewed = Some(auth.renewed(p.now, p.rng)?);
+            renewed = Some(auth.renewed(p.now, p.rng).map_err(|e| ClientError::Dpop {
+                detail: format!("signing a new client assertion: {e}"),
+            })?);
             continue;
         }
         return Err(ClientError::TokenRejected {
@@ -408,6 +355,7 @@ mod tests {
     use std::sync::Arc;
 
     use mcpgate_jose::{KeyAlg, PublicJwks, SigningKey, SystemRng, Verifier, VerifyOptions};
+    use mcpgate_types::client_metadata::JWT_BEARER_ASSERTION;
 
     use super::*;
     use crate::registration::RegistrationKind;
@@ -429,7 +377,7 @@ mod tests {
 
     /// The form fields and Basic credentials `c` authenticates with.
     fn applied(c: &ClientCredentials) -> Result<(Pairs, Option<(String, String)>)> {
-        let auth = ClientAuth::new(c, 1_000, &SystemRng::new())?;
+        let auth = client_auth(c, 1_000, &SystemRng::new())?;
         let mut form = Vec::new();
         let basic = auth
             .apply(&mut form)

@@ -62,11 +62,11 @@ impl Introspector {
         now: i64,
         leeway: i64,
     ) -> Result<(Principal, i64), Refusal> {
-        let form = [("token", token), ("token_type_hint", "access_token")];
-        let basic = Some((self.client_id.as_str(), self.client_secret.expose()));
+        let form = vec![("token", token), ("token_type_hint", "access_token")];
+        let auth = mcpgate_net::ClientAuth::basic(&self.client_id, &self.client_secret);
         let response = self
             .fetcher
-            .post_form(&self.endpoint, &form, basic)
+            .post_authenticated(&self.endpoint, form, &auth, None)
             .await
             .map_err(|e| {
                 tracing::warn!(issuer = %self.issuer, error = %e, "introspection request failed");

@@ -18,6 +18,7 @@
 //! # let _ = ttl; Ok(()) }
 //! ```
 
+pub mod client_auth;
 pub mod error;
 pub mod fetcher;
 pub mod forwarded;
@@ -27,6 +28,7 @@ pub mod resolve;
 pub mod response;
 pub mod vet;
 
+pub use client_auth::ClientAuth;
 pub use error::FetchError;
 pub use fetcher::SafeFetcher;
 pub use policy::FetchPolicy;

@@ -197,34 +197,16 @@ pub(crate) async fn exchange(
 ) -> Result<Identity, UpstreamError> {
     let d = discover(app, p, false).await?;
     let redirect_uri = super::callback_url(app, p);
-    let mut form = vec![
+    let form = vec![
         ("grant_type", "authorization_code"),
         ("code", code),
         ("redirect_uri", redirect_uri.as_str()),
         ("code_verifier", verifier),
     ];
-    let assertion;
-    let basic = match p.token_endpoint_auth {
-        TokenAuth::ClientSecretBasic => Some((p.client_id.as_str(), p.client_secret.expose())),
-        TokenAuth::ClientSecretPost => {
-            form.push(("client_id", p.client_id.as_str()));
-            form.push(("client_secret", p.client_secret.expose()));
-            None
-        }
-        TokenAuth::PrivateKeyJwt => {
-            assertion = client_assertion(app, p, &d.token_endpoint)?;
-            form.push(("client_id", p.client_id.as_str()));
-            form.push((
-                "client_assertion_type",
-                mcpgate_types::client_metadata::JWT_BEARER_ASSERTION,
-            ));
-            form.push(("client_assertion", assertion.as_str()));
-            None
-        }
-    };
+    let auth = client_auth(app, p, &d.token_endpoint)?;
     let r = app
         .fetcher
-        .post_form(&d.token_endpoint, &form, basic)
+        .post_authenticated(&d.token_endpoint, form, &auth, None)
         .await
         .map_err(|e| UpstreamError::Provider(format!("token request: {e}")))?;
     let body: Value = r
@@ -264,26 +246,33 @@ pub(crate) async fn exchange(
     identity_from(p, &claims)
 }
 
-/// OIDC Core §9 `private_key_jwt` toward an identity provider: the
-/// shared signer with the token endpoint URL as `aud`, which OpenID
-/// providers expect.
-fn client_assertion(
+/// How mcpgate authenticates at the provider's token endpoint. A client
+/// assertion is addressed to the token endpoint (what OpenID providers
+/// expect), with `client_id` in the form too.
+fn client_auth(
     app: &AppState,
     p: &IdentityProvider,
     token_endpoint: &str,
-) -> Result<String, UpstreamError> {
-    let key = p
-        .private_key
-        .as_ref()
-        .ok_or_else(|| UpstreamError::Config("private_key_jwt without a private_key".into()))?;
-    mcpgate_jose::client_assertion(
-        key,
-        &p.client_id,
-        token_endpoint,
-        app.now(),
-        app.rng.as_ref(),
-    )
-    .map_err(|e| UpstreamError::Config(format!("signing the client assertion: {e}")))
+) -> Result<mcpgate_net::ClientAuth, UpstreamError> {
+    use mcpgate_net::ClientAuth;
+    Ok(match p.token_endpoint_auth {
+        TokenAuth::ClientSecretBasic => ClientAuth::basic(&p.client_id, &p.client_secret),
+        TokenAuth::ClientSecretPost => ClientAuth::post(&p.client_id, &p.client_secret),
+        TokenAuth::PrivateKeyJwt => {
+            let key = p.private_key.clone().ok_or_else(|| {
+                UpstreamError::Config("private_key_jwt without a private_key".into())
+            })?;
+            ClientAuth::private_key_jwt(
+                &p.client_id,
+                key,
+                token_endpoint,
+                true,
+                app.now(),
+                app.rng.as_ref(),
+            )
+            .map_err(|e| UpstreamError::Config(format!("signing the client assertion: {e}")))?
+        }
+    })
 }
 
 /// OIDC Core §3.1.3.7 with the algorithm taken from the provider's key.

@@ -235,12 +235,9 @@ async fn request_token<'a>(
     if let Some(r) = &cfg.resource {
         form.push(("resource", r));
     }
+    let auth = mcpgate_net::ClientAuth::basic(&cfg.client_id, &cfg.client_secret);
     let resp = fetcher
-        .post_form(
-            &cfg.token_url,
-            &form,
-            Some((&cfg.client_id, cfg.client_secret.expose())),
-        )
+        .post_authenticated(&cfg.token_url, form, &auth, None)
         .await
         .map_err(|e| CredentialError::Fetch(e.to_string()))?;
     if !resp.is_success() {
