@@ -1,4 +1,4 @@
-// Shared parts of the Node interop drivers (ci/interop/mcpgate-cli.mjs,
+// Shared parts of the Node interop drivers (ci/interop/ts-client.mjs, ci/interop/mcpgate-cli.mjs,
 // ci/interop/third-party-as.mjs): PASS/FAIL bookkeeping, a headless user agent that signs in and
 // approves consent on mcpgate's own pages or on oidc-provider's development interaction pages,
 // and a driver for the `mcpgate` client CLI that plays the user when the CLI prints an

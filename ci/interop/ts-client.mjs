@@ -12,6 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { UserAgent } from './headless.mjs';
 
 const BASE = process.env.MCPGATE_URL;
 const PASSWORD = process.env.MCPGATE_PASSWORD;
@@ -51,88 +52,9 @@ const loggingFetch = async (url, init) => {
   return r;
 };
 
-// ---- headless user agent --------------------------------------------------------------------
-const jar = new Map();
-function keepCookies(r) {
-  for (const sc of r.headers.getSetCookie()) {
-    const [first] = sc.split(';');
-    const i = first.indexOf('=');
-    const k = first.slice(0, i).trim(), v = first.slice(i + 1).trim();
-    if (!v || /max-age=0/i.test(sc)) jar.delete(k); else jar.set(k, v);
-  }
-}
-const cookieHeader = () => [...jar].map(([k, v]) => `${k}=${v}`).join('; ');
-async function uaGet(url) {
-  const r = await fetch(url, { redirect: 'manual', headers: { cookie: cookieHeader() } });
-  keepCookies(r);
-  return { status: r.status, location: r.headers.get('location'), body: await r.text() };
-}
-async function uaPost(url, form) {
-  const r = await fetch(url, {
-    method: 'POST', redirect: 'manual', body: new URLSearchParams(form).toString(),
-    headers: { cookie: cookieHeader(), 'content-type': 'application/x-www-form-urlencoded' },
-  });
-  keepCookies(r);
-  return { status: r.status, location: r.headers.get('location'), body: await r.text() };
-}
-const unescape = (s) => s.replace(/&(#x[0-9a-f]+|#\d+|amp|lt|gt|quot|apos);/gi, (_, e) => {
-  const m = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" }[e.toLowerCase()];
-  if (m) return m;
-  return String.fromCodePoint(e[1].toLowerCase() === 'x' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10));
-});
-function inputs(html, hiddenOnly) {
-  const out = [];
-  for (const m of html.matchAll(/<input\b[^>]*>/gi)) {
-    const tag = m[0];
-    const name = /\bname="([^"]*)"/i.exec(tag)?.[1];
-    const type = /\btype="([^"]*)"/i.exec(tag)?.[1] || 'text';
-    const value = /\bvalue="([^"]*)"/i.exec(tag)?.[1] ?? '';
-    if (!name || (hiddenOnly && type !== 'hidden')) continue;
-    out.push([name, unescape(value)]);
-  }
-  return out;
-}
-const abs = (loc) => new URL(loc, BASE).toString();
-const consentSeen = []; // scopes shown on each consent page
-
-// Follows an authorization URL through sign-in, password change and consent; returns the
-// redirect_uri Location with the code.
-async function headlessAuthorize(authorizationUrl) {
-  let page = await uaGet(authorizationUrl);
-  for (let hop = 0; hop < 12; hop++) {
-    if (page.status >= 300 && page.status < 400 && page.location) {
-      const to = abs(page.location);
-      if (to.startsWith(REDIRECT)) return new URL(to);
-      page = await uaGet(to);
-      continue;
-    }
-    if (page.status !== 200) throw new Error(`authorize: unexpected ${page.status}: ${page.body.slice(0, 200)}`);
-    const f = Object.fromEntries(inputs(page.body, false));
-    if ('new_password' in f) {
-      const form = inputs(page.body, true);
-      form.push(['new_password', NEW_PASSWORD], ['confirm', NEW_PASSWORD]);
-      page = await uaPost(`${BASE}/login/password`, form);
-    } else if ('password' in f && 'username' in f) {
-      const form = inputs(page.body, true).filter(([k]) => k !== 'username' && k !== 'password');
-      form.push(['username', 'admin'], ['password', jar.has('__signed_in') ? NEW_PASSWORD : PASSWORD]);
-      page = await uaPost(`${BASE}/login`, form);
-      if (page.status === 200 && /name="password"/.test(page.body) && !/name="new_password"/.test(page.body)) {
-        // Wrong password (already changed by an earlier client): try the new one once.
-        const again = inputs(page.body, true).filter(([k]) => k !== 'username' && k !== 'password');
-        again.push(['username', 'admin'], ['password', NEW_PASSWORD]);
-        page = await uaPost(`${BASE}/login`, again);
-      }
-    } else if (/action="\/consent"/.test(page.body)) {
-      consentSeen.push([...page.body.matchAll(/<code class="scope">([^<]*)<\/code>/g)].map((m) => unescape(m[1])));
-      const form = inputs(page.body, true);
-      form.push(['decision', 'approve']);
-      page = await uaPost(`${BASE}/consent`, form);
-    } else {
-      throw new Error(`authorize: unknown page: ${page.body.slice(0, 300)}`);
-    }
-  }
-  throw new Error('authorize: too many hops');
-}
+// ---- headless user agent: the interop drivers' shared one (ci/interop/headless.mjs) -----------
+const ua = new UserAgent({ password: PASSWORD, newPassword: NEW_PASSWORD });
+const consentSeen = () => ua.consents.map((c) => c.scopes); // scopes shown on each consent page
 
 // ---- the SDK's OAuthClientProvider ------------------------------------------------------------
 class Provider {
@@ -161,7 +83,7 @@ class Provider {
   codeVerifier() { return this._verifier; }
   async redirectToAuthorization(url) {
     this.authUrls.push(new URL(url));
-    const back = await headlessAuthorize(url.toString());
+    const back = await ua.authorize(url.toString(), REDIRECT);
     const code = back.searchParams.get('code');
     if (!code) throw new Error(`no code in the redirect: ${back.search}`);
     if (back.searchParams.get('state') !== url.searchParams.get('state')) throw new Error('state mismatch');
@@ -215,9 +137,9 @@ try {
     && au.searchParams.get('resource') === SERVER;
   const tok = log.find((l) => l.path === '/oauth/token' && /grant_type=authorization_code/.test(l.body));
   const codeOk = pkce && tok?.status === 200 && /code_verifier=/.test(tok.body) && scopesOf(provider._tokens).includes('notes:read')
-    && provider.codes[0]?.iss === BASE && consentSeen.length >= 1;
+    && provider.codes[0]?.iss === BASE && consentSeen().length >= 1;
   cell('authcode', check('auth code + PKCE (S256, resource, consent approved through the form, iss)', codeOk,
-    `scopes shown on consent: ${JSON.stringify(consentSeen[0])}; token scope "${provider._tokens?.scope}"`));
+    `scopes shown on consent: ${JSON.stringify(consentSeen()[0])}; token scope "${provider._tokens?.scope}"`));
 
   // 2. tools
   const list = await client.listTools();
@@ -271,7 +193,7 @@ try {
       const [ch2] = challengeOk(logBefore);
       const reauth = provider.codes.length > codesBefore && scopesOf(provider._tokens).includes('notes:write');
       check('step-up (provider hides refresh_token while stepping up): SDK re-authorized with notes:write, consent approved again', ch2 && reauth,
-        `consent scopes ${JSON.stringify(consentSeen.at(-1))}; token scope "${provider._tokens?.scope}"`);
+        `consent scopes ${JSON.stringify(consentSeen().at(-1))}; token scope "${provider._tokens?.scope}"`);
       check('step-up: add_note retried and succeeded', !add.isError, JSON.stringify(add.content).slice(0, 80));
       stepOk = chOk && ch2 && reauth && !add.isError;
       stepNote = `plain provider fails: on 403 insufficient_scope the SDK refreshes first (a refresh cannot widen the grant) and gives up ("${msg}"). `
