@@ -13,6 +13,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
+use mcpgate_types::secret::ct_eq;
+
 use crate::clock::{Rng, random_token};
 use crate::jwt::{JwtError, Verifier};
 use crate::keys::SigningKey;
@@ -227,7 +229,7 @@ pub fn check(proof: &str, want: &ProofCheck<'_>) -> Result<CheckedProof, DpopErr
     }
     let jkt = thumbprint(&header["jwk"]).ok_or(DpopError::Key("the jwk has no thumbprint"))?;
     if let Some(bound) = want.jkt
-        && !constant_time_eq(bound.as_bytes(), jkt.as_bytes())
+        && !ct_eq(bound.as_bytes(), jkt.as_bytes())
     {
         return Err(DpopError::WrongKey);
     }
@@ -296,10 +298,6 @@ fn without_query(u: &str) -> &str {
     &u[..end]
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Stateless server nonces (RFC 9449 §§8–9): the time of issue and an HMAC
 /// of it under a key every replica derives from the same secret, so a nonce
 /// one replica hands out is accepted by all, until it is `max_age` old.
@@ -347,7 +345,7 @@ impl NonceKey {
             return false;
         }
         let tag = hmac::sign(&self.key, &raw[..8]);
-        if !constant_time_eq(&tag.as_ref()[..16], &raw[8..]) {
+        if !ct_eq(&tag.as_ref()[..16], &raw[8..]) {
             return false;
         }
         let mut at = [0u8; 8];
