@@ -580,21 +580,6 @@ pub fn consent_binding(session_hash: &str, form_id: &str, params: &[(String, Str
     b
 }
 
-/// Marks a consent form as answered; `false` if it already was (a replay,
-/// or a second click: either way no second decision). The mark outlives
-/// the form's CSRF token.
-async fn spend_form(app: &AppState, form_id: &str) -> Result<bool, StoreError> {
-    match app
-        .store
-        .spend_form(&hash_secret(form_id), app.now() + CONSENT_FORM_TTL)
-        .await
-    {
-        Ok(()) => Ok(true),
-        Err(StoreError::Conflict(_)) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
 /// How long a consent page may be left open before its form expires.
 const CONSENT_FORM_TTL: i64 = 600;
 
@@ -756,7 +741,8 @@ pub async fn consent_post(
     };
     // One answer per form: a replayed or second submission (of either
     // answer) changes nothing and issues no second code.
-    match spend_form(&app, form_id).await {
+    // The mark outlives the form's CSRF token.
+    match app.spend_once(form_id, app.now() + CONSENT_FORM_TTL).await {
         Ok(true) => {}
         Ok(false) => {
             return error_page(

@@ -27,10 +27,9 @@ use std::sync::Arc;
 
 use mcpgate_jose::{JwtError, Verifier, VerifyOptions};
 use mcpgate_net::FetchPolicy;
-use mcpgate_store::{ClientRecord, StoreError};
+use mcpgate_store::ClientRecord;
 use mcpgate_types::OAuthErrorCode;
 use mcpgate_types::client_metadata::TokenEndpointAuthMethod;
-use mcpgate_types::secret::hash_secret;
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -147,20 +146,14 @@ pub async fn verify(
         .jti
         .filter(|j| !j.is_empty() && j.chars().count() <= MAX_JTI_CHARS)
         .ok_or_else(|| refused("client_assertion needs a jti of at most 256 characters"))?;
-    let mark = hash_secret(&format!(
-        "mcpgate/client-assertion/v1\n{}\n{jti}",
-        client.client_id
-    ));
-    match app.store.spend_form(&mark, c.exp + LEEWAY_SECS).await {
-        Ok(()) => Ok(()),
-        Err(StoreError::Conflict(_)) => {
-            tracing::warn!(client_id = %client.client_id, "client assertion replayed");
-            Err(refused(
-                "client_assertion was already used (jti seen before)",
-            ))
-        }
-        Err(e) => Err(e.into()),
+    let mark = format!("mcpgate/client-assertion/v1\n{}\n{jti}", client.client_id);
+    if !app.spend_once(&mark, c.exp + LEEWAY_SECS).await? {
+        tracing::warn!(client_id = %client.client_id, "client assertion replayed");
+        return Err(refused(
+            "client_assertion was already used (jti seen before)",
+        ));
     }
+    Ok(())
 }
 
 /// `aud` names `issuer`: the same string, or, for an issuer without a path,

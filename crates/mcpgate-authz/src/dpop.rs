@@ -7,8 +7,6 @@
 
 use axum::http::HeaderMap;
 use mcpgate_jose::dpop::{self, DEFAULT_IAT_WINDOW_SECS, ProofCheck};
-use mcpgate_store::StoreError;
-use mcpgate_types::secret::hash_secret;
 use mcpgate_types::{OAuthError, OAuthErrorCode};
 
 use crate::error::{ApiError, ApiResult};
@@ -61,20 +59,11 @@ pub(crate) async fn token_request_key(
             nonce: app.dpop_nonces.issue(now),
         });
     }
-    let mark = hash_secret(&format!(
-        "mcpgate/dpop-proof/v1\n{}\n{}",
-        checked.jkt, checked.jti
-    ));
-    match app
-        .store
-        .spend_form(&mark, checked.iat + DEFAULT_IAT_WINDOW_SECS + 1)
-        .await
-    {
-        Ok(()) => Ok(Some(checked.jkt)),
-        Err(StoreError::Conflict(_)) => {
-            tracing::warn!("DPoP proof replayed at the token endpoint");
-            Err(invalid("the DPoP proof was already used (jti seen before)"))
-        }
-        Err(e) => Err(e.into()),
+    let mark = format!("mcpgate/dpop-proof/v1\n{}\n{}", checked.jkt, checked.jti);
+    let until = checked.iat + DEFAULT_IAT_WINDOW_SECS + 1;
+    if !app.spend_once(&mark, until).await? {
+        tracing::warn!("DPoP proof replayed at the token endpoint");
+        return Err(invalid("the DPoP proof was already used (jti seen before)"));
     }
+    Ok(Some(checked.jkt))
 }

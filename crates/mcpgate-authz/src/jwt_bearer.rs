@@ -25,7 +25,6 @@ use std::sync::Arc;
 
 use mcpgate_jose::{JwtError, Verifier, VerifyOptions};
 use mcpgate_store::{ClientRecord, StoreError};
-use mcpgate_types::secret::hash_secret;
 use mcpgate_types::token::TokenResponse;
 use mcpgate_types::{OAuthError, ScopeSet, resource};
 use serde::Deserialize;
@@ -304,16 +303,13 @@ async fn spend_jti(app: &AppState, issuer: &str, c: &Claims, required: bool) -> 
             Ok(())
         };
     };
-    let mark = hash_secret(&format!("mcpgate/jwt-bearer/v1\n{issuer}\n{jti}"));
+    let mark = format!("mcpgate/jwt-bearer/v1\n{issuer}\n{jti}");
     let until = c.exp.unwrap_or(0) + LEEWAY_SECS;
-    match app.store.spend_form(&mark, until).await {
-        Ok(()) => Ok(()),
-        Err(StoreError::Conflict(_)) => {
-            tracing::warn!(%issuer, "JWT-bearer assertion replayed");
-            Err(refused("the assertion was already used (jti seen before)"))
-        }
-        Err(e) => Err(e.into()),
+    if !app.spend_once(&mark, until).await? {
+        tracing::warn!(%issuer, "JWT-bearer assertion replayed");
+        return Err(refused("the assertion was already used (jti seen before)"));
     }
+    Ok(())
 }
 
 /// The resource the token is for: the request's `resource`, the one the

@@ -181,6 +181,25 @@ impl AppState {
         self.clock.now()
     }
 
+    /// Spends `what` (its hash is stored until `until`): `true` the first time, `false` for
+    /// every later use, on every replica (one conditional `INSERT` decides). What makes a
+    /// consent form, a client assertion, a JWT-bearer assertion or a DPoP proof single-use.
+    pub(crate) async fn spend_once(
+        &self,
+        what: &str,
+        until: i64,
+    ) -> Result<bool, mcpgate_store::StoreError> {
+        match self
+            .store
+            .spend_form(&mcpgate_types::secret::hash_secret(what), until)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(mcpgate_store::StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// A revocation now, its entries kept as long as a token can live.
     pub(crate) fn revoke_at(&self, now: i64) -> RevokeAt {
         RevokeAt {
