@@ -34,10 +34,13 @@ and mcpgate's own client (the `mcpgate login|tools|call` CLI, driven by
   answers 401; Python and mcpgate: marked expired) and the client's own refresh-token grant gets
   a new one.
 
-The headless user agent (in the drivers and `ci/interop/headless.mjs`) plays the browser: it
-follows the authorization URL without auto-redirects, resends the `__Host-` cookies by hand,
-submits the forms the pages render, and reads the code from the final `Location` (for mcpgate's
-client it then delivers that redirect to the CLI's loopback listener).
+One headless user agent plays the browser for every driver: the Rust tests' own
+(`mcpgate_testkit::Browser::play`), used by the rmcp driver directly and by the Node and Python
+drivers as the `mcpgate-play-user` binary. It follows the authorization URL without
+auto-redirects, resends the `__Host-` cookies by hand (kept in a jar file between runs), submits
+the forms the pages render (mcpgate's, or oidc-provider's development interactions), and reads
+the code from the final `Location` (for mcpgate's client the driver then delivers that redirect
+to the CLI's loopback listener).
 
 **Third-party authorization server.** `ci/interop/oidc-as.mjs` runs `oidc-provider` with PKCE
 required (S256 only), open dynamic registration and resource indicators (RFC 8707): for the

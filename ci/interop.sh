@@ -10,8 +10,10 @@
 #      .../mcpgate-ci/interop-oidc and the pinned PyPI mcp into a venv at .../mcpgate-ci/interop-py
 #      (cached; a cold run installs them); needs node >= 20, python3 >= 3.10;
 #   2. builds target/debug/mcpgate and target/debug/rmcp-oauth-client (crates/mcpgate-interop, the
-#      official Rust SDK rmcp with its `auth` feature), in two cargo runs so that rmcp's `auth`
-#      feature never reaches the mcpgate binary; MCPGATE_BIN / RMCP_CLIENT_BIN name prebuilt ones;
+#      official Rust SDK rmcp with its `auth` feature) with target/debug/mcpgate-play-user (the
+#      headless user every driver runs: mcpgate_testkit::Browser::play), in two cargo runs so
+#      that rmcp's `auth` feature never reaches the mcpgate binary; MCPGATE_BIN /
+#      RMCP_CLIENT_BIN / MCPGATE_PLAY_USER name prebuilt ones;
 #   3. starts one `mcpgate serve --demo` on a free 127.0.0.1 port with a temporary data directory
 #      and a config file holding only the demo `notes` upstream (an empty config file would drop
 #      the embedded demo upstream);
@@ -26,7 +28,7 @@
 #
 #   ci/interop.sh --report   also regenerates docs/interop.md from the matrix (ci/interop-report.sh).
 #
-# Environment: MCPGATE_BIN, RMCP_CLIENT_BIN, CARGO_TARGET_DIR. Only 127.0.0.1 is contacted, apart
+# Environment: MCPGATE_BIN, RMCP_CLIENT_BIN, MCPGATE_PLAY_USER, CARGO_TARGET_DIR. Only 127.0.0.1 is contacted, apart
 # from npm and PyPI on a cold cache.
 set -euo pipefail
 
@@ -85,14 +87,20 @@ fi
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 if [[ -n ${RMCP_CLIENT_BIN:-} ]]; then
     RMCP_BIN=$RMCP_CLIENT_BIN
+    PLAY_USER=${MCPGATE_PLAY_USER:-$(dirname "$RMCP_BIN")/mcpgate-play-user}
 else
     # A separate cargo run: building it with -p mcpgate would unify rmcp's `auth` feature into
-    # the mcpgate binary.
-    log "cargo build -p mcpgate-interop (rmcp with its auth feature)"
+    # the mcpgate binary. It also builds mcpgate-play-user, the headless user of every driver.
+    log "cargo build -p mcpgate-interop (rmcp with its auth feature; mcpgate-play-user)"
     cargo build -q -p mcpgate-interop >&2
     RMCP_BIN=$TARGET_DIR/debug/rmcp-oauth-client
+    PLAY_USER=$TARGET_DIR/debug/mcpgate-play-user
 fi
 [[ -x $RMCP_BIN ]] || { log "no rmcp-oauth-client binary at $RMCP_BIN"; exit 1; }
+[[ -x $PLAY_USER ]] || { log "no mcpgate-play-user binary at $PLAY_USER"; exit 1; }
+# The drivers in Node and Python run this one user agent (mcpgate_testkit::Browser::play).
+export MCPGATE_PLAY_USER
+MCPGATE_PLAY_USER=$(cd "$(dirname "$PLAY_USER")" && pwd)/$(basename "$PLAY_USER")
 RMCP_VERSION=$(awk '/^name = "rmcp"$/ { getline; gsub(/"/, "", $3); print $3; exit }' "$ROOT/Cargo.lock")
 
 # --- 3. the server -----------------------------------------------------------------------------

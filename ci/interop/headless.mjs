@@ -1,10 +1,11 @@
 // Shared parts of the Node interop drivers (ci/interop/ts-client.mjs, ci/interop/mcpgate-cli.mjs,
-// ci/interop/third-party-as.mjs): PASS/FAIL bookkeeping, a headless user agent that signs in and
+// ci/interop/third-party-as.mjs): PASS/FAIL bookkeeping, the headless user (mcpgate-play-user) that signs in and
 // approves consent on mcpgate's own pages or on oidc-provider's development interaction pages,
 // and a driver for the `mcpgate` client CLI that plays the user when the CLI prints an
 // authorization URL. Only 127.0.0.1 is contacted.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 // ---- results --------------------------------------------------------------------------------
@@ -28,109 +29,34 @@ export class Results {
 }
 
 // ---- headless user agent --------------------------------------------------------------------
-const unescape = (s) => s.replace(/&(#x[0-9a-f]+|#\d+|amp|lt|gt|quot|apos);/gi, (_, e) => {
-  const m = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" }[e.toLowerCase()];
-  if (m) return m;
-  return String.fromCodePoint(e[1].toLowerCase() === 'x' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10));
-});
-
-function inputs(html, hiddenOnly) {
-  const out = [];
-  for (const m of html.matchAll(/<input\b[^>]*>/gi)) {
-    const tag = m[0];
-    const name = /\bname="([^"]*)"/i.exec(tag)?.[1];
-    const type = /\btype="([^"]*)"/i.exec(tag)?.[1] || 'text';
-    const value = /\bvalue="([^"]*)"/i.exec(tag)?.[1] ?? '';
-    if (!name || (hiddenOnly && type !== 'hidden')) continue;
-    out.push([name, unescape(value)]);
-  }
-  return out;
-}
-const formAction = (html) => unescape(/<form\b[^>]*\baction="([^"]*)"/i.exec(html)?.[1] || '');
-
+// The project's one headless user (mcpgate_testkit::Browser::play, the same code the Rust tests
+// use), run as the `mcpgate-play-user` binary that ci/interop.sh builds and names in
+// MCPGATE_PLAY_USER. Its cookies live in a jar file per UserAgent, so later authorizations find
+// the session of earlier ones, as in a browser.
 export class UserAgent {
-  // mcpgate: { password, newPassword } for the `admin` account of `mcpgate serve --demo`.
-  constructor({ password, newPassword, login = 'interop-user' } = {}) {
-    this.jar = new Map();
-    this.password = password;
-    this.newPassword = newPassword || password;
-    this.login = login;
+  // mcpgate: { password, newPassword } for the `admin` account of `mcpgate serve --demo`;
+  // `login` is the name typed on oidc-provider's development sign-in page.
+  constructor({ password = '', newPassword, login = 'interop-user' } = {}) {
+    this.bin = process.env.MCPGATE_PLAY_USER;
+    if (!this.bin) throw new Error('MCPGATE_PLAY_USER (the mcpgate-play-user binary) is not set');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcpgate-ua-'));
+    process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+    this.args = ['--jar', path.join(dir, 'cookies.json'), '--username', 'admin', '--password', password,
+      '--new-password', newPassword || password, '--provider-login', login];
     this.consents = []; // { at, scopes } per consent page approved
   }
-  keep(r) {
-    for (const sc of r.headers.getSetCookie()) {
-      const [first] = sc.split(';');
-      const i = first.indexOf('=');
-      const k = first.slice(0, i).trim(), v = first.slice(i + 1).trim();
-      if (!v || /max-age=0/i.test(sc) || /expires=Thu, 01 Jan 1970/i.test(sc)) this.jar.delete(k); else this.jar.set(k, v);
-    }
-  }
-  cookie() { return [...this.jar].map(([k, v]) => `${k}=${v}`).join('; '); }
-  async get(url) {
-    const r = await fetch(url, { redirect: 'manual', headers: { cookie: this.cookie() } });
-    this.keep(r);
-    return { url, status: r.status, location: r.headers.get('location'), body: await r.text() };
-  }
-  async post(url, form) {
-    const r = await fetch(url, {
-      method: 'POST', redirect: 'manual', body: new URLSearchParams(form).toString(),
-      headers: { cookie: this.cookie(), 'content-type': 'application/x-www-form-urlencoded' },
-    });
-    this.keep(r);
-    return { url, status: r.status, location: r.headers.get('location'), body: await r.text() };
-  }
 
-  // Follows an authorization URL through sign-in (and mcpgate's password change) and consent,
-  // on mcpgate's pages or oidc-provider's development interactions, until a redirect goes to
+  // Follows an authorization URL through sign-in and consent until a redirect goes to
   // `redirectPrefix`; returns that URL (with code, state, iss).
-  async authorize(authorizationUrl, redirectPrefix) {
-    let page = await this.get(authorizationUrl);
-    let passwordTries = 0;
-    for (let hop = 0; hop < 16; hop++) {
-      if (page.status >= 300 && page.status < 400 && page.location) {
-        const to = new URL(page.location, page.url).toString();
-        if (to.startsWith(redirectPrefix)) return new URL(to);
-        page = await this.get(to);
-        continue;
-      }
-      if (page.status !== 200) throw new Error(`authorize: unexpected ${page.status} at ${page.url}: ${page.body.slice(0, 300)}`);
-      const f = Object.fromEntries(inputs(page.body, false));
-      const action = new URL(formAction(page.body) || page.url, page.url).toString();
-      if (f.prompt === 'login' && 'login' in f) {
-        // oidc-provider's development login: any login name and password.
-        const form = inputs(page.body, true);
-        form.push(['login', this.login], ['password', 'any']);
-        page = await this.post(action, form);
-      } else if (f.prompt === 'consent') {
-        // oidc-provider's development consent page.
-        this.consents.push({ at: 'oidc-provider', scopes: [...page.body.matchAll(/<li>([^<]*)<\/li>/g)].map((m) => unescape(m[1]).trim()) });
-        page = await this.post(action, inputs(page.body, true));
-      } else if ('new_password' in f) {
-        const form = inputs(page.body, true);
-        form.push(['new_password', this.newPassword], ['confirm', this.newPassword]);
-        page = await this.post(action, form);
-      } else if ('password' in f && 'username' in f) {
-        // mcpgate's sign-in: the current password, then the new one (an earlier client may
-        // have changed the one-time password already).
-        if (passwordTries > 1) throw new Error('authorize: sign-in refused twice');
-        const form = inputs(page.body, true).filter(([k]) => k !== 'username' && k !== 'password');
-        form.push(['username', 'admin'], ['password', passwordTries === 0 ? this.password : this.newPassword]);
-        passwordTries++;
-        page = await this.post(action, form);
-      } else if (/action="\/consent"/.test(page.body)) {
-        // The consent page, or (data-step="confirm", not counted as consent) the click a
-        // public client's loopback redirect needs when consent is on record.
-        if (/data-step="consent"/.test(page.body)) {
-          this.consents.push({ at: 'mcpgate', scopes: [...page.body.matchAll(/<code class="scope">([^<]*)<\/code>/g)].map((m) => unescape(m[1])) });
-        }
-        const form = inputs(page.body, true);
-        form.push(['decision', 'approve']);
-        page = await this.post(action, form);
-      } else {
-        throw new Error(`authorize: unknown page at ${page.url}: ${page.body.slice(0, 300)}`);
-      }
-    }
-    throw new Error('authorize: too many hops');
+  authorize(authorizationUrl, redirectPrefix) {
+    return new Promise((resolve, reject) => {
+      execFile(this.bin, [...this.args, '--until', redirectPrefix, authorizationUrl], { timeout: 60_000 }, (err, stdout, stderr) => {
+        if (err) return reject(new Error(`authorize: ${stderr.trim() || err.message}`));
+        const out = JSON.parse(stdout);
+        this.consents.push(...out.consents);
+        resolve(new URL(out.redirect));
+      });
+    });
   }
 }
 

@@ -7,22 +7,24 @@
   MCPGATE_NEW_PASSWORD  chosen if the server asks for a new password at sign-in
   RESULT_FILE           (optional) where to write the JSON results for the matrix
 
-The headless user agent signs in and approves through the real login and consent forms (no
-redirects followed, cookies resent by hand: they are `__Host-`/Secure on http loopback). Only
+The headless user (MCPGATE_PLAY_USER, the mcpgate-play-user binary: the project's one user agent)
+signs in and approves through the real login and consent forms (no redirects followed, cookies
+resent by hand: they are `__Host-`/Secure on http loopback). Only
 127.0.0.1 is contacted. Prints `PASS name` / `FAIL name` per check; exits non-zero on any FAIL.
 """
 
 import asyncio
-import html
 import json
 import logging
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 import traceback
 from importlib.metadata import version
-from urllib.parse import parse_qs, urljoin, urlparse
+from urllib.parse import parse_qs, urlparse
 
 import httpx2 as httpx
 from mcp import ClientSession
@@ -67,72 +69,25 @@ async def on_response(r: httpx.Response) -> None:
 
 
 # ---- headless user agent --------------------------------------------------------------------------
-jar: dict[str, str] = {}
+# The project's one headless user (mcpgate_testkit::Browser::play), run as the mcpgate-play-user
+# binary that ci/interop.sh builds; its cookies live in a jar file between authorizations.
+JAR = os.path.join(tempfile.mkdtemp(prefix="mcpgate-ua-"), "cookies.json")
 consent_seen: list[list[str]] = []
-
-
-async def ua(http: httpx.AsyncClient, method: str, url: str, form=None):
-    headers = {"cookie": "; ".join(f"{k}={v}" for k, v in jar.items())}
-    if form is not None:
-        r = await http.request(method, url, data=dict(form), headers=headers)
-    else:
-        r = await http.request(method, url, headers=headers)
-    for sc in r.headers.get_list("set-cookie"):
-        first = sc.split(";", 1)[0]
-        k, _, v = first.partition("=")
-        if not v or "max-age=0" in sc.lower():
-            jar.pop(k.strip(), None)
-        else:
-            jar[k.strip()] = v.strip()
-    return r
-
-
-def inputs(page: str, hidden_only: bool):
-    out = []
-    for tag in re.findall(r"<input\b[^>]*>", page, re.I):
-        name = re.search(r'\bname="([^"]*)"', tag)
-        typ = re.search(r'\btype="([^"]*)"', tag)
-        val = re.search(r'\bvalue="([^"]*)"', tag)
-        if not name or (hidden_only and (typ.group(1) if typ else "text") != "hidden"):
-            continue
-        out.append((name.group(1), html.unescape(val.group(1)) if val else ""))
-    return out
 
 
 async def headless_authorize(url: str) -> str:
     """Follows an authorization URL through sign-in, password change and consent; returns the
     redirect_uri Location carrying the code."""
-    async with httpx.AsyncClient(follow_redirects=False) as http:
-        r = await ua(http, "GET", url)
-        for _ in range(12):
-            if 300 <= r.status_code < 400 and r.headers.get("location"):
-                to = urljoin(BASE + "/", r.headers["location"])
-                if to.startswith(REDIRECT):
-                    return to
-                r = await ua(http, "GET", to)
-                continue
-            if r.status_code != 200:
-                raise RuntimeError(f"authorize: unexpected {r.status_code}: {r.text[:200]}")
-            page = r.text
-            fields = dict(inputs(page, False))
-            if "new_password" in fields:
-                form = inputs(page, True) + [("new_password", NEW_PASSWORD), ("confirm", NEW_PASSWORD)]
-                r = await ua(http, "POST", f"{BASE}/login/password", form)
-            elif "username" in fields and "password" in fields:
-                base = [kv for kv in inputs(page, True) if kv[0] not in ("username", "password")]
-                r = await ua(http, "POST", f"{BASE}/login", base + [("username", "admin"), ("password", PASSWORD)])
-                if r.status_code == 200 and 'name="password"' in r.text and 'name="new_password"' not in r.text:
-                    again = [kv for kv in inputs(r.text, True) if kv[0] not in ("username", "password")]
-                    r = await ua(http, "POST", f"{BASE}/login", again + [("username", "admin"), ("password", NEW_PASSWORD)])
-            elif 'action="/consent"' in page:
-                # The consent page, or (data-step="confirm", not counted as consent) the click a
-                # public client's loopback redirect needs when consent is on record.
-                if 'data-step="consent"' in page:
-                    consent_seen.append([html.unescape(s) for s in re.findall(r'<code class="scope">([^<]*)</code>', page)])
-                r = await ua(http, "POST", f"{BASE}/consent", inputs(page, True) + [("decision", "approve")])
-            else:
-                raise RuntimeError(f"authorize: unknown page: {page[:300]}")
-    raise RuntimeError("authorize: too many hops")
+    proc = await asyncio.create_subprocess_exec(
+        os.environ["MCPGATE_PLAY_USER"], "--jar", JAR, "--username", "admin", "--password", PASSWORD,
+        "--new-password", NEW_PASSWORD, "--until", REDIRECT, url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"authorize: {err.decode().strip()}")
+    played = json.loads(out)
+    consent_seen.extend(c["scopes"] for c in played["consents"])
+    return played["redirect"]
 
 
 # ---- the SDK's storage and handlers ---------------------------------------------------------------
@@ -320,4 +275,5 @@ for k in ("discovery", "registration", "authcode", "tools", "stepup", "refresh")
 if os.environ.get("RESULT_FILE"):
     with open(os.environ["RESULT_FILE"], "w") as f:
         json.dump({"client": "Python SDK (`mcp`)", "version": SDK_VERSION, "cells": results}, f, indent=2)
+shutil.rmtree(os.path.dirname(JAR), ignore_errors=True)
 sys.exit(1 if failed else 0)

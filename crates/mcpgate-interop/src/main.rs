@@ -2,20 +2,22 @@
 //! (`auth` feature: `OAuthState`, `AuthorizationManager`, `AuthClient`) against
 //! `mcpgate serve --demo`, the `notes` server at `$MCPGATE_URL/mcp/notes`.
 //!
-//! The binary plays the browser headlessly: it GETs the authorization URL without following
-//! redirects, carries the `__Host-` cookies by hand, and submits the sign-in, password-change and
-//! consent forms the pages render, reading the code from the final `Location`.
+//! The user is played by the project's one headless user agent (`mcpgate_testkit::Browser`): it
+//! GETs the authorization URL without following redirects, carries the `__Host-` cookies by hand,
+//! and submits the sign-in, password-change and consent forms the pages render, reading the code
+//! from the final `Location`.
 //!
 //! Environment: `MCPGATE_URL`, `MCPGATE_PASSWORD` (the admin's current password),
 //! `MCPGATE_NEW_PASSWORD` (chosen when the server asks for a new one), `RESULT_FILE` (optional:
 //! the JSON results for the matrix), `RMCP_VERSION` (shown in the matrix; from Cargo.lock). Prints `PASS name` / `FAIL name` per check; exits 1 on any
 //! FAIL. Only 127.0.0.1 is contacted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
+use mcpgate_testkit::User;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
 };
@@ -118,223 +120,38 @@ impl Store {
     }
 }
 
-// ---- headless user agent --------------------------------------------------------------------
+// ---- the user -------------------------------------------------------------------------------
 
-struct Page {
-    status: u16,
-    location: Option<String>,
-    body: String,
-}
-
+/// The project's one headless user agent (`mcpgate_testkit::Browser`) and the consent pages it
+/// approved.
 struct Browser {
-    http: reqwest::Client,
-    base: String,
-    jar: HashMap<String, String>,
-    password: String,
-    new_password: String,
-    /// Scopes shown on each consent page approved.
+    agent: mcpgate_testkit::Browser,
+    user: User,
     consents: Vec<Vec<String>>,
 }
 
-/// Decodes the HTML character references the templates produce (named and numeric).
-fn unescape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        rest = &rest[i..];
-        let Some(end) = rest.find(';').filter(|&e| e <= 12) else {
-            out.push('&');
-            rest = &rest[1..];
-            continue;
-        };
-        let entity = &rest[1..end];
-        let decoded = match entity {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => entity
-                .strip_prefix("#x")
-                .or_else(|| entity.strip_prefix("#X"))
-                .map(|h| u32::from_str_radix(h, 16))
-                .or_else(|| entity.strip_prefix('#').map(str::parse::<u32>))
-                .and_then(Result::ok)
-                .and_then(char::from_u32),
-        };
-        match decoded {
-            Some(c) => {
-                out.push(c);
-                rest = &rest[end + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-fn attr(tag: &str, name: &str) -> Option<String> {
-    let key = format!(" {name}=\"");
-    let i = tag.find(&key)? + key.len();
-    let end = tag[i..].find('"')? + i;
-    Some(unescape(&tag[i..end]))
-}
-
-/// `(name, value, type)` of every `<input>` of a page.
-fn inputs(html: &str) -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    let mut rest = html;
-    while let Some(i) = rest.find("<input") {
-        let end = rest[i..].find('>').map_or(rest.len(), |e| e + i);
-        let tag = &rest[i..end];
-        if let Some(name) = attr(tag, "name") {
-            let ty = attr(tag, "type").unwrap_or_else(|| "text".into());
-            out.push((name, attr(tag, "value").unwrap_or_default(), ty));
-        }
-        rest = &rest[end..];
-    }
-    out
-}
-
-fn hidden(html: &str) -> Vec<(String, String)> {
-    inputs(html)
-        .into_iter()
-        .filter(|(_, _, t)| t == "hidden")
-        .map(|(n, v, _)| (n, v))
-        .collect()
-}
-
-/// The text of every `<code class="scope">` (mcpgate's consent page).
-fn consent_scopes(html: &str) -> Vec<String> {
-    html.split("<code class=\"scope\">")
-        .skip(1)
-        .filter_map(|s| s.split('<').next())
-        .map(unescape)
-        .collect()
-}
-
 impl Browser {
-    fn new(base: &str, password: &str, new_password: &str) -> Result<Self> {
-        Ok(Self {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .no_proxy()
-                .build()?,
-            base: base.to_owned(),
-            jar: HashMap::new(),
-            password: password.to_owned(),
-            new_password: new_password.to_owned(),
+    fn new(password: &str, new_password: &str) -> Self {
+        let mut user = User::new("admin", password);
+        user.new_password = new_password.to_owned();
+        Self {
+            agent: mcpgate_testkit::Browser::new(),
+            user,
             consents: Vec::new(),
-        })
-    }
-
-    fn cookie(&self) -> String {
-        self.jar
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    async fn page(&mut self, r: reqwest::RequestBuilder) -> Result<Page> {
-        let r = r.header("cookie", self.cookie()).send().await?;
-        for sc in r.headers().get_all("set-cookie") {
-            let sc = sc.to_str().unwrap_or_default();
-            let first = sc.split(';').next().unwrap_or_default();
-            if let Some((k, v)) = first.split_once('=') {
-                let (k, v) = (k.trim().to_owned(), v.trim().to_owned());
-                if v.is_empty() || sc.to_ascii_lowercase().contains("max-age=0") {
-                    self.jar.remove(&k);
-                } else {
-                    self.jar.insert(k, v);
-                }
-            }
         }
-        let status = r.status().as_u16();
-        let location = r
-            .headers()
-            .get("location")
-            .and_then(|l| l.to_str().ok())
-            .map(str::to_owned);
-        Ok(Page {
-            status,
-            location,
-            body: r.text().await?,
-        })
-    }
-
-    async fn get(&mut self, url: &str) -> Result<Page> {
-        let r = self.http.get(url);
-        self.page(r).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(String, String)]) -> Result<Page> {
-        let r = self.http.post(format!("{}{path}", self.base)).form(form);
-        self.page(r).await
     }
 
     /// Follows an authorization URL through sign-in, password change and consent; returns the
     /// redirect to [`REDIRECT`] (with code, state and iss).
     async fn authorize(&mut self, url: &str) -> Result<String> {
-        let mut page = self.get(url).await?;
-        let mut tries = 0;
-        for _ in 0..12 {
-            if (300..400).contains(&page.status)
-                && let Some(loc) = page.location.clone()
-            {
-                let to = url::Url::parse(&self.base)?.join(&loc)?.to_string();
-                if to.starts_with(REDIRECT) {
-                    return Ok(to);
-                }
-                page = self.get(&to).await?;
-                continue;
-            }
-            if page.status != 200 {
-                bail!("authorize: unexpected {}: {:.200}", page.status, page.body);
-            }
-            let names: Vec<String> = inputs(&page.body).into_iter().map(|i| i.0).collect();
-            let has = |n: &str| names.iter().any(|x| x == n);
-            if has("new_password") {
-                let mut form = hidden(&page.body);
-                form.push(("new_password".into(), self.new_password.clone()));
-                form.push(("confirm".into(), self.new_password.clone()));
-                page = self.post("/login/password", &form).await?;
-            } else if has("password") && has("username") {
-                if tries > 1 {
-                    bail!("authorize: sign-in refused twice");
-                }
-                let mut form: Vec<_> = hidden(&page.body)
-                    .into_iter()
-                    .filter(|(k, _)| k != "username" && k != "password")
-                    .collect();
-                let pw = if tries == 0 {
-                    self.password.clone()
-                } else {
-                    self.new_password.clone()
-                };
-                tries += 1;
-                form.push(("username".into(), "admin".into()));
-                form.push(("password".into(), pw));
-                page = self.post("/login", &form).await?;
-            } else if page.body.contains("action=\"/consent\"") {
-                // The consent page, or (not counted as consent) the click a public
-                // client's loopback redirect needs when consent is on record.
-                if page.body.contains("data-step=\"consent\"") {
-                    self.consents.push(consent_scopes(&page.body));
-                }
-                let mut form = hidden(&page.body);
-                form.push(("decision".into(), "approve".into()));
-                page = self.post("/consent", &form).await?;
-            } else {
-                bail!("authorize: unknown page: {:.300}", page.body);
-            }
-        }
-        bail!("authorize: too many hops")
+        let played = self
+            .agent
+            .play(url, REDIRECT, &self.user)
+            .await
+            .map_err(|e| anyhow!("authorize: {e}"))?;
+        self.consents
+            .extend(played.consents.into_iter().map(|c| c.scopes));
+        Ok(played.redirect)
     }
 }
 
@@ -605,10 +422,8 @@ async fn main() {
         base,
     };
     let mut res = Results::default();
-    let outcome = match Browser::new(&env.base, &password, &new_password) {
-        Ok(mut b) => run(&mut res, &env, &mut b).await,
-        Err(e) => Err(e),
-    };
+    let mut b = Browser::new(&password, &new_password);
+    let outcome = run(&mut res, &env, &mut b).await;
     if let Err(e) = outcome {
         res.check("flow", false, &format!("{e:#}"));
         for k in [

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mcpgate_testkit::Browser;
+use mcpgate_testkit::{Browser, User};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 
@@ -83,15 +83,21 @@ async fn play_user(env: &Env, srv: &Server, args: &[&str]) -> CliOut {
         "{authorize_url}"
     );
 
-    let mut b = Browser::new();
-    let page = flow::sign_in(&mut b, srv, &authorize_url, USER, PASSWORD, None).await;
-    let page = b.approve_if_asked(&srv.issuer, page).await;
-    assert_eq!(page.status, 303, "{}", page.body);
-    let callback = page.location.clone().expect("a redirect to the client");
+    let redirect_uri = url::Url::parse(&authorize_url)
+        .expect("authorization URL")
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .map(|(_, v)| v.into_owned())
+        .expect("a redirect_uri");
     assert!(
-        callback.starts_with("http://127.0.0.1:") && callback.contains("/callback?"),
-        "{callback}"
+        redirect_uri.starts_with("http://127.0.0.1:") && redirect_uri.ends_with("/callback"),
+        "{redirect_uri}"
     );
+    let callback = Browser::new()
+        .play(&authorize_url, &redirect_uri, &User::new(USER, PASSWORD))
+        .await
+        .unwrap_or_else(|e| panic!("playing the user: {e}"))
+        .redirect;
     // The browser's last step: the redirect reaches the CLI's listener.
     let answer = reqwest::Client::builder()
         .no_proxy()
