@@ -12,7 +12,8 @@
 //!
 //! Secrets never reach this crate in the clear: codes, refresh tokens,
 //! client secrets and login-session ids arrive as SHA-256 hashes, passwords
-//! as argon2id PHC strings, signing keys sealed under the master key.
+//! as argon2id PHC strings, signing keys and upstream tokens sealed under the
+//! master key.
 //!
 //! With the `conformance` feature, the `conformance` module holds the test suite
 //! every backend must pass.

@@ -235,6 +235,31 @@ pub struct LinkedIdentityRecord {
     pub created_at: i64,
 }
 
+/// One user's tokens for one upstream that acts on the user's behalf
+/// (`auth = { type = "user_oauth" }`): the vault's row. The tokens are
+/// never stored in the clear: `sealed_tokens` is the token response sealed
+/// under the master key, bound to (user, upstream).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct UpstreamGrantRecord {
+    pub user_id: String,
+    /// The gateway upstream's name.
+    pub upstream: String,
+    /// The sealed token set (access token, refresh token, expiry).
+    pub sealed_tokens: Vec<u8>,
+    /// The scopes the upstream's authorization server granted (shown to
+    /// the user and the operator; not secret).
+    pub scope: String,
+    /// When the access token expires (seconds since the epoch), if known.
+    pub expires_at: Option<i64>,
+    /// When the user connected (seconds).
+    pub created_at: i64,
+    /// When the tokens last changed (connect or refresh; seconds).
+    pub updated_at: i64,
+    /// While a refresh is in flight, the time its lease ends (seconds);
+    /// 0 when none is.
+    pub refresh_lease_until: i64,
+}
+
 /// A gateway session as every replica sharing the store sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct GatewaySessionRecord {

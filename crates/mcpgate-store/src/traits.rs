@@ -326,6 +326,57 @@ pub trait IdentityStore: Send + Sync {
     async fn purge_upstream_states(&self, before: i64) -> StoreResult<u64>;
 }
 
+/// The vault of per-user upstream credentials: one row per (user,
+/// upstream), written when the user connects an account, refreshed one
+/// refresh at a time across replicas (a lease taken by one conditional
+/// update), and deleted on unlink and on every revocation.
+#[async_trait]
+pub trait UpstreamGrantStore: Send + Sync {
+    /// Stores `g`, replacing the row of the same (user, upstream) if there
+    /// is one (a reconnect). `NotFound` if the user does not exist.
+    async fn put_upstream_grant(&self, g: &UpstreamGrantRecord) -> StoreResult<()>;
+    /// `NotFound` if the user has not connected `upstream`.
+    async fn get_upstream_grant(
+        &self,
+        user_id: &str,
+        upstream: &str,
+    ) -> StoreResult<UpstreamGrantRecord>;
+    /// A user's grants, sorted by upstream.
+    async fn list_upstream_grants(&self, user_id: &str) -> StoreResult<Vec<UpstreamGrantRecord>>;
+    /// Deletes and returns the row (`NotFound` if absent); of concurrent
+    /// callers exactly one gets it.
+    async fn delete_upstream_grant(
+        &self,
+        user_id: &str,
+        upstream: &str,
+    ) -> StoreResult<UpstreamGrantRecord>;
+    /// Deletes and returns every grant of `user_id` (sorted by upstream).
+    async fn delete_user_upstream_grants(
+        &self,
+        user_id: &str,
+    ) -> StoreResult<Vec<UpstreamGrantRecord>>;
+    /// One conditional `UPDATE … RETURNING`: if the row exists and no lease
+    /// is held at `now` (`refresh_lease_until <= now`), sets
+    /// `refresh_lease_until = until` and returns the row as updated.
+    /// Otherwise `NotFound` and nothing changes. Of concurrent callers on
+    /// any replica exactly one gets the lease.
+    async fn lease_upstream_grant(
+        &self,
+        user_id: &str,
+        upstream: &str,
+        now: i64,
+        until: i64,
+    ) -> StoreResult<UpstreamGrantRecord>;
+    /// Ends a lease taken with `lease_upstream_grant(.., until = lease)`:
+    /// one conditional `UPDATE` that, only if the row still holds exactly
+    /// that lease, writes `sealed_tokens`, `scope`, `expires_at` and
+    /// `updated_at` from `g` and sets `refresh_lease_until` to 0. A row
+    /// deleted meanwhile (unlinked, revoked) or whose lease was taken over
+    /// is left alone: `NotFound`. A `lease` of 0 (no lease) is `NotFound`.
+    async fn finish_upstream_refresh(&self, g: &UpstreamGrantRecord, lease: i64)
+    -> StoreResult<()>;
+}
+
 /// Gateway sessions shared by the replicas of one database: a session made
 /// by one replica is found, bound to the same owner, by every other.
 /// Times are milliseconds since the epoch.
@@ -478,6 +529,7 @@ pub trait Store:
     + LoginSessionStore
     + AuditStore
     + IdentityStore
+    + UpstreamGrantStore
     + RevocationStore
     + GatewaySessionStore
     + FleetStore

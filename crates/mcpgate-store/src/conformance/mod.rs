@@ -16,6 +16,7 @@ mod identity;
 mod keys;
 mod revocations;
 mod sessions;
+mod upstream_grants;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -94,6 +95,18 @@ pub fn cases() -> Vec<Case> {
         identity::upstream_state_single_use,
         identity::upstream_state_expiry_and_purge,
         identity::upstream_state_concurrent_exactly_one,
+        upstream_grants::upstream_grants_put_get_list,
+        upstream_grants::upstream_grants_put_replaces,
+        upstream_grants::upstream_grants_absent,
+        upstream_grants::upstream_grants_delete,
+        upstream_grants::upstream_grants_delete_for_user,
+        upstream_grants::upstream_grants_go_with_user,
+        upstream_grants::upstream_grants_lease,
+        upstream_grants::upstream_grants_finish_refresh,
+        upstream_grants::upstream_grants_finish_stale_lease,
+        upstream_grants::upstream_grants_finish_after_delete,
+        upstream_grants::upstream_grants_lease_concurrent_exactly_one,
+        upstream_grants::upstream_grants_delete_concurrent_exactly_one,
         revocations::revocations_revoke_list_and_revision,
         revocations::revocations_lift,
         revocations::revocations_for_one_token,

@@ -31,6 +31,7 @@ pub(crate) mod keys;
 pub(crate) mod revocations;
 pub(crate) mod rows;
 pub(crate) mod sessions;
+pub(crate) mod upstream_grants;
 
 use crate::traits::StoreError;
 
@@ -98,6 +99,7 @@ macro_rules! impl_store {
         $crate::sql::keys::impl_key_stores!($store, $db);
         $crate::sql::audit::impl_audit_store!($store, $db);
         $crate::sql::identity::impl_identity_store!($store, $db);
+        $crate::sql::upstream_grants::impl_upstream_grant_store!($store, $db);
         $crate::sql::revocations::impl_revocation_store!($store, $db);
         $crate::sql::sessions::impl_session_store!($store, $db);
         $crate::sql::fleet::impl_fleet_store!($store, $db);
