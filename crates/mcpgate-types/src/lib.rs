@@ -13,6 +13,7 @@ pub mod redirect_uri;
 pub mod resource;
 pub mod scope;
 pub mod secret;
+pub mod time;
 pub mod token;
 pub mod www_authenticate;
 

@@ -12,7 +12,7 @@ use mcpgate_types::client_metadata::TokenEndpointAuthMethod;
 
 use crate::config::{Config, MasterKeySource, StoreConfig, TlsConfig};
 use crate::serve::Runtime;
-use crate::timefmt::fmt_time;
+use mcpgate_types::time::fmt_time;
 
 #[derive(Subcommand, Debug)]
 pub enum UsersCmd {

@@ -21,7 +21,7 @@ use mcpgate_net::{FetchPolicy, SafeFetcher};
 use mcpgate_types::{ScopeSet, Secret};
 use serde_json::Value;
 
-use crate::timefmt::fmt_time;
+use mcpgate_types::time::fmt_time;
 
 /// Options every client command takes.
 #[derive(Args, Debug, Clone)]

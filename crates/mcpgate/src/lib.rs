@@ -8,4 +8,3 @@ pub mod bridge;
 pub mod client_cli;
 pub mod config;
 pub mod serve;
-mod timefmt;

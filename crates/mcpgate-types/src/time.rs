@@ -1,4 +1,5 @@
-//! Times for people: RFC 3339 in UTC, for operator and client output.
+//! Times for people: RFC 3339 in UTC, for operator and client output and
+//! the account pages.
 
 /// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian, UTC).
 pub fn fmt_time(t: i64) -> String {
