@@ -27,6 +27,8 @@ pub enum AdminError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Internal(String),
+    #[error("unlinking connected upstream accounts: {0}")]
+    Upstream(String),
 }
 
 pub struct Ctx<'a> {
@@ -36,9 +38,31 @@ pub struct Ctx<'a> {
     /// How long revocation entries are kept
     /// ([`AuthzSettings::revocation_ttl`](crate::AuthzSettings::revocation_ttl)).
     pub revocation_ttl: i64,
+    /// The vault of the gateway's `user_oauth` upstreams: a user's
+    /// connected accounts are revoked at those upstreams' servers too.
+    /// Without it (no such upstream configured), the grants are only
+    /// deleted.
+    pub vault: Option<&'a mcpgate_vault::Vault>,
 }
 
 impl Ctx<'_> {
+    /// Unlinks every connected upstream account of `user_id` (a revocation
+    /// on mcpgate's side stops them too): deleted here, revoked at the
+    /// upstream's server where the vault can.
+    async fn unlink_upstreams(&self, user_id: &str) -> Result<(), AdminError> {
+        match self.vault {
+            Some(v) => {
+                v.unlink_all(user_id)
+                    .await
+                    .map_err(|e| AdminError::Upstream(e.to_string()))?;
+            }
+            None => {
+                self.store.delete_user_upstream_grants(user_id).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// A revocation now.
     fn revoke_at(&self) -> RevokeAt {
         let now = self.clock.now();
@@ -163,6 +187,9 @@ async fn user_named(ctx: &Ctx<'_>, username: &str) -> Result<UserRecord, AdminEr
 /// in the same transaction).
 pub async fn remove_user(ctx: &Ctx<'_>, username: &str) -> Result<(), AdminError> {
     let user = user_named(ctx, username).await?;
+    // First: deleting the user deletes the grants, and they could then no
+    // longer be revoked at the upstreams' servers.
+    ctx.unlink_upstreams(&user.id).await?;
     ctx.store.delete_user(&user.id, ctx.revoke_at()).await?;
     Ok(())
 }
@@ -194,6 +221,9 @@ pub async fn set_disabled(
     user.disabled = disabled;
     user.updated_at = ctx.clock.now();
     ctx.store.update_user(&user).await?;
+    if disabled {
+        ctx.unlink_upstreams(&user.id).await?;
+    }
     if !disabled {
         ctx.store.lift_revocation(&entry).await?;
     }
@@ -204,11 +234,26 @@ pub async fn set_disabled(
 /// tokens stop working (a client entry in the revocation set, same
 /// transaction).
 pub async fn remove_client(ctx: &Ctx<'_>, client_id: &str) -> Result<(), AdminError> {
+    // Its users' connected upstream accounts were reachable through it.
+    let users: Vec<String> = ctx
+        .store
+        .list_consents(None)
+        .await?
+        .into_iter()
+        .filter(|c| c.client_id == client_id)
+        .map(|c| c.user_id)
+        .collect();
     match ctx.store.delete_client(client_id, ctx.revoke_at()).await {
-        Ok(()) => Ok(()),
-        Err(StoreError::NotFound) => Err(AdminError::NotFound(format!("client {client_id:?}"))),
-        Err(e) => Err(e.into()),
+        Ok(()) => {}
+        Err(StoreError::NotFound) => {
+            return Err(AdminError::NotFound(format!("client {client_id:?}")));
+        }
+        Err(e) => return Err(e.into()),
     }
+    for u in users {
+        ctx.unlink_upstreams(&u).await?;
+    }
+    Ok(())
 }
 
 /// Revokes `username`'s consent to `client_id`: the consent, that pair's
@@ -225,7 +270,7 @@ pub async fn revoke_consent(
         .revoke_consent(&user.id, client_id, ctx.revoke_at())
         .await
     {
-        Ok(()) => Ok(()),
+        Ok(()) => ctx.unlink_upstreams(&user.id).await,
         Err(StoreError::NotFound) => Err(AdminError::NotFound(format!(
             "{username}'s consent to {client_id:?}"
         ))),

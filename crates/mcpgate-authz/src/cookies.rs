@@ -12,6 +12,11 @@ pub const LOGIN_NONCE: &str = "__Host-mcpgate-login";
 /// Set only on the redirect to the identity provider.
 pub const UPSTREAM: &str = "__Host-mcpgate-upstream";
 
+/// Binds a connect flow's server-side state (a user's account at a
+/// `user_oauth` upstream) to this browser. Set only on the redirect to the
+/// upstream's authorization server.
+pub const CONNECT: &str = "__Host-mcpgate-connect";
+
 /// A `Set-Cookie` value. `max_age` 0 deletes the cookie.
 pub fn set_cookie(name: &str, value: &str, max_age: i64) -> HeaderValue {
     let v = format!(

@@ -12,6 +12,7 @@ mod authorize;
 mod cimd;
 mod client_assertion;
 mod clients;
+mod connect;
 mod cookies;
 mod csrf;
 mod dpop;
@@ -72,6 +73,16 @@ pub fn router(app: AppState) -> Router {
         .route("/login/idp/{name}", post(idp::start))
         .route("/login/idp/{name}/callback", get(idp::callback))
         .route("/consent", post(authorize::consent_post))
+        .route(
+            "/connect/{upstream}",
+            get(connect::connect_get).post(connect::connect_post),
+        )
+        .route("/connect/{upstream}/callback", get(connect::callback))
+        .route("/account/connections", get(connect::connections_get))
+        .route(
+            "/account/connections/{upstream}/unlink",
+            post(connect::unlink_post),
+        )
         .route(
             "/logout",
             get(session::logout_get).post(session::logout_post),

@@ -112,6 +112,47 @@ pub struct ConsentPage<'a> {
     pub csrf: &'a str,
 }
 
+/// `GET /connect/{upstream}`: connect the signed-in user's own account at
+/// a `user_oauth` upstream.
+#[derive(Template)]
+#[template(path = "connect.html")]
+pub struct ConnectPage<'a> {
+    pub asset_base: &'a str,
+    pub issuer_host: &'a str,
+    pub upstream: &'a str,
+    pub title: &'a str,
+    pub upstream_url: &'a str,
+    /// The host of the upstream's authorization endpoint.
+    pub provider_host: &'a str,
+    pub username: &'a str,
+    pub scopes: &'a [String],
+    pub elicitation: &'a str,
+    /// The form's random id: bound into `csrf`, and spent when answered.
+    pub form_id: &'a str,
+    pub csrf: &'a str,
+}
+
+/// One `user_oauth` upstream on the connected-accounts page.
+pub struct ConnectionRow {
+    pub upstream: String,
+    pub title: String,
+    /// When connected (UTC date and time), `None` if not.
+    pub connected_since: Option<String>,
+    pub scopes: Vec<String>,
+    /// The unlink form's token.
+    pub csrf: String,
+}
+
+#[derive(Template)]
+#[template(path = "connections.html")]
+pub struct ConnectionsPage<'a> {
+    pub asset_base: &'a str,
+    pub issuer_host: &'a str,
+    pub username: &'a str,
+    pub notice: Option<&'a str>,
+    pub rows: Vec<ConnectionRow>,
+}
+
 #[derive(Template)]
 #[template(path = "message.html")]
 pub struct MessagePage<'a> {

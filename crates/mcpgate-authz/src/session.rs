@@ -82,16 +82,28 @@ pub(crate) fn verified_login_nonce(
     })
 }
 
-/// Only our own authorization endpoint (or the root) is a valid place to
-/// return to after login: a relative path, never `//host` or a full URL.
+/// Only our own pages that need a signed-in user are valid places to return
+/// to after login: the authorization endpoint, a connect page and the
+/// connected-accounts page. Always a relative path, never `//host` or a
+/// full URL.
 pub(crate) fn safe_return_to(app: &AppState, r: &str) -> Option<String> {
-    let base = Common::new(app).asset_base;
-    let authorize = format!("{base}/oauth/authorize?");
-    if r.starts_with(&authorize) && !r.contains(['\\', '\r', '\n', '#']) {
-        Some(r.to_string())
-    } else {
-        None
+    if r.contains(['\\', '\r', '\n', '#']) {
+        return None;
     }
+    let base = Common::new(app).asset_base;
+    let connect = r
+        .strip_prefix(&format!("{base}/connect/"))
+        .map(|rest| rest.split_once('?').map_or(rest, |(name, _)| name))
+        .is_some_and(crate::connect::is_upstream_name);
+    let ok = r.starts_with(&format!("{base}/oauth/authorize?"))
+        || connect
+        || r == format!("{base}/account/connections");
+    ok.then(|| r.to_string())
+}
+
+/// `return_to` continues an authorization request (not another page).
+pub(crate) fn returns_to_authorize(app: &AppState, r: &str) -> bool {
+    r.starts_with(&format!("{}/oauth/authorize?", Common::new(app).asset_base))
 }
 
 pub fn redirect_to_login(app: &AppState, return_to: &str) -> Response {

@@ -30,6 +30,10 @@ pub struct Deps {
     /// housekeeping runs on one replica at a time. `None`: this process is
     /// the only one (limits in memory, every round runs here).
     pub replica: Option<Replica>,
+    /// Each user's upstream credentials (`user_oauth` upstreams of the
+    /// gateway): the connect and connected-accounts pages are served here,
+    /// where users sign in.
+    pub vault: Option<mcpgate_vault::Vault>,
 }
 
 /// Brute-force and flood limits. Those keyed by account and client
@@ -77,6 +81,7 @@ pub struct Inner {
     /// that every replica accepts every replica's.
     pub(crate) dpop_nonces: mcpgate_jose::dpop::NonceKey,
     pub(crate) replica: Option<Replica>,
+    pub(crate) vault: Option<mcpgate_vault::Vault>,
 }
 
 /// Cheap to clone; what every handler receives.
@@ -166,6 +171,7 @@ impl AppState {
             client_jwks: Default::default(),
             dpop_nonces,
             replica: deps.replica,
+            vault: deps.vault,
         })))
     }
 

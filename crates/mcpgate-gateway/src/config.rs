@@ -291,6 +291,30 @@ pub enum AuthFile {
         scope: Option<String>,
         resource: Option<String>,
     },
+    /// Each user's own account at the upstream: the gateway is an OAuth
+    /// client of the upstream's authorization server and keeps each user's
+    /// tokens in the vault (`mcpgate-vault`); a user without a connected
+    /// account is sent to the connect page by a URL-mode elicitation.
+    UserOauth {
+        client_id: String,
+        /// A reference (`${env:…}`, `${file:…}`); absent for a public client.
+        client_secret: Option<String>,
+        /// `client_secret_basic` (the default with a secret),
+        /// `client_secret_post`, or `none` (the default without one).
+        token_endpoint_auth_method: Option<String>,
+        #[serde(default)]
+        scopes: Vec<String>,
+        /// The authorization server's issuer: its endpoints are discovered
+        /// (RFC 8414, then OpenID Connect Discovery).
+        issuer: Option<String>,
+        /// Configured endpoints, for servers without metadata (GitHub).
+        authorization_endpoint: Option<String>,
+        token_endpoint: Option<String>,
+        revocation_endpoint: Option<String>,
+        /// The RFC 8707 `resource` to ask for; the upstream's URL when the
+        /// server is discovered from the upstream's own metadata.
+        resource: Option<String>,
+    },
 }
 
 /// `[upstream.tools.NAME]`, `[upstream.prompts.NAME]`, `[upstream.resources."URI"]`
@@ -367,6 +391,8 @@ pub enum UpstreamAuth {
         endpoint: ClientCredentials,
         audience: Option<String>,
     },
+    /// Each user's own token from the vault.
+    UserOauth(Box<mcpgate_vault::Connection>),
 }
 
 #[derive(Debug, Clone)]
@@ -790,6 +816,148 @@ fn header_name(field: &str, name: &str) -> Result<http::HeaderName, ConfigError>
     Ok(h)
 }
 
+/// The rule for every URL of an authorization server the gateway talks to:
+/// https, or plain http on loopback with the development flag. Returns
+/// whether the URL needs the loopback allowance.
+fn back_channel_url(field: &str, url: &str, dev_http: bool) -> Result<bool, ConfigError> {
+    let u = url::Url::parse(url).map_err(|_| err(field, "not an absolute URL"))?;
+    match u.scheme() {
+        "https" => Ok(dev_http && mcpgate_net::is_loopback_url(&u)),
+        "http" if dev_http && mcpgate_net::is_loopback_url(&u) => Ok(true),
+        _ => Err(err(
+            field,
+            "must be https (plain http only on loopback with gateway.dev_allow_http_loopback_token_url = true)",
+        )),
+    }
+}
+
+/// `auth = { type = "user_oauth", … }` for the HTTP upstream `name` at
+/// `upstream_url`.
+#[allow(clippy::too_many_arguments)]
+fn user_oauth(
+    f: &dyn Fn(&str) -> String,
+    dev_http: bool,
+    name: &str,
+    title: &str,
+    upstream_url: &str,
+    file: &AuthFile,
+    secret: SecretResolver<'_>,
+) -> Result<mcpgate_vault::Connection, ConfigError> {
+    use mcpgate_vault::{AuthMethod, Endpoints, ServerSource};
+    let AuthFile::UserOauth {
+        client_id,
+        client_secret,
+        token_endpoint_auth_method,
+        scopes,
+        issuer,
+        authorization_endpoint,
+        token_endpoint,
+        revocation_endpoint,
+        resource,
+    } = file
+    else {
+        unreachable!("called for user_oauth only")
+    };
+    if client_id.is_empty() {
+        return Err(err(f("auth.client_id"), "must not be empty"));
+    }
+    let auth_method = match (token_endpoint_auth_method.as_deref(), client_secret) {
+        (None | Some("client_secret_basic"), Some(_)) => AuthMethod::ClientSecretBasic,
+        (Some("client_secret_post"), Some(_)) => AuthMethod::ClientSecretPost,
+        (None | Some("none"), None) => AuthMethod::None,
+        (Some("none"), Some(_)) => {
+            return Err(err(
+                f("auth.client_secret"),
+                "a public client (token_endpoint_auth_method = \"none\") has no secret",
+            ));
+        }
+        (Some("client_secret_basic" | "client_secret_post"), None) => {
+            return Err(err(
+                f("auth.client_secret"),
+                "this method needs client_secret",
+            ));
+        }
+        (Some(other), _) => {
+            return Err(err(
+                f("auth.token_endpoint_auth_method"),
+                format!("{other:?} is not client_secret_basic, client_secret_post or none"),
+            ));
+        }
+    };
+    let client_secret = match client_secret {
+        Some(s) => secret(&f("auth.client_secret"), s, false)?,
+        None => Secret::new(""),
+    };
+    for s in scopes {
+        if !mcpgate_types::scope::is_scope_token(s) {
+            return Err(err(
+                f("auth.scopes"),
+                format!("{s:?} is not a valid scope token (RFC 6749 §3.3)"),
+            ));
+        }
+    }
+    let checked = |field: &str, u: &Option<String>| -> Result<(), ConfigError> {
+        match u {
+            Some(u) => back_channel_url(&f(field), u, dev_http).map(|_| ()),
+            None => Ok(()),
+        }
+    };
+    checked("auth.issuer", issuer)?;
+    checked("auth.authorization_endpoint", authorization_endpoint)?;
+    checked("auth.token_endpoint", token_endpoint)?;
+    checked("auth.revocation_endpoint", revocation_endpoint)?;
+    if let Some(r) = resource {
+        mcpgate_types::resource::validate(r).map_err(|e| err(f("auth.resource"), e.to_string()))?;
+    }
+    let server = match (authorization_endpoint, token_endpoint) {
+        (Some(a), Some(t)) => ServerSource::Endpoints(Endpoints {
+            issuer: issuer.clone(),
+            authorization_endpoint: a.clone(),
+            token_endpoint: t.clone(),
+            revocation_endpoint: revocation_endpoint.clone(),
+            iss_parameter_supported: false,
+        }),
+        (None, None) if revocation_endpoint.is_some() => {
+            return Err(err(
+                f("auth.revocation_endpoint"),
+                "with discovered endpoints the revocation endpoint is discovered too",
+            ));
+        }
+        (None, None) => match issuer {
+            Some(i) => ServerSource::Issuer(i.clone()),
+            None => {
+                back_channel_url(&f("http.url"), upstream_url, dev_http).map_err(|_| {
+                    err(
+                        f("auth"),
+                        "without issuer or endpoints, the authorization server is discovered from \
+                         the upstream's own metadata, which needs an https upstream URL",
+                    )
+                })?;
+                ServerSource::ProtectedResource
+            }
+        },
+        _ => {
+            return Err(err(
+                f("auth"),
+                "set both authorization_endpoint and token_endpoint, or neither (then issuer, or \
+                 discovery from the upstream's metadata)",
+            ));
+        }
+    };
+    Ok(mcpgate_vault::Connection {
+        upstream: name.to_owned(),
+        title: title.to_owned(),
+        upstream_url: upstream_url.to_owned(),
+        server,
+        client_id: client_id.clone(),
+        client_secret,
+        auth_method,
+        scopes: scopes.clone(),
+        resource: resource.clone(),
+        allow_http_loopback: dev_http,
+    })
+}
+
 /// Validates the token endpoint of an `auth` table (client credentials,
 /// token exchange): `[token_url, client_id, client_secret]`.
 fn endpoint(
@@ -800,18 +968,7 @@ fn endpoint(
     resource: &Option<String>,
     secret: SecretResolver<'_>,
 ) -> Result<ClientCredentials, ConfigError> {
-    let tu =
-        url::Url::parse(token_url).map_err(|_| err(f("auth.token_url"), "not an absolute URL"))?;
-    let allow_http_loopback = match tu.scheme() {
-        "https" => dev_http && mcpgate_net::is_loopback_url(&tu),
-        "http" if dev_http && mcpgate_net::is_loopback_url(&tu) => true,
-        _ => {
-            return Err(err(
-                f("auth.token_url"),
-                "must be https (plain http only on loopback with gateway.dev_allow_http_loopback_token_url = true)",
-            ));
-        }
-    };
+    let allow_http_loopback = back_channel_url(&f("auth.token_url"), token_url, dev_http)?;
     if let Some(sc) = scope {
         ScopeSet::parse(sc).map_err(|e| err(f("auth.scope"), e.to_string()))?;
     }
@@ -1062,6 +1219,18 @@ pub fn validate(
                 )?,
                 audience: audience.clone(),
             },
+            Some(file @ AuthFile::UserOauth { .. }) => {
+                let Transport::Http(h) = &transport else {
+                    return Err(err(
+                        f("auth"),
+                        "user_oauth is for http upstreams (a stdio server has no credentials)",
+                    ));
+                };
+                let title = u.title.clone().unwrap_or_else(|| u.name.clone());
+                UpstreamAuth::UserOauth(Box::new(user_oauth(
+                    &f, dev_http, &u.name, &title, &h.url, file, secret,
+                )?))
+            }
         };
         if let (Transport::Http(h), Some(file)) = (&transport, &u.http) {
             plain_http_rule(&f("http.url"), h, file.allow_insecure_http, &auth)?;
@@ -1204,6 +1373,12 @@ fn check_no_auth(s: &GatewaySettings) -> Result<(), ConfigError> {
             return Err(err(
                 f("auth"),
                 "token_exchange exchanges the caller's token; authentication = \"none\" has none",
+            ));
+        }
+        if matches!(u.auth, UpstreamAuth::UserOauth(_)) {
+            return Err(err(
+                f("auth"),
+                "user_oauth keeps each user's own account; authentication = \"none\" has no users",
             ));
         }
         let rules = [

@@ -33,6 +33,9 @@ pub mod codes {
     pub const METHOD_NOT_FOUND: i64 = -32601;
     /// 2026-07-28: the request needs a client capability it did not declare.
     pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
+    /// URLElicitationRequiredError (2025-11-25): a URL-mode elicitation
+    /// must be completed before the request can succeed.
+    pub const URL_ELICITATION_REQUIRED: i64 = -32042;
 }
 
 /// The `_meta` key 2026-07-28 clients put their protocol version under.

@@ -99,6 +99,9 @@ pub struct GatewayDeps {
     /// rate limits hold across the fleet and the audit purge runs on one
     /// replica at a time. `None`: limits in memory, every purge runs here.
     pub replica: Option<mcpgate_store::fleet::Replica>,
+    /// Each user's upstream credentials (`user_oauth` upstreams), when
+    /// mcpgate's own authorization server runs beside the gateway.
+    pub vault: Option<mcpgate_vault::Vault>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -288,7 +291,7 @@ impl Gateway {
                     .cloned()
                     .ok_or_else(|| GatewayError::NoAuthenticator(u.name.clone()))?
             };
-            let transport = transport::build(u, &settings.protected_paths, support)
+            let transport = transport::build(u, &settings, deps.vault.as_ref(), support)
                 .map_err(|e| GatewayError::Upstream(u.name.clone(), e))?;
             let mut origins = settings.allowed_origins.clone();
             origins.extend(u.allowed_origins.iter().cloned());

@@ -89,6 +89,13 @@ pub enum Refusal {
     Upstream {
         reason: &'static str,
     },
+    /// A `user_oauth` upstream and a user without a connected account (or
+    /// whose account must be connected again): the URL-elicitation-required
+    /// error, pointing at the gateway's connect page.
+    ConnectAccount(Box<mcpgate_vault::Elicitation>),
+    /// A `user_oauth` upstream and a token of another issuer: connected
+    /// accounts belong to users of mcpgate's own authorization server.
+    NotLocalUser,
 }
 
 /// What the challenge of a [`Refusal::Challenge`] is built from.
@@ -119,9 +126,13 @@ impl Refusal {
             Refusal::ShuttingDown | Refusal::AtCapacity(_) | Refusal::StoreUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Refusal::ForeignOrigin | Refusal::Denied { .. } | Refusal::NotEntitled { .. } => {
-                StatusCode::FORBIDDEN
-            }
+            Refusal::ForeignOrigin
+            | Refusal::Denied { .. }
+            | Refusal::NotEntitled { .. }
+            | Refusal::NotLocalUser => StatusCode::FORBIDDEN,
+            // A JSON-RPC error the client must read (its elicitations): SDK
+            // clients read the error of a 200 answer only.
+            Refusal::ConnectAccount(_) => StatusCode::OK,
             Refusal::ForeignHost => StatusCode::MISDIRECTED_REQUEST,
             Refusal::Challenge(ch) => mcpgate_guard::challenge::status(ch),
             Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -158,7 +169,9 @@ impl Refusal {
             | Refusal::ForeignHost
             | Refusal::RateLimited { .. }
             | Refusal::Denied { .. }
-            | Refusal::NotEntitled { .. } => codes::SERVER_ERROR,
+            | Refusal::NotEntitled { .. }
+            | Refusal::NotLocalUser => codes::SERVER_ERROR,
+            Refusal::ConnectAccount(_) => codes::URL_ELICITATION_REQUIRED,
             Refusal::UnsupportedVersion { .. } => codes::UNSUPPORTED_PROTOCOL_VERSION,
             Refusal::Malformed(e) => e.code(),
             Refusal::InvalidParams(_) | Refusal::ForeignRequestState(_) => codes::INVALID_PARAMS,
@@ -213,6 +226,11 @@ impl Refusal {
                 "Last-Event-ID names no stream of this session that can be resumed"
             }
             Refusal::Upstream { .. } => "upstream server unavailable",
+            Refusal::ConnectAccount(el) => return Cow::Owned(el.message.clone()),
+            Refusal::NotLocalUser => {
+                "this server acts with each user's own account, for users of this gateway's own \
+                 authorization server only"
+            }
         })
     }
 
@@ -242,7 +260,9 @@ impl Refusal {
             | Refusal::MissingSession
             | Refusal::UnknownSession
             | Refusal::NotAcceptable
-            | Refusal::UnknownEventId => "deny",
+            | Refusal::UnknownEventId
+            | Refusal::NotLocalUser => "deny",
+            Refusal::ConnectAccount(_) => "connect_account",
         }
     }
 
@@ -277,6 +297,8 @@ impl Refusal {
             Refusal::UpstreamSessionGone => "upstream_session_gone",
             Refusal::StoreUnavailable => "store_unavailable",
             Refusal::Upstream { reason } => reason,
+            Refusal::ConnectAccount(_) => "account_not_connected",
+            Refusal::NotLocalUser => "not_a_local_user",
         }
     }
 
@@ -299,6 +321,32 @@ impl Refusal {
                         "data": {
                             "supported": crate::mcp::SUPPORTED_VERSIONS,
                             "requested": requested,
+                        },
+                    },
+                }));
+                *r.status_mut() = self.status();
+                r.headers_mut().insert(
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                );
+                r
+            }
+            Refusal::ConnectAccount(el) => {
+                // URLElicitationRequiredError (2025-11-25 elicitation): the
+                // connect page's URL, nothing secret in it, and its id.
+                let mut r = json_response(&json!({
+                    "jsonrpc": "2.0",
+                    "id": id,
+                    "error": {
+                        "code": self.code(),
+                        "message": self.message(),
+                        "data": {
+                            "elicitations": [{
+                                "mode": "url",
+                                "elicitationId": el.id,
+                                "url": el.url,
+                                "message": el.message,
+                            }],
                         },
                     },
                 }));
@@ -400,6 +448,12 @@ mod tests {
             Refusal::Upstream {
                 reason: "upstream_unreachable",
             },
+            Refusal::ConnectAccount(Box::new(mcpgate_vault::Elicitation {
+                id: "sealed-id".into(),
+                url: "https://gw.example/connect/github?elicitation=sealed-id".into(),
+                message: "GitHub needs your permission to act on your behalf.".into(),
+            })),
+            Refusal::NotLocalUser,
         ];
         for r in &all {
             match r {
@@ -426,7 +480,9 @@ mod tests {
                 | Refusal::UnknownEventId
                 | Refusal::UpstreamSessionGone
                 | Refusal::StoreUnavailable
-                | Refusal::Upstream { .. } => {}
+                | Refusal::Upstream { .. }
+                | Refusal::ConnectAccount(_)
+                | Refusal::NotLocalUser => {}
             }
         }
         all

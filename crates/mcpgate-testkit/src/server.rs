@@ -27,6 +27,8 @@ pub struct TestAs {
     pub clock: FixedClock,
     pub master_key: Arc<MasterKey>,
     pub rng: Arc<SystemRng>,
+    /// The vault of [`Options::connections`] (`None` without any).
+    pub vault: Option<mcpgate_vault::Vault>,
     server: tokio::task::JoinHandle<()>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -37,6 +39,9 @@ impl Drop for TestAs {
     }
 }
 
+/// Makes the `user_oauth` connections of a server from its issuer.
+pub type Connections = Box<dyn FnOnce(&str) -> Vec<mcpgate_vault::Connection> + Send>;
+
 /// Knobs for [`TestAs::start_with`].
 pub struct Options {
     pub store: Option<DynStore>,
@@ -45,6 +50,9 @@ pub struct Options {
     pub master_key: Option<Arc<MasterKey>>,
     /// This server as a replica of a fleet sharing `store`.
     pub replica: Option<mcpgate_store::fleet::Replica>,
+    /// `user_oauth` upstreams, made from the issuer: the server gets a
+    /// vault of these (its fetcher allows loopback, as tests need).
+    pub connections: Connections,
 }
 
 impl Default for Options {
@@ -54,6 +62,7 @@ impl Default for Options {
             tweak: Box::new(|_| {}),
             master_key: None,
             replica: None,
+            connections: Box::new(|_| Vec::new()),
         }
     }
 }
@@ -109,6 +118,20 @@ impl TestAs {
             allow_http_loopback: settings.cimd.allow_http_loopback,
             ..FetchPolicy::default()
         };
+        let connections = (opts.connections)(&issuer);
+        let vault = (!connections.is_empty()).then(|| {
+            mcpgate_vault::Vault::new(
+                connections,
+                mcpgate_vault::VaultDeps {
+                    store: store.clone(),
+                    master_key: master_key.clone(),
+                    rng: rng.clone(),
+                    clock: Arc::new(clock.clone()),
+                    fetcher: SafeFetcher::new(FetchPolicy::loopback_dev()),
+                    pages_base: issuer.clone(),
+                },
+            )
+        });
         let state = AppState::new(
             settings,
             Deps {
@@ -118,6 +141,7 @@ impl TestAs {
                 rng: rng.clone(),
                 fetcher: SafeFetcher::new(policy),
                 replica: opts.replica,
+                vault: vault.clone(),
             },
         )
         .await
@@ -140,6 +164,7 @@ impl TestAs {
             clock,
             master_key,
             rng,
+            vault,
             server,
             _dir: dir,
         }
@@ -155,6 +180,7 @@ impl TestAs {
             rng: self.rng.as_ref(),
             clock: &self.clock,
             revocation_ttl: self.state.settings().revocation_ttl(),
+            vault: self.vault.as_ref(),
         }
     }
 

@@ -47,6 +47,15 @@ pub enum UsersCmd {
         #[arg(long)]
         password_file: Option<PathBuf>,
     },
+    /// The user's connected accounts at `user_oauth` upstreams (never their
+    /// tokens); with --unlink, disconnect one (revoked at the upstream's
+    /// server where it offers RFC 7009).
+    Connections {
+        username: String,
+        /// The upstream whose connected account to disconnect.
+        #[arg(long)]
+        unlink: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -408,6 +417,38 @@ pub async fn users(rt: &Runtime, cmd: UsersCmd) -> anyhow::Result<()> {
             match admin::set_password(&ctx, &username, pw.as_deref()).await? {
                 Some(otp) => println!("one-time password for {username}: {otp}"),
                 None => println!("password of {username} changed"),
+            }
+        }
+        UsersCmd::Connections { username, unlink } => {
+            let id = user_id(rt, username.clone()).await?;
+            if let Some(upstream) = unlink {
+                let gone = match &rt.vault {
+                    Some(v) => v.unlink(&id, &upstream).await?,
+                    None => match rt.store.delete_upstream_grant(&id, &upstream).await {
+                        Ok(_) => true,
+                        Err(StoreError::NotFound) => false,
+                        Err(e) => return Err(e.into()),
+                    },
+                };
+                if gone {
+                    println!("disconnected {username}'s account at {upstream}");
+                } else {
+                    println!("{username} has no connected account at {upstream}");
+                }
+                return Ok(());
+            }
+            let grants = rt.store.list_upstream_grants(&id).await?;
+            if grants.is_empty() {
+                println!("{username} has no connected accounts");
+            }
+            for g in grants {
+                println!(
+                    "{}\tscope=[{}]\tconnected {}\trenewed {}",
+                    g.upstream,
+                    g.scope,
+                    fmt_time(g.created_at),
+                    fmt_time(g.updated_at)
+                );
             }
         }
     }

@@ -30,6 +30,8 @@ pub struct Runtime {
     pub master_key: Arc<MasterKey>,
     pub clock: Arc<dyn Clock>,
     pub rng: Arc<dyn Rng>,
+    /// Each user's upstream credentials, when an upstream is `user_oauth`.
+    pub vault: Option<mcpgate_vault::Vault>,
 }
 
 /// Creates a directory (and parents) with mode 0700.
@@ -115,12 +117,14 @@ impl Runtime {
                 })?)
             }
         };
+        let vault = vault(&config, &store, &master_key, &rng, &clock);
         Ok(Self {
             config,
             store,
             master_key,
             clock,
             rng,
+            vault,
         })
     }
 
@@ -130,6 +134,7 @@ impl Runtime {
             rng: self.rng.as_ref(),
             clock: self.clock.as_ref(),
             revocation_ttl: self.config.authz.revocation_ttl(),
+            vault: self.vault.as_ref(),
         }
     }
 
@@ -156,11 +161,51 @@ impl Runtime {
                 rng: self.rng.clone(),
                 fetcher: SafeFetcher::new(policy),
                 replica,
+                vault: self.vault.clone(),
             },
         )
         .await
         .map_err(|e| anyhow::anyhow!("starting the authorization server: {e}"))
     }
+}
+
+/// The vault of the `user_oauth` upstreams, if there are any: the connect
+/// pages are the AS's (under its issuer), the tokens are the store's,
+/// sealed under the master key.
+fn vault(
+    config: &Config,
+    store: &DynStore,
+    master_key: &Arc<MasterKey>,
+    rng: &Arc<dyn Rng>,
+    clock: &Arc<dyn Clock>,
+) -> Option<mcpgate_vault::Vault> {
+    let connections: Vec<mcpgate_vault::Connection> = config
+        .gateway
+        .upstreams
+        .iter()
+        .filter_map(|u| match &u.auth {
+            mcpgate_gateway::config::UpstreamAuth::UserOauth(c) => Some((**c).clone()),
+            _ => None,
+        })
+        .collect();
+    if connections.is_empty() {
+        return None;
+    }
+    let policy = FetchPolicy {
+        allow_http_loopback: connections.iter().any(|c| c.allow_http_loopback),
+        ..FetchPolicy::default()
+    };
+    Some(mcpgate_vault::Vault::new(
+        connections,
+        mcpgate_vault::VaultDeps {
+            store: store.clone(),
+            master_key: master_key.clone(),
+            rng: rng.clone(),
+            clock: clock.clone(),
+            fetcher: SafeFetcher::new(policy),
+            pages_base: config.authz.issuer.clone(),
+        },
+    ))
 }
 
 /// A PostgreSQL error may echo the connection string (with its password);
@@ -261,6 +306,7 @@ pub fn gateway(
                 }
             }),
             replica,
+            vault: rt.vault.clone(),
         },
     )?;
     for u in &gw.settings().upstreams {

@@ -141,6 +141,9 @@ pub async fn start(
     // The authorization request this sign-in continues, checked again
     // (client_id and exact redirect_uri first) and bound into the state.
     let request: Vec<(String, String)> = match return_to.split_once('?') {
+        // A sign-in for another page (connect, connected accounts) lands
+        // on the signed-in page afterwards.
+        _ if !session::returns_to_authorize(&app, &return_to) => Vec::new(),
         Some((_, q)) => {
             // Nobody is signed in yet: a metadata-document client not cached
             // is fetched (and the request checked in full) only when the user

@@ -109,6 +109,7 @@ async fn two_replicas(
         tweak: Box::new(move |s| tweak(s)),
         master_key: Some(a.master_key.clone()),
         replica: Some(replica()),
+        ..Default::default()
     })
     .await;
     (a, b)

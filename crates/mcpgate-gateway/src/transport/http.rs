@@ -16,8 +16,9 @@ use crate::config::{HttpConfig, UpstreamAuth};
 use crate::jsonrpc::Envelope;
 use crate::refusal::Refusal;
 use crate::relay;
-use crate::session::{Backend, Session};
-use crate::upstream::http::HttpUpstream;
+use crate::session::{Backend, Owner, Session};
+use crate::upstream::creds::Caller;
+use crate::upstream::http::{HttpUpstream, UpstreamError};
 
 pub struct Http {
     client: Arc<HttpUpstream>,
@@ -52,9 +53,11 @@ impl Http {
         cfg: &HttpConfig,
         auth: &UpstreamAuth,
         timeout: std::time::Duration,
+        vault: Option<&mcpgate_vault::Vault>,
+        local_issuer: &str,
     ) -> Result<Self, String> {
         Ok(Self {
-            client: Arc::new(HttpUpstream::new(cfg, auth, timeout)?),
+            client: Arc::new(HttpUpstream::new(cfg, auth, timeout, vault, local_issuer)?),
         })
     }
 
@@ -73,9 +76,19 @@ impl Http {
         let upstream_session = session.and_then(upstream_session);
         let resp = self
             .client
-            .send(method, call.headers, upstream_session.as_ref(), body)
+            .send(
+                method,
+                call.headers,
+                Some(Caller::of(call.p)),
+                upstream_session.as_ref(),
+                body,
+            )
             .await
-            .map_err(|e| call.failure(&e.to_string(), "upstream_unreachable"))?;
+            .map_err(|e| match e {
+                UpstreamError::ConnectAccount(el) => Refusal::ConnectAccount(el),
+                UpstreamError::NotLocalUser => Refusal::NotLocalUser,
+                e => call.failure(&e.to_string(), "upstream_unreachable"),
+            })?;
         let (parts, body) = resp.into_parts();
         if parts.status == StatusCode::NOT_FOUND
             && let Some(s) = session
@@ -166,7 +179,7 @@ impl super::Transport for Http {
     }
 
     fn end_session(&self, session: &Session) {
-        self.delete_upstream_session(upstream_session(session));
+        self.delete_upstream_session(upstream_session(session), Some(&session.owner));
     }
 
     /// The upstream's session id, or nothing when it gave none: `[0]` or
@@ -192,7 +205,7 @@ impl super::Transport for Http {
 
     fn end_exported(&self, state: &[u8]) {
         if let Some(id) = imported_session(state) {
-            self.delete_upstream_session(id);
+            self.delete_upstream_session(id, None);
         }
     }
 }
@@ -208,17 +221,27 @@ fn imported_session(state: &[u8]) -> Option<Option<HeaderValue>> {
 }
 
 impl Http {
-    /// DELETEs the upstream's session, if there is one. Does not wait.
-    fn delete_upstream_session(&self, upstream_session: Option<HeaderValue>) {
+    /// DELETEs the upstream's session, if there is one, for its owner when
+    /// known (a `user_oauth` upstream needs the owner's token). Does not wait.
+    fn delete_upstream_session(
+        &self,
+        upstream_session: Option<HeaderValue>,
+        owner: Option<&Owner>,
+    ) {
         let Some(upstream_session) = upstream_session else {
             return;
         };
         let client = self.client.clone();
+        let owner = owner.map(|o| (o.issuer.clone(), o.subject.clone()));
         tokio::spawn(async move {
+            let caller = owner
+                .as_ref()
+                .map(|(issuer, subject)| Caller { issuer, subject });
             let _ = client
                 .send(
                     Method::DELETE,
                     &HeaderMap::new(),
+                    caller,
                     Some(&upstream_session),
                     Bytes::new(),
                 )

@@ -137,11 +137,19 @@ pub trait Transport: Send + Sync {
 /// [`crate::config::Transport`] variant to its implementation.
 pub fn build(
     u: &crate::config::UpstreamConfig,
-    protected_paths: &[std::path::PathBuf],
+    settings: &crate::config::GatewaySettings,
+    vault: Option<&mcpgate_vault::Vault>,
     support: mcpgate_sandbox::Support,
 ) -> Result<Arc<dyn Transport>, String> {
+    let protected_paths = &settings.protected_paths;
     Ok(match &u.transport {
-        crate::config::Transport::Http(h) => Arc::new(http::Http::new(h, &u.auth, u.timeout)?),
+        crate::config::Transport::Http(h) => Arc::new(http::Http::new(
+            h,
+            &u.auth,
+            u.timeout,
+            vault,
+            &settings.public_url,
+        )?),
         crate::config::Transport::Stdio(st) => {
             Arc::new(stdio::Stdio::new(u, st, protected_paths, support)?)
         }

@@ -5,7 +5,9 @@
 //! (RFC 6749 §4.4, `resource` per RFC 8707), or a token obtained by RFC 8693
 //! token exchange with the caller's validated token as `subject_token` —
 //! fetched through the SSRF-safe fetcher and cached until shortly before
-//! they expire (exchanged tokens per caller token, keyed by its SHA-256).
+//! they expire (exchanged tokens per caller token, keyed by its SHA-256) —
+//! or, for `user_oauth`, the caller's own token for the upstream from the
+//! vault (`mcpgate-vault`), which is never the caller's mcpgate token.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -38,6 +40,30 @@ pub enum CredentialError {
     BadResponse,
     #[error("no caller token to exchange")]
     NoSubjectToken,
+    /// `user_oauth`: the user has to connect (or reconnect) their account.
+    #[error("the user has no connected account for this upstream")]
+    Connect(Box<mcpgate_vault::Elicitation>),
+    /// `user_oauth` needs a user of mcpgate's own authorization server.
+    #[error("only users of mcpgate's own authorization server have connected accounts")]
+    NotLocalUser,
+    #[error("vault: {0}")]
+    Vault(String),
+}
+
+/// Who an upstream request is made for: a token's (issuer, subject).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub issuer: &'a str,
+    pub subject: &'a str,
+}
+
+impl<'a> Caller<'a> {
+    pub fn of(p: &'a mcpgate_guard::Principal) -> Self {
+        Self {
+            issuer: &p.issuer,
+            subject: &p.subject,
+        }
+    }
 }
 
 /// Produces the credential header for each upstream request.
@@ -59,6 +85,12 @@ enum Kind {
         fetcher: SafeFetcher,
         cache: Mutex<HashMap<[u8; 32], (Secret, Instant)>>,
     },
+    UserOauth {
+        vault: mcpgate_vault::Vault,
+        upstream: String,
+        /// mcpgate's own issuer: its `sub` is the vault's user id.
+        local_issuer: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -69,8 +101,21 @@ struct TokenResponse {
 }
 
 impl Credentials {
-    pub fn new(auth: &UpstreamAuth) -> Result<Self, String> {
+    /// `vault` and `local_issuer` serve `user_oauth` (the vault is `None`
+    /// without mcpgate's own authorization server and store).
+    pub fn new(
+        auth: &UpstreamAuth,
+        vault: Option<&mcpgate_vault::Vault>,
+        local_issuer: &str,
+    ) -> Result<Self, String> {
         let kind = match auth {
+            UpstreamAuth::UserOauth(conn) => Kind::UserOauth {
+                vault: vault
+                    .ok_or("user_oauth needs mcpgate's own authorization server (its sign-in and its store)")?
+                    .clone(),
+                upstream: conn.upstream.clone(),
+                local_issuer: local_issuer.to_owned(),
+            },
             UpstreamAuth::None => Kind::None,
             UpstreamAuth::Header { name, value } => {
                 let mut v = HeaderValue::from_str(value.expose()).map_err(|_| {
@@ -109,11 +154,39 @@ impl Credentials {
     /// The header to add to an upstream request, if any. `client_headers`
     /// are the caller's (already authenticated) request headers: token
     /// exchange takes the caller's bearer token from them as the subject.
+    /// `caller` is who the request is made for (`None` for an exported
+    /// session ended without its owner at hand): `user_oauth` uses their
+    /// token.
     pub async fn header(
         &self,
         client_headers: &http::HeaderMap,
+        caller: Option<Caller<'_>>,
     ) -> Result<Option<(HeaderName, HeaderValue)>, CredentialError> {
         match &self.kind {
+            Kind::UserOauth {
+                vault,
+                upstream,
+                local_issuer,
+            } => {
+                let Some(p) = caller else {
+                    return Ok(None);
+                };
+                if p.issuer != local_issuer {
+                    return Err(CredentialError::NotLocalUser);
+                }
+                match vault.access_token(p.subject, upstream).await {
+                    Ok(tok) => Ok(Some(bearer(&tok)?)),
+                    Err(e) if e.needs_connect() => {
+                        let conn = vault
+                            .connection(upstream)
+                            .map_err(|e| CredentialError::Vault(e.to_string()))?;
+                        Err(CredentialError::Connect(Box::new(
+                            vault.elicitation(p.subject, &conn),
+                        )))
+                    }
+                    Err(e) => Err(CredentialError::Vault(e.to_string())),
+                }
+            }
             Kind::TokenExchange {
                 cfg,
                 audience,
@@ -196,7 +269,7 @@ impl Credentials {
         match &self.kind {
             Kind::ClientCredentials { cache, .. } => *cache.lock().await = None,
             Kind::TokenExchange { cache, .. } => cache.lock().expect("exchange cache lock").clear(),
-            Kind::None | Kind::Header(..) => {}
+            Kind::None | Kind::Header(..) | Kind::UserOauth { .. } => {}
         }
     }
 }

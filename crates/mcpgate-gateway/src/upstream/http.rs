@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::config::{HttpConfig, UpstreamAuth};
-use crate::upstream::creds::Credentials;
+use crate::upstream::creds::{Caller, CredentialError, Credentials};
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -47,6 +47,12 @@ pub enum UpstreamError {
     Timeout,
     #[error("upstream credentials unavailable: {0}")]
     Credentials(String),
+    /// `user_oauth`: the caller has to connect their account first.
+    #[error("the caller has no connected account for this upstream")]
+    ConnectAccount(Box<mcpgate_vault::Elicitation>),
+    /// `user_oauth`: the caller is not a user of mcpgate's own AS.
+    #[error("the caller is not a user of mcpgate's own authorization server")]
+    NotLocalUser,
 }
 
 /// One HTTP upstream: its URL, static headers, credentials and a shared
@@ -73,7 +79,13 @@ fn tls_config() -> Result<rustls::ClientConfig, String> {
 }
 
 impl HttpUpstream {
-    pub fn new(cfg: &HttpConfig, auth: &UpstreamAuth, timeout: Duration) -> Result<Self, String> {
+    pub fn new(
+        cfg: &HttpConfig,
+        auth: &UpstreamAuth,
+        timeout: Duration,
+        vault: Option<&mcpgate_vault::Vault>,
+        local_issuer: &str,
+    ) -> Result<Self, String> {
         let uri: Uri = cfg
             .url
             .parse()
@@ -102,23 +114,24 @@ impl HttpUpstream {
             client,
             uri,
             headers,
-            creds: Credentials::new(auth)?,
+            creds: Credentials::new(auth, vault, local_issuer)?,
             timeout,
         })
     }
 
     /// Sends one request. `upstream_session` replaces whatever session id
-    /// the client sent. Only the response head is awaited (under the
-    /// timeout); the body streams.
+    /// the client sent; `caller` is who it is sent for. Only the response head is awaited (under
+    /// the timeout); the body streams.
     pub async fn send(
         &self,
         method: Method,
         client_headers: &HeaderMap,
+        caller: Option<Caller<'_>>,
         upstream_session: Option<&HeaderValue>,
         body: Bytes,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let req = self
-            .build(method, client_headers, upstream_session, body)
+            .build(method, client_headers, caller, upstream_session, body)
             .await?;
         match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Err(_) => Err(UpstreamError::Timeout),
@@ -137,6 +150,7 @@ impl HttpUpstream {
         &self,
         method: Method,
         client_headers: &HeaderMap,
+        caller: Option<Caller<'_>>,
         upstream_session: Option<&HeaderValue>,
         body: Bytes,
     ) -> Result<Request<Full<Bytes>>, UpstreamError> {
@@ -153,12 +167,16 @@ impl HttpUpstream {
         for (n, v) in &self.headers {
             h.insert(n.clone(), v.clone());
         }
-        if let Some((n, v)) = self
+        let header = self
             .creds
-            .header(client_headers)
+            .header(client_headers, caller)
             .await
-            .map_err(|e| UpstreamError::Credentials(e.to_string()))?
-        {
+            .map_err(|e| match e {
+                CredentialError::Connect(el) => UpstreamError::ConnectAccount(el),
+                CredentialError::NotLocalUser => UpstreamError::NotLocalUser,
+                e => UpstreamError::Credentials(e.to_string()),
+            })?;
+        if let Some((n, v)) = header {
             h.insert(n, v);
         }
         req.body(Full::new(body))
@@ -196,6 +214,8 @@ mod tests {
                 value: mcpgate_types::Secret::new("k"),
             },
             Duration::from_secs(1),
+            None,
+            "http://127.0.0.1:1",
         )
         .unwrap();
         let mut client = HeaderMap::new();
@@ -212,7 +232,13 @@ mod tests {
         }
         let upstream_session = HeaderValue::from_static("upstream-session");
         let req = up
-            .build(Method::POST, &client, Some(&upstream_session), Bytes::new())
+            .build(
+                Method::POST,
+                &client,
+                None,
+                Some(&upstream_session),
+                Bytes::new(),
+            )
             .await
             .unwrap();
         let h = req.headers();

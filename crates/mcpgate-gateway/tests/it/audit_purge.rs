@@ -67,6 +67,7 @@ fn gateway_with(
             request_state_key: None,
             shared_sessions: None,
             replica: None,
+            vault: None,
         },
     )
     .expect("gateway")

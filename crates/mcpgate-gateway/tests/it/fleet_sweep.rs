@@ -35,6 +35,7 @@ fn replica(store: PostgresStore) -> Gateway {
                 key: [7; 32],
             }),
             replica: Some(Replica::with_fleet(store, Fleet::fixed(3))),
+            vault: None,
         },
     )
     .expect("gateway")

@@ -133,7 +133,23 @@ impl Stack {
         let text = config.replace("{bin}", &bin.display().to_string());
         let files = GatewayTables::parse(&text).expect("test config parses");
         let names: Vec<String> = files.upstream.iter().map(|u| u.name.clone()).collect();
+        let for_vault = text.clone();
         let as_ = TestAs::start_with(Options {
+            // The `user_oauth` upstreams' connections, as `serve` gives them
+            // to the AS and the gateway.
+            connections: Box::new(move |issuer| {
+                GatewayTables::parse(&for_vault.replace("{issuer}", issuer))
+                    .expect("test config parses")
+                    .validate(issuer, true, &resolve)
+                    .expect("gateway config")
+                    .upstreams
+                    .iter()
+                    .filter_map(|u| match &u.auth {
+                        mcpgate_gateway::config::UpstreamAuth::UserOauth(c) => Some((**c).clone()),
+                        _ => None,
+                    })
+                    .collect()
+            }),
             store,
             tweak: Box::new(move |s| {
                 // The gateway's client may introspect (tests of revocation).
@@ -197,6 +213,7 @@ impl Stack {
                 request_state_key: None,
                 shared_sessions: None,
                 replica: None,
+                vault: as_.vault.clone(),
             },
         )
         .expect("gateway");

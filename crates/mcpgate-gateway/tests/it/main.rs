@@ -17,3 +17,4 @@ mod policy_items;
 mod revocation;
 mod sdk;
 mod snapshots;
+mod user_oauth;

@@ -134,6 +134,7 @@ async fn every_path(s: &Stack, ops: &DynStore) {
         rng: s.as_.rng.as_ref(),
         clock: &s.as_.clock,
         revocation_ttl: s.as_.state.settings().revocation_ttl(),
+        vault: None,
     };
     s.as_.add_user("carol", &[]).await;
     s.as_.add_user("dave", &[]).await;

@@ -1,0 +1,502 @@
+//! `auth = { type = "user_oauth" }`: each user's own account at an upstream
+//! that has its own authorization server. The third party here is a second,
+//! independent mcpgate authorization server (real code flow, PKCE, consent,
+//! refresh, RFC 7009), with its own users; the upstream is the HTTP testing
+//! fixture, which reports the headers that reached it.
+//!
+//! Shown: a user without a connected account gets the URL-elicitation-required
+//! error; the connect page needs that same user signed in; the tokens that
+//! reach the upstream are that user's own third-party tokens for the
+//! upstream's audience (never the MCP token); two users, two identities;
+//! refresh, unlink (revoked at the third party) and mcpgate-side revocation.
+//! Attacks: another user or nobody opening a connect link, a tampered link,
+//! a replayed or swapped `state`, another browser's callback, a third-party
+//! code injected into another user's flow.
+
+use mcpgate_authz::ResourceDef;
+use mcpgate_authz::admin::{self, ClientSpec};
+use mcpgate_testkit::{Browser, Options, Page, TestAs};
+use mcpgate_types::client_metadata::TokenEndpointAuthMethod;
+use serde_json::{Value, json};
+
+use crate::harness::{Mcp, Resp, Stack};
+
+const GW_CLIENT: &str = "mcpgate-gateway";
+const GW_SECRET: &str = "gateway-at-upstream-secret-0123456789";
+
+struct World {
+    /// The third party's authorization server ("Upstream Co").
+    tp: TestAs,
+    s: Stack,
+    upstream: mcpgate_upstreams::TestingHttpHandle,
+}
+
+async fn world() -> World {
+    let (_, upstream) = mcpgate_upstreams::serve_testing_http()
+        .await
+        .expect("testing upstream");
+    let up_url = upstream.url();
+    let audience = up_url.clone();
+    let tp = TestAs::start_with(Options {
+        tweak: Box::new(move |s| {
+            s.resources = vec![ResourceDef::new(audience, "Upstream Co MCP")];
+        }),
+        ..Default::default()
+    })
+    .await;
+    tp.add_user("alice-at-up", &[]).await;
+    tp.add_user("bob-at-up", &[]).await;
+    let config = format!(
+        r#"
+[gateway]
+dev_allow_http_loopback_token_url = true
+[gateway.audit]
+stdout = false
+
+[[upstream]]
+name = "up"
+title = "Upstream Co"
+http = {{ url = "{up_url}" }}
+auth = {{ type = "user_oauth", issuer = "{tp}", client_id = "{GW_CLIENT}", client_secret = "{GW_SECRET}", scopes = ["notes:read", "offline_access"], resource = "{up_url}" }}
+"#,
+        tp = tp.issuer
+    );
+    let s = Stack::start(&config).await;
+    // The gateway's registration at the third party names its callback.
+    let spec = ClientSpec {
+        client_id: Some(GW_CLIENT.into()),
+        name: "mcpgate gateway".into(),
+        redirect_uris: vec![format!("{}/connect/up/callback", s.as_.issuer)],
+        auth_method: TokenEndpointAuthMethod::ClientSecretBasic,
+        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        scopes: vec![],
+        secret: Some(GW_SECRET.into()),
+        jwks: None,
+        jwks_uri: None,
+    };
+    admin::create_client(&tp.admin(), &spec, false)
+        .await
+        .expect("gateway client at the third party");
+    World { tp, s, upstream }
+}
+
+/// `initialize` without the helper's assertions.
+async fn initialize(c: &mut Mcp) -> Resp {
+    let r = c
+        .rpc(
+            "initialize",
+            json!({"protocolVersion": "2025-11-25", "capabilities": {"elicitation": {"url": {}}}, "clientInfo": {"name": "it", "version": "0"}}),
+        )
+        .await;
+    c.session = r.header("mcp-session-id").map(str::to_string);
+    r
+}
+
+/// The connect URL of a URL-elicitation-required answer (after checking
+/// its shape).
+fn elicitation_url(r: &Resp, issuer: &str) -> String {
+    assert_eq!(r.status, 200, "{}", r.text);
+    let m = r.response();
+    assert_eq!(m["error"]["code"], -32042, "{m}");
+    let e = &m["error"]["data"]["elicitations"][0];
+    assert_eq!(e["mode"], "url", "{m}");
+    let url = e["url"].as_str().expect("url").to_string();
+    let id = e["elicitationId"].as_str().expect("elicitationId");
+    assert_eq!(url, format!("{issuer}/connect/up?elicitation={id}"));
+    assert!(
+        e["message"].as_str().unwrap().contains("Upstream Co"),
+        "{m}"
+    );
+    url
+}
+
+/// Signs in at `issuer` if the page sends there, then returns the page
+/// that follows.
+async fn signed_in(b: &mut Browser, issuer: &str, url: &str, user: &str) -> Page {
+    b.authorize_as(issuer, url, user).await
+}
+
+/// On the connect page: clicks Continue; returns the redirect to the third
+/// party's authorization endpoint.
+async fn continue_to_third_party(b: &mut Browser, issuer: &str, page: &Page) -> String {
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("data-step=\"connect\""), "{}", page.body);
+    let after = b
+        .post_form(&format!("{issuer}/connect/up"), &page.hidden_inputs())
+        .await;
+    assert_eq!(after.status, 303, "{}", after.body);
+    after.location.clone().expect("to the third party")
+}
+
+/// At the third party: signs in as `user` and approves; returns the
+/// callback URL (to our AS) with code, state and iss.
+async fn third_party_approves(tp: &TestAs, authorize_url: &str, user: &str) -> String {
+    let mut b = Browser::new();
+    let page = b.authorize_as(&tp.issuer, authorize_url, user).await;
+    let page = b.approve_if_asked(&tp.issuer, page).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    page.location.clone().expect("callback")
+}
+
+/// The whole connect flow for `user` (ours) as `tp_user` (theirs), from the
+/// elicitation URL; returns the final page.
+async fn connect(w: &World, b: &mut Browser, url: &str, user: &str, tp_user: &str) -> Page {
+    let page = signed_in(b, &w.s.as_.issuer, url, user).await;
+    let to_tp = continue_to_third_party(b, &w.s.as_.issuer, &page).await;
+    assert!(
+        to_tp.starts_with(&format!("{}/oauth/authorize?", w.tp.issuer)),
+        "{to_tp}"
+    );
+    assert!(to_tp.contains("code_challenge_method=S256"), "{to_tp}");
+    let back = third_party_approves(&w.tp, &to_tp, tp_user).await;
+    b.get(&back).await
+}
+
+/// The bearer token the upstream saw on its last request.
+fn last_upstream_token(w: &World) -> String {
+    let all = w.upstream.recorded_headers().all();
+    let last = all.last().expect("a request reached the upstream");
+    let auth = last
+        .header("authorization")
+        .expect("an Authorization header");
+    auth.strip_prefix("Bearer ").expect("bearer").to_string()
+}
+
+/// A token of the third party for the upstream's audience, and its subject.
+fn third_party_subject(w: &World, token: &str) -> String {
+    let v =
+        w.tp.state
+            .current_verifier()
+            .verify::<Value>(
+                token,
+                &mcpgate_jose::VerifyOptions {
+                    issuer: &w.tp.issuer,
+                    audience: Some(&w.upstream.url()),
+                    typ: None,
+                    now: mcpgate_jose::Clock::now(&w.tp.clock),
+                    leeway: 0,
+                },
+            )
+            .expect("a valid third-party token for the upstream");
+    v.claims["sub"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn each_user_connects_their_own_account_and_only_they_can() {
+    let w = world().await;
+    let issuer = w.s.as_.issuer.clone();
+    let alice_token = w.s.token("alice", "notes:read", "up").await;
+    let mut alice = w.s.client("up", &alice_token);
+
+    // 1. Not connected: the URL-elicitation-required error; nothing reached the upstream.
+    let r = initialize(&mut alice).await;
+    let url = elicitation_url(&r, &issuer);
+    assert!(w.upstream.recorded_headers().is_empty());
+    assert!(
+        !url.contains(&alice_token) && !url.contains("alice"),
+        "{url}"
+    );
+
+    // 2. Attacks on the link before alice uses it.
+    //    Nobody signed in: the login page, nothing else.
+    let mut nobody = Browser::new();
+    let p = nobody.get(&url).await;
+    assert_eq!(p.status, 303);
+    assert!(
+        p.location
+            .as_deref()
+            .unwrap()
+            .starts_with("/login?return_to="),
+        "{:?}",
+        p.location
+    );
+    //    Bob signed in: refused, and no form to continue.
+    let mut bob_b = Browser::new();
+    let p = signed_in(&mut bob_b, &issuer, &url, "bob").await;
+    assert_eq!(p.status, 403, "{}", p.body);
+    assert!(!p.body.contains("data-step=\"connect\""));
+    //    A tampered id: refused.
+    let mut tampered = url.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let mut alice_b = Browser::new();
+    let p = signed_in(&mut alice_b, &issuer, &tampered, "alice").await;
+    assert_eq!(p.status, 400, "{}", p.body);
+
+    // 3. Alice connects as alice-at-up.
+    let done = connect(&w, &mut alice_b, &url, "alice", "alice-at-up").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("is connected"), "{}", done.body);
+    assert!(alice_b.cookie("__Host-mcpgate-connect").is_none());
+
+    // 4. Now the call goes through, with alice's own token at the upstream.
+    let r = initialize(&mut alice).await;
+    assert!(r.response()["result"].is_object(), "{}", r.text);
+    let n = alice.notify("notifications/initialized").await;
+    assert_eq!(n.status, 202);
+    let r = alice.call("echo", json!({"text": "hi"})).await;
+    assert!(r.response()["result"].is_object(), "{}", r.text);
+    let seen = last_upstream_token(&w);
+    assert_ne!(
+        seen, alice_token,
+        "the MCP token must never reach the upstream"
+    );
+    let alice_up =
+        w.tp.store
+            .get_user_by_username("alice-at-up")
+            .await
+            .unwrap()
+            .id;
+    assert_eq!(third_party_subject(&w, &seen), alice_up);
+    assert!(w.upstream.recorded_headers().all().iter().all(|r| {
+        !r.header("authorization")
+            .unwrap_or("")
+            .contains(&alice_token)
+    }));
+
+    // 5. Bob is not connected; he connects as bob-at-up: another identity.
+    let bob_token = w.s.token("bob", "notes:read", "up").await;
+    let mut bob = w.s.client("up", &bob_token);
+    let r = initialize(&mut bob).await;
+    let bob_url = elicitation_url(&r, &issuer);
+    assert_ne!(bob_url, url);
+    let done = connect(&w, &mut bob_b, &bob_url, "bob", "bob-at-up").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let r = initialize(&mut bob).await;
+    assert!(r.response()["result"].is_object(), "{}", r.text);
+    bob.notify("notifications/initialized").await;
+    bob.call("echo", json!({"text": "hi"})).await;
+    let bob_up =
+        w.tp.store
+            .get_user_by_username("bob-at-up")
+            .await
+            .unwrap()
+            .id;
+    assert_eq!(third_party_subject(&w, &last_upstream_token(&w)), bob_up);
+    assert_ne!(alice_up, bob_up);
+
+    // 6. The vault holds sealed bytes only: neither token appears in the store rows.
+    for user in ["alice", "bob"] {
+        let id = w.s.as_.store.get_user_by_username(user).await.unwrap().id;
+        let rows = w.s.as_.store.list_upstream_grants(&id).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        let raw = String::from_utf8_lossy(&rows[0].sealed_tokens).to_string();
+        assert!(!raw.contains("eyJ"), "a token in the clear: {raw}");
+    }
+}
+
+#[tokio::test]
+async fn a_state_works_once_in_the_browser_and_for_the_user_that_started_it() {
+    let w = world().await;
+    let issuer = w.s.as_.issuer.clone();
+    let alice_token = w.s.token("alice", "notes:read", "up").await;
+    let mut alice = w.s.client("up", &alice_token);
+    let url = elicitation_url(&initialize(&mut alice).await, &issuer);
+
+    // Alice starts and the third party answers; the answer is then sent...
+    let mut alice_b = Browser::new();
+    let page = signed_in(&mut alice_b, &issuer, &url, "alice").await;
+    let to_tp = continue_to_third_party(&mut alice_b, &issuer, &page).await;
+    let back = third_party_approves(&w.tp, &to_tp, "alice-at-up").await;
+
+    // ...to a browser that did not start it (no binding cookie): refused.
+    let mut bob_b = Browser::new();
+    let p = signed_in(
+        &mut bob_b,
+        &issuer,
+        &format!("{issuer}/account/connections"),
+        "bob",
+    )
+    .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let p = bob_b.get(&back).await;
+    assert_eq!(p.status, 400, "{}", p.body);
+
+    // ...with alice's binding cookie copied, but bob signed in: refused (a code
+    // injected into another user's flow), and the state is spent.
+    let binding = alice_b
+        .cookie("__Host-mcpgate-connect")
+        .unwrap()
+        .to_string();
+    bob_b.set_cookie("__Host-mcpgate-connect", &binding);
+    let p = bob_b.get(&back).await;
+    assert_eq!(p.status, 403, "{}", p.body);
+    let p = alice_b.get(&back).await;
+    assert_eq!(p.status, 400, "a spent state: {}", p.body);
+    for user in ["alice", "bob"] {
+        let id = w.s.as_.store.get_user_by_username(user).await.unwrap().id;
+        assert!(
+            w.s.as_
+                .store
+                .list_upstream_grants(&id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    // A state swapped for another flow's: each state needs its own cookie.
+    let page = signed_in(&mut alice_b, &issuer, &url, "alice").await;
+    let first = continue_to_third_party(&mut alice_b, &issuer, &page).await;
+    let page = alice_b.get(&url).await;
+    continue_to_third_party(&mut alice_b, &issuer, &page).await;
+    let back_first = third_party_approves(&w.tp, &first, "alice-at-up").await;
+    // The cookie now binds the second flow: the first flow's answer is refused.
+    let p = alice_b.get(&back_first).await;
+    assert_eq!(p.status, 400, "{}", p.body);
+
+    // A forged answer without a state, or with an unknown one.
+    let p = alice_b
+        .get(&format!("{issuer}/connect/up/callback?code=x"))
+        .await;
+    assert_eq!(p.status, 400);
+    let p = alice_b
+        .get(&format!(
+            "{issuer}/connect/up/callback?code=x&state=made-up"
+        ))
+        .await;
+    assert_eq!(p.status, 400);
+    // A repeated parameter.
+    let p = alice_b
+        .get(&format!("{issuer}/connect/up/callback?state=a&state=b"))
+        .await;
+    assert_eq!(p.status, 400);
+    // A connect form replayed: answered once.
+    let page = alice_b.get(&url).await;
+    let form = page.hidden_inputs();
+    let first = alice_b
+        .post_form(&format!("{issuer}/connect/up"), &form)
+        .await;
+    assert_eq!(first.status, 303);
+    let again = alice_b
+        .post_form(&format!("{issuer}/connect/up"), &form)
+        .await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    // A form shown to alice, posted from bob's session: refused.
+    let page = alice_b.get(&url).await;
+    let p = bob_b
+        .post_form(&format!("{issuer}/connect/up"), &page.hidden_inputs())
+        .await;
+    assert_eq!(p.status, 403, "{}", p.body);
+}
+
+#[tokio::test]
+async fn refresh_unlink_and_revocation() {
+    let w = world().await;
+    let issuer = w.s.as_.issuer.clone();
+    let alice_token = w.s.token("alice", "notes:read", "up").await;
+    let mut alice = w.s.client("up", &alice_token);
+    let url = elicitation_url(&initialize(&mut alice).await, &issuer);
+    let mut alice_b = Browser::new();
+    connect(&w, &mut alice_b, &url, "alice", "alice-at-up").await;
+    let r = initialize(&mut alice).await;
+    assert!(r.response()["result"].is_object(), "{}", r.text);
+    alice.notify("notifications/initialized").await;
+    alice.call("echo", json!({"text": "1"})).await;
+    let first = last_upstream_token(&w);
+
+    // Refresh: the vault's clock passes the access token's expiry; the next
+    // call refreshes at the third party first (one refresh, a new token).
+    w.s.as_.clock.advance(3600);
+    let alice_token = w.s.token("alice", "notes:read", "up").await;
+    let mut alice = w.s.client("up", &alice_token);
+    let r = initialize(&mut alice).await;
+    assert!(r.response()["result"].is_object(), "{}", r.text);
+    alice.notify("notifications/initialized").await;
+    alice.call("echo", json!({"text": "2"})).await;
+    let second = last_upstream_token(&w);
+    assert_ne!(first, second, "a refreshed token");
+    let alice_up =
+        w.tp.store
+            .get_user_by_username("alice-at-up")
+            .await
+            .unwrap()
+            .id;
+    assert_eq!(third_party_subject(&w, &second), alice_up);
+
+    // The connected-accounts page lists it; disconnecting deletes the grant
+    // and revokes it at the third party (RFC 7009).
+    let p = alice_b.get(&format!("{issuer}/account/connections")).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(
+        p.body.contains("Upstream Co") && p.body.contains("notes:read"),
+        "{}",
+        p.body
+    );
+    let csrf = p.input("csrf").expect("unlink form");
+    let revoked_before = w.tp.store.list_revocations().await.unwrap().1.len();
+    let gone = alice_b
+        .post_form(
+            &format!("{issuer}/account/connections/up/unlink"),
+            &[("csrf".into(), csrf.clone())],
+        )
+        .await;
+    assert_eq!(gone.status, 200, "{}", gone.body);
+    let alice_id =
+        w.s.as_
+            .store
+            .get_user_by_username("alice")
+            .await
+            .unwrap()
+            .id;
+    assert!(
+        w.s.as_
+            .store
+            .list_upstream_grants(&alice_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        w.tp.store.list_revocations().await.unwrap().1.len() > revoked_before,
+        "the third party was told"
+    );
+    // The next call asks to connect again.
+    let r = alice.call("echo", json!({"text": "3"})).await;
+    elicitation_url(&r, &issuer);
+    // An unlink form from another session: refused.
+    let mut bob_b = Browser::new();
+    signed_in(
+        &mut bob_b,
+        &issuer,
+        &format!("{issuer}/account/connections"),
+        "bob",
+    )
+    .await;
+    let p = bob_b
+        .post_form(
+            &format!("{issuer}/account/connections/up/unlink"),
+            &[("csrf".into(), csrf)],
+        )
+        .await;
+    assert_eq!(p.status, 403);
+
+    // mcpgate-side revocation: disabling bob deletes his connected account.
+    let url = {
+        let bob_token = w.s.token("bob", "notes:read", "up").await;
+        let mut bob = w.s.client("up", &bob_token);
+        elicitation_url(&initialize(&mut bob).await, &issuer)
+    };
+    connect(&w, &mut bob_b, &url, "bob", "bob-at-up").await;
+    let bob_id = w.s.as_.store.get_user_by_username("bob").await.unwrap().id;
+    assert_eq!(
+        w.s.as_
+            .store
+            .list_upstream_grants(&bob_id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    admin::set_disabled(&w.s.as_.admin(), "bob", true)
+        .await
+        .unwrap();
+    assert!(
+        w.s.as_
+            .store
+            .list_upstream_grants(&bob_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
