@@ -17,6 +17,9 @@
 //! - OAuth: the bearer token on every request; refresh on 401; step-up with the union of
 //!   scopes on 403 `insufficient_scope`; when a stored grant stops working the bridge
 //!   authorizes again (`auto_reauthorize`), through the browser or the printed URL.
+//! - A URL-elicitation-required error (-32042: the server needs the user to complete
+//!   something in their browser, such as connecting their own account at a service) goes to
+//!   the host verbatim, and its URL is also printed on stderr for hosts that do not show it.
 //! - When stdin closes, requests in flight get a few seconds to finish, then the session is
 //!   ended with `DELETE` and the process exits with status 0.
 //!
@@ -184,6 +187,7 @@ impl Bridge {
                             .map_err(|e| error_value(&e));
                         if let Err(e) = &answer {
                             tracing::debug!(%method, error = %e, "request failed");
+                            announce_url_elicitations(e);
                         }
                         bridge
                             .in_flight
@@ -376,6 +380,23 @@ fn gone() -> RpcError {
         code: -32603,
         message: "the MCP host closed the bridge before answering".into(),
         data: None,
+    }
+}
+
+/// A URLElicitationRequiredError goes to the host verbatim (a host that
+/// declared URL elicitations shows it); the URL is also written to stderr,
+/// for the person running a host that does not.
+fn announce_url_elicitations(error: &Value) {
+    if error.get("code").and_then(Value::as_i64)
+        != Some(mcpgate_client::mcp::URL_ELICITATION_REQUIRED)
+    {
+        return;
+    }
+    for el in mcpgate_client::mcp::url_elicitations(error.get("data").unwrap_or(&Value::Null)) {
+        eprintln!(
+            "mcpgate bridge: {}",
+            mcpgate_client::mcp::describe_url_elicitation(&el)
+        );
     }
 }
 

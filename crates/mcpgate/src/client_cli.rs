@@ -292,6 +292,60 @@ async fn login(a: LoginArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long `tools` and `call` wait for the user to complete a URL-mode
+/// elicitation the server asked for (connecting an account).
+const ELICITATION_WAIT: Duration = Duration::from_secs(600);
+/// How often they try again meanwhile.
+const ELICITATION_POLL: Duration = Duration::from_secs(2);
+
+/// The URL-mode elicitations of a URLElicitationRequiredError in `e`'s chain.
+fn url_elicitations(e: &anyhow::Error) -> Option<Vec<mcpgate_client::mcp::UrlElicitation>> {
+    let Some(mcpgate_client::ClientError::JsonRpc {
+        code: mcpgate_client::mcp::URL_ELICITATION_REQUIRED,
+        data: Some(data),
+        ..
+    }) = e.downcast_ref::<mcpgate_client::ClientError>()
+    else {
+        return None;
+    };
+    let list = mcpgate_client::mcp::url_elicitations(data);
+    (!list.is_empty()).then_some(list)
+}
+
+/// Runs `op`. When the server answers that the user must first complete a
+/// URL-mode elicitation (typically: connect their own account at a service
+/// the server acts on), shows the message and the full URL on stderr once
+/// (never opening it unasked: the user decides) and runs `op` again every
+/// two seconds until the server no longer asks, for at most ten minutes.
+async fn with_elicitations<T, F, Fut>(mut op: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + ELICITATION_WAIT;
+    let mut shown = false;
+    loop {
+        let e = match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let Some(list) = url_elicitations(&e) else {
+            return Err(e);
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(e.context("the server still asks for the elicitation shown above"));
+        }
+        if !shown {
+            for el in &list {
+                eprintln!("{}", mcpgate_client::mcp::describe_url_elicitation(el));
+            }
+            eprintln!("Waiting for it to be completed (Ctrl-C to stop) ...");
+            shown = true;
+        }
+        tokio::time::sleep(ELICITATION_POLL).await;
+    }
+}
+
 /// Builds an authorized client and connects; fails with a clear message when nothing is stored.
 async fn connected(url: &str, opts: &ClientOpts) -> anyhow::Result<McpClient> {
     let oauth = oauth_client(url, opts, |_| {})?;
@@ -307,10 +361,13 @@ async fn connected(url: &str, opts: &ClientOpts) -> anyhow::Result<McpClient> {
 }
 
 async fn tools(url: &str, json: bool, opts: &ClientOpts) -> anyhow::Result<()> {
-    let client = connected(url, opts).await?;
-    let listed = client.list_tools().await;
-    let _ = client.close().await;
-    let tools = listed.with_context(|| format!("tools/list at {url} failed"))?;
+    let tools = with_elicitations(|| async {
+        let client = connected(url, opts).await?;
+        let listed = client.list_tools().await;
+        let _ = client.close().await;
+        listed.with_context(|| format!("tools/list at {url} failed"))
+    })
+    .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&tools)?);
         return Ok(());
@@ -343,10 +400,13 @@ async fn call(
     if !arguments.is_object() {
         bail!("the arguments of {tool} must be a JSON object, like '{{\"id\": 1}}'");
     }
-    let client = connected(url, opts).await?;
-    let called = client.call_tool(tool, arguments).await;
-    let _ = client.close().await;
-    let result = called.with_context(|| format!("calling {tool} at {url} failed"))?;
+    let result = with_elicitations(|| async {
+        let client = connected(url, opts).await?;
+        let called = client.call_tool(tool, arguments.clone()).await;
+        let _ = client.close().await;
+        called.with_context(|| format!("calling {tool} at {url} failed"))
+    })
+    .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else {

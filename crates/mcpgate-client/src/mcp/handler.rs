@@ -85,9 +85,82 @@ pub fn elicitation_defaults(params: &Value) -> Value {
     Value::Object(content)
 }
 
+/// URLElicitationRequiredError (MCP 2025-11-25 elicitation): the request
+/// can succeed only after the user completes the URL-mode elicitations in
+/// the error's `data`.
+pub const URL_ELICITATION_REQUIRED: i64 = -32042;
+
+/// One URL-mode elicitation the user must complete in their browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlElicitation {
+    pub url: String,
+    pub message: String,
+}
+
+/// The URL-mode elicitations of a URLElicitationRequiredError's `data`, only
+/// those with an http(s) URL (a client must not open another scheme).
+pub fn url_elicitations(error_data: &Value) -> Vec<UrlElicitation> {
+    let Some(list) = error_data.get("elicitations").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter(|e| e.get("mode").and_then(Value::as_str) == Some("url"))
+        .filter_map(|e| {
+            let url = e.get("url")?.as_str()?;
+            let scheme = url::Url::parse(url).ok()?.scheme().to_owned();
+            matches!(scheme.as_str(), "https" | "http").then(|| UrlElicitation {
+                url: url.to_owned(),
+                message: e
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// How a URL elicitation is shown to a person (stderr of the CLI and the
+/// bridge): the message, then the full URL, which nothing opens unasked.
+pub fn describe_url_elicitation(e: &UrlElicitation) -> String {
+    let mut out = String::new();
+    if !e.message.is_empty() {
+        out.push_str(&e.message);
+        out.push('\n');
+    }
+    out.push_str(
+        "Open this address in your browser, signed in as yourself (it works for nobody else):\n  ",
+    );
+    out.push_str(&e.url);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_elicitations_keep_http_urls_only() {
+        let data = json!({"elicitations": [
+            {"mode": "url", "elicitationId": "a", "url": "https://gw.example/connect/x?elicitation=a", "message": "Connect X."},
+            {"mode": "url", "elicitationId": "b", "url": "javascript:alert(1)", "message": "no"},
+            {"mode": "url", "elicitationId": "c", "url": "file:///etc/passwd", "message": "no"},
+            {"mode": "form", "message": "not a url one"},
+        ]});
+        let got = url_elicitations(&data);
+        assert_eq!(
+            got,
+            [UrlElicitation {
+                url: "https://gw.example/connect/x?elicitation=a".into(),
+                message: "Connect X.".into()
+            }]
+        );
+        assert!(
+            describe_url_elicitation(&got[0])
+                .ends_with("\n  https://gw.example/connect/x?elicitation=a")
+        );
+        assert!(url_elicitations(&json!({})).is_empty());
+    }
 
     #[test]
     fn defaults_are_applied() {

@@ -9,5 +9,8 @@ pub mod sse;
 pub mod transport;
 
 pub use client::{McpClient, McpClientBuilder};
-pub use handler::{DefaultHandler, RpcError, ServerHandler, elicitation_defaults};
+pub use handler::{
+    DefaultHandler, RpcError, ServerHandler, URL_ELICITATION_REQUIRED, UrlElicitation,
+    describe_url_elicitation, elicitation_defaults, url_elicitations,
+};
 pub use transport::{STATEFUL_VERSIONS, STATELESS_VERSIONS, TransportConfig, is_stateless};

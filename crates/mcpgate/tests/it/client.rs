@@ -1089,3 +1089,180 @@ async fn bridge_cancels_at_the_server() {
     );
     srv.stop().await;
 }
+
+/// An upstream that acts with each user's own account (`user_oauth`): the
+/// third party's authorization server is a second, independent mcpgate AS
+/// in this process, the upstream the HTTP testing fixture. `mcpgate call`
+/// shows the connect URL of the URL-elicitation-required error and retries
+/// until the user has connected; the call then runs with the user's own
+/// third-party token, which is in no output or log.
+#[tokio::test]
+async fn call_waits_while_the_user_connects_their_own_account() {
+    use mcpgate_testkit::{Options, TestAs};
+    const GW_SECRET: &str = "gateway-at-upstream-secret-0123456789";
+    let (_, upstream) = mcpgate_upstreams::serve_testing_http()
+        .await
+        .expect("testing upstream");
+    let up_url = upstream.url();
+    let audience = up_url.clone();
+    let tp = TestAs::start_with(Options {
+        tweak: Box::new(move |s| {
+            s.resources = vec![mcpgate_authz::ResourceDef::new(audience, "Upstream Co")];
+        }),
+        ..Default::default()
+    })
+    .await;
+    tp.add_user("alice-at-up", &[]).await;
+    let secret_file = tempfile::NamedTempFile::new().expect("secret file");
+    std::fs::write(secret_file.path(), GW_SECRET).expect("write secret");
+    let env = Env::with_config(&format!(
+        r#"
+[gateway]
+dev_allow_http_loopback_token_url = true
+
+[[upstream]]
+name = "up"
+title = "Upstream Co"
+http = {{ url = "{up_url}" }}
+scopes = ["notes:read"]
+auth = {{ type = "user_oauth", issuer = "{tp}", client_id = "gw", client_secret = "${{file:{secret}}}", scopes = ["notes:read", "offline_access"], resource = "{up_url}" }}
+"#,
+        tp = tp.issuer,
+        secret = secret_file.path().display()
+    ));
+    env.add_user(USER, PASSWORD).await;
+    let srv = env.serve().await;
+    let spec = mcpgate_authz::admin::ClientSpec {
+        client_id: Some("gw".into()),
+        name: "mcpgate gateway".into(),
+        redirect_uris: vec![format!("{}/connect/up/callback", srv.issuer)],
+        auth_method: mcpgate_types::client_metadata::TokenEndpointAuthMethod::ClientSecretBasic,
+        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        scopes: vec![],
+        secret: Some(GW_SECRET.into()),
+        jwks: None,
+        jwks_uri: None,
+    };
+    mcpgate_authz::admin::create_client(&tp.admin(), &spec, false)
+        .await
+        .expect("the gateway's client at the third party");
+
+    let tokens = tempfile::tempdir().expect("token dir");
+    let dir = tokens.path();
+    let url = srv.url("/mcp/up");
+    let out = login_to(&env, &srv, dir, &url, &[]).await;
+    assert!(out.status.success(), "login failed:\n{}", out.stderr);
+    let mut secrets = stored_secrets(dir);
+
+    // The call asks for the account, shows the URL once, and waits.
+    let mut cmd = env.command();
+    cmd.args(["call"])
+        .args(client_args(dir, &url))
+        .args(["echo", r#"{"text": "hello upstream"}"#])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn mcpgate call");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut shown = Vec::new();
+    let connect_url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), stderr.next_line())
+            .await
+            .expect("the call shows a URL")
+            .expect("stderr")
+            .unwrap_or_else(|| panic!("the call ended early: {shown:?}"));
+        shown.push(line.clone());
+        if let Some(u) = line
+            .trim()
+            .strip_prefix(&format!("{}/connect/up?", srv.issuer))
+        {
+            break format!("{}/connect/up?{u}", srv.issuer);
+        }
+    };
+    assert!(shown.iter().any(|l| l.contains("Upstream Co")), "{shown:?}");
+
+    // The user connects in a browser: sign-in here, the connect page, the
+    // third party's sign-in and consent, back to the callback.
+    let mut b = Browser::new();
+    let page = b.authorize_as(&srv.issuer, &connect_url, USER).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let to_tp = b
+        .post_form(&srv.url("/connect/up"), &page.hidden_inputs())
+        .await;
+    assert_eq!(to_tp.status, 303, "{}", to_tp.body);
+    let mut tp_b = Browser::new();
+    let at_tp = tp_b
+        .authorize_as(
+            &tp.issuer,
+            to_tp.location.as_deref().unwrap(),
+            "alice-at-up",
+        )
+        .await;
+    let back = tp_b.approve_if_asked(&tp.issuer, at_tp).await;
+    assert_eq!(back.status, 303, "{}", back.body);
+    let done = b.get(back.location.as_deref().unwrap()).await;
+    assert!(done.body.contains("is connected"), "{}", done.body);
+
+    // The waiting call goes through.
+    let rest = tokio::spawn(async move {
+        let mut lines = Vec::new();
+        while let Ok(Some(l)) = stderr.next_line().await {
+            lines.push(l);
+        }
+        lines
+    });
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the call finishes once connected")
+        .expect("wait");
+    shown.extend(rest.await.unwrap());
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}\n{shown:#?}");
+    assert!(stdout.contains("hello upstream"), "{stdout}");
+    assert_eq!(
+        shown
+            .iter()
+            .filter(|l| l.contains("/connect/up?elicitation="))
+            .count(),
+        1,
+        "the URL is shown once: {shown:#?}"
+    );
+
+    // The upstream got the user's own third-party token; it is in no output
+    // and no log, and the CLI's token never reached the upstream.
+    let all = upstream.recorded_headers().all();
+    let seen = all
+        .last()
+        .and_then(|r| r.header("authorization"))
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .expect("a bearer token at the upstream")
+        .to_string();
+    let claims = tp
+        .state
+        .current_verifier()
+        .verify::<Value>(
+            &seen,
+            &mcpgate_jose::VerifyOptions {
+                issuer: &tp.issuer,
+                audience: Some(&up_url),
+                typ: None,
+                now: mcpgate_jose::Clock::now(&tp.clock),
+                leeway: 0,
+            },
+        )
+        .expect("a third-party token for the upstream")
+        .claims;
+    let alice_up = tp.store.get_user_by_username("alice-at-up").await.unwrap();
+    assert_eq!(claims["sub"], alice_up.id);
+    for r in &all {
+        assert_no_secret(
+            &secrets,
+            "the upstream's request",
+            &format!("{:?}", r.header("authorization")),
+        );
+    }
+    secrets.push(seen);
+    let log = std::fs::read_to_string(&srv.log).unwrap_or_default();
+    assert_no_secret(&secrets, "the server log", &log);
+    assert_no_secret(&secrets, "the call's output", &format!("{stdout}{shown:?}"));
+    srv.stop().await;
+}
