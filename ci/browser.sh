@@ -3,7 +3,8 @@
 # sign-in through the one-time password change, the consent page's facts, approve and deny
 # reaching a loopback redirect_uri, a consent form without its CSRF token refused, the pages
 # refused in a frame, the cookies' attributes, and screenshots at laptop and phone widths
-# (written to docs/img/consent.png and docs/img/consent-phone.png).
+# (written to docs/img: consent.png, consent-phone.png, connect.png, connect-phone.png,
+# connections.png).
 #
 #   1. installs Debian's chromium when /usr/bin/chromium is missing (needs root and apt);
 #   2. installs the pinned playwright-core into ${XDG_CACHE_HOME:-$HOME/.cache}/mcpgate-ci/browser
@@ -81,9 +82,28 @@ OTP=
 for attempt in 1 2 3; do
     PORT=$(free_port)
     rm -rf "$WORK/data" && mkdir -p "$WORK/data"
-    # An empty config file: the embedded defaults, not a developer's ./mcpgate.toml.
-    : > "$WORK/mcpgate.toml"
-    "$BIN" --config "$WORK/mcpgate.toml" --data-dir "$WORK/data" serve --demo --listen "127.0.0.1:$PORT" \
+    # The demo's notes upstream spelled out (a config file replaces the embedded defaults), and a
+    # `user_oauth` upstream whose authorization server is a closed loopback port: its connect
+    # and connected-accounts pages render without a live third party.
+    cat > "$WORK/mcpgate.toml" <<TOML
+[gateway]
+dev_allow_http_loopback_token_url = true
+
+[[upstream]]
+name = "notes"
+title = "Notes (demo)"
+scopes = ["notes:read"]
+stdio = { command = "$BIN", args = ["demo-upstream"] }
+shared = true
+
+[[upstream]]
+name = "github"
+title = "GitHub"
+http = { url = "http://127.0.0.1:4/mcp" }
+auth = { type = "user_oauth", client_id = "mcpgate-browser-test", client_secret = "\${env:BROWSER_TEST_SECRET}", authorization_endpoint = "http://127.0.0.1:4/authorize", token_endpoint = "http://127.0.0.1:4/token", scopes = ["repo", "read:org"] }
+TOML
+    BROWSER_TEST_SECRET=not-a-real-secret \
+        "$BIN" --config "$WORK/mcpgate.toml" --data-dir "$WORK/data" serve --demo --listen "127.0.0.1:$PORT" \
         >"$WORK/server.out" 2>"$WORK/server.err" &
     SERVER_PID=$!
     for _ in $(seq 1 300); do
@@ -115,4 +135,4 @@ if [[ $status -ne 0 ]]; then
     tail -n 40 "$WORK/server.err" >&2 || true
     exit "$status"
 fi
-log "browser tests passed; screenshots in ${IMG#"$ROOT"/}/consent.png and consent-phone.png"
+log "browser tests passed; screenshots in ${IMG#"$ROOT"/}: consent.png, consent-phone.png, connect.png, connect-phone.png, connections.png"

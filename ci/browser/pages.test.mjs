@@ -299,3 +299,78 @@ test('the login and consent pages cannot be framed', async () => {
     await p.close();
   }
 });
+
+// ---- each user's own upstream account (user_oauth, docs/upstream-credentials.md) -------------
+// ci/browser.sh configures the upstream `github` with configured endpoints on a closed loopback
+// port: the pages are shown without a live third party, and nothing follows the redirect there.
+const CONNECT = `${BASE}/connect/github`;
+
+test('connect page: the service, the signed-in account and the scopes; Continue goes there with state and PKCE', async () => {
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.goto(CONNECT);
+  await page.waitForSelector('form[data-step=connect]');
+  assert.equal((await page.textContent('.upstream-title')).trim(), 'GitHub');
+  assert.equal((await page.textContent('.username')).trim(), 'admin');
+  assert.equal((await page.textContent('.provider-host')).trim(), '127.0.0.1');
+  const scopes = await page.$$eval('ul.scopes code.scope', (els) => els.map((e) => e.textContent.trim()));
+  assert.deepEqual(scopes, ['repo', 'read:org']);
+  await page.screenshot({ path: path.join(IMG, 'connect.png') });
+  const laptop = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(laptop <= 1280, `laptop scrollWidth ${laptop}`);
+
+  // Continue: the form's POST answers 303 to the service's authorization endpoint (sent with
+  // the page's cookies; the redirect is not followed: nothing listens there).
+  const form = await page.$$eval('form[data-step=connect] input[type=hidden]',
+    (els) => Object.fromEntries(els.map((e) => [e.name, e.value])));
+  const resp = await page.request.post(CONNECT, { form, maxRedirects: 0 });
+  assert.equal(resp.status(), 303, await resp.text());
+  const sent = new URL(resp.headers().location);
+  assert.equal(sent.origin, 'http://127.0.0.1:4');
+  assert.equal(sent.pathname, '/authorize');
+  const q = sent.searchParams;
+  assert.equal(q.get('response_type'), 'code');
+  assert.equal(q.get('client_id'), 'mcpgate-browser-test');
+  assert.equal(q.get('redirect_uri'), `${CONNECT}/callback`);
+  assert.equal(q.get('code_challenge_method'), 'S256');
+  assert.ok(q.get('code_challenge') && q.get('state'), 'challenge and state sent');
+  assert.equal(q.get('scope'), 'repo read:org');
+  const binding = (await context.cookies(BASE)).find((c) => c.name === '__Host-mcpgate-connect');
+  assert.ok(binding && binding.httpOnly && binding.secure && binding.sameSite === 'Lax', 'binding cookie set');
+
+  // The phone width.
+  const phone = await browser.newContext({
+    viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true,
+    storageState: await context.storageState(),
+  });
+  try {
+    const p = await phone.newPage();
+    await p.goto(CONNECT);
+    await p.waitForSelector('form[data-step=connect]');
+    const w = await p.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(w <= 390, `phone: connect page scrollWidth ${w} > 390`);
+    await p.screenshot({ path: path.join(IMG, 'connect-phone.png'), fullPage: true });
+  } finally {
+    await phone.close();
+  }
+});
+
+test('a connect link that is not one of ours is refused, and the answer of an unknown flow too', async () => {
+  const r = await page.goto(`${CONNECT}?elicitation=${b64url(crypto.randomBytes(48))}`);
+  assert.equal(r.status(), 400);
+  assert.match(await page.textContent('body'), /expired or was not made by this server/);
+  assert.equal(await page.locator('form[data-step=connect]').count(), 0, 'no form to continue');
+  const cb = await page.goto(`${CONNECT}/callback?code=x&state=${b64url(crypto.randomBytes(16))}`);
+  assert.equal(cb.status(), 400);
+});
+
+test('connected accounts: the service listed, not connected, with a Connect link', async () => {
+  await page.goto(`${BASE}/account/connections`);
+  await page.waitForSelector('table.connections');
+  const row = page.locator('tr[data-upstream=github]');
+  assert.match(await row.textContent(), /GitHub/);
+  assert.match(await row.textContent(), /not connected/);
+  assert.equal(await row.locator('a.button').getAttribute('href'), '/connect/github');
+  await page.screenshot({ path: path.join(IMG, 'connections.png') });
+  const w = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(w <= 1280, `scrollWidth ${w}`);
+});
