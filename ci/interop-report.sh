@@ -61,6 +61,22 @@ refresh token included. The third-party run then checks that the provider bound 
 token presented as a bearer token. The SDK clients do not implement DPoP; they ask without a
 proof and get bearer tokens, as before.
 
+**Each user's own account at an upstream** (`user_oauth`, [upstream-credentials.md](upstream-credentials.md)).
+A third mcpgate has the gateway trusting `oidc-provider` as its upstream `partner`, with
+`auth = { type = "user_oauth" }` and neither issuer nor endpoints configured: it finds the
+provider through that upstream's protected-resource metadata. Its client at the provider is
+registered by `ci/interop.sh` (DCR) with the connect callback as redirect URI.
+`ci/interop/user-oauth.mjs` runs two clients against it:
+- **The official TypeScript SDK client** gets the URL-elicitation-required error (`-32042`) with
+  a connect URL. The user signs in at mcpgate, continues on the connect page, and signs in and
+  consents at the provider. `mcpgate users connections` then lists the account, and the retried
+  call succeeds.
+- **mcpgate's client:** after `mcpgate users connections admin --unlink partner`, `mcpgate call`
+  shows the connect URL once and waits while the user connects, then succeeds.
+
+In both rows the upstream gateway's audit log names the provider's subject that the user chose,
+so the call reached the upstream with the user's own provider token.
+
 "with workaround" means the client as shipped does not complete that step by itself; the note
 says why and what the test does so that the rest of the flow is still verified.
 

@@ -23,7 +23,10 @@
 #   5. starts oidc-provider (ci/interop/oidc-as.mjs) and a second gateway trusting it
 #      (`[[gateway.trusted_issuer]]`, `advertise_own_issuer = false`), and runs
 #      ci/interop/third-party-as.mjs: its tokens for the gateway's resource accepted, for another
-#      resource or without a resource refused, and mcpgate's client signing in there;
+#      resource or without a resource refused, and mcpgate's client signing in there; then a
+#      third mcpgate with that gateway as a `user_oauth` upstream (ci/interop/user-oauth.mjs):
+#      the TypeScript SDK client and mcpgate's client each connect the user's own account at the
+#      provider through the URL-mode elicitation, and call with that account's token;
 #   6. writes target/interop/matrix.md (and results-*.json); exits non-zero on any FAIL.
 #
 #   ci/interop.sh --report   also regenerates docs/interop.md from the matrix (ci/interop-report.sh).
@@ -241,6 +244,52 @@ if [[ -n $ISSUER ]]; then
         OIDC_PROVIDER_VERSION="$OIDC_PROVIDER_VERSION" RESULT_FILE_TOKENS="$OUT/results-6-oidc-tokens.json" \
         RESULT_FILE_CLIENT="$OUT/results-5-oidc-client.json" \
         timeout 240 node ci/interop/third-party-as.mjs || status=1
+
+    # --- 5b. each user's own account at that gateway (user_oauth) --------------------------------
+    # A third mcpgate whose upstream `partner` is the gateway above (its MCP server takes only the
+    # provider's tokens for its own audience); no issuer or endpoints configured: the provider is
+    # found through the upstream's protected-resource metadata. Its client at the provider is
+    # registered here (DCR), with the connect callback as redirect URI.
+    P_PORT=$(free_port)
+    PARTNER_REG=$(node -e '
+        const [issuer, redirect] = process.argv.slice(1);
+        fetch(`${issuer}/reg`, { method: "POST", headers: { "content-type": "application/json" },
+          body: JSON.stringify({ client_name: "mcpgate (user_oauth interop)", redirect_uris: [redirect],
+            application_type: "native", grant_types: ["authorization_code", "refresh_token"],
+            response_types: ["code"], token_endpoint_auth_method: "client_secret_basic" }) })
+          .then(async (r) => { const j = await r.json();
+            if (r.status !== 201) throw new Error(`registration ${r.status}: ${JSON.stringify(j)}`);
+            console.log(`${j.client_id} ${j.client_secret}`); })
+          .catch((e) => { console.error(String(e)); process.exit(1); });' \
+        "$ISSUER" "http://127.0.0.1:$P_PORT/connect/partner/callback") || PARTNER_REG=
+    read -r PARTNER_CLIENT PARTNER_SECRET <<<"$PARTNER_REG"
+    export PARTNER_SECRET
+    cat > "$WORK/partner.toml" <<TOML
+[gateway]
+dev_allow_http_loopback_token_url = true
+
+[[upstream]]
+name = "partner"
+title = "Partner notes"
+http = { url = "http://127.0.0.1:$GW_PORT/mcp/notes" }
+scopes = ["notes:read"]
+auth = { type = "user_oauth", client_id = "$PARTNER_CLIENT", client_secret = "\${env:PARTNER_SECRET}", scopes = ["notes:read", "offline_access"] }
+TOML
+    OTP=
+    [[ -n $PARTNER_CLIENT ]] && start_server partner "$WORK/partner.toml" "$P_PORT"
+    if [[ -n $OTP ]]; then
+        log "user_oauth: mcpgate on http://127.0.0.1:$P_PORT, upstream partner = the gateway trusting oidc-provider"
+        MCPGATE_BIN="$BIN" MCPGATE_URL="http://127.0.0.1:$P_PORT" PARTNER_URL="http://127.0.0.1:$P_PORT/mcp/partner" \
+            MCPGATE_PASSWORD="$OTP" MCPGATE_NEW_PASSWORD="$NEW_PASSWORD" SDK_DIR="$TS_DIR" \
+            SERVER_CONFIG="$WORK/partner.toml" SERVER_DATA="$WORK/partner/data" \
+            UPSTREAM_CONFIG="$WORK/third-party.toml" UPSTREAM_DATA="$WORK/third-party/data" \
+            RESULT_FILE_TS="$OUT/results-7-user-oauth-ts.json" RESULT_FILE_CLI="$OUT/results-8-user-oauth-cli.json" \
+            OIDC_PROVIDER_VERSION="$OIDC_PROVIDER_VERSION" \
+            timeout 240 node ci/interop/user-oauth.mjs || status=1
+    else
+        log "could not register at oidc-provider or start the user_oauth server"
+        status=1
+    fi
 else
     log "could not start oidc-provider and a gateway trusting it"
     status=1
@@ -256,6 +305,10 @@ tables = {
     "tokens": ("authorization server → resource server", "version", [("pkce", "PKCE required (S256), DCR"),
         ("accepted", "token for the resource accepted (tools/list + call)"), ("other", "token for another resource → 401"),
         ("none", "token without resource (opaque) → 401")]),
+    "user_oauth": ("client, each user's own account at an upstream", "version", [
+        ("elicitation", "URL-elicitation-required (-32042) with a connect URL"),
+        ("connect", "account connected (mcpgate sign-in, connect page, provider sign-in and consent)"),
+        ("call", "call with the user's own provider token")]),
 }
 rows, notes = {k: [] for k in tables}, []
 for f in sorted(glob.glob(f"{out}/results-*.json")):

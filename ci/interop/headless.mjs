@@ -49,12 +49,24 @@ export class UserAgent {
   // Follows an authorization URL through sign-in and consent until a redirect goes to
   // `redirectPrefix`; returns that URL (with code, state, iss).
   authorize(authorizationUrl, redirectPrefix) {
+    return this.play([authorizationUrl, '--until', redirectPrefix]).then((out) => new URL(out.redirect));
+  }
+
+  // Follows a connect URL of a URL-mode elicitation (mcpgate's `/connect/{upstream}`): sign-in,
+  // the connect page, the service's own sign-in and consent, and back to mcpgate's callback,
+  // which is visited too. Returns that last page: { status, body }.
+  connect(connectUrl) {
+    const u = new URL(connectUrl);
+    return this.play([connectUrl, '--until', `${u.origin}${u.pathname}/callback`, '--visit']).then((out) => out.visited);
+  }
+
+  play(args) {
     return new Promise((resolve, reject) => {
-      execFile(this.bin, [...this.args, '--until', redirectPrefix, authorizationUrl], { timeout: 60_000 }, (err, stdout, stderr) => {
-        if (err) return reject(new Error(`authorize: ${stderr.trim() || err.message}`));
+      execFile(this.bin, [...this.args, ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
+        if (err) return reject(new Error(`mcpgate-play-user: ${stderr.trim() || err.message}`));
         const out = JSON.parse(stdout);
         this.consents.push(...out.consents);
-        resolve(new URL(out.redirect));
+        resolve(out);
       });
     });
   }
@@ -62,12 +74,13 @@ export class UserAgent {
 
 // ---- the mcpgate client CLI -----------------------------------------------------------------
 // Runs `mcpgate <args>`; whenever the CLI prints an authorization URL on stderr (--no-browser),
-// the user agent completes it and delivers the redirect to the CLI's loopback listener.
+// the user agent completes it and delivers the redirect to the CLI's loopback listener; whenever
+// it prints a connect URL (a URL-mode elicitation), the user agent completes that.
 export function runCli(bin, args, ua, { timeoutMs = 90_000 } = {}) {
   return new Promise((resolve) => {
     const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MCPGATE_LOG: 'warn' } });
     let stdout = '', stderr = '', buf = '';
-    const authUrls = [], callbacks = [], errors = [];
+    const authUrls = [], callbacks = [], errors = [], connectUrls = [];
     const pending = [];
     child.stdout.on('data', (d) => { stdout += d; });
     child.stderr.on('data', (d) => {
@@ -75,7 +88,13 @@ export function runCli(bin, args, ua, { timeoutMs = 90_000 } = {}) {
       let i;
       while ((i = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, i).trim(); buf = buf.slice(i + 1);
-        if (/^https?:\/\/\S+\?\S*response_type=code/.test(line)) {
+        if (/^https?:\/\/\S+\/connect\/[a-z0-9-]+\?elicitation=\S+$/.test(line)) {
+          // A URL-mode elicitation the CLI shows (connect an account): the user completes it.
+          connectUrls.push(line);
+          pending.push(ua.connect(line).then((page) => {
+            if (page?.status !== 200) errors.push(`connect page answered ${page?.status}: ${short(page?.body || '')}`);
+          }, (e) => { errors.push(String(e.message || e)); child.kill('SIGTERM'); }));
+        } else if (/^https?:\/\/\S+\?\S*response_type=code/.test(line)) {
           const u = new URL(line);
           authUrls.push(u);
           const redirect = u.searchParams.get('redirect_uri');
@@ -95,7 +114,7 @@ export function runCli(bin, args, ua, { timeoutMs = 90_000 } = {}) {
     child.on('close', async (code) => {
       clearTimeout(timer);
       await Promise.all(pending);
-      resolve({ code, stdout, stderr, authUrls, callbacks, errors });
+      resolve({ code, stdout, stderr, authUrls, callbacks, errors, connectUrls });
     });
   });
 }

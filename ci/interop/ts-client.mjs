@@ -6,13 +6,12 @@
 //   MCPGATE_NEW_PASSWORD  chosen if the server asks for a new password at sign-in
 //   SDK_DIR            directory whose node_modules holds @modelcontextprotocol/sdk
 //   RESULT_FILE        (optional) where to write the JSON results for the matrix
-// The headless user agent below signs in and approves through the real login and consent forms
-// (fetch with redirect: 'manual', cookies kept by hand). Only 127.0.0.1 is contacted.
+// The shared headless user agent (ci/interop/headless.mjs) signs in and approves through the real
+// login and consent forms. Only 127.0.0.1 is contacted.
 // Prints `PASS name` / `FAIL name` per check; exits non-zero on any FAIL.
 import fs from 'node:fs';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { UserAgent } from './headless.mjs';
+import { SdkAuthProvider, loadSdk } from './ts-sdk.mjs';
 
 const BASE = process.env.MCPGATE_URL;
 const PASSWORD = process.env.MCPGATE_PASSWORD;
@@ -22,12 +21,7 @@ if (!BASE || !PASSWORD || !SDK_DIR) { console.error('MCPGATE_URL, MCPGATE_PASSWO
 const SERVER = `${BASE}/mcp/notes`;
 const REDIRECT = 'http://127.0.0.1:1/callback'; // never contacted: the code is read from Location
 
-const sdkRoot = path.join(SDK_DIR, 'node_modules', '@modelcontextprotocol', 'sdk');
-const SDK_VERSION = JSON.parse(fs.readFileSync(path.join(sdkRoot, 'package.json'), 'utf8')).version;
-const imp = (p) => import(pathToFileURL(path.join(sdkRoot, 'dist/esm', p)).href);
-const { Client } = await imp('client/index.js');
-const { StreamableHTTPClientTransport } = await imp('client/streamableHttp.js');
-const { UnauthorizedError } = await imp('client/auth.js');
+const { version: SDK_VERSION, Client, StreamableHTTPClientTransport, UnauthorizedError } = await loadSdk(SDK_DIR);
 
 // ---- results --------------------------------------------------------------------------------
 const results = {}; // cell -> { ok, note }
@@ -41,14 +35,13 @@ function cell(name, ok, note = '') { results[name] = { ok, note }; }
 
 // ---- traffic log (every request the SDK makes goes through this fetch) -------------------------
 const log = [];
-let stepUpSeen = false; // a 403 insufficient_scope went by since the last tokens were saved
 const loggingFetch = async (url, init) => {
   const r = await fetch(url, init);
   const u = new URL(typeof url === 'string' || url instanceof URL ? url : url.url);
   const body = init?.body ? String(init.body) : '';
   log.push({ method: init?.method || 'GET', path: u.pathname, status: r.status,
     www: r.headers.get('www-authenticate'), body });
-  if (r.status === 403 && /insufficient_scope/.test(r.headers.get('www-authenticate') || '')) stepUpSeen = true;
+  if (r.status === 403 && /insufficient_scope/.test(r.headers.get('www-authenticate') || '')) provider.stepUpSeen = true;
   return r;
 };
 
@@ -56,42 +49,8 @@ const loggingFetch = async (url, init) => {
 const ua = new UserAgent({ password: PASSWORD, newPassword: NEW_PASSWORD });
 const consentSeen = () => ua.consents.map((c) => c.scopes); // scopes shown on each consent page
 
-// ---- the SDK's OAuthClientProvider ------------------------------------------------------------
-class Provider {
-  constructor() { this._client = undefined; this._tokens = undefined; this._verifier = undefined; this.codes = []; this.authUrls = []; this.savedTokens = []; }
-  get redirectUrl() { return REDIRECT; }
-  get clientMetadata() {
-    return { client_name: `mcpgate interop (TypeScript SDK ${SDK_VERSION})`, redirect_uris: [REDIRECT],
-      grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' };
-  }
-  clientInformation() { return this._client; }
-  saveClientInformation(c) { this._client = c; }
-  tokens() {
-    // Workaround (opt-in): while a step-up is pending, hide the refresh token, so the SDK's
-    // auth() starts a new authorization with the challenge's scope instead of refreshing
-    // (a refresh cannot widen the grant).
-    if (this.hideRefreshOnStepUp && stepUpSeen && this._tokens) {
-      const { refresh_token, ...rest } = this._tokens; return rest;
-    }
-    return this._tokens;
-  }
-  saveTokens(t) {
-    if (this.hideRefreshOnStepUp && stepUpSeen && !t.refresh_token && this._tokens?.refresh_token) t = { ...t, refresh_token: this._tokens.refresh_token };
-    this._tokens = t; this.savedTokens.push(t); stepUpSeen = false;
-  }
-  saveCodeVerifier(v) { this._verifier = v; }
-  codeVerifier() { return this._verifier; }
-  async redirectToAuthorization(url) {
-    this.authUrls.push(new URL(url));
-    const back = await ua.authorize(url.toString(), REDIRECT);
-    const code = back.searchParams.get('code');
-    if (!code) throw new Error(`no code in the redirect: ${back.search}`);
-    if (back.searchParams.get('state') !== url.searchParams.get('state')) throw new Error('state mismatch');
-    this.codes.push({ code, iss: back.searchParams.get('iss') });
-  }
-}
-
-const provider = new Provider();
+// ---- the SDK's OAuthClientProvider (ci/interop/ts-sdk.mjs) -----------------------------------
+const provider = new SdkAuthProvider({ ua, redirect: REDIRECT, clientName: `mcpgate interop (TypeScript SDK ${SDK_VERSION})` });
 const scopesOf = (t) => (t?.scope || '').split(' ').filter(Boolean);
 
 async function connect() {

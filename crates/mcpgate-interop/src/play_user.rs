@@ -3,13 +3,15 @@
 //! consent through the same code as the Rust tests (`mcpgate_testkit::Browser::play`).
 //!
 //! ```text
-//! mcpgate-play-user --until REDIRECT_PREFIX [--jar FILE] [--username NAME] [--password PW]
-//!                   [--new-password PW] [--provider-login NAME] AUTHORIZATION_URL
+//! mcpgate-play-user --until REDIRECT_PREFIX [--visit] [--jar FILE] [--username NAME]
+//!                   [--password PW] [--new-password PW] [--provider-login NAME] URL
 //! ```
 //!
 //! Follows the authorization URL (mcpgate's sign-in, password change and consent pages, or
 //! oidc-provider's development interactions) until a redirect starts with `REDIRECT_PREFIX`, and
-//! prints one JSON line: `{"redirect": URL, "consents": [{"at": ..., "scopes": [...]}]}`. The
+//! prints one JSON line: `{"redirect": URL, "consents": [{"at": ..., "scopes": [...]}]}`. With
+//! `--visit` the redirect is then followed too (a connect flow ends at mcpgate's own callback),
+//! and `"visited": {"status": N, "body": TEXT}` is added. The
 //! cookies live in the `--jar` file between runs (a JSON object, name to value), so a second
 //! authorization finds the session of the first, as a browser would. On failure: a message on
 //! stderr and exit status 1. Only the URLs it is given (127.0.0.1 in the drivers) are contacted.
@@ -20,18 +22,19 @@ use std::process::ExitCode;
 use mcpgate_testkit::{Browser, User};
 use serde_json::json;
 
-const USAGE: &str = "usage: mcpgate-play-user --until REDIRECT_PREFIX [--jar FILE] [--username NAME] \
-[--password PW] [--new-password PW] [--provider-login NAME] AUTHORIZATION_URL";
+const USAGE: &str = "usage: mcpgate-play-user --until REDIRECT_PREFIX [--visit] [--jar FILE] \
+[--username NAME] [--password PW] [--new-password PW] [--provider-login NAME] URL";
 
 struct Args {
     url: String,
     until: String,
+    visit: bool,
     jar: Option<String>,
     user: User,
 }
 
 fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
-    let (mut url, mut until, mut jar) = (None, None, None);
+    let (mut url, mut until, mut jar, mut visit) = (None, None, None, false);
     let mut user = User::new("admin", "");
     let mut new_password = None;
     let mut provider_login = None;
@@ -39,6 +42,7 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         let mut value = || argv.next().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
             "--until" => until = Some(value()?),
+            "--visit" => visit = true,
             "--jar" => jar = Some(value()?),
             "--username" => user.username = value()?,
             "--password" => user.password = value()?,
@@ -54,6 +58,7 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(Args {
         url: url.ok_or("no authorization URL")?,
         until: until.ok_or("no --until")?,
+        visit,
         jar,
         user,
     })
@@ -75,6 +80,15 @@ async fn run(args: Args) -> Result<serde_json::Value, String> {
         }
     }
     let played = browser.play(&args.url, &args.until, &args.user).await;
+    let visited = match &played {
+        Ok(p) if args.visit => Some(
+            browser
+                .try_get(&p.redirect)
+                .await
+                .map_err(|e| format!("{}: {e}", p.redirect))?,
+        ),
+        _ => None,
+    };
     if let Some(jar) = &args.jar {
         let bytes = serde_json::to_vec(browser.cookies()).map_err(|e| e.to_string())?;
         std::fs::write(jar, bytes).map_err(|e| format!("{jar}: {e}"))?;
@@ -85,7 +99,11 @@ async fn run(args: Args) -> Result<serde_json::Value, String> {
         .iter()
         .map(|c| json!({ "at": c.at, "scopes": c.scopes }))
         .collect();
-    Ok(json!({ "redirect": played.redirect, "consents": consents }))
+    let mut out = json!({ "redirect": played.redirect, "consents": consents });
+    if let Some(page) = visited {
+        out["visited"] = json!({ "status": page.status, "body": page.body });
+    }
+    Ok(out)
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -316,9 +316,10 @@ impl Browser {
 
     /// What a user who trusts the application does with an authorization
     /// URL: follows it through sign-in (mcpgate's, with its password change,
-    /// or oidc-provider's development pages) and approves every consent
-    /// page, until a redirect goes to a URL starting with `until` (the
-    /// client's redirect URI), which is returned unvisited.
+    /// or oidc-provider's development pages), approves every consent page
+    /// and continues on mcpgate's connect page, until a redirect goes to a
+    /// URL starting with `until` (the client's redirect URI), which is
+    /// returned unvisited.
     pub async fn play(&mut self, url: &str, until: &str, user: &User) -> Result<Played, String> {
         let mut consents = Vec::new();
         let mut here = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
@@ -378,6 +379,9 @@ impl Browser {
                 password_tries += 1;
                 form.retain(|(k, _)| k != "username" && k != "password");
                 form.extend([pair("username", &user.username), pair("password", password)]);
+            } else if page.body.contains("data-step=\"connect\"") {
+                // mcpgate's connect page (an account at a `user_oauth` upstream):
+                // the user continues to the service.
             } else if let Some(step) = page.consent_step() {
                 // The consent page, or (not counted as consent) the click a
                 // public client's loopback redirect needs with consent on record.

@@ -232,7 +232,7 @@ pub struct AuditArgs {
     /// The upstream name.
     #[arg(long)]
     upstream: Option<String>,
-    /// allow, deny, step_up, unauthenticated, rate_limited or error.
+    /// allow, deny, step_up, unauthenticated, rate_limited, error or connect_account.
     #[arg(long)]
     decision: Option<String>,
     /// At most this many records.
@@ -251,6 +251,7 @@ const DECISIONS: &[&str] = &[
     "unauthenticated",
     "rate_limited",
     "error",
+    "connect_account",
 ];
 
 /// `90s`, `15m`, `2h`, `7d` in milliseconds.
