@@ -448,6 +448,65 @@ impl Vault {
         }
     }
 
+    /// The upstream refused `token`, this user's access token (401): it was
+    /// revoked or expired early there. Returns the token to retry with: one
+    /// already refreshed by another request, or a new one from a refresh
+    /// made now. Without a refresh token, or when the refresh is refused,
+    /// the grant is deleted and the user must connect again.
+    pub async fn refused(
+        &self,
+        user_id: &str,
+        upstream: &str,
+        token: &Secret,
+    ) -> Result<Secret, VaultError> {
+        let conn = self.connection(upstream)?;
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_REFRESH;
+        loop {
+            let g = match self.store().get_upstream_grant(user_id, upstream).await {
+                Ok(g) => g,
+                Err(StoreError::NotFound) => return Err(VaultError::NotConnected),
+                Err(e) => return Err(e.into()),
+            };
+            let Some(tokens) = self.open(&g) else {
+                self.forget(user_id, upstream).await?;
+                return Err(VaultError::Reconnect("the stored grant could not be read"));
+            };
+            if !token.ct_eq(tokens.access_token.as_bytes()) {
+                return Ok(Secret::new(tokens.access_token));
+            }
+            if tokens.refresh_token.is_none() {
+                self.forget(user_id, upstream).await?;
+                return Err(VaultError::Reconnect(
+                    "the upstream refused the access token and there is no refresh token",
+                ));
+            }
+            let now = self.now();
+            if g.refresh_lease_until <= now {
+                let lease = now + REFRESH_LEASE_SECS;
+                match self
+                    .store()
+                    .lease_upstream_grant(user_id, upstream, now, lease)
+                    .await
+                {
+                    Ok(leased) => {
+                        // Refresh whatever its expiry says: the upstream refused it.
+                        let stale = UpstreamGrantRecord {
+                            expires_at: Some(0),
+                            ..leased
+                        };
+                        return self.refresh(&conn, stale, lease).await;
+                    }
+                    Err(StoreError::NotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(VaultError::Busy);
+            }
+            tokio::time::sleep(WAIT_STEP).await;
+        }
+    }
+
     /// Refreshes a leased grant and ends the lease.
     async fn refresh(
         &self,

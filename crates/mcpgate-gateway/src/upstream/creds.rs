@@ -264,6 +264,49 @@ impl Credentials {
         }
     }
 
+    /// `user_oauth`: the upstream answered 401 to `sent` (the header sent
+    /// for `caller`). The header to retry with once (the user's token
+    /// refreshed), `None` to relay the refusal, or an error: the user must
+    /// connect again. Other kinds: `None` (their cache is dropped by
+    /// [`Self::invalidate`]).
+    pub async fn refused(
+        &self,
+        caller: Caller<'_>,
+        sent: &HeaderValue,
+    ) -> Result<Option<(HeaderName, HeaderValue)>, CredentialError> {
+        let Kind::UserOauth {
+            vault,
+            upstream,
+            local_issuer,
+        } = &self.kind
+        else {
+            return Ok(None);
+        };
+        let Some(token) = sent
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .filter(|_| caller.issuer == local_issuer)
+        else {
+            return Ok(None);
+        };
+        match vault
+            .refused(caller.subject, upstream, &Secret::new(token))
+            .await
+        {
+            Ok(tok) => Ok(Some(bearer(&tok)?)),
+            Err(e) if e.needs_connect() => {
+                let conn = vault
+                    .connection(upstream)
+                    .map_err(|e| CredentialError::Vault(e.to_string()))?;
+                Err(CredentialError::Connect(Box::new(
+                    vault.elicitation(caller.subject, &conn),
+                )))
+            }
+            Err(e) => Err(CredentialError::Vault(e.to_string())),
+        }
+    }
+
     /// Drops cached tokens (after the upstream refused one).
     pub async fn invalidate(&self) {
         match &self.kind {

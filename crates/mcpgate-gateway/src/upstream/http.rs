@@ -120,8 +120,10 @@ impl HttpUpstream {
     }
 
     /// Sends one request. `upstream_session` replaces whatever session id
-    /// the client sent; `caller` is who it is sent for. Only the response head is awaited (under
-    /// the timeout); the body streams.
+    /// the client sent; `caller` is who it is sent for. Only the response
+    /// head is awaited (under the timeout); the body streams. A `user_oauth`
+    /// token the upstream refuses (401) is refreshed and the request sent
+    /// once more; when it cannot be, the user is asked to connect again.
     pub async fn send(
         &self,
         method: Method,
@@ -130,9 +132,37 @@ impl HttpUpstream {
         upstream_session: Option<&HeaderValue>,
         body: Bytes,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let req = self
-            .build(method, client_headers, caller, upstream_session, body)
-            .await?;
+        let credential = self
+            .creds
+            .header(client_headers, caller)
+            .await
+            .map_err(credential_error)?;
+        let req = self.build(
+            method.clone(),
+            client_headers,
+            upstream_session,
+            body.clone(),
+            credential.clone(),
+        )?;
+        let resp = self.round_trip(req).await?;
+        if resp.status() == http::StatusCode::UNAUTHORIZED
+            && let (Some(caller), Some((_, sent))) = (caller, &credential)
+            && let Some(again) = self
+                .creds
+                .refused(caller, sent)
+                .await
+                .map_err(credential_error)?
+        {
+            let req = self.build(method, client_headers, upstream_session, body, Some(again))?;
+            return self.round_trip(req).await;
+        }
+        Ok(resp)
+    }
+
+    async fn round_trip(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Err(e)) => Err(UpstreamError::Connect(e.to_string())),
@@ -146,13 +176,13 @@ impl HttpUpstream {
         }
     }
 
-    async fn build(
+    fn build(
         &self,
         method: Method,
         client_headers: &HeaderMap,
-        caller: Option<Caller<'_>>,
         upstream_session: Option<&HeaderValue>,
         body: Bytes,
+        credential: Option<(HeaderName, HeaderValue)>,
     ) -> Result<Request<Full<Bytes>>, UpstreamError> {
         let mut req = Request::builder().method(method).uri(self.uri.clone());
         let h = req.headers_mut().expect("fresh request builder");
@@ -167,20 +197,19 @@ impl HttpUpstream {
         for (n, v) in &self.headers {
             h.insert(n.clone(), v.clone());
         }
-        let header = self
-            .creds
-            .header(client_headers, caller)
-            .await
-            .map_err(|e| match e {
-                CredentialError::Connect(el) => UpstreamError::ConnectAccount(el),
-                CredentialError::NotLocalUser => UpstreamError::NotLocalUser,
-                e => UpstreamError::Credentials(e.to_string()),
-            })?;
-        if let Some((n, v)) = header {
+        if let Some((n, v)) = credential {
             h.insert(n, v);
         }
         req.body(Full::new(body))
             .map_err(|e| UpstreamError::Connect(e.to_string()))
+    }
+}
+
+fn credential_error(e: CredentialError) -> UpstreamError {
+    match e {
+        CredentialError::Connect(el) => UpstreamError::ConnectAccount(el),
+        CredentialError::NotLocalUser => UpstreamError::NotLocalUser,
+        e => UpstreamError::Credentials(e.to_string()),
     }
 }
 
@@ -231,15 +260,15 @@ mod tests {
             client.insert(n, HeaderValue::from_static(v));
         }
         let upstream_session = HeaderValue::from_static("upstream-session");
+        let credential = up.creds.header(&client, None).await.unwrap();
         let req = up
             .build(
                 Method::POST,
                 &client,
-                None,
                 Some(&upstream_session),
                 Bytes::new(),
+                credential,
             )
-            .await
             .unwrap();
         let h = req.headers();
         assert!(h.get("authorization").is_none());

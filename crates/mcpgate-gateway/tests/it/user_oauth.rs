@@ -13,6 +13,9 @@
 //! a replayed or swapped `state`, another browser's callback, a third-party
 //! code injected into another user's flow.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
 use mcpgate_authz::ResourceDef;
 use mcpgate_authz::admin::{self, ClientSpec};
 use mcpgate_testkit::{Browser, Options, Page, TestAs};
@@ -29,13 +32,89 @@ struct World {
     tp: TestAs,
     s: Stack,
     upstream: mcpgate_upstreams::TestingHttpHandle,
+    /// With [`world_behind_refuser`]: the bearer tokens the upstream answers 401 to.
+    refused: Refused,
+    /// The upstream's URL as the gateway knows it: the third party's audience.
+    audience: String,
 }
 
+type Refused = Arc<Mutex<HashSet<String>>>;
+
 async fn world() -> World {
+    world_with(false).await
+}
+
+/// The upstream behind a proxy that answers 401 to the tokens in
+/// [`World::refused`] (revoked or expired early at the third party) and
+/// forwards everything else.
+async fn world_behind_refuser() -> World {
+    world_with(true).await
+}
+
+/// Forwards to `target` unless the request's bearer token is refused.
+async fn refuser(target: String, refused: Refused) -> String {
+    use axum::response::IntoResponse;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let handler = move |req: axum::extract::Request| {
+        let (http, target, refused) = (http.clone(), target.clone(), refused.clone());
+        async move {
+            let auth = req
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("")
+                .to_string();
+            if refused.lock().unwrap().contains(&auth) {
+                return (
+                    http::StatusCode::UNAUTHORIZED,
+                    [(
+                        http::header::WWW_AUTHENTICATE,
+                        "Bearer error=\"invalid_token\"",
+                    )],
+                )
+                    .into_response();
+            }
+            let (parts, body) = req.into_parts();
+            let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+            let mut out = http.request(parts.method, &target).body(body);
+            for (k, v) in &parts.headers {
+                if k != http::header::HOST && k != http::header::CONTENT_LENGTH {
+                    out = out.header(k, v);
+                }
+            }
+            let resp = out.send().await.unwrap();
+            let mut answer = axum::response::Response::builder().status(resp.status());
+            for (k, v) in resp.headers() {
+                if k != http::header::TRANSFER_ENCODING && k != http::header::CONTENT_LENGTH {
+                    answer = answer.header(k, v);
+                }
+            }
+            answer
+                .body(axum::body::Body::from(resp.bytes().await.unwrap()))
+                .unwrap()
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().fallback(handler))
+            .await
+            .ok();
+    });
+    format!("http://{addr}/mcp")
+}
+
+async fn world_with(refusing: bool) -> World {
     let (_, upstream) = mcpgate_upstreams::serve_testing_http()
         .await
         .expect("testing upstream");
-    let up_url = upstream.url();
+    let refused = Refused::default();
+    let up_url = if refusing {
+        refuser(upstream.url(), refused.clone()).await
+    } else {
+        upstream.url()
+    };
     let audience = up_url.clone();
     let tp = TestAs::start_with(Options {
         tweak: Box::new(move |s| {
@@ -77,7 +156,13 @@ auth = {{ type = "user_oauth", issuer = "{tp}", client_id = "{GW_CLIENT}", clien
     admin::create_client(&tp.admin(), &spec, false)
         .await
         .expect("gateway client at the third party");
-    World { tp, s, upstream }
+    World {
+        tp,
+        s,
+        upstream,
+        refused,
+        audience: up_url,
+    }
 }
 
 /// `initialize` without the helper's assertions.
@@ -171,7 +256,7 @@ fn third_party_subject(w: &World, token: &str) -> String {
                 token,
                 &mcpgate_jose::VerifyOptions {
                     issuer: &w.tp.issuer,
-                    audience: Some(&w.upstream.url()),
+                    audience: Some(&w.audience),
                     typ: None,
                     now: mcpgate_jose::Clock::now(&w.tp.clock),
                     leeway: 0,
@@ -495,6 +580,60 @@ async fn refresh_unlink_and_revocation() {
         w.s.as_
             .store
             .list_upstream_grants(&bob_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_token_the_upstream_refuses_is_refreshed_once_or_the_user_asked_again() {
+    let w = world_behind_refuser().await;
+    let issuer = w.s.as_.issuer.clone();
+    let alice_token = w.s.token("alice", "notes:read", "up").await;
+    let mut alice = w.s.client("up", &alice_token);
+    let url = elicitation_url(&initialize(&mut alice).await, &issuer);
+    let mut alice_b = Browser::new();
+    connect(&w, &mut alice_b, &url, "alice", "alice-at-up").await;
+    let r = initialize(&mut alice).await;
+    assert!(r.response()["result"].is_object(), "{}", r.text);
+    alice.notify("notifications/initialized").await;
+    let first = last_upstream_token(&w);
+
+    // Revoked early at the third party: the upstream answers 401; the gateway
+    // refreshes and sends the call again, which the user never notices.
+    w.refused.lock().unwrap().insert(first.clone());
+    let r = alice.call("echo", json!({"text": "after a refusal"})).await;
+    assert!(r.response()["result"].is_object(), "{}", r.text);
+    let second = last_upstream_token(&w);
+    assert_ne!(first, second, "a refreshed token");
+    let alice_up =
+        w.tp.store
+            .get_user_by_username("alice-at-up")
+            .await
+            .unwrap()
+            .id;
+    assert_eq!(third_party_subject(&w, &second), alice_up);
+
+    // The grant itself is gone at the third party (the consent revoked there):
+    // the refused token cannot be refreshed, and the user is asked to connect again.
+    admin::revoke_consent(&w.tp.admin(), "alice-at-up", GW_CLIENT)
+        .await
+        .unwrap();
+    w.refused.lock().unwrap().insert(second);
+    let r = alice.call("echo", json!({"text": "again"})).await;
+    elicitation_url(&r, &issuer);
+    let alice_id =
+        w.s.as_
+            .store
+            .get_user_by_username("alice")
+            .await
+            .unwrap()
+            .id;
+    assert!(
+        w.s.as_
+            .store
+            .list_upstream_grants(&alice_id)
             .await
             .unwrap()
             .is_empty()
