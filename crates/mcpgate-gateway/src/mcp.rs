@@ -25,6 +25,7 @@ use serde_json::Value;
 use crate::capacity;
 use crate::jsonrpc::{self, Envelope, Kind};
 use crate::origin;
+use crate::outbound;
 use crate::policy::{self, Decision};
 use crate::refusal::{ChallengeParams, Refusal};
 use crate::session::{Found, Owner, Reach, Session};
@@ -286,6 +287,11 @@ async fn post_phases(
         .states
         .unseal_request(p, &ctx.up.cfg.name, &mut env.value)
         .map_err(|e| with_id(Refusal::ForeignRequestState(e)))?;
+    // A retry answering the gateway's own URL elicitation (2026-07-28): its
+    // state and answer were for the gateway, not the upstream.
+    if stateless {
+        outbound::take_connect_answer(&mut env.value).map_err(with_id)?;
+    }
     // The gateway decided on `env`; the transport forwards `env` serialised
     // again, never the bytes it received: an upstream whose JSON parser
     // disagrees with ours still reads what policy saw.
@@ -301,7 +307,17 @@ async fn post_phases(
             Err(r) => Err(r),
         }
     };
-    forwarded.map_err(with_id)
+    match forwarded {
+        // 2026-07-28 asks for a URL elicitation as a result, not an error.
+        Err(Refusal::ConnectAccount(el)) if stateless => Err(with_id(outbound::input_required(
+            &ctx.gw.0.states,
+            p,
+            &ctx.up.cfg.name,
+            &env,
+            &el,
+        ))),
+        other => other.map_err(with_id),
+    }
 }
 
 /// `initialize` of a client that uses sessions: the transport starts the

@@ -216,3 +216,122 @@ mod tests {
         );
     }
 }
+
+/// The key of the gateway's own URL elicitation in an `InputRequiredResult`
+/// (2026-07-28), and the marker its sealed `requestState` holds.
+const CONNECT_INPUT: &str = "mcpgate-connect";
+
+/// 2026-07-28: a `user_oauth` account to connect, asked as that revision
+/// asks: an `InputRequiredResult` holding one URL-mode `elicitation/create`
+/// and a `requestState` sealed to this user, client and upstream — if the
+/// client declared URL-mode elicitation in this request's capabilities;
+/// else -32021.
+pub(crate) fn input_required(
+    states: &RequestStates,
+    p: &Principal,
+    upstream: &str,
+    env: &jsonrpc::Envelope,
+    el: &mcpgate_vault::Elicitation,
+) -> crate::refusal::Refusal {
+    use crate::refusal::Refusal;
+    let declared = env
+        .value
+        .pointer("/params/_meta")
+        .and_then(|m| m.get(jsonrpc::META_CLIENT_CAPABILITIES))
+        .and_then(|c| c.get("elicitation"))
+        .and_then(|e| e.get("url"))
+        .is_some_and(Value::is_object);
+    if !declared {
+        return Refusal::UrlElicitationUnsupported;
+    }
+    let state = states.seal(
+        p,
+        upstream,
+        &serde_json::json!({ "mcpgate": CONNECT_INPUT }),
+    );
+    Refusal::InputRequired(Box::new(serde_json::json!({
+        "resultType": "input_required",
+        "inputRequests": {
+            CONNECT_INPUT: {
+                "method": "elicitation/create",
+                "params": { "mode": "url", "url": el.url, "message": el.message },
+            },
+        },
+        "requestState": state,
+    })))
+}
+
+/// 2026-07-28: a retry whose (already opened) `requestState` is the
+/// gateway's own answers the gateway's URL elicitation: the state and that
+/// answer are removed before the request goes on (the upstream never issued
+/// them). A `decline` or `cancel` ends the request. Anything else is left
+/// as it is.
+pub(crate) fn take_connect_answer(msg: &mut Value) -> Result<(), crate::refusal::Refusal> {
+    let Some(params) = msg.get_mut("params").and_then(Value::as_object_mut) else {
+        return Ok(());
+    };
+    let ours = params
+        .get("requestState")
+        .and_then(|s| s.get("mcpgate"))
+        .is_some_and(|m| m == CONNECT_INPUT);
+    if !ours {
+        return Ok(());
+    }
+    params.remove("requestState");
+    let answer = params
+        .get_mut("inputResponses")
+        .and_then(Value::as_object_mut)
+        .and_then(|r| r.remove(CONNECT_INPUT));
+    if params
+        .get("inputResponses")
+        .and_then(Value::as_object)
+        .is_some_and(serde_json::Map::is_empty)
+    {
+        params.remove("inputResponses");
+    }
+    match answer
+        .as_ref()
+        .and_then(|a| a.get("action"))
+        .and_then(Value::as_str)
+    {
+        Some("decline" | "cancel") => Err(crate::refusal::Refusal::ConnectDeclined),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod connect_tests {
+    use serde_json::json;
+
+    use super::take_connect_answer;
+    use crate::refusal::Refusal;
+
+    #[test]
+    fn the_gateways_own_state_and_answer_never_reach_the_upstream() {
+        let mut m = json!({"params": {"name": "t", "requestState": {"mcpgate": "mcpgate-connect"},
+            "inputResponses": {"mcpgate-connect": {"action": "accept"}}}});
+        take_connect_answer(&mut m).unwrap();
+        assert_eq!(m, json!({"params": {"name": "t"}}));
+        // Another input's answer stays.
+        let mut m = json!({"params": {"requestState": {"mcpgate": "mcpgate-connect"},
+            "inputResponses": {"mcpgate-connect": {"action": "accept"}, "other": {"x": 1}}}});
+        take_connect_answer(&mut m).unwrap();
+        assert_eq!(
+            m,
+            json!({"params": {"inputResponses": {"other": {"x": 1}}}})
+        );
+        // An upstream's own state is left alone.
+        let mut m =
+            json!({"params": {"requestState": "upstream-state", "inputResponses": {"a": {}}}});
+        let before = m.clone();
+        take_connect_answer(&mut m).unwrap();
+        assert_eq!(m, before);
+        // Declined.
+        let mut m = json!({"params": {"requestState": {"mcpgate": "mcpgate-connect"},
+            "inputResponses": {"mcpgate-connect": {"action": "decline"}}}});
+        assert!(matches!(
+            take_connect_answer(&mut m),
+            Err(Refusal::ConnectDeclined)
+        ));
+    }
+}

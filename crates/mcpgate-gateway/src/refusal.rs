@@ -96,6 +96,16 @@ pub enum Refusal {
     /// A `user_oauth` upstream and a token of another issuer: connected
     /// accounts belong to users of mcpgate's own authorization server.
     NotLocalUser,
+    /// 2026-07-28: the same need as [`Refusal::ConnectAccount`], as that
+    /// revision asks it: an `InputRequiredResult` (the value, with its URL
+    /// elicitation and the gateway's sealed `requestState`) as the result.
+    InputRequired(Box<Value>),
+    /// 2026-07-28: the account must be connected, but the client declared no
+    /// URL-mode elicitation (-32021).
+    UrlElicitationUnsupported,
+    /// 2026-07-28: the client's retry answered the gateway's URL elicitation
+    /// with `decline` or `cancel`.
+    ConnectDeclined,
 }
 
 /// What the challenge of a [`Refusal::Challenge`] is built from.
@@ -129,10 +139,12 @@ impl Refusal {
             Refusal::ForeignOrigin
             | Refusal::Denied { .. }
             | Refusal::NotEntitled { .. }
-            | Refusal::NotLocalUser => StatusCode::FORBIDDEN,
-            // A JSON-RPC error the client must read (its elicitations): SDK
-            // clients read the error of a 200 answer only.
-            Refusal::ConnectAccount(_) => StatusCode::OK,
+            | Refusal::NotLocalUser
+            | Refusal::ConnectDeclined => StatusCode::FORBIDDEN,
+            // A JSON-RPC error (or result) the client must read: SDK clients
+            // read the error of a 200 answer only.
+            Refusal::ConnectAccount(_) | Refusal::InputRequired(_) => StatusCode::OK,
+            Refusal::UrlElicitationUnsupported => StatusCode::BAD_REQUEST,
             Refusal::ForeignHost => StatusCode::MISDIRECTED_REQUEST,
             Refusal::Challenge(ch) => mcpgate_guard::challenge::status(ch),
             Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -170,8 +182,12 @@ impl Refusal {
             | Refusal::RateLimited { .. }
             | Refusal::Denied { .. }
             | Refusal::NotEntitled { .. }
-            | Refusal::NotLocalUser => codes::SERVER_ERROR,
-            Refusal::ConnectAccount(_) => codes::URL_ELICITATION_REQUIRED,
+            | Refusal::NotLocalUser
+            | Refusal::ConnectDeclined => codes::SERVER_ERROR,
+            Refusal::ConnectAccount(_) | Refusal::InputRequired(_) => {
+                codes::URL_ELICITATION_REQUIRED
+            }
+            Refusal::UrlElicitationUnsupported => codes::MISSING_REQUIRED_CLIENT_CAPABILITY,
             Refusal::UnsupportedVersion { .. } => codes::UNSUPPORTED_PROTOCOL_VERSION,
             Refusal::Malformed(e) => e.code(),
             Refusal::InvalidParams(_) | Refusal::ForeignRequestState(_) => codes::INVALID_PARAMS,
@@ -231,6 +247,12 @@ impl Refusal {
                 "this server acts with each user's own account, for users of this gateway's own \
                  authorization server only"
             }
+            Refusal::InputRequired(_) => "the user's account must be connected first",
+            Refusal::UrlElicitationUnsupported => {
+                "this server acts with your own account, which must be connected first: it needs \
+                 a client that declares URL-mode elicitation (elicitation.url)"
+            }
+            Refusal::ConnectDeclined => "connecting the account was declined",
         })
     }
 
@@ -261,8 +283,10 @@ impl Refusal {
             | Refusal::UnknownSession
             | Refusal::NotAcceptable
             | Refusal::UnknownEventId
-            | Refusal::NotLocalUser => "deny",
-            Refusal::ConnectAccount(_) => "connect_account",
+            | Refusal::NotLocalUser
+            | Refusal::UrlElicitationUnsupported
+            | Refusal::ConnectDeclined => "deny",
+            Refusal::ConnectAccount(_) | Refusal::InputRequired(_) => "connect_account",
         }
     }
 
@@ -297,8 +321,10 @@ impl Refusal {
             Refusal::UpstreamSessionGone => "upstream_session_gone",
             Refusal::StoreUnavailable => "store_unavailable",
             Refusal::Upstream { reason } => reason,
-            Refusal::ConnectAccount(_) => "account_not_connected",
+            Refusal::ConnectAccount(_) | Refusal::InputRequired(_) => "account_not_connected",
             Refusal::NotLocalUser => "not_a_local_user",
+            Refusal::UrlElicitationUnsupported => "url_elicitation_unsupported",
+            Refusal::ConnectDeclined => "connect_declined",
         }
     }
 
@@ -325,6 +351,18 @@ impl Refusal {
                     },
                 }));
                 *r.status_mut() = self.status();
+                r.headers_mut().insert(
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                );
+                r
+            }
+            Refusal::InputRequired(result) => {
+                let mut r = json_response(&json!({
+                    "jsonrpc": "2.0",
+                    "id": id,
+                    "result": result,
+                }));
                 r.headers_mut().insert(
                     http::header::CACHE_CONTROL,
                     HeaderValue::from_static("no-store"),
@@ -454,6 +492,16 @@ mod tests {
                 message: "GitHub needs your permission to act on your behalf.".into(),
             })),
             Refusal::NotLocalUser,
+            Refusal::InputRequired(Box::new(json!({
+                "resultType": "input_required",
+                "inputRequests": {"mcpgate-connect": {"method": "elicitation/create", "params": {
+                    "mode": "url",
+                    "url": "https://gw.example/connect/github?elicitation=sealed-id",
+                    "message": "GitHub needs your permission to act on your behalf."}}},
+                "requestState": "mcpgate.rs1.sealed",
+            }))),
+            Refusal::UrlElicitationUnsupported,
+            Refusal::ConnectDeclined,
         ];
         for r in &all {
             match r {
@@ -482,7 +530,10 @@ mod tests {
                 | Refusal::StoreUnavailable
                 | Refusal::Upstream { .. }
                 | Refusal::ConnectAccount(_)
-                | Refusal::NotLocalUser => {}
+                | Refusal::NotLocalUser
+                | Refusal::InputRequired(_)
+                | Refusal::UrlElicitationUnsupported
+                | Refusal::ConnectDeclined => {}
             }
         }
         all

@@ -639,3 +639,96 @@ async fn a_token_the_upstream_refuses_is_refreshed_once_or_the_user_asked_again(
             .is_empty()
     );
 }
+
+/// A stateless (2026-07-28) request with this `_meta` and its headers.
+async fn stateless_call(c: &Mcp, params: Value, capabilities: Value) -> Resp {
+    let mut params = params;
+    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": capabilities});
+    let body = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": params});
+    let r = c
+        .request(reqwest::Method::POST)
+        .header("content-type", "application/json")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "echo")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("POST");
+    crate::harness::into_resp(r).await
+}
+
+#[tokio::test]
+async fn stateless_clients_get_the_elicitation_as_an_input_required_result() {
+    let w = world().await;
+    let issuer = w.s.as_.issuer.clone();
+    let alice_token = w.s.token("alice", "notes:read", "up").await;
+    let mut alice = w.s.client("up", &alice_token);
+    alice.version = "2026-07-28";
+    let echo = json!({"name": "echo", "arguments": {"text": "stateless"}});
+    let url_mode = json!({"elicitation": {"url": {}}});
+
+    // A client that declared no URL-mode elicitation cannot be asked: -32021.
+    let r = stateless_call(&alice, echo.clone(), json!({"elicitation": {}})).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.response()["error"]["code"], -32021, "{}", r.text);
+
+    // One that did: an InputRequiredResult with the URL and a sealed state.
+    let r = stateless_call(&alice, echo.clone(), url_mode.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let result = r.response()["result"].clone();
+    assert_eq!(result["resultType"], "input_required", "{result}");
+    let ask = &result["inputRequests"]["mcpgate-connect"];
+    assert_eq!(ask["method"], "elicitation/create");
+    assert_eq!(ask["params"]["mode"], "url");
+    let url = ask["params"]["url"].as_str().unwrap().to_string();
+    assert!(
+        url.starts_with(&format!("{issuer}/connect/up?elicitation=")),
+        "{url}"
+    );
+    let state = result["requestState"].as_str().unwrap().to_string();
+    assert!(
+        w.upstream.recorded_headers().is_empty(),
+        "nothing reached the upstream"
+    );
+
+    // Declined: the request ends there.
+    let mut retry = echo.clone();
+    retry["requestState"] = json!(state);
+    retry["inputResponses"] = json!({"mcpgate-connect": {"action": "decline"}});
+    let r = stateless_call(&alice, retry, url_mode.clone()).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+
+    // Accepted but not connected yet: asked again.
+    let mut retry = echo.clone();
+    retry["requestState"] = json!(state);
+    retry["inputResponses"] = json!({"mcpgate-connect": {"action": "accept"}});
+    let r = stateless_call(&alice, retry.clone(), url_mode.clone()).await;
+    assert_eq!(
+        r.response()["result"]["resultType"],
+        "input_required",
+        "{}",
+        r.text
+    );
+
+    // Connected: the retry goes through, the gateway's state and answer stripped.
+    let mut b = Browser::new();
+    connect(&w, &mut b, &url, "alice", "alice-at-up").await;
+    let r = stateless_call(&alice, retry.clone(), url_mode.clone()).await;
+    assert!(r.response()["result"]["content"].is_array(), "{}", r.text);
+    let alice_up =
+        w.tp.store
+            .get_user_by_username("alice-at-up")
+            .await
+            .unwrap()
+            .id;
+    assert_eq!(third_party_subject(&w, &last_upstream_token(&w)), alice_up);
+
+    // Bob cannot use alice's state: it is sealed to her.
+    let bob_token = w.s.token("bob", "notes:read", "up").await;
+    let mut bob = w.s.client("up", &bob_token);
+    bob.version = "2026-07-28";
+    let r = stateless_call(&bob, retry, url_mode).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.response()["error"]["code"], -32602, "{}", r.text);
+}
