@@ -732,3 +732,39 @@ async fn stateless_clients_get_the_elicitation_as_an_input_required_result() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.response()["error"]["code"], -32602, "{}", r.text);
 }
+
+#[tokio::test]
+async fn concurrent_requests_share_one_refresh() {
+    let w = world().await;
+    let issuer = w.s.as_.issuer.clone();
+    let alice_token = w.s.token("alice", "notes:read", "up").await;
+    let mut alice = w.s.client("up", &alice_token);
+    let url = elicitation_url(&initialize(&mut alice).await, &issuer);
+    let mut b = Browser::new();
+    connect(&w, &mut b, &url, "alice", "alice-at-up").await;
+    let url_mode = json!({"elicitation": {"url": {}}});
+    let echo = json!({"name": "echo", "arguments": {"text": "before"}});
+    let mut c = w.s.client("up", &alice_token);
+    c.version = "2026-07-28";
+    let r = stateless_call(&c, echo.clone(), url_mode.clone()).await;
+    assert!(r.response()["result"]["content"].is_array(), "{}", r.text);
+    let before = last_upstream_token(&w);
+
+    // The access token is due: eight requests at once need it refreshed, and
+    // the lease lets one of them refresh while the others wait for its result.
+    w.s.as_.clock.advance(3600);
+    let token = w.s.token("alice", "notes:read", "up").await;
+    let mut c = w.s.client("up", &token);
+    c.version = "2026-07-28";
+    let seen_before = w.upstream.recorded_headers().len();
+    let calls = (0..8).map(|_| stateless_call(&c, echo.clone(), url_mode.clone()));
+    for r in futures_util::future::join_all(calls).await {
+        assert!(r.response()["result"]["content"].is_array(), "{}", r.text);
+    }
+    let used: HashSet<String> = w.upstream.recorded_headers().all()[seen_before..]
+        .iter()
+        .filter_map(|r| r.header("authorization").map(str::to_string))
+        .collect();
+    assert_eq!(used.len(), 1, "one refreshed token for all: {used:?}");
+    assert!(!used.contains(&format!("Bearer {before}")), "refreshed");
+}
