@@ -30,17 +30,18 @@
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
-use mcpgate_store::{StoreError, UpstreamStateRecord};
+use axum::response::Response;
+use mcpgate_store::UpstreamStateRecord;
 use mcpgate_types::secret::hash_secret;
 use mcpgate_vault::{Connection, Vault};
 use serde::{Deserialize, Serialize};
 
 use crate::cookies;
 use crate::csrf;
+use crate::idp::Flow;
 use crate::pages::{
-    Common, ConnectPage, ConnectionRow, ConnectionsPage, MessagePage, error_page, form_params,
-    html, store_error_page,
+    Common, ConnectPage, ConnectionRow, ConnectionsPage, MessagePage, form_params, html,
+    store_error_page,
 };
 use crate::params::Params;
 use crate::session::{self, SessionUser};
@@ -73,13 +74,26 @@ fn callback_url(app: &AppState, upstream: &str) -> String {
         .endpoint(&format!("/connect/{upstream}/callback"))
 }
 
+/// The connect flow's cookie and words (its answers are read as an
+/// upstream sign-in's are: [`crate::idp::take_answer`]).
+const CONNECTION: Flow = Flow {
+    cookie: cookies::CONNECT,
+    title: "This account cannot be connected",
+    what: "connection",
+};
+
 fn refuse(app: &AppState, status: StatusCode, message: &str) -> Response {
-    let mut r = error_page(app, status, "This account cannot be connected", message);
-    r.headers_mut().append(
-        header::SET_COOKIE,
-        cookies::set_cookie(cookies::CONNECT, "", 0),
-    );
-    r
+    CONNECTION.refuse(app, status, message)
+}
+
+/// The upstream's authorization server cannot be found or reached now.
+fn unreachable(app: &AppState, upstream: &str, e: &mcpgate_vault::VaultError) -> Response {
+    tracing::warn!(upstream, error = %e, "the upstream's authorization server cannot be found");
+    refuse(
+        app,
+        StatusCode::BAD_GATEWAY,
+        "The service's sign-in server cannot be reached now. Try again later.",
+    )
 }
 
 fn message(app: &AppState, title: &str, text: &str) -> Response {
@@ -236,14 +250,7 @@ pub async fn connect_get(
     }
     let endpoints = match vault.endpoints(&conn).await {
         Ok(e) => e,
-        Err(e) => {
-            tracing::warn!(upstream = %upstream, error = %e, "the upstream's authorization server cannot be found");
-            return refuse(
-                &app,
-                StatusCode::BAD_GATEWAY,
-                "The service's sign-in server cannot be reached now. Try again later.",
-            );
-        }
+        Err(e) => return unreachable(&app, &upstream, &e),
     };
     let provider_host = url::Url::parse(&endpoints.authorization_endpoint)
         .ok()
@@ -369,24 +376,10 @@ pub async fn connect_post(
         .await
     {
         Ok(l) => l,
-        Err(e) => {
-            tracing::warn!(upstream = %upstream, error = %e, "the upstream's authorization server cannot be found");
-            return refuse(
-                &app,
-                StatusCode::BAD_GATEWAY,
-                "The service's sign-in server cannot be reached now. Try again later.",
-            );
-        }
+        Err(e) => return unreachable(&app, &upstream, &e),
     };
     tracing::info!(upstream = %upstream, user = %user.user.id, "connecting an upstream account");
-    let mut r = Redirect::to(&location).into_response();
-    *r.status_mut() = StatusCode::SEE_OTHER;
-    crate::pages::security_headers(r.headers_mut());
-    r.headers_mut().append(
-        header::SET_COOKIE,
-        cookies::set_cookie(cookies::CONNECT, &binding, CONNECT_STATE_TTL),
-    );
-    r
+    CONNECTION.start(&location, &binding, CONNECT_STATE_TTL)
 }
 
 /// `GET /connect/{upstream}/callback`: the upstream's authorization response.
@@ -400,46 +393,11 @@ pub async fn callback(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let p = Params::parse(q.unwrap_or_default().as_bytes());
-    if !p.repeated().is_empty() {
-        return refuse(&app, StatusCode::BAD_REQUEST, "The answer was malformed.");
-    }
-    let Some(state) = p.get("state").filter(|s| !s.is_empty() && s.len() <= 128) else {
-        return refuse(
-            &app,
-            StatusCode::BAD_REQUEST,
-            "The service's answer carries no state, so it cannot be matched to a connection you started.",
-        );
+    let provider = format!("{STATE_PREFIX}{upstream}");
+    let (p, rec) = match crate::idp::take_answer(&app, q, &headers, &CONNECTION, &provider).await {
+        Ok(a) => a,
+        Err(r) => return r,
     };
-    let Some(binding) = cookies::get(&headers, cookies::CONNECT).filter(|b| b.len() <= 128) else {
-        return refuse(
-            &app,
-            StatusCode::BAD_REQUEST,
-            "This browser did not start this connection (its cookie is missing). Start again from your application.",
-        );
-    };
-    let rec = match app
-        .store
-        .take_upstream_state(&hash_secret(state), &hash_secret(&binding), app.now())
-        .await
-    {
-        Ok(r) => r,
-        Err(StoreError::NotFound) => {
-            return refuse(
-                &app,
-                StatusCode::BAD_REQUEST,
-                "This connection has expired, was already completed, or was started in another browser. Start again from your application.",
-            );
-        }
-        Err(e) => return store_error_page(&app, "connect state", &e),
-    };
-    if rec.provider != format!("{STATE_PREFIX}{upstream}") {
-        return refuse(
-            &app,
-            StatusCode::BAD_REQUEST,
-            "This answer belongs to another connection than this service's.",
-        );
-    }
     let Ok(bound) = serde_json::from_str::<Bound>(&rec.request_params) else {
         return refuse(
             &app,
@@ -463,14 +421,7 @@ pub async fn callback(
     };
     let endpoints = match vault.endpoints(&conn).await {
         Ok(e) => e,
-        Err(e) => {
-            tracing::warn!(upstream = %upstream, error = %e, "the upstream's authorization server cannot be found");
-            return refuse(
-                &app,
-                StatusCode::BAD_GATEWAY,
-                "The service's sign-in server cannot be reached now. Try again later.",
-            );
-        }
+        Err(e) => return unreachable(&app, &upstream, &e),
     };
     // RFC 9207 §2.4: exactly the issuer we know; required if it promised it.
     match (p.get("iss"), endpoints.issuer.as_deref()) {

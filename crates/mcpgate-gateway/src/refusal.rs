@@ -338,7 +338,7 @@ impl Refusal {
             Refusal::UnsupportedVersion { requested } => {
                 // UnsupportedProtocolVersionError: the versions spoken and the
                 // one asked for, with the request's id.
-                let mut r = json_response(&json!({
+                self.with_body(json!({
                     "jsonrpc": "2.0",
                     "id": id,
                     "error": {
@@ -349,30 +349,17 @@ impl Refusal {
                             "requested": requested,
                         },
                     },
-                }));
-                *r.status_mut() = self.status();
-                r.headers_mut().insert(
-                    http::header::CACHE_CONTROL,
-                    HeaderValue::from_static("no-store"),
-                );
-                r
+                }))
             }
-            Refusal::InputRequired(result) => {
-                let mut r = json_response(&json!({
-                    "jsonrpc": "2.0",
-                    "id": id,
-                    "result": result,
-                }));
-                r.headers_mut().insert(
-                    http::header::CACHE_CONTROL,
-                    HeaderValue::from_static("no-store"),
-                );
-                r
-            }
+            Refusal::InputRequired(result) => self.with_body(json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "result": result,
+            })),
             Refusal::ConnectAccount(el) => {
                 // URLElicitationRequiredError (2025-11-25 elicitation): the
                 // connect page's URL, nothing secret in it, and its id.
-                let mut r = json_response(&json!({
+                self.with_body(json!({
                     "jsonrpc": "2.0",
                     "id": id,
                     "error": {
@@ -387,13 +374,7 @@ impl Refusal {
                             }],
                         },
                     },
-                }));
-                *r.status_mut() = self.status();
-                r.headers_mut().insert(
-                    http::header::CACHE_CONTROL,
-                    HeaderValue::from_static("no-store"),
-                );
-                r
+                }))
             }
             _ => {
                 let mut r = error_response(self.status(), id, self.code(), &self.message());
@@ -416,6 +397,19 @@ impl Refusal {
                 r
             }
         }
+    }
+}
+
+impl Refusal {
+    /// A JSON answer of this refusal's status that no cache keeps.
+    fn with_body(&self, body: Value) -> Response {
+        let mut r = json_response(&body);
+        *r.status_mut() = self.status();
+        r.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        r
     }
 }
 

@@ -405,6 +405,32 @@ impl Vault {
     /// The access token to present to `upstream` for `user_id`, refreshed
     /// first when it is about to expire.
     pub async fn access_token(&self, user_id: &str, upstream: &str) -> Result<Secret, VaultError> {
+        self.usable(user_id, upstream, None).await
+    }
+
+    /// The upstream refused `token`, this user's access token (401): it was
+    /// revoked or expired early there. Returns the token to retry with: one
+    /// already refreshed by another request, or a new one from a refresh
+    /// made now. Without a refresh token, or when the refresh is refused,
+    /// the grant is deleted and the user must connect again.
+    pub async fn refused(
+        &self,
+        user_id: &str,
+        upstream: &str,
+        token: &Secret,
+    ) -> Result<Secret, VaultError> {
+        self.usable(user_id, upstream, Some(token)).await
+    }
+
+    /// A usable access token: the stored one while it is good (and is not
+    /// `refused`), else a refreshed one. One caller at a time refreshes a
+    /// grant (the store's lease); the others wait for its result.
+    async fn usable(
+        &self,
+        user_id: &str,
+        upstream: &str,
+        refused: Option<&Secret>,
+    ) -> Result<Secret, VaultError> {
         let conn = self.connection(upstream)?;
         let deadline = tokio::time::Instant::now() + WAIT_FOR_REFRESH;
         loop {
@@ -420,67 +446,20 @@ impl Vault {
                 self.forget(user_id, upstream).await?;
                 return Err(VaultError::Reconnect("the stored grant could not be read"));
             };
-            if g.expires_at.is_none_or(|e| e - REFRESH_EARLY_SECS > now) {
+            let good = match refused {
+                // Refreshed by another request since it was refused.
+                Some(t) => !t.ct_eq(tokens.access_token.as_bytes()),
+                None => g.expires_at.is_none_or(|e| e - REFRESH_EARLY_SECS > now),
+            };
+            if good {
                 return Ok(Secret::new(tokens.access_token));
             }
             if tokens.refresh_token.is_none() {
                 self.forget(user_id, upstream).await?;
                 return Err(VaultError::Reconnect(
-                    "the access token expired and the server issued no refresh token",
+                    "the access token can no longer be used and the server issued no refresh token",
                 ));
             }
-            if g.refresh_lease_until <= now {
-                let lease = now + REFRESH_LEASE_SECS;
-                match self
-                    .store()
-                    .lease_upstream_grant(user_id, upstream, now, lease)
-                    .await
-                {
-                    Ok(leased) => return self.refresh(&conn, leased, lease).await,
-                    Err(StoreError::NotFound) => {} // another replica got it, or it is gone
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(VaultError::Busy);
-            }
-            tokio::time::sleep(WAIT_STEP).await;
-        }
-    }
-
-    /// The upstream refused `token`, this user's access token (401): it was
-    /// revoked or expired early there. Returns the token to retry with: one
-    /// already refreshed by another request, or a new one from a refresh
-    /// made now. Without a refresh token, or when the refresh is refused,
-    /// the grant is deleted and the user must connect again.
-    pub async fn refused(
-        &self,
-        user_id: &str,
-        upstream: &str,
-        token: &Secret,
-    ) -> Result<Secret, VaultError> {
-        let conn = self.connection(upstream)?;
-        let deadline = tokio::time::Instant::now() + WAIT_FOR_REFRESH;
-        loop {
-            let g = match self.store().get_upstream_grant(user_id, upstream).await {
-                Ok(g) => g,
-                Err(StoreError::NotFound) => return Err(VaultError::NotConnected),
-                Err(e) => return Err(e.into()),
-            };
-            let Some(tokens) = self.open(&g) else {
-                self.forget(user_id, upstream).await?;
-                return Err(VaultError::Reconnect("the stored grant could not be read"));
-            };
-            if !token.ct_eq(tokens.access_token.as_bytes()) {
-                return Ok(Secret::new(tokens.access_token));
-            }
-            if tokens.refresh_token.is_none() {
-                self.forget(user_id, upstream).await?;
-                return Err(VaultError::Reconnect(
-                    "the upstream refused the access token and there is no refresh token",
-                ));
-            }
-            let now = self.now();
             if g.refresh_lease_until <= now {
                 let lease = now + REFRESH_LEASE_SECS;
                 match self
@@ -489,14 +468,17 @@ impl Vault {
                     .await
                 {
                     Ok(leased) => {
-                        // Refresh whatever its expiry says: the upstream refused it.
-                        let stale = UpstreamGrantRecord {
-                            expires_at: Some(0),
-                            ..leased
+                        // A refused token is refreshed whatever its expiry says.
+                        let leased = match refused {
+                            Some(_) => UpstreamGrantRecord {
+                                expires_at: Some(0),
+                                ..leased
+                            },
+                            None => leased,
                         };
-                        return self.refresh(&conn, stale, lease).await;
+                        return self.refresh(&conn, leased, lease).await;
                     }
-                    Err(StoreError::NotFound) => {}
+                    Err(StoreError::NotFound) => {} // another caller got it, or it is gone
                     Err(e) => return Err(e.into()),
                 }
             }

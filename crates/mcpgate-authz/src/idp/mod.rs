@@ -50,12 +50,120 @@ pub(crate) fn callback_url(app: &AppState, p: &IdentityProvider) -> String {
 }
 
 fn refuse(app: &AppState, status: StatusCode, message: &str) -> Response {
-    let mut r = error_page(app, status, "This sign-in cannot be completed", message);
-    r.headers_mut().append(
-        header::SET_COOKIE,
-        cookies::set_cookie(cookies::UPSTREAM, "", 0),
-    );
-    r
+    SIGN_IN.refuse(app, status, message)
+}
+
+/// A flow this server runs at another authorization server, as its client,
+/// in the user's browser: an upstream sign-in, or connecting an account
+/// (`crate::connect`). Each has its binding cookie and its words.
+pub(crate) struct Flow {
+    /// The `__Host-` cookie that binds the flow's state to the browser.
+    pub cookie: &'static str,
+    /// The title of its error pages.
+    pub title: &'static str,
+    /// What the user started, in messages ("sign-in", "connection").
+    pub what: &'static str,
+}
+
+const SIGN_IN: Flow = Flow {
+    cookie: cookies::UPSTREAM,
+    title: "This sign-in cannot be completed",
+    what: "sign-in",
+};
+
+impl Flow {
+    /// The redirect to the other server that starts the flow, setting the
+    /// cookie that binds its state to this browser (the only place it is
+    /// ever set).
+    pub(crate) fn start(&self, location: &str, binding: &str, ttl: i64) -> Response {
+        let mut r = Redirect::to(location).into_response();
+        *r.status_mut() = StatusCode::SEE_OTHER;
+        crate::pages::security_headers(r.headers_mut());
+        r.headers_mut().append(
+            header::SET_COOKIE,
+            cookies::set_cookie(self.cookie, binding, ttl),
+        );
+        r
+    }
+
+    /// An error page that also clears the flow's cookie.
+    pub(crate) fn refuse(&self, app: &AppState, status: StatusCode, message: &str) -> Response {
+        let mut r = error_page(app, status, self.title, message);
+        r.headers_mut()
+            .append(header::SET_COOKIE, cookies::set_cookie(self.cookie, "", 0));
+        r
+    }
+}
+
+/// Reads the other server's answer to `flow` (its redirect back here):
+/// every parameter once, a `state`, the binding cookie, and the state's
+/// record taken with one conditional delete that needs both (so a state
+/// works once, and only in the browser that started it), made for
+/// `provider`. Returns the answer's parameters and the record, or the page
+/// to answer.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the page itself, built once per refused request"
+)]
+pub(crate) async fn take_answer(
+    app: &AppState,
+    q: Option<String>,
+    headers: &HeaderMap,
+    flow: &Flow,
+    provider: &str,
+) -> Result<(Params, UpstreamStateRecord), Response> {
+    let what = flow.what;
+    let refuse = |status, message: &str| Err(flow.refuse(app, status, message));
+    let p = Params::parse(q.unwrap_or_default().as_bytes());
+    if !p.repeated().is_empty() {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            &format!("The answer to this {what} was malformed."),
+        );
+    }
+    let Some(state) = p
+        .get("state")
+        .filter(|s| !s.is_empty() && s.len() <= 128)
+        .map(str::to_owned)
+    else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "The answer carries no state, so it cannot be matched to a {what} you started."
+            ),
+        );
+    };
+    let Some(binding) = cookies::get(headers, flow.cookie).filter(|b| b.len() <= 128) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "This browser did not start this {what} (its cookie is missing). Start again from your application."
+            ),
+        );
+    };
+    let rec = match app
+        .store
+        .take_upstream_state(&hash_secret(&state), &hash_secret(&binding), app.now())
+        .await
+    {
+        Ok(r) => r,
+        Err(StoreError::NotFound) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "This {what} has expired, was already used, or was started in another browser. Start again from your application."
+                ),
+            );
+        }
+        Err(e) => return Err(store_failed(app, &e)),
+    };
+    if rec.provider != provider {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            &format!("This answer belongs to another {what} than the one you started."),
+        );
+    }
+    Ok((p, rec))
 }
 
 fn internal(app: &AppState, detail: &str) -> Response {
@@ -212,14 +320,7 @@ pub async fn start(
     };
     let location = format!("{}{sep}{}", d.authorization_endpoint, ser.finish());
     tracing::info!(provider = %provider.name, "redirecting to identity provider");
-    let mut r = Redirect::to(&location).into_response();
-    *r.status_mut() = StatusCode::SEE_OTHER;
-    crate::pages::security_headers(r.headers_mut());
-    r.headers_mut().append(
-        header::SET_COOKIE,
-        cookies::set_cookie(cookies::UPSTREAM, &binding, UPSTREAM_STATE_TTL),
-    );
-    r
+    SIGN_IN.start(&location, &binding, UPSTREAM_STATE_TTL)
 }
 
 /// `GET /login/idp/{name}/callback`: the provider's authorization response.
@@ -232,50 +333,10 @@ pub async fn callback(
     let Some(provider) = app.settings.identity_provider(&name).cloned() else {
         return refuse(&app, StatusCode::NOT_FOUND, "No such identity provider.");
     };
-    let p = Params::parse(q.unwrap_or_default().as_bytes());
-    if !p.repeated().is_empty() {
-        return refuse(
-            &app,
-            StatusCode::BAD_REQUEST,
-            "The sign-in response was malformed.",
-        );
-    }
-    let Some(state) = p.get("state").filter(|s| !s.is_empty() && s.len() <= 128) else {
-        return refuse(
-            &app,
-            StatusCode::BAD_REQUEST,
-            "The identity provider's answer carries no state, so it cannot be matched to a sign-in you started.",
-        );
+    let (p, rec) = match take_answer(&app, q, &headers, &SIGN_IN, &provider.name).await {
+        Ok(a) => a,
+        Err(r) => return r,
     };
-    let Some(binding) = cookies::get(&headers, cookies::UPSTREAM).filter(|b| b.len() <= 128) else {
-        return refuse(
-            &app,
-            StatusCode::BAD_REQUEST,
-            "This browser did not start this sign-in (its sign-in cookie is missing). Start again from the application.",
-        );
-    };
-    let rec = match app
-        .store
-        .take_upstream_state(&hash_secret(state), &hash_secret(&binding), app.now())
-        .await
-    {
-        Ok(r) => r,
-        Err(StoreError::NotFound) => {
-            return refuse(
-                &app,
-                StatusCode::BAD_REQUEST,
-                "This sign-in has expired, was already used, or was started in another browser. Start again from the application.",
-            );
-        }
-        Err(e) => return store_failed(&app, &e),
-    };
-    if rec.provider != provider.name {
-        return refuse(
-            &app,
-            StatusCode::BAD_REQUEST,
-            "This answer comes from another identity provider than the one you chose.",
-        );
-    }
     let d = match upstream::discover(&app, &provider, false).await {
         Ok(d) => d,
         Err(e) => return upstream_failed(&app, &provider, e),

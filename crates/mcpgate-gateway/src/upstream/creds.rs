@@ -174,18 +174,11 @@ impl Credentials {
                 if p.issuer != local_issuer {
                     return Err(CredentialError::NotLocalUser);
                 }
-                match vault.access_token(p.subject, upstream).await {
-                    Ok(tok) => Ok(Some(bearer(&tok)?)),
-                    Err(e) if e.needs_connect() => {
-                        let conn = vault
-                            .connection(upstream)
-                            .map_err(|e| CredentialError::Vault(e.to_string()))?;
-                        Err(CredentialError::Connect(Box::new(
-                            vault.elicitation(p.subject, &conn),
-                        )))
-                    }
-                    Err(e) => Err(CredentialError::Vault(e.to_string())),
-                }
+                let tok = vault
+                    .access_token(p.subject, upstream)
+                    .await
+                    .map_err(|e| vault_error(vault, upstream, p.subject, e))?;
+                Ok(Some(bearer(&tok)?))
             }
             Kind::TokenExchange {
                 cfg,
@@ -290,21 +283,11 @@ impl Credentials {
         else {
             return Ok(None);
         };
-        match vault
+        let tok = vault
             .refused(caller.subject, upstream, &Secret::new(token))
             .await
-        {
-            Ok(tok) => Ok(Some(bearer(&tok)?)),
-            Err(e) if e.needs_connect() => {
-                let conn = vault
-                    .connection(upstream)
-                    .map_err(|e| CredentialError::Vault(e.to_string()))?;
-                Err(CredentialError::Connect(Box::new(
-                    vault.elicitation(caller.subject, &conn),
-                )))
-            }
-            Err(e) => Err(CredentialError::Vault(e.to_string())),
-        }
+            .map_err(|e| vault_error(vault, upstream, caller.subject, e))?;
+        Ok(Some(bearer(&tok)?))
     }
 
     /// Drops cached tokens (after the upstream refused one).
@@ -314,6 +297,23 @@ impl Credentials {
             Kind::TokenExchange { cache, .. } => cache.lock().expect("exchange cache lock").clear(),
             Kind::None | Kind::Header(..) | Kind::UserOauth { .. } => {}
         }
+    }
+}
+
+/// A vault error as a credential error: an account to (re)connect becomes
+/// the elicitation that asks the user for it.
+fn vault_error(
+    vault: &mcpgate_vault::Vault,
+    upstream: &str,
+    subject: &str,
+    e: mcpgate_vault::VaultError,
+) -> CredentialError {
+    if !e.needs_connect() {
+        return CredentialError::Vault(e.to_string());
+    }
+    match vault.connection(upstream) {
+        Ok(conn) => CredentialError::Connect(Box::new(vault.elicitation(subject, &conn))),
+        Err(e) => CredentialError::Vault(e.to_string()),
     }
 }
 

@@ -165,6 +165,30 @@ auth = {{ type = "user_oauth", issuer = "{tp}", client_id = "{GW_CLIENT}", clien
     }
 }
 
+/// `name`'s id at the third party.
+async fn tp_user_id(w: &World, name: &str) -> String {
+    w.tp.store.get_user_by_username(name).await.unwrap().id
+}
+
+/// The vaulted grants of our user `name`.
+async fn grants(w: &World, name: &str) -> Vec<mcpgate_store::UpstreamGrantRecord> {
+    let id = w.s.as_.store.get_user_by_username(name).await.unwrap().id;
+    w.s.as_.store.list_upstream_grants(&id).await.unwrap()
+}
+
+/// Our `user` with their account connected as `tp_user` (through the
+/// URL-elicitation error of a first request): their MCP token, and the
+/// browser they connected with (signed in here).
+async fn connected_user(w: &World, user: &str, tp_user: &str) -> (String, Browser) {
+    let token = w.s.token(user, "notes:read", "up").await;
+    let mut c = w.s.client("up", &token);
+    let url = elicitation_url(&initialize(&mut c).await, &w.s.as_.issuer);
+    let mut b = Browser::new();
+    let done = connect(w, &mut b, &url, user, tp_user).await;
+    assert!(done.body.contains("is connected"), "{}", done.body);
+    (token, b)
+}
+
 /// `initialize` without the helper's assertions.
 async fn initialize(c: &mut Mcp) -> Resp {
     let r = c
@@ -326,12 +350,7 @@ async fn each_user_connects_their_own_account_and_only_they_can() {
         seen, alice_token,
         "the MCP token must never reach the upstream"
     );
-    let alice_up =
-        w.tp.store
-            .get_user_by_username("alice-at-up")
-            .await
-            .unwrap()
-            .id;
+    let alice_up = tp_user_id(&w, "alice-at-up").await;
     assert_eq!(third_party_subject(&w, &seen), alice_up);
     assert!(w.upstream.recorded_headers().all().iter().all(|r| {
         !r.header("authorization")
@@ -351,19 +370,13 @@ async fn each_user_connects_their_own_account_and_only_they_can() {
     assert!(r.response()["result"].is_object(), "{}", r.text);
     bob.notify("notifications/initialized").await;
     bob.call("echo", json!({"text": "hi"})).await;
-    let bob_up =
-        w.tp.store
-            .get_user_by_username("bob-at-up")
-            .await
-            .unwrap()
-            .id;
+    let bob_up = tp_user_id(&w, "bob-at-up").await;
     assert_eq!(third_party_subject(&w, &last_upstream_token(&w)), bob_up);
     assert_ne!(alice_up, bob_up);
 
     // 6. The vault holds sealed bytes only: neither token appears in the store rows.
     for user in ["alice", "bob"] {
-        let id = w.s.as_.store.get_user_by_username(user).await.unwrap().id;
-        let rows = w.s.as_.store.list_upstream_grants(&id).await.unwrap();
+        let rows = grants(&w, user).await;
         assert_eq!(rows.len(), 1);
         let raw = String::from_utf8_lossy(&rows[0].sealed_tokens).to_string();
         assert!(!raw.contains("eyJ"), "a token in the clear: {raw}");
@@ -409,15 +422,7 @@ async fn a_state_works_once_in_the_browser_and_for_the_user_that_started_it() {
     let p = alice_b.get(&back).await;
     assert_eq!(p.status, 400, "a spent state: {}", p.body);
     for user in ["alice", "bob"] {
-        let id = w.s.as_.store.get_user_by_username(user).await.unwrap().id;
-        assert!(
-            w.s.as_
-                .store
-                .list_upstream_grants(&id)
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(grants(&w, user).await.is_empty());
     }
 
     // A state swapped for another flow's: each state needs its own cookie.
@@ -469,11 +474,8 @@ async fn a_state_works_once_in_the_browser_and_for_the_user_that_started_it() {
 async fn refresh_unlink_and_revocation() {
     let w = world().await;
     let issuer = w.s.as_.issuer.clone();
-    let alice_token = w.s.token("alice", "notes:read", "up").await;
+    let (alice_token, mut alice_b) = connected_user(&w, "alice", "alice-at-up").await;
     let mut alice = w.s.client("up", &alice_token);
-    let url = elicitation_url(&initialize(&mut alice).await, &issuer);
-    let mut alice_b = Browser::new();
-    connect(&w, &mut alice_b, &url, "alice", "alice-at-up").await;
     let r = initialize(&mut alice).await;
     assert!(r.response()["result"].is_object(), "{}", r.text);
     alice.notify("notifications/initialized").await;
@@ -491,12 +493,7 @@ async fn refresh_unlink_and_revocation() {
     alice.call("echo", json!({"text": "2"})).await;
     let second = last_upstream_token(&w);
     assert_ne!(first, second, "a refreshed token");
-    let alice_up =
-        w.tp.store
-            .get_user_by_username("alice-at-up")
-            .await
-            .unwrap()
-            .id;
+    let alice_up = tp_user_id(&w, "alice-at-up").await;
     assert_eq!(third_party_subject(&w, &second), alice_up);
 
     // The connected-accounts page lists it; disconnecting deletes the grant
@@ -517,21 +514,7 @@ async fn refresh_unlink_and_revocation() {
         )
         .await;
     assert_eq!(gone.status, 200, "{}", gone.body);
-    let alice_id =
-        w.s.as_
-            .store
-            .get_user_by_username("alice")
-            .await
-            .unwrap()
-            .id;
-    assert!(
-        w.s.as_
-            .store
-            .list_upstream_grants(&alice_id)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(grants(&w, "alice").await.is_empty());
     assert!(
         w.tp.store.list_revocations().await.unwrap().1.len() > revoked_before,
         "the third party was told"
@@ -563,38 +546,19 @@ async fn refresh_unlink_and_revocation() {
         elicitation_url(&initialize(&mut bob).await, &issuer)
     };
     connect(&w, &mut bob_b, &url, "bob", "bob-at-up").await;
-    let bob_id = w.s.as_.store.get_user_by_username("bob").await.unwrap().id;
-    assert_eq!(
-        w.s.as_
-            .store
-            .list_upstream_grants(&bob_id)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(grants(&w, "bob").await.len(), 1);
     admin::set_disabled(&w.s.as_.admin(), "bob", true)
         .await
         .unwrap();
-    assert!(
-        w.s.as_
-            .store
-            .list_upstream_grants(&bob_id)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(grants(&w, "bob").await.is_empty());
 }
 
 #[tokio::test]
 async fn a_token_the_upstream_refuses_is_refreshed_once_or_the_user_asked_again() {
     let w = world_behind_refuser().await;
     let issuer = w.s.as_.issuer.clone();
-    let alice_token = w.s.token("alice", "notes:read", "up").await;
+    let (alice_token, _) = connected_user(&w, "alice", "alice-at-up").await;
     let mut alice = w.s.client("up", &alice_token);
-    let url = elicitation_url(&initialize(&mut alice).await, &issuer);
-    let mut alice_b = Browser::new();
-    connect(&w, &mut alice_b, &url, "alice", "alice-at-up").await;
     let r = initialize(&mut alice).await;
     assert!(r.response()["result"].is_object(), "{}", r.text);
     alice.notify("notifications/initialized").await;
@@ -607,12 +571,7 @@ async fn a_token_the_upstream_refuses_is_refreshed_once_or_the_user_asked_again(
     assert!(r.response()["result"].is_object(), "{}", r.text);
     let second = last_upstream_token(&w);
     assert_ne!(first, second, "a refreshed token");
-    let alice_up =
-        w.tp.store
-            .get_user_by_username("alice-at-up")
-            .await
-            .unwrap()
-            .id;
+    let alice_up = tp_user_id(&w, "alice-at-up").await;
     assert_eq!(third_party_subject(&w, &second), alice_up);
 
     // The grant itself is gone at the third party (the consent revoked there):
@@ -623,21 +582,7 @@ async fn a_token_the_upstream_refuses_is_refreshed_once_or_the_user_asked_again(
     w.refused.lock().unwrap().insert(second);
     let r = alice.call("echo", json!({"text": "again"})).await;
     elicitation_url(&r, &issuer);
-    let alice_id =
-        w.s.as_
-            .store
-            .get_user_by_username("alice")
-            .await
-            .unwrap()
-            .id;
-    assert!(
-        w.s.as_
-            .store
-            .list_upstream_grants(&alice_id)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(grants(&w, "alice").await.is_empty());
 }
 
 /// A stateless (2026-07-28) request with this `_meta` and its headers.
@@ -716,12 +661,7 @@ async fn stateless_clients_get_the_elicitation_as_an_input_required_result() {
     connect(&w, &mut b, &url, "alice", "alice-at-up").await;
     let r = stateless_call(&alice, retry.clone(), url_mode.clone()).await;
     assert!(r.response()["result"]["content"].is_array(), "{}", r.text);
-    let alice_up =
-        w.tp.store
-            .get_user_by_username("alice-at-up")
-            .await
-            .unwrap()
-            .id;
+    let alice_up = tp_user_id(&w, "alice-at-up").await;
     assert_eq!(third_party_subject(&w, &last_upstream_token(&w)), alice_up);
 
     // Bob cannot use alice's state: it is sealed to her.
@@ -736,12 +676,7 @@ async fn stateless_clients_get_the_elicitation_as_an_input_required_result() {
 #[tokio::test]
 async fn concurrent_requests_share_one_refresh() {
     let w = world().await;
-    let issuer = w.s.as_.issuer.clone();
-    let alice_token = w.s.token("alice", "notes:read", "up").await;
-    let mut alice = w.s.client("up", &alice_token);
-    let url = elicitation_url(&initialize(&mut alice).await, &issuer);
-    let mut b = Browser::new();
-    connect(&w, &mut b, &url, "alice", "alice-at-up").await;
+    let (alice_token, _) = connected_user(&w, "alice", "alice-at-up").await;
     let url_mode = json!({"elicitation": {"url": {}}});
     let echo = json!({"name": "echo", "arguments": {"text": "before"}});
     let mut c = w.s.client("up", &alice_token);
