@@ -1264,5 +1264,43 @@ auth = {{ type = "user_oauth", issuer = "{tp}", client_id = "gw", client_secret 
     let log = std::fs::read_to_string(&srv.log).unwrap_or_default();
     assert_no_secret(&secrets, "the server log", &log);
     assert_no_secret(&secrets, "the call's output", &format!("{stdout}{shown:?}"));
+
+    // The operator sees the connection (never its tokens) and the audit
+    // record of the elicitation, and can unlink it.
+    let listed = env.cli_ok(&["users", "connections", USER]).await;
+    assert!(
+        listed
+            .stdout
+            .starts_with("up\tscope=[notes:read offline_access]"),
+        "{}",
+        listed.stdout
+    );
+    assert_no_secret(&secrets, "users connections", &listed.stdout);
+    let audit = env
+        .cli_ok(&["audit", "--decision", "connect_account", "--json"])
+        .await;
+    assert!(
+        audit.stdout.contains("account_not_connected"),
+        "{}",
+        audit.stdout
+    );
+    let unlinked = env
+        .cli_ok(&["users", "connections", USER, "--unlink", "up"])
+        .await;
+    assert!(
+        unlinked.stdout.contains("disconnected"),
+        "{}",
+        unlinked.stdout
+    );
+    let listed = env.cli_ok(&["users", "connections", USER]).await;
+    assert!(
+        listed.stdout.contains("no connected accounts"),
+        "{}",
+        listed.stdout
+    );
+    // Revoked at the third party too (RFC 7009): no live refresh family left.
+    let now = mcpgate_jose::Clock::now(&tp.clock);
+    let live = tp.store.list_families(None, now).await.unwrap();
+    assert!(live.is_empty(), "{live:?}");
     srv.stop().await;
 }
