@@ -399,13 +399,17 @@ pub async fn section(_opts: &Opts) -> Result<Section> {
         eprintln!("  validation: DPoP {} ...", alg.as_str());
         dpop.push(dpop_row(alg).await?);
     }
+    eprintln!("  validation: user_oauth vault ...");
+    let vault = vault_row(dpop.first().map_or(f64::NAN, |d| d.bearer)).await?;
     let mut text = table(&rows);
     for s in &skipped {
         let _ = writeln!(text, "{s}");
     }
     text.push_str(&dpop_table(&dpop));
+    text.push_str(&vault_table(&vault));
     let mut md = markdown(&rows, &skipped);
     md.push_str(&dpop_markdown(&dpop));
+    md.push_str(&vault_markdown(&vault));
     Ok(Section {
         title: "1. Token validation".into(),
         markdown: md,
@@ -553,6 +557,145 @@ fn dpop_markdown(rows: &[DpopRow]) -> String {
             .map(|r| format!("{} {} bytes", r.alg, r.proof_len))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    md
+}
+
+/// Item 1c: what a request to a `user_oauth` upstream adds: the user's own
+/// upstream token from the vault (a store read, AES-256-GCM open, JSON).
+struct VaultRow {
+    /// The store read alone (`get_upstream_grant`, SQLite): the limit.
+    read: f64,
+    /// `Vault::access_token` for a grant that needs no refresh.
+    vault: f64,
+    /// The vault's median addition to the read, in the same rounds.
+    added: f64,
+    /// A cached bearer request of the same run (the DPoP table's), for scale.
+    bearer: f64,
+    token_len: usize,
+}
+
+/// A grant made the way the connect flow makes one: a code redeemed at a
+/// token endpoint (on loopback, here) that hands out a JWT-sized access
+/// token with no expiry, so no lookup in the measurement refreshes.
+async fn vault_row(bearer: f64) -> Result<VaultRow> {
+    use mcpgate_store::{DynStore, UserRecord};
+    use mcpgate_vault::{AuthMethod, Connection, Endpoints, ServerSource, Vault, VaultDeps};
+    let token = format!("eyJ{}", "x".repeat(800));
+    let answer = serde_json::json!({"access_token": token, "token_type": "Bearer"});
+    let app = axum::Router::new().route(
+        "/token",
+        axum::routing::post(move || {
+            let answer = answer.clone();
+            async move { axum::Json(answer) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    let dir = tempfile::tempdir()?;
+    let store: DynStore = Arc::new(SqliteStore::open(&dir.path().join("vault.db")).await?);
+    store
+        .create_user(&UserRecord {
+            id: "u_bench".into(),
+            username: "bench".into(),
+            display_name: None,
+            password_hash: None,
+            groups: vec![],
+            must_change_password: false,
+            disabled: false,
+            created_at: NOW,
+            updated_at: NOW,
+        })
+        .await?;
+    let rng = Arc::new(mcpgate_jose::SystemRng::new());
+    let conn = Connection {
+        upstream: "partner".into(),
+        title: "Partner".into(),
+        upstream_url: "https://mcp.partner.test/mcp".into(),
+        server: ServerSource::Endpoints(Endpoints {
+            issuer: None,
+            authorization_endpoint: "https://as.partner.test/authorize".into(),
+            token_endpoint: format!("http://{addr}/token"),
+            revocation_endpoint: None,
+            iss_parameter_supported: false,
+        }),
+        client_id: "gw".into(),
+        client_secret: mcpgate_types::Secret::new("s"),
+        auth_method: AuthMethod::ClientSecretBasic,
+        scopes: vec![],
+        resource: None,
+        allow_http_loopback: true,
+    };
+    let vault = Vault::new(
+        vec![conn.clone()],
+        VaultDeps {
+            store: store.clone(),
+            master_key: Arc::new(mcpgate_jose::MasterKey::generate(rng.as_ref()).0),
+            rng,
+            clock: Arc::new(FixedClock::new(NOW)),
+            fetcher: mcpgate_net::SafeFetcher::new(mcpgate_net::policy::FetchPolicy::loopback_dev()),
+            pages_base: "https://gw.bench.test".into(),
+        },
+    );
+    vault
+        .redeem(
+            "u_bench",
+            &conn,
+            "code",
+            "verifier",
+            "https://gw.bench.test/cb",
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("redeeming the bench grant: {e}"))?;
+    server.abort();
+    let got = vault.access_token("u_bench", "partner").await?;
+    if got.expose() != token {
+        bail!("the vault gave back another token");
+    }
+    let (read, vault_us, added) = measure_pair(
+        || async {
+            let g = store
+                .get_upstream_grant(black_box("u_bench"), "partner")
+                .await;
+            assert!(g.is_ok());
+        },
+        || async {
+            let t = vault.access_token(black_box("u_bench"), "partner").await;
+            assert!(t.is_ok());
+        },
+    )
+    .await;
+    Ok(VaultRow {
+        read,
+        vault: vault_us,
+        added,
+        bearer,
+        token_len: token.len(),
+    })
+}
+
+fn vault_table(r: &VaultRow) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "\n| per request to a user_oauth upstream | store read alone (µs/op) | vault token (µs/op) | vault adds to the read (µs) | cached bearer request (µs/op) |\n",
+    );
+    out.push_str("|---|---:|---:|---:|---:|\n");
+    let _ = writeln!(
+        out,
+        "| SQLite | {:.2} | {:.2} | {:+.2} | {:.3} |",
+        r.read, r.vault, r.added, r.bearer
+    );
+    out
+}
+
+fn vault_markdown(r: &VaultRow) -> String {
+    let mut md = String::from("\n### Each user's own upstream token (`user_oauth`)\n");
+    md.push_str(&vault_table(r));
+    let _ = writeln!(
+        md,
+        "\n- **vault token** — `mcpgate_vault::Vault::access_token` for a grant that needs no refresh, what the gateway does on every request to a `user_oauth` upstream: the store read of the (user, upstream) row, AES-256-GCM open of the sealed token set ({} byte access token), JSON, the expiry check. Nothing is cached in memory, so an unlink or a revocation holds on every replica from the next request.\n- **store read alone** — `get_upstream_grant` on the same SQLite store (its read pool): the limit, since the row must be read. The two are measured in {PAIRED_ROUNDS} alternating rounds; **vault adds** is the median of the per-round differences.\n- **cached bearer request** — the DPoP table's bearer figure of this run, for scale: what authenticating the MCP request itself costs.",
+        r.token_len
     );
     md
 }
