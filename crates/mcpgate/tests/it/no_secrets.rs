@@ -48,20 +48,6 @@ async fn debug_log_holds_no_secret() {
     let tokens = flow::redeem(&srv, &req, &code, basic).await;
     let refreshed = flow::refresh(&srv, &client_id, tokens.refresh(), basic).await;
 
-    // A failed sign-in with the (now replaced) one-time password, and a code replay, log too.
-    let mut b2 = Browser::new();
-    let req2 = flow::request(&srv, &client_id);
-    let failed = flow::sign_in(&mut b2, &srv, &req2.url(&srv.issuer), "carol", &otp, None).await;
-    assert_eq!(failed.status, 401, "{}", failed.body);
-    let (status, _) = mcpgate_testkit::post_form(
-        &srv.http,
-        &srv.url("/oauth/token"),
-        &req.token_form(&code),
-        basic,
-    )
-    .await;
-    assert_eq!(status, 400);
-
     // Through the gateway: a session with the access token, a forged token
     // and a token in the query (both refused).
     let mcp = srv.url("/mcp/notes");
@@ -97,6 +83,21 @@ async fn debug_log_holds_no_secret() {
     let in_query = format!("{mcp}?access_token={}", tokens.access);
     let r = post(None, &in_query, init).await.unwrap();
     assert_eq!(r.status(), 400);
+
+    // A failed sign-in with the (now replaced) one-time password, and a code replay, log too.
+    // (Last: the replay revokes the grant, and with it the access tokens used above.)
+    let mut b2 = Browser::new();
+    let req2 = flow::request(&srv, &client_id);
+    let failed = flow::sign_in(&mut b2, &srv, &req2.url(&srv.issuer), "carol", &otp, None).await;
+    assert_eq!(failed.status, 401, "{}", failed.body);
+    let (status, _) = mcpgate_testkit::post_form(
+        &srv.http,
+        &srv.url("/oauth/token"),
+        &req.token_form(&code),
+        basic,
+    )
+    .await;
+    assert_eq!(status, 400);
 
     let log = srv.stop().await;
     assert!(
