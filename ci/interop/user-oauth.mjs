@@ -37,6 +37,15 @@ function upstreamSubjects() {
     '--since', '10m', '--decision', 'allow', '--json'], { encoding: 'utf8', env: { ...process.env, MCPGATE_LOG: 'warn' } });
   return out.split('\n').filter(Boolean).map((l) => JSON.parse(l).subject);
 }
+// The audit writer batches its records: the subjects once `subject` is among them (or after 10 s).
+async function subjectsWith(subject) {
+  for (let i = 0; i < 50; i++) {
+    const s = upstreamSubjects();
+    if (s.includes(subject)) return s;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return upstreamSubjects();
+}
 function connections(...extra) {
   return execFileSync(BIN, ['--config', env.SERVER_CONFIG, '--data-dir', env.SERVER_DATA, 'users', 'connections', 'admin', ...extra],
     { encoding: 'utf8', env: { ...process.env, MCPGATE_LOG: 'warn' } });
@@ -73,7 +82,7 @@ const ts = new Results();
     const client = await open();
     const r = await client.callTool({ name: 'list_notes', arguments: {} });
     await client.close();
-    const subjects = upstreamSubjects();
+    const subjects = await subjectsWith('partner-ts-user');
     const ok = !r.isError && subjects.includes('partner-ts-user');
     ts.cell('call', ts.check('the call retried with the user\'s own provider token (the upstream\'s audit names the provider\'s subject)', ok,
       `${short(JSON.stringify(r.content), 60)}; upstream subjects ${JSON.stringify([...new Set(subjects)])}`));
@@ -103,7 +112,7 @@ const cli = new Results();
       `${short(unlinked)}; URLs shown ${call.connectUrls.length}`));
     cli.cell('connect', cli.check('connected through the same pages while the call waits', shown && call.errors.length === 0,
       short(call.errors.join('; ') || 'ok')));
-    const subjects = upstreamSubjects();
+    const subjects = await subjectsWith('partner-cli-user');
     const ok = call.code === 0 && /notes/.test(call.stdout) && subjects.includes('partner-cli-user');
     cli.cell('call', cli.check('the call completes with the user\'s own provider token', ok,
       `exit ${call.code}: ${short(call.stdout, 60)}; upstream subjects ${JSON.stringify([...new Set(subjects)])}`));
