@@ -1679,6 +1679,132 @@ rate_limit = { per_user_per_minute = 10 }
     }
 
     #[test]
+    fn user_oauth_server_sources_and_client_authentication() {
+        use mcpgate_vault::{AuthMethod, ServerSource};
+        let conn = |auth: &str| {
+            let s = parse(&format!(
+                "[[upstream]]\nname = \"gh\"\ntitle = \"GitHub\"\nhttp = {{ url = \"https://api.example/mcp\" }}\nauth = {{ type = \"user_oauth\", {auth} }}\n"
+            ))
+            .unwrap();
+            match &s.upstreams[0].auth {
+                UpstreamAuth::UserOauth(c) => (**c).clone(),
+                other => panic!("{other:?}"),
+            }
+        };
+        // Configured endpoints, a confidential client (Basic by default).
+        let c = conn(
+            r#"client_id = "gw", client_secret = "${env:S}", authorization_endpoint = "https://as.example/authorize", token_endpoint = "https://as.example/token", revocation_endpoint = "https://as.example/revoke", scopes = ["repo", "read:org"]"#,
+        );
+        assert_eq!((c.upstream.as_str(), c.title.as_str()), ("gh", "GitHub"));
+        assert_eq!(c.auth_method, AuthMethod::ClientSecretBasic);
+        assert_eq!(c.scopes, ["repo", "read:org"]);
+        let ServerSource::Endpoints(e) = &c.server else {
+            panic!("{:?}", c.server)
+        };
+        assert_eq!(
+            e.revocation_endpoint.as_deref(),
+            Some("https://as.example/revoke")
+        );
+        assert_eq!(c.resource(), None);
+        // An issuer to discover; a public client; post.
+        let c = conn(r#"client_id = "gw", issuer = "https://login.example""#);
+        assert_eq!(
+            c.server,
+            ServerSource::Issuer("https://login.example".into())
+        );
+        assert_eq!(c.auth_method, AuthMethod::None);
+        let c = conn(
+            r#"client_id = "gw", client_secret = "${env:S}", token_endpoint_auth_method = "client_secret_post", issuer = "https://login.example""#,
+        );
+        assert_eq!(c.auth_method, AuthMethod::ClientSecretPost);
+        // Nothing configured: the upstream's own metadata, and its URL as `resource`.
+        let c = conn(r#"client_id = "gw""#);
+        assert_eq!(c.server, ServerSource::ProtectedResource);
+        assert_eq!(c.resource(), Some("https://api.example/mcp"));
+    }
+
+    #[test]
+    fn user_oauth_refusals_name_their_field() {
+        let field = |up: &str, auth: &str| {
+            parse(&format!(
+                "{up}\nauth = {{ type = \"user_oauth\", {auth} }}\n"
+            ))
+            .unwrap_err()
+            .field
+        };
+        let http = "[[upstream]]\nname = \"gh\"\nhttp = { url = \"https://api.example/mcp\" }";
+        let cases = [
+            (r#"client_id = """#, "upstream[0].auth.client_id"),
+            (
+                r#"client_id = "gw", client_secret = "${env:S}", token_endpoint_auth_method = "none""#,
+                "upstream[0].auth.client_secret",
+            ),
+            (
+                r#"client_id = "gw", token_endpoint_auth_method = "client_secret_basic""#,
+                "upstream[0].auth.client_secret",
+            ),
+            (
+                r#"client_id = "gw", client_secret = "${env:S}", token_endpoint_auth_method = "private_key_jwt""#,
+                "upstream[0].auth.token_endpoint_auth_method",
+            ),
+            (
+                r#"client_id = "gw", client_secret = "a literal""#,
+                "upstream[0].auth.client_secret",
+            ),
+            (
+                r#"client_id = "gw", scopes = ["two words"]"#,
+                "upstream[0].auth.scopes",
+            ),
+            (
+                r#"client_id = "gw", issuer = "http://login.example""#,
+                "upstream[0].auth.issuer",
+            ),
+            (
+                r#"client_id = "gw", token_endpoint = "https://as.example/token""#,
+                "upstream[0].auth",
+            ),
+            (
+                r#"client_id = "gw", revocation_endpoint = "https://as.example/revoke""#,
+                "upstream[0].auth.revocation_endpoint",
+            ),
+            (
+                r#"client_id = "gw", resource = "not a uri""#,
+                "upstream[0].auth.resource",
+            ),
+        ];
+        for (auth, want) in cases {
+            assert_eq!(field(http, auth), want, "{auth}");
+        }
+        // Discovery from an upstream on plain http (not loopback) is refused.
+        let plain = "[[upstream]]\nname = \"gh\"\nhttp = { url = \"http://api.example/mcp\", allow_insecure_http = true }";
+        assert!(
+            parse(&format!(
+                "{plain}\nauth = {{ type = \"user_oauth\", client_id = \"gw\" }}\n"
+            ))
+            .is_err()
+        );
+        // Not on a stdio upstream, nor without users.
+        let stdio = "[[upstream]]\nname = \"gh\"\nstdio = { command = \"x\" }";
+        assert_eq!(field(stdio, r#"client_id = "gw""#), "upstream[0].auth");
+        let none = format!(
+            "[gateway]\nauthentication = \"none\"\n{http}\nauth = {{ type = \"user_oauth\", client_id = \"gw\", issuer = \"https://login.example\" }}\n"
+        );
+        assert_eq!(parse(&none).unwrap_err().field, "upstream[0].auth");
+        // Loopback http needs the development flag.
+        let lo = "[[upstream]]\nname = \"gh\"\nhttp = { url = \"http://127.0.0.1:9/mcp\" }";
+        assert_eq!(
+            field(lo, r#"client_id = "gw", issuer = "http://127.0.0.1:8/""#),
+            "upstream[0].auth.issuer"
+        );
+        assert!(
+            parse(&format!(
+                "[gateway]\ndev_allow_http_loopback_token_url = true\n{lo}\nauth = {{ type = \"user_oauth\", client_id = \"gw\", issuer = \"http://127.0.0.1:8/\" }}\n"
+            ))
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn bad_shapes() {
         assert!(parse("[[upstream]]\nname = \"a\"\n").is_err());
         assert!(parse("[[upstream]]\nname = \"a\"\nhttp = { url = \"ftp://x\" }\n").is_err());
