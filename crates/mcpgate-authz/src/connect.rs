@@ -139,6 +139,24 @@ fn connection(
     })
 }
 
+/// What every form posted to one upstream's page needs: the vault and the
+/// connection, the form's parameters, and the signed-in user (`gone` says
+/// what to do when there is none), or the page to answer.
+async fn posted(
+    app: &AppState,
+    upstream: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    gone: &str,
+) -> Result<(Vault, std::sync::Arc<Connection>, Params, SessionUser), Response> {
+    let (vault, conn) = connection(app, upstream)?;
+    let p = form_params(app, headers, body)?;
+    match signed_in(app, headers).await? {
+        Some(user) => Ok((vault, conn, p, user)),
+        None => Err(refuse(app, StatusCode::FORBIDDEN, gone)),
+    }
+}
+
 /// The signed-in user, or the page to answer.
 async fn signed_in(app: &AppState, headers: &HeaderMap) -> Result<Option<SessionUser>, Response> {
     session::current(app, headers)
@@ -290,23 +308,16 @@ pub async fn connect_post(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let (vault, conn) = match connection(&app, &upstream) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let p = match form_params(&app, &headers, &body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let user = match signed_in(&app, &headers).await {
-        Ok(Some(u)) => u,
-        Ok(None) => {
-            return refuse(
-                &app,
-                StatusCode::FORBIDDEN,
-                "You are no longer signed in. Open the link from your application again.",
-            );
-        }
+    let (vault, conn, p, user) = match posted(
+        &app,
+        &upstream,
+        &headers,
+        &body,
+        "You are no longer signed in. Open the link from your application again.",
+    )
+    .await
+    {
+        Ok(posted) => posted,
         Err(r) => return r,
     };
     let elicitation = p.get("elicitation").unwrap_or("");
@@ -423,23 +434,13 @@ pub async fn callback(
         Ok(e) => e,
         Err(e) => return unreachable(&app, &upstream, &e),
     };
-    // RFC 9207 §2.4: exactly the issuer we know; required if it promised it.
-    match (p.get("iss"), endpoints.issuer.as_deref()) {
-        (Some(iss), Some(known)) if iss != known => {
-            return refuse(
-                &app,
-                StatusCode::BAD_REQUEST,
-                "The answer names another sign-in server than this service's (possible mix-up attack).",
-            );
-        }
-        (None, _) if endpoints.iss_parameter_supported => {
-            return refuse(
-                &app,
-                StatusCode::BAD_REQUEST,
-                "The service's answer lacks its issuer, which it promised to send.",
-            );
-        }
-        _ => {}
+    if let Err(r) = CONNECTION.check_iss(
+        &app,
+        p.get("iss"),
+        endpoints.issuer.as_deref(),
+        endpoints.iss_parameter_supported,
+    ) {
+        return r;
     }
     if p.get("error").is_some() {
         return message(
@@ -561,19 +562,16 @@ pub async fn unlink_post(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let (vault, conn) = match connection(&app, &upstream) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let p = match form_params(&app, &headers, &body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let user = match signed_in(&app, &headers).await {
-        Ok(Some(u)) => u,
-        Ok(None) => {
-            return refuse(&app, StatusCode::FORBIDDEN, "You are no longer signed in.");
-        }
+    let (vault, conn, p, user) = match posted(
+        &app,
+        &upstream,
+        &headers,
+        &body,
+        "You are no longer signed in.",
+    )
+    .await
+    {
+        Ok(posted) => posted,
         Err(r) => return r,
     };
     let ok = csrf::verify(

@@ -338,18 +338,13 @@ impl Refusal {
             Refusal::UnsupportedVersion { requested } => {
                 // UnsupportedProtocolVersionError: the versions spoken and the
                 // one asked for, with the request's id.
-                self.with_body(json!({
-                    "jsonrpc": "2.0",
-                    "id": id,
-                    "error": {
-                        "code": self.code(),
-                        "message": self.message(),
-                        "data": {
-                            "supported": crate::mcp::SUPPORTED_VERSIONS,
-                            "requested": requested,
-                        },
-                    },
-                }))
+                self.error_with_data(
+                    id,
+                    json!({
+                        "supported": crate::mcp::SUPPORTED_VERSIONS,
+                        "requested": requested,
+                    }),
+                )
             }
             Refusal::InputRequired(result) => self.with_body(json!({
                 "jsonrpc": "2.0",
@@ -359,22 +354,17 @@ impl Refusal {
             Refusal::ConnectAccount(el) => {
                 // URLElicitationRequiredError (2025-11-25 elicitation): the
                 // connect page's URL, nothing secret in it, and its id.
-                self.with_body(json!({
-                    "jsonrpc": "2.0",
-                    "id": id,
-                    "error": {
-                        "code": self.code(),
-                        "message": self.message(),
-                        "data": {
-                            "elicitations": [{
-                                "mode": "url",
-                                "elicitationId": el.id,
-                                "url": el.url,
-                                "message": el.message,
-                            }],
-                        },
-                    },
-                }))
+                self.error_with_data(
+                    id,
+                    json!({
+                        "elicitations": [{
+                            "mode": "url",
+                            "elicitationId": el.id,
+                            "url": el.url,
+                            "message": el.message,
+                        }],
+                    }),
+                )
             }
             _ => {
                 let mut r = error_response(self.status(), id, self.code(), &self.message());
@@ -401,6 +391,15 @@ impl Refusal {
 }
 
 impl Refusal {
+    /// This refusal's JSON-RPC error, with `data`.
+    fn error_with_data(&self, id: Option<&Value>, data: Value) -> Response {
+        self.with_body(json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": {"code": self.code(), "message": self.message(), "data": data},
+        }))
+    }
+
     /// A JSON answer of this refusal's status that no cache keeps.
     fn with_body(&self, body: Value) -> Response {
         let mut r = json_response(&body);

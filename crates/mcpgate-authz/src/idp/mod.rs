@@ -86,6 +86,35 @@ impl Flow {
         r
     }
 
+    /// RFC 9207 §2.4 on the answer's `iss`: when present it must be exactly
+    /// `issuer` (if the issuer is known), and it must be present when the
+    /// server promised to send it. A mismatch is a possible mix-up attack.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the error is the page itself, built once per refused request"
+    )]
+    pub(crate) fn check_iss(
+        &self,
+        app: &AppState,
+        answered: Option<&str>,
+        issuer: Option<&str>,
+        promised: bool,
+    ) -> Result<(), Response> {
+        match (answered, issuer) {
+            (Some(iss), Some(known)) if iss != known => Err(self.refuse(
+                app,
+                StatusCode::BAD_REQUEST,
+                "The answer names another issuer than the server you were sent to (possible mix-up attack).",
+            )),
+            (None, _) if promised => Err(self.refuse(
+                app,
+                StatusCode::BAD_REQUEST,
+                "The answer lacks its issuer, which the server promised to send.",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// An error page that also clears the flow's cookie.
     pub(crate) fn refuse(&self, app: &AppState, status: StatusCode, message: &str) -> Response {
         let mut r = error_page(app, status, self.title, message);
@@ -341,23 +370,13 @@ pub async fn callback(
         Ok(d) => d,
         Err(e) => return upstream_failed(&app, &provider, e),
     };
-    // RFC 9207 §2.4: compare exactly; required when the provider advertises it.
-    match p.get("iss") {
-        Some(iss) if iss != provider.issuer => {
-            return refuse(
-                &app,
-                StatusCode::BAD_REQUEST,
-                "The answer names another issuer than the identity provider you chose (possible mix-up attack).",
-            );
-        }
-        None if d.iss_parameter_supported => {
-            return refuse(
-                &app,
-                StatusCode::BAD_REQUEST,
-                "The identity provider's answer lacks its issuer, which it promised to send.",
-            );
-        }
-        _ => {}
+    if let Err(r) = SIGN_IN.check_iss(
+        &app,
+        p.get("iss"),
+        Some(&provider.issuer),
+        d.iss_parameter_supported,
+    ) {
+        return r;
     }
     if p.get("error").is_some() {
         return refuse(
